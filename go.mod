@@ -1,0 +1,3 @@
+module github.com/mxsurvey/mxsurvey
+
+go 1.26.8
