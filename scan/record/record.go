@@ -19,7 +19,7 @@ const (
 	DNSServfail = "servfail"
 	DNSTimeout  = "timeout"
 	DNSRefused  = "refused"
-	DNSError    = "error" // invalid input name, CNAME loop, malformed answer, ...
+	DNSError    = "error"      // invalid input name, CNAME loop, malformed answer, ...
 	DNSNoAddr   = "no_address" // MX host exists but has no A/AAAA (mx_host_status only)
 )
 
@@ -38,24 +38,24 @@ const (
 // Error classes: a small stable vocabulary for why a probe stopped where it
 // did. The raw error text is kept beside it in ProbeRow.Error.
 const (
-	ErrNone               = ""
-	ErrTimeout            = "timeout"
-	ErrRefused            = "refused"
-	ErrReset              = "reset"
-	ErrUnreachable        = "unreachable"
-	ErrProtocol           = "protocol"      // bytes that are not SMTP, or a malformed reply
-	ErrRejected           = "rejected"      // a well-formed SMTP refusal (4xx/5xx)
-	ErrNoSTARTTLS         = "no_starttls"   // STARTTLS not offered: the probe ends here by design
-	ErrTLSAlert           = "tls_alert"     // the server sent a TLS alert
-	ErrTLSOther           = "tls_other"     // any other handshake failure
-	ErrCertParse          = "cert_parse"    // handshake done, leaf not parseable by crypto/x509
-	ErrTooLarge           = "too_large"     // a byte or line cap was hit
-	ErrClosed             = "closed"        // the peer closed the connection (EOF)
-	ErrBlocked            = "blocked"       // special-purpose or blocklisted address: never contacted
-	ErrIPv6Disabled       = "ipv6_disabled" // AAAA recorded but -ipv6 not set
-	ErrCanceled           = "canceled"      // the scan was interrupted while this probe ran
-	ErrInternal           = "internal"      // a bug in the prober (a recovered panic)
-	ErrOther              = "other"
+	ErrNone         = ""
+	ErrTimeout      = "timeout"
+	ErrRefused      = "refused"
+	ErrReset        = "reset"
+	ErrUnreachable  = "unreachable"
+	ErrProtocol     = "protocol"      // bytes that are not SMTP, or a malformed reply
+	ErrRejected     = "rejected"      // a well-formed SMTP refusal (4xx/5xx)
+	ErrNoSTARTTLS   = "no_starttls"   // STARTTLS not offered: the probe ends here by design
+	ErrTLSAlert     = "tls_alert"     // the server sent a TLS alert
+	ErrTLSOther     = "tls_other"     // any other handshake failure
+	ErrCertParse    = "cert_parse"    // handshake done, leaf not parseable by crypto/x509
+	ErrTooLarge     = "too_large"     // a byte or line cap was hit
+	ErrClosed       = "closed"        // the peer closed the connection (EOF)
+	ErrBlocked      = "blocked"       // special-purpose or blocklisted address: never contacted
+	ErrIPv6Disabled = "ipv6_disabled" // AAAA recorded but -ipv6 not set
+	ErrCanceled     = "canceled"      // the scan was interrupted while this probe ran
+	ErrInternal     = "internal"      // a bug in the prober (a recovered panic)
+	ErrOther        = "other"
 )
 
 // MXRow is one row per (domain, MX host, address), and one row per domain

@@ -1,0 +1,256 @@
+package record
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// PartWriter writes rows of one kind into rotating Parquet parts under dir.
+// A part is written to a hidden temporary name and renamed into place only
+// once it is complete and synced, so a reader (or a resumed scan) never sees
+// half a file: the visible parts are the scan's checkpoint.
+//
+// PartWriter is not safe for concurrent use; the pipeline gives each kind one
+// writer goroutine.
+type PartWriter[T any] struct {
+	dir          string
+	maxPartRows  int64
+	maxPartBytes int64
+	groupRows    int64
+
+	next    int // number of the next part to open
+	file    *os.File
+	tmpPath string
+	w       *parquet.GenericWriter[T]
+	rows    int64 // rows in the open part
+
+	committedParts int
+	committedRows  int64
+}
+
+// PartOptions bounds parts and row groups. A row group is held in memory
+// until flushed, so GroupRows bounds the writer's memory.
+type PartOptions struct {
+	MaxPartRows  int64 // rotate after this many rows (default 1,000,000)
+	MaxPartBytes int64 // rotate once the estimated size passes this (default 256 MiB)
+	GroupRows    int64 // rows per row group (default 10,000)
+}
+
+var partName = regexp.MustCompile(`^part-(\d{5,})\.parquet$`)
+
+// NewPartWriter prepares dir and continues numbering after the parts already
+// there (a resumed scan appends new parts). Leftover temporary files of a
+// killed run are removed: their rows were never committed.
+func NewPartWriter[T any](dir string, opts PartOptions) (*PartWriter[T], error) {
+	if opts.MaxPartRows <= 0 {
+		opts.MaxPartRows = 1_000_000
+	}
+	if opts.MaxPartBytes <= 0 {
+		opts.MaxPartBytes = 256 << 20
+	}
+	if opts.GroupRows <= 0 {
+		opts.GroupRows = 10_000
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating part directory: %w", err)
+	}
+	parts, err := Parts(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := removeTemporaries(dir); err != nil {
+		return nil, err
+	}
+	next := 0
+	if len(parts) > 0 {
+		n, _ := partNumber(parts[len(parts)-1]) // Parts only lists names that parse
+		next = n + 1
+	}
+	return &PartWriter[T]{dir: dir, maxPartRows: opts.MaxPartRows, maxPartBytes: opts.MaxPartBytes,
+		groupRows: opts.GroupRows, next: next}, nil
+}
+
+// Write appends rows to the open part, all into the same part: callers pass
+// the rows that must be committed together (all rows of one domain).
+func (p *PartWriter[T]) Write(rows []T) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if p.w != nil && (p.rows >= p.maxPartRows || p.w.Size() >= p.maxPartBytes) {
+		if err := p.commit(); err != nil {
+			return err
+		}
+	}
+	if p.w == nil {
+		if err := p.open(); err != nil {
+			return err
+		}
+	}
+	if _, err := p.w.Write(rows); err != nil {
+		return fmt.Errorf("writing rows to %s: %w", p.tmpPath, err)
+	}
+	p.rows += int64(len(rows))
+	return nil
+}
+
+// Close commits the open part, if any.
+func (p *PartWriter[T]) Close() error {
+	if p.w == nil {
+		return nil
+	}
+	return p.commit()
+}
+
+// Abort drops the open part without committing it.
+func (p *PartWriter[T]) Abort() {
+	if p.file != nil {
+		p.file.Close()
+		os.Remove(p.tmpPath)
+		p.file, p.w = nil, nil
+	}
+}
+
+// Committed reports parts and rows made visible by this writer.
+func (p *PartWriter[T]) Committed() (parts int, rows int64) {
+	return p.committedParts, p.committedRows
+}
+
+func (p *PartWriter[T]) open() error {
+	name := fmt.Sprintf("part-%05d.parquet", p.next)
+	p.tmpPath = filepath.Join(p.dir, "."+name+".tmp")
+	f, err := os.OpenFile(p.tmpPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("creating part: %w", err)
+	}
+	p.file = f
+	p.w = parquet.NewGenericWriter[T](f,
+		parquet.Compression(&parquet.Zstd),
+		parquet.MaxRowsPerRowGroup(p.groupRows),
+		parquet.CreatedBy("mxsurvey", Version, ""),
+	)
+	p.w.SetKeyValueMetadata("mxsurvey.schema_version", strconv.Itoa(SchemaVersion))
+	p.rows = 0
+	return nil
+}
+
+func (p *PartWriter[T]) commit() error {
+	final := filepath.Join(p.dir, fmt.Sprintf("part-%05d.parquet", p.next))
+	err := p.w.Close()
+	if err == nil {
+		err = p.file.Sync()
+	}
+	if cerr := p.file.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(p.tmpPath, final)
+	}
+	if err != nil {
+		os.Remove(p.tmpPath)
+		p.file, p.w = nil, nil
+		return fmt.Errorf("committing part %s: %w", final, err)
+	}
+	if d, derr := os.Open(p.dir); derr == nil {
+		d.Sync() // best effort: make the rename durable
+		d.Close()
+	}
+	p.committedParts++
+	p.committedRows += p.rows
+	p.next++
+	p.file, p.w = nil, nil
+	return nil
+}
+
+// Parts lists the committed part files of dir in order.
+func Parts(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing parts: %w", err)
+	}
+	var parts []string
+	for _, e := range entries {
+		if partName.MatchString(e.Name()) {
+			parts = append(parts, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Slice(parts, func(i, j int) bool {
+		a, _ := partNumber(parts[i])
+		b, _ := partNumber(parts[j])
+		return a < b
+	})
+	return parts, nil
+}
+
+func partNumber(path string) (int, bool) {
+	m := partName.FindStringSubmatch(filepath.Base(path))
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(m[1])
+	return n, err == nil
+}
+
+func removeTemporaries(dir string) error {
+	tmps, err := filepath.Glob(filepath.Join(dir, ".part-*.parquet.tmp"))
+	if err != nil {
+		return fmt.Errorf("listing temporary parts: %w", err)
+	}
+	for _, t := range tmps {
+		if err := os.Remove(t); err != nil {
+			return fmt.Errorf("removing uncommitted part: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReadAll calls fn for every row of every committed part of dir, streaming
+// in batches so memory does not grow with the dataset.
+func ReadAll[T any](dir string, fn func(*T) error) error {
+	parts, err := Parts(dir)
+	if err != nil {
+		return err
+	}
+	for _, path := range parts {
+		if err := readPart(path, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readPart[T any](path string, fn func(*T) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening part: %w", err)
+	}
+	defer f.Close()
+	r := parquet.NewGenericReader[T](f)
+	defer r.Close()
+	buf := make([]T, 256)
+	for {
+		n, err := r.Read(buf)
+		for i := 0; i < n; i++ {
+			if ferr := fn(&buf[i]); ferr != nil {
+				return ferr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("reading part %s: %w", path, err)
+		}
+		clear(buf)
+	}
+}

@@ -1,0 +1,145 @@
+package record
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewPartWriter[MXRow](dir, PartOptions{MaxPartRows: 3, GroupRows: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for i := 0; i < 4; i++ {
+		// Two rows of one domain per call: a domain never straddles parts.
+		d := string(rune('a'+i)) + ".example"
+		rows := []MXRow{{Domain: d, DNSStatus: DNSOK, MXHost: "mx1." + d, IP: "192.0.2.1", ResolvedAt: at},
+			{Domain: d, DNSStatus: DNSOK, MXHost: "mx2." + d, IP: "192.0.2.2", ResolvedAt: at}}
+		if err := w.Write(rows); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if parts, _ := Parts(dir); len(parts) != 0 {
+				t.Fatalf("open part visible before commit: %v", parts)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := Parts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 rows, then 2 more reach 4 >= 3: rotation happens before the next write.
+	if len(parts) != 2 {
+		t.Fatalf("parts = %v, want 2", parts)
+	}
+	if n, rows := w.Committed(); n != 2 || rows != 8 {
+		t.Fatalf("committed = %d parts %d rows, want 2, 8", n, rows)
+	}
+	perDomainPart := map[string]string{}
+	var got int
+	for _, p := range parts {
+		err := readPart(p, func(r *MXRow) error {
+			got++
+			if prev, ok := perDomainPart[r.Domain]; ok && prev != p {
+				t.Errorf("domain %s split across %s and %s", r.Domain, prev, p)
+			}
+			perDomainPart[r.Domain] = p
+			if !r.ResolvedAt.Equal(at) {
+				t.Errorf("resolved_at = %v", r.ResolvedAt)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != 8 {
+		t.Fatalf("read %d rows, want 8", got)
+	}
+}
+
+func TestPartWriterResumeNumberingAndLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := NewPartWriter[ProbeRow](dir, PartOptions{})
+	if err := w.Write([]ProbeRow{{IP: "192.0.2.1", MXHost: "mx.example", CertChain: [][]byte{{1, 2, 3}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A killed run leaves its open part as a temporary file.
+	leftover := filepath.Join(dir, ".part-00001.parquet.tmp")
+	if err := os.WriteFile(leftover, []byte("half a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := NewPartWriter[ProbeRow](dir, PartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("leftover temporary part not removed: %v", err)
+	}
+	if err := w2.Write([]ProbeRow{{IP: "192.0.2.2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	parts, _ := Parts(dir)
+	if len(parts) != 2 || filepath.Base(parts[1]) != "part-00001.parquet" {
+		t.Fatalf("parts = %v", parts)
+	}
+	var ips []string
+	var chain [][]byte
+	if err := ReadAll(dir, func(r *ProbeRow) error {
+		ips = append(ips, r.IP)
+		if r.IP == "192.0.2.1" {
+			chain = r.CertChain
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ips) != 2 || ips[0] != "192.0.2.1" || ips[1] != "192.0.2.2" {
+		t.Fatalf("ips = %v", ips)
+	}
+	if len(chain) != 1 || string(chain[0]) != "\x01\x02\x03" {
+		t.Fatalf("cert chain did not round-trip: %v", chain)
+	}
+}
+
+func TestPartWriterAbortLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := NewPartWriter[MXRow](dir, PartOptions{})
+	if err := w.Write([]MXRow{{Domain: "a.example"}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Abort()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Fatalf("abort left %v", entries)
+	}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	m := &Manifest{Tool: "mxsurvey", SchemaVersion: SchemaVersion, Status: StatusRunning,
+		Counts: map[string]int64{"domains_read": 3}}
+	if err := WriteManifest(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusRunning || got.Counts["domains_read"] != 3 || got.SchemaVersion != SchemaVersion {
+		t.Fatalf("manifest = %+v", got)
+	}
+}
