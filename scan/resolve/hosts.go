@@ -1,0 +1,215 @@
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxsurvey/mxsurvey/scan/record"
+)
+
+// maxAddrs bounds the addresses kept per host: no real MX host has more,
+// and each address becomes a probe.
+const maxAddrs = 64
+
+// How long host results stay cached. Answers keep their TTL, clamped so
+// that TTL 0 does not defeat the cache and a long TTL does not outlive a
+// scan's notion of "now". Failures are cached briefly: long enough that a
+// dead provider's resolvers are not asked again by every one of its
+// thousands of customer domains, short enough that a transient failure
+// does not mark a whole provider for the rest of the scan.
+const (
+	minCacheTTL    = time.Minute
+	maxCacheTTL    = time.Hour
+	noAddrCacheTTL = 5 * time.Minute
+	failCacheTTL   = 30 * time.Second
+)
+
+// hostResult is a host's address lookup, as cached. Its slices are shared
+// by every reader and never modified.
+type hostResult struct {
+	status  string
+	reason  string
+	addrs   []netip.Addr
+	cnames  []string
+	expires time.Time
+}
+
+var errLeaderCanceled = errors.New("shared lookup canceled")
+
+// hostAddrs returns the addresses of name (canonical form), through the
+// cache and with concurrent lookups of one name merged into one.
+func (r *Resolver) hostAddrs(ctx context.Context, name string, useCache bool) hostResult {
+	if !useCache || r.cache == nil {
+		return r.lookupAddrs(ctx, name)
+	}
+	for {
+		if v, ok := r.cache.get(name, time.Now()); ok {
+			r.stats.cacheHits.Add(1)
+			return v
+		}
+		ran := false
+		ch := r.flight.DoChan(name, func() (any, error) {
+			if v, ok := r.cache.get(name, time.Now()); ok {
+				return v, nil
+			}
+			ran = true
+			r.stats.cacheMisses.Add(1)
+			v := r.lookupAddrs(ctx, name)
+			if ctx.Err() != nil {
+				// The result reflects the leader's context, not DNS: do
+				// not cache it, and let other waiters try again.
+				return v, errLeaderCanceled
+			}
+			r.cache.put(name, v)
+			return v, nil
+		})
+		select {
+		case <-ctx.Done():
+			s, why := ctxStatus(ctx)
+			return hostResult{status: s, reason: why}
+		case res := <-ch:
+			v := res.Val.(hostResult)
+			if res.Err != nil {
+				if ctx.Err() != nil {
+					s, why := ctxStatus(ctx)
+					return hostResult{status: s, reason: why}
+				}
+				if !ran {
+					continue // the leader gave up, not DNS: ask again
+				}
+				return v
+			}
+			if !ran {
+				r.stats.cacheHits.Add(1)
+			}
+			return v
+		}
+	}
+}
+
+// lookupAddrs asks for A and AAAA at once, since both round trips are
+// needed and neither depends on the other.
+func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
+	var six chainResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		six = r.lookup(ctx, name, dns.TypeAAAA)
+	}()
+	four := r.lookup(ctx, name, dns.TypeA)
+	<-done
+
+	var res hostResult
+	truncated := false
+	add := func(a netip.Addr, ok bool) {
+		if !ok || containsAddr(res.addrs, a) {
+			return
+		}
+		if len(res.addrs) >= maxAddrs {
+			truncated = true
+			return
+		}
+		res.addrs = append(res.addrs, a)
+	}
+	ttl := ^uint32(0)
+	if four.status == record.DNSOK {
+		for _, rr := range four.rrs {
+			if a, ok := rr.(*dns.A); ok {
+				ip, ok := netip.AddrFromSlice(a.A)
+				add(ip.Unmap(), ok)
+			}
+		}
+		ttl = min(ttl, four.ttl)
+		res.cnames = four.cnames
+	} else {
+		res.cnames = six.cnames
+	}
+	if six.status == record.DNSOK {
+		for _, rr := range six.rrs {
+			if a, ok := rr.(*dns.AAAA); ok {
+				add(netip.AddrFromSlice(a.AAAA))
+			}
+		}
+		ttl = min(ttl, six.ttl)
+	}
+
+	switch {
+	case len(res.addrs) > 0:
+		res.status = record.DNSOK
+		// Addresses are usable; keep what went wrong with the other half.
+		switch {
+		case four.status != record.DNSOK:
+			res.reason = four.reason
+		case six.status != record.DNSOK:
+			res.reason = six.reason
+		case truncated:
+			res.reason = fmt.Sprintf("more than %d addresses, extra ignored", maxAddrs)
+		}
+		res.expires = time.Now().Add(min(max(time.Duration(ttl)*time.Second, minCacheTTL), maxCacheTTL))
+	case four.status == record.DNSOK && six.status == record.DNSOK:
+		res.status, res.reason = record.DNSNoAddr, "no A or AAAA records"
+		res.expires = time.Now().Add(noAddrCacheTTL)
+	case four.status != record.DNSOK:
+		res.status, res.reason = four.status, four.reason
+		if six.status != record.DNSOK {
+			res.reason += "; " + six.reason
+		}
+		res.expires = time.Now().Add(failCacheTTL)
+	default:
+		res.status, res.reason = six.status, six.reason
+		res.expires = time.Now().Add(failCacheTTL)
+	}
+	return res
+}
+
+func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
+	for _, b := range addrs {
+		if a == b {
+			return true
+		}
+	}
+	return false
+}
+
+// hostCache is a bounded map with random eviction: Go's map iteration
+// starts at a random entry, which gives eviction without the bookkeeping
+// of LRU, and a scan's access pattern (a heavy tail of big providers
+// looked up again and again) keeps the hot entries refilled anyway.
+type hostCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]hostResult
+}
+
+func newHostCache(max int) *hostCache {
+	return &hostCache{max: max, m: make(map[string]hostResult, min(max, 1024))}
+}
+
+func (c *hostCache) get(name string, now time.Time) (hostResult, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[name]
+	if ok && now.After(v.expires) {
+		delete(c.m, name)
+		return hostResult{}, false
+	}
+	return v, ok
+}
+
+func (c *hostCache) put(name string, v hostResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[name]; !ok && len(c.m) >= c.max {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[name] = v
+}

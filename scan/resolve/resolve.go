@@ -1,0 +1,427 @@
+// Package resolve is mxsurvey's DNS stage: a stub resolver that asks
+// configured recursive resolvers for a domain's MX records and for the
+// addresses of each MX host, and reports the outcome in the dataset's
+// stable status vocabulary (record.DNSOK, record.DNSNXDomain, ...), never
+// as raw Go errors.
+//
+// It follows RFC 1035 (messages, RCODEs, truncation and the TCP retry),
+// RFC 5321 §5.1 (MX preference order, and the implicit MX: a domain with
+// no MX records is its own mail host at preference 0) and RFC 7505 (the
+// null MX "MX 0 ." declaring that a domain accepts no mail).
+//
+// A survey resolves millions of domains that share a few thousand provider
+// MX hosts, so host addresses are cached in a bounded cache and concurrent
+// lookups of one host are merged; everything an answer can make us do
+// (CNAME hops, MX count) is bounded so a hostile zone cannot multiply work.
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	"github.com/mxsurvey/mxsurvey/scan/record"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultTimeout   = 3 * time.Second
+	DefaultRetries   = 2
+	DefaultMaxCNAME  = 8
+	DefaultCacheSize = 200000
+	DefaultMaxMX     = 64
+)
+
+// Config configures a Resolver. Zero values take the defaults above.
+type Config struct {
+	// Servers are the recursive resolvers, HOST:PORT (a bare address gets
+	// port 53). Empty means the nameservers of /etc/resolv.conf.
+	Servers []string
+	// Timeout bounds one query attempt (dial, send, and wait for the reply).
+	Timeout time.Duration
+	// Retries is the number of extra attempts after a timeout, SERVFAIL,
+	// network error or rejected reply, each on the next server, after an
+	// exponential backoff with jitter starting at 100ms. 0 means
+	// DefaultRetries; a negative value means no retries.
+	Retries int
+	// MaxCNAME bounds the CNAME chain followed for one lookup.
+	MaxCNAME int
+	// Limiter, when set, is waited on before every query sent, retries and
+	// TCP fallbacks included, so it is the scan's global DNS query rate.
+	Limiter *rate.Limiter
+	// CacheSize bounds the MX-host address cache (entries). 0 means
+	// DefaultCacheSize; a negative value disables the cache.
+	CacheSize int
+	// MaxMX bounds the MX records used per domain (the most preferred are
+	// kept), so a hostile answer with hundreds of MX records cannot fan
+	// out into hundreds of lookups and probes.
+	MaxMX int
+}
+
+// Resolver resolves domains to MX hosts and addresses. It is safe for
+// concurrent use; share one per scan so the host cache is shared.
+type Resolver struct {
+	servers  []string
+	retries  int
+	maxCNAME int
+	maxMX    int
+	limiter  *rate.Limiter
+	udp      *dns.Client
+	tcp      *dns.Client
+	cache    *hostCache // nil when disabled
+	flight   singleflight.Group
+	next     atomic.Uint32 // spreads first attempts over the servers
+	stats    counters
+}
+
+// Stats are cumulative counters since New.
+type Stats struct {
+	Queries      uint64 // queries sent, retries and TCP fallbacks included
+	Retries      uint64 // attempts after the first for one question
+	TCPFallbacks uint64 // truncated UDP replies retried over TCP
+	Timeouts     uint64 // attempts that got no reply in time
+	CacheHits    uint64 // host lookups served by the cache or by an in-flight lookup
+	CacheMisses  uint64 // host lookups that queried the servers
+}
+
+type counters struct {
+	queries, retries, tcpFallbacks, timeouts, cacheHits, cacheMisses atomic.Uint64
+}
+
+// New returns a Resolver for cfg. It fails when no server is configured or
+// a server address does not parse.
+func New(cfg Config) (*Resolver, error) {
+	servers := cfg.Servers
+	if len(servers) == 0 {
+		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("resolve: no servers configured and %w", err)
+		}
+		for _, s := range cc.Servers {
+			servers = append(servers, net.JoinHostPort(s, cc.Port))
+		}
+		if len(servers) == 0 {
+			return nil, errors.New("resolve: no servers configured and none in /etc/resolv.conf")
+		}
+	}
+	r := &Resolver{
+		retries:  cfg.Retries,
+		maxCNAME: cfg.MaxCNAME,
+		maxMX:    cfg.MaxMX,
+		limiter:  cfg.Limiter,
+	}
+	for _, s := range servers {
+		hp, err := serverAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		r.servers = append(r.servers, hp)
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	switch {
+	case r.retries == 0:
+		r.retries = DefaultRetries
+	case r.retries < 0:
+		r.retries = 0
+	}
+	if r.maxCNAME <= 0 {
+		r.maxCNAME = DefaultMaxCNAME
+	}
+	if r.maxMX <= 0 {
+		r.maxMX = DefaultMaxMX
+	}
+	switch {
+	case cfg.CacheSize == 0:
+		r.cache = newHostCache(DefaultCacheSize)
+	case cfg.CacheSize > 0:
+		r.cache = newHostCache(cfg.CacheSize)
+	}
+	r.udp = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
+	r.tcp = &dns.Client{Net: "tcp", Timeout: timeout}
+	return r, nil
+}
+
+// serverAddr accepts HOST:PORT, or a bare IP address meaning port 53,
+// because resolv.conf and people both write the latter.
+func serverAddr(s string) (string, error) {
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return s, nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return net.JoinHostPort(a.String(), "53"), nil
+	}
+	return "", fmt.Errorf("resolve: server %q is not HOST:PORT", s)
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Resolver) Stats() Stats {
+	return Stats{
+		Queries:      r.stats.queries.Load(),
+		Retries:      r.stats.retries.Load(),
+		TCPFallbacks: r.stats.tcpFallbacks.Load(),
+		Timeouts:     r.stats.timeouts.Load(),
+		CacheHits:    r.stats.cacheHits.Load(),
+		CacheMisses:  r.stats.cacheMisses.Load(),
+	}
+}
+
+// Host is one MX host of a domain and the outcome of its address lookup.
+type Host struct {
+	Name       string // lowercased, no trailing dot
+	Preference uint16
+	// Status is record.DNSOK when the host has at least one address,
+	// record.DNSNoAddr when its A and AAAA answers are both empty, or the
+	// failure of its lookup (timeout, servfail, nxdomain, refused, error).
+	// When only one of A and AAAA failed and the other gave addresses, the
+	// host is ok and Error names the failed half.
+	Status string
+	Error  string
+	// Addrs are the A addresses then the AAAA addresses, each in answer
+	// order, without duplicates. Read-only: the slice is the caller's own.
+	Addrs []netip.Addr
+	// CNAMEs are the targets followed from Name for its A lookup (or AAAA
+	// when the A lookup failed), in order.
+	CNAMEs []string
+}
+
+// Domain is the DNS outcome for one domain.
+type Domain struct {
+	Name string // lowercased, no trailing dot
+	// Status is one of record.DNSOK, DNSNXDomain, DNSNoMX, DNSNullMX,
+	// DNSServfail, DNSTimeout, DNSRefused, DNSError. It describes the MX
+	// lookup (and for an implicit MX, the domain's own address lookup);
+	// MX hosts carry their own Status.
+	Status string
+	// Error is the raw reason for a failure, and also notes what was
+	// ignored on success (a "." among other MX records, MX records beyond
+	// MaxMX).
+	Error string
+	// ImplicitMX means the domain has no MX records and, per RFC 5321
+	// §5.1, is its own mail host: Hosts holds the domain at preference 0.
+	ImplicitMX bool
+	// CNAMEs are the targets followed from Name for the MX query, in order.
+	CNAMEs []string
+	// Hosts are sorted by Preference then Name.
+	Hosts []Host
+}
+
+// Resolve looks up the MX records of domain and the addresses of every MX
+// host. It never returns a Go error: every failure is a Status, because a
+// failed lookup is a result of the survey. If ctx ends, the lookup stops
+// promptly with Status timeout (deadline) or error (canceled).
+func (r *Resolver) Resolve(ctx context.Context, domain string) Domain {
+	name, ok := normalize(domain)
+	d := Domain{Name: display(name)}
+	if !ok {
+		d.Name = strings.ToLower(strings.TrimSuffix(domain, "."))
+		d.Status, d.Error = record.DNSError, "invalid domain name"
+		return d
+	}
+	if isAddrLiteral(name) {
+		d.Status, d.Error = record.DNSError, "domain is an address literal"
+		return d
+	}
+	res := r.lookup(ctx, name, dns.TypeMX)
+	d.CNAMEs = res.cnames
+	if res.status != record.DNSOK {
+		d.Status, d.Error = res.status, res.reason
+		return d
+	}
+	mxs := make([]*dns.MX, 0, len(res.rrs))
+	for _, rr := range res.rrs {
+		if mx, ok := rr.(*dns.MX); ok {
+			mxs = append(mxs, mx)
+		}
+	}
+	if len(mxs) == 0 {
+		return r.implicitMX(ctx, name, d)
+	}
+	// RFC 7505: a lone "." MX says the domain takes no mail. Preference
+	// should be 0; a lone "." at another preference still cannot name a
+	// host, so it is read as null MX too, with a note.
+	if len(mxs) == 1 && mxs[0].Mx == "." {
+		d.Status = record.DNSNullMX
+		if mxs[0].Preference != 0 {
+			d.Error = fmt.Sprintf("null mx with preference %d", mxs[0].Preference)
+		}
+		return d
+	}
+	d.Status = record.DNSOK
+	d.Hosts, d.Error = r.mxHosts(mxs)
+	r.lookupHosts(ctx, d.Hosts)
+	return d
+}
+
+// mxHosts turns MX records into Hosts: "." dropped (RFC 7505 §3 says it
+// must not be mixed with other MX records; the real hosts are still worth
+// measuring), duplicates merged at their best preference, sorted, and
+// capped at maxMX. The note records what was dropped.
+func (r *Resolver) mxHosts(mxs []*dns.MX) ([]Host, string) {
+	var notes []string
+	hosts := make([]Host, 0, len(mxs))
+	for _, mx := range mxs {
+		if mx.Mx == "." {
+			notes = append(notes, fmt.Sprintf("ignored null mx target among %d mx records", len(mxs)))
+			continue
+		}
+		hosts = append(hosts, Host{Name: display(dns.CanonicalName(mx.Mx)), Preference: mx.Preference})
+	}
+	sortHosts(hosts)
+	if len(hosts) > 1 {
+		// Sorted by preference first, so the first of each name is its best.
+		seen := make(map[string]bool, len(hosts))
+		out := hosts[:0]
+		for _, h := range hosts {
+			if !seen[h.Name] {
+				seen[h.Name] = true
+				out = append(out, h)
+			}
+		}
+		hosts = out
+	}
+	if len(hosts) > r.maxMX {
+		notes = append(notes, fmt.Sprintf("%d mx hosts, only the %d most preferred used", len(hosts), r.maxMX))
+		hosts = slices.Clip(hosts[:r.maxMX])
+	}
+	return hosts, strings.Join(notes, "; ")
+}
+
+func sortHosts(hosts []Host) {
+	slices.SortStableFunc(hosts, func(a, b Host) int {
+		if a.Preference != b.Preference {
+			return int(a.Preference) - int(b.Preference)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
+// hostParallel bounds concurrent host lookups per domain: enough to overlap
+// the round trips of a typical domain's few MX hosts, few enough that a
+// domain with MaxMX hosts does not burst.
+const hostParallel = 8
+
+func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
+	if len(hosts) == 1 {
+		r.fillHost(ctx, &hosts[0])
+		return
+	}
+	sem := make(chan struct{}, hostParallel)
+	var wg sync.WaitGroup
+	for i := range hosts {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.fillHost(ctx, &hosts[i])
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *Resolver) fillHost(ctx context.Context, h *Host) {
+	if isAddrLiteral(h.Name) {
+		// RFC 5321 §5.1 wants a name here; an address would bypass the
+		// host-name checks the survey is about, so it is not looked up.
+		h.Status, h.Error = record.DNSError, "mx target is an address literal"
+		return
+	}
+	if _, ok := dns.IsDomainName(h.Name); !ok || h.Name == "" {
+		h.Status, h.Error = record.DNSError, "mx target is not a valid name"
+		return
+	}
+	a := r.hostAddrs(ctx, dns.Fqdn(h.Name), true)
+	h.Status, h.Error = a.status, a.reason
+	h.Addrs = slices.Clone(a.addrs)
+	h.CNAMEs = slices.Clone(a.cnames)
+}
+
+// implicitMX applies RFC 5321 §5.1 to a domain whose MX answer is empty.
+// Its address lookup is not cached: the name is used by this domain only
+// and would push shared provider hosts out of the cache.
+func (r *Resolver) implicitMX(ctx context.Context, name string, d Domain) Domain {
+	a := r.hostAddrs(ctx, name, false)
+	switch a.status {
+	case record.DNSOK:
+		d.Status, d.ImplicitMX = record.DNSOK, true
+		d.Hosts = []Host{{Name: d.Name, Status: a.status, Error: a.reason, Addrs: a.addrs, CNAMEs: a.cnames}}
+	case record.DNSNoAddr:
+		d.Status = record.DNSNoMX
+	default:
+		// We cannot tell "no mail" from "lookup failed": report the failure.
+		d.Status, d.Error = a.status, "implicit mx address lookup: "+a.reason
+	}
+	return d
+}
+
+// PTR returns the first PTR name of ip (lowercased, no trailing dot) and a
+// DNS status. CNAMEs are followed, as RFC 2317 classless delegation needs.
+// A name that exists without PTR records gives ("", record.DNSOK); a
+// missing one gives record.DNSNXDomain.
+func (r *Resolver) PTR(ctx context.Context, ip netip.Addr) (name, status string) {
+	if !ip.IsValid() {
+		return "", record.DNSError
+	}
+	arpa, err := dns.ReverseAddr(ip.Unmap().String())
+	if err != nil {
+		return "", record.DNSError
+	}
+	res := r.lookup(ctx, arpa, dns.TypePTR)
+	if res.status != record.DNSOK {
+		return "", res.status
+	}
+	for _, rr := range res.rrs {
+		if p, ok := rr.(*dns.PTR); ok {
+			return display(dns.CanonicalName(p.Ptr)), record.DNSOK
+		}
+	}
+	return "", record.DNSOK
+}
+
+// normalize returns the canonical (lowercase, fully qualified) form of a
+// domain given as input, and whether it is a usable name.
+func normalize(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "." || strings.HasSuffix(s, "..") {
+		return "", false
+	}
+	if _, ok := dns.IsDomainName(s); !ok {
+		return "", false
+	}
+	return dns.CanonicalName(s), true
+}
+
+// display is the dataset's spelling of a canonical name.
+func display(fqdn string) string {
+	if fqdn == "." {
+		return ""
+	}
+	return strings.TrimSuffix(fqdn, ".")
+}
+
+// isAddrLiteral reports whether a name is really an IP address, with or
+// without RFC 5321 brackets ("192.0.2.1", "[192.0.2.1]", "[IPv6:2001:db8::1]").
+func isAddrLiteral(name string) bool {
+	s := strings.TrimSuffix(name, ".")
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		s = s[1 : len(s)-1]
+		if len(s) > 5 && strings.EqualFold(s[:5], "ipv6:") {
+			s = s[5:]
+		}
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
