@@ -1,0 +1,500 @@
+// Package analyze turns an mxsurvey dataset (Parquet parts of one or more
+// scan directories) into the statistics of docs/statistics.md: it verifies
+// each recorded certificate chain, matches the certificate against the MX,
+// greeting, EHLO and PTR names (RFC 6125 via package match), counts hosts and
+// domains, and writes summary.json, Markdown and HTML reports, CSV and
+// Parquet exports, and optionally a comparison with an older scan.
+//
+// Memory is bounded by distinct certificates and targets, never by rows:
+// probe rows are streamed once, keeping a one-byte summary per target, and mx
+// rows are then streamed domain by domain and joined to those summaries.
+package analyze
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mxsurvey/mxsurvey/analyze/certs"
+	"github.com/mxsurvey/mxsurvey/analyze/match"
+	"github.com/mxsurvey/mxsurvey/scan/record"
+	"golang.org/x/net/publicsuffix"
+)
+
+// Options configure one analysis.
+type Options struct {
+	// Dirs are scan directories, or shards of one scan, merged into one
+	// analysis.
+	Dirs []string
+	// Roots is the trust store; when nil, RootsFile is read, and when that
+	// is empty too, the system roots.
+	Roots     *x509.CertPool
+	RootsFile string
+	// OutDir receives the reports and exports; empty writes nothing, which
+	// is how an older scan is analyzed for a comparison.
+	OutDir string
+	// Compare is an older scan directory or summary.json to compare with.
+	Compare string
+	// TopN bounds the top lists in summary.json and the reports (the
+	// top_*.csv exports are complete); 0 means 20.
+	TopN int
+	// Progress receives "rows read" lines; nil for none.
+	Progress io.Writer
+	// Logger receives warnings about the data; nil discards them.
+	Logger *slog.Logger
+}
+
+// Summary is summary.json. Hosts and Domains always hold every key of the
+// figure tables, zeros included, so that readers can rely on the keys.
+type Summary struct {
+	Scan    ScanInfo           `json:"scan"`
+	Hosts   map[string]int64   `json:"hosts"`
+	Domains map[string]int64   `json:"domains"`
+	Top     map[string]TopList `json:"top"`
+
+	// Comparison is set when Options.Compare was given; it is written to
+	// compare.json, not to summary.json.
+	Comparison *Comparison `json:"-"`
+}
+
+// ScanInfo comes from the scan manifests; with several shards, started is
+// the earliest, ended the latest (empty while any shard has not ended), and
+// differing versions or statuses are listed comma-separated.
+type ScanInfo struct {
+	ToolVersion   string   `json:"tool_version"`
+	SchemaVersion int      `json:"schema_version"`
+	Started       string   `json:"started"`
+	Ended         string   `json:"ended"`
+	Status        string   `json:"status"`
+	Dirs          []string `json:"dirs"`
+}
+
+// TopList is a ranked count. Total is the sum over all names (the list's
+// denominator), Distinct the number of names, Other the count outside Entries.
+type TopList struct {
+	Total    int64      `json:"total"`
+	Distinct int        `json:"distinct"`
+	Other    int64      `json:"other"`
+	Entries  []TopEntry `json:"entries"`
+}
+
+// TopEntry is one name in a top list.
+type TopEntry struct {
+	Name  string `json:"name"`
+	Count int64  `json:"count"`
+}
+
+// Target flags: everything the domain pass needs to know about a probe.
+const (
+	tProbed uint8 = 1 << iota
+	tSTARTTLS
+	tValidForMX
+)
+
+type analyzer struct {
+	opts     Options
+	log      *slog.Logger
+	verifier *certs.Verifier
+	hosts    [numHostFigures]int64
+	domains  [numDomainFigures]int64
+	top      map[string]map[string]int64
+	targets  map[string]uint8
+	dupes    int64
+	out      *outputs
+	fallback time.Time // probe time for rows without started_at: the scan's start, else now
+
+	scratchHosts, scratchSeen map[string]bool
+}
+
+// Analyze runs the analysis. It reads only the datasets in opts.Dirs (and
+// opts.Compare); errors come from unreadable or incompatible parts, an
+// unusable trust store, an unwritable OutDir, or ctx.
+func Analyze(ctx context.Context, opts Options) (*Summary, error) {
+	if len(opts.Dirs) == 0 {
+		return nil, errors.New("analyze: no scan directory given")
+	}
+	if opts.TopN <= 0 {
+		opts.TopN = 20
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	roots := opts.Roots
+	if roots == nil {
+		var err error
+		if roots, err = certs.LoadRoots(opts.RootsFile); err != nil {
+			return nil, err
+		}
+	}
+	a := &analyzer{
+		opts:     opts,
+		log:      log,
+		verifier: certs.New(roots),
+		top:      make(map[string]map[string]int64),
+		targets:  make(map[string]uint8),
+		fallback: time.Now(),
+
+		scratchHosts: make(map[string]bool),
+		scratchSeen:  make(map[string]bool),
+	}
+	for _, t := range topDefs {
+		a.top[t.Name] = make(map[string]int64)
+	}
+	scan, err := a.scanInfo()
+	if err != nil {
+		return nil, err
+	}
+	if opts.OutDir != "" {
+		if a.out, err = openOutputs(opts.OutDir); err != nil {
+			return nil, err
+		}
+		defer a.out.abort()
+	}
+	if err := a.readProbes(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.readMX(ctx); err != nil {
+		return nil, err
+	}
+	if a.dupes > 0 {
+		log.Warn("probe rows repeat a target; the first probed row is used for domain statistics", "rows", a.dupes)
+	}
+	st := a.verifier.Stats()
+	log.Info("certificates", "leaves_parsed", st.LeavesParsed, "verifications", st.Verifications, "cache_hits", st.TrustHits)
+
+	s := a.summary(scan)
+	if opts.Compare != "" {
+		old, err := loadOld(ctx, opts, roots)
+		if err != nil {
+			return nil, err
+		}
+		s.Comparison = compare(old, s)
+	}
+	if a.out != nil {
+		if err := a.out.finish(s, a.top); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (a *analyzer) scanInfo() (ScanInfo, error) {
+	info := ScanInfo{Dirs: a.opts.Dirs}
+	var versions, statuses []string
+	var started, ended time.Time
+	running := false
+	for _, dir := range a.opts.Dirs {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return info, fmt.Errorf("scan directory: %w", err)
+		}
+		if !st.IsDir() {
+			return info, fmt.Errorf("scan directory %s: not a directory", dir)
+		}
+		m, err := readManifest(dir)
+		if err != nil {
+			// The parts are the data; a missing manifest only loses provenance.
+			a.log.Warn("no usable manifest", "dir", dir, "err", err)
+			statuses = appendNew(statuses, "unknown")
+			running = true // no shard may claim an end for it
+			continue
+		}
+		versions = appendNew(versions, m.ToolVersion)
+		statuses = appendNew(statuses, m.Status)
+		if info.SchemaVersion != 0 && info.SchemaVersion != m.SchemaVersion {
+			a.log.Warn("shards have different schema versions", "dir", dir, "schema_version", m.SchemaVersion)
+		}
+		if info.SchemaVersion == 0 {
+			info.SchemaVersion = m.SchemaVersion
+		}
+		if m.SchemaVersion != record.SchemaVersion {
+			a.log.Warn("dataset schema differs from the analyzer's", "dir", dir,
+				"dataset", m.SchemaVersion, "analyzer", record.SchemaVersion)
+		}
+		if !m.Started.IsZero() && (started.IsZero() || m.Started.Before(started)) {
+			started = m.Started
+		}
+		if m.Ended == nil {
+			running = true
+		} else if m.Ended.After(ended) {
+			ended = *m.Ended
+		}
+	}
+	info.ToolVersion = strings.Join(versions, ",")
+	info.Status = strings.Join(statuses, ",")
+	if !started.IsZero() {
+		info.Started = started.UTC().Format(time.RFC3339)
+		a.fallback = started
+	}
+	if !ended.IsZero() && !running {
+		info.Ended = ended.UTC().Format(time.RFC3339)
+	}
+	return info, nil
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+func (a *analyzer) readProbes(ctx context.Context) error {
+	p := newProgress(a.opts.Progress, "probes")
+	for _, dir := range a.opts.Dirs {
+		paths, err := parts(dir, "probes")
+		if err != nil {
+			return err
+		}
+		if len(paths) == 0 {
+			a.log.Warn("no probe parts", "dir", dir)
+		}
+		for _, path := range paths {
+			err := readPart(ctx, path, func(rows []record.ProbeRow) error {
+				for i := range rows {
+					if err := a.probe(&rows[i]); err != nil {
+						return err
+					}
+				}
+				p.add(len(rows))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	p.done()
+	return nil
+}
+
+// hostResult is everything computed for one probe row.
+type hostResult struct {
+	probed, connected, withCert bool
+	cert                        certs.Result
+	certSHA                     string
+	matchMX, matchBanner        bool
+	matchEHLO, matchPost        bool
+	matchPTR, wildcardUsed      bool
+	validForMX                  bool
+	software, provider          string
+}
+
+func (a *analyzer) probe(r *record.ProbeRow) error {
+	var h hostResult
+	c := &a.hosts
+	c[hTotal]++
+	a.top["outcomes"][orNone(r.Outcome)]++
+	if r.ErrorClass != "" {
+		a.top["error_classes"][r.ErrorClass]++
+	}
+	h.provider = registeredDomain(r.MXHost)
+	if r.Outcome == record.OutcomeSkipped {
+		c[hSkipped]++
+	} else {
+		h.probed = true
+		c[hProbed]++
+		if r.Outcome != record.OutcomeConnect {
+			h.connected = true
+			c[hConnected]++
+		}
+		if r.BannerHost != "" {
+			c[hBannerHostPresent]++
+			if r.BannerHost == r.MXHost {
+				c[hBannerIsMX]++
+			}
+		}
+		if h.software = serverSoftware(r.Banner, r.EHLOReply, r.PostTLSEHLOReply); h.software != "" {
+			c[hGreeted]++
+			a.top["server_software"][h.software]++
+		}
+	}
+	if r.STARTTLSOffered {
+		c[hSTARTTLSOffered]++
+	}
+	if r.TLSVersion != "" {
+		c[hTLSOK]++
+		a.top["tls_versions"][r.TLSVersion]++
+		if r.TLSGroup != "" {
+			a.top["tls_groups"][r.TLSGroup]++
+		}
+		a.evalCert(r, &h)
+	}
+	if len(r.CertChain) > 0 && len(r.CertChain[0]) > 0 {
+		sum := sha256.Sum256(r.CertChain[0])
+		h.certSHA = hex.EncodeToString(sum[:])
+	} else {
+		h.certSHA = r.CertSHA256
+	}
+	a.noteTarget(r, &h)
+	if a.out != nil {
+		return a.out.host(r, &h)
+	}
+	return nil
+}
+
+func (a *analyzer) evalCert(r *record.ProbeRow, h *hostResult) {
+	c := &a.hosts
+	at := r.StartedAt
+	if at.IsZero() {
+		at = a.fallback
+	}
+	res, err := a.verifier.Check(r.CertChain, at)
+	switch {
+	case errors.Is(err, certs.ErrNoChain):
+		c[hCertMissing]++
+		return
+	case err != nil:
+		c[hCertUnparseable]++
+		return
+	}
+	h.withCert, h.cert = true, res
+	l := res.Leaf
+	c[hWithCert]++
+	a.top["issuers"][l.Issuer]++
+	a.top["key_types"][l.KeyLabel()]++
+	count := func(k int, b bool) {
+		if b {
+			c[k]++
+		}
+	}
+	anyWild := false
+	check := func(host string) bool {
+		ok, wild := match.MatchAny(l.Names, host)
+		anyWild = anyWild || wild
+		return ok
+	}
+	h.matchMX = check(r.MXHost)
+	h.matchBanner = r.BannerHost != "" && check(r.BannerHost)
+	h.matchEHLO = r.EHLOHost != "" && check(r.EHLOHost)
+	h.matchPost = r.PostTLSEHLOHost != "" && check(r.PostTLSEHLOHost)
+	h.matchPTR = r.PTRHost != "" && check(r.PTRHost)
+	h.wildcardUsed = anyWild
+	h.validForMX = res.Trusted && h.matchMX && !res.Expired && !res.NotYetValid
+	count(hTrusted, res.Trusted)
+	count(hSelfSigned, l.SelfSigned)
+	count(hExpired, res.Expired)
+	count(hNotYetValid, res.NotYetValid)
+	count(hWildcard, l.Wildcard)
+	count(hWildcardUsed, h.wildcardUsed)
+	count(hCNOnly, l.CNOnly)
+	count(hMatchMX, h.matchMX)
+	count(hMatchBanner, h.matchBanner)
+	count(hMatchMXOnly, h.matchMX && !h.matchBanner)
+	count(hMatchBannerOnly, h.matchBanner && !h.matchMX)
+	count(hMatchBoth, h.matchMX && h.matchBanner)
+	count(hMatchNeither, !h.matchMX && !h.matchBanner)
+	count(hMatchEHLO, h.matchEHLO)
+	count(hMatchPostTLSEHLO, h.matchPost)
+	count(hMatchPTR, h.matchPTR)
+	count(hValidForMX, h.validForMX)
+}
+
+// noteTarget keeps the one byte per target that the domain pass needs. When
+// shards repeat a target, a probed row wins over a skipped one and otherwise
+// the first row stays, so that no combination of rows looks better than any
+// single probe did.
+func (a *analyzer) noteTarget(r *record.ProbeRow, h *hostResult) {
+	var f uint8
+	if h.probed {
+		f |= tProbed
+		if r.STARTTLSOffered {
+			f |= tSTARTTLS
+		}
+		if h.validForMX {
+			f |= tValidForMX
+		}
+	}
+	key := r.IP + "|" + r.MXHost
+	if old, seen := a.targets[key]; seen {
+		a.dupes++
+		if old&tProbed != 0 || f&tProbed == 0 {
+			return
+		}
+	}
+	a.targets[key] = f
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// registeredDomain groups MX hosts by provider. A name that is itself a
+// public suffix, or not a name, stands for itself.
+func registeredDomain(host string) string {
+	if host == "" {
+		return ""
+	}
+	if d, err := publicsuffix.EffectiveTLDPlusOne(host); err == nil {
+		return d
+	}
+	return host
+}
+
+func (a *analyzer) summary(scan ScanInfo) *Summary {
+	s := &Summary{
+		Scan:    scan,
+		Hosts:   make(map[string]int64, numHostFigures),
+		Domains: make(map[string]int64, numDomainFigures),
+		Top:     make(map[string]TopList, len(topDefs)),
+	}
+	for i, f := range hostFigures {
+		s.Hosts[f.Key] = a.hosts[i]
+	}
+	for i, f := range domainFigures {
+		s.Domains[f.Key] = a.domains[i]
+	}
+	for _, t := range topDefs {
+		s.Top[t.Name] = topList(a.top[t.Name], a.opts.TopN)
+	}
+	return s
+}
+
+// ranked sorts by count, then name, so ties come out the same every run.
+func ranked(m map[string]int64) []TopEntry {
+	out := make([]TopEntry, 0, len(m))
+	for k, v := range m {
+		out = append(out, TopEntry{k, v})
+	}
+	slices.SortFunc(out, func(x, y TopEntry) int {
+		if x.Count != y.Count {
+			if x.Count > y.Count {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return out
+}
+
+func topList(m map[string]int64, n int) TopList {
+	all := ranked(m)
+	t := TopList{Distinct: len(all), Entries: all}
+	for _, e := range all {
+		t.Total += e.Count
+	}
+	if len(all) > n {
+		t.Entries = all[:n]
+		for _, e := range all[n:] {
+			t.Other += e.Count
+		}
+	}
+	if t.Entries == nil {
+		t.Entries = []TopEntry{}
+	}
+	return t
+}

@@ -1,0 +1,403 @@
+package analyze
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"strings"
+	"unicode/utf8"
+)
+
+// A line is one figure as both reports show it: the count, its denominator
+// named, and the share.
+type line struct {
+	Key, Label string
+	N, D       int64
+	Of         string // denominator key, "" for totals
+	Text       string // "N of D (P%)"
+}
+
+func share(n, d int64) string {
+	if d == 0 {
+		return fmt.Sprintf("%d of 0 (n/a)", n)
+	}
+	return fmt.Sprintf("%d of %d (%.1f%%)", n, d, 100*float64(n)/float64(d))
+}
+
+func figureLines(section string, figs []figure, vals map[string]int64) []line {
+	out := make([]line, 0, len(figs))
+	for _, f := range figs {
+		l := line{Key: section + "." + f.Key, Label: f.Label, N: vals[f.Key]}
+		if f.Of >= 0 {
+			of := figs[f.Of].Key
+			l.Of, l.D = section+"."+of, vals[of]
+			l.Text = share(l.N, l.D)
+		} else {
+			l.Text = fmt.Sprint(l.N)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func headlineLines(s *Summary) []line {
+	all := figureLines("hosts", hostFigures[:], s.Hosts)
+	out := make([]line, 0, len(headline))
+	for _, i := range headline {
+		out = append(out, all[i])
+	}
+	return out
+}
+
+// Charts are laid out here and drawn by the template, so every label passes
+// through html/template's escaping like any other text.
+type chart struct {
+	Title         string
+	Width, Height int
+	LabelW        int
+	Bars          []bar
+}
+
+type bar struct {
+	Label, Full, Value  string
+	Y, TextY, W, ValueX int
+}
+
+const (
+	chartBarArea = 420
+	chartRow     = 22
+)
+
+func newChart(title string, labels []string, values []int64, denom int64) chart {
+	c := chart{Title: title, LabelW: 280}
+	c.Width = c.LabelW + chartBarArea + 130
+	c.Height = chartRow*len(labels) + 8
+	var max int64
+	for _, v := range values {
+		max = maxInt(max, v)
+	}
+	for i, l := range labels {
+		w := 0
+		if max > 0 {
+			w = int(float64(values[i]) / float64(max) * chartBarArea)
+		}
+		y := 4 + i*chartRow
+		c.Bars = append(c.Bars, bar{
+			Label: shorten(l, 40), Full: l, Value: share(values[i], denom),
+			Y: y, TextY: y + 15, W: w, ValueX: c.LabelW + w + 6,
+		})
+	}
+	return c
+}
+
+func maxInt(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+type topView struct {
+	Name, Title, Of string
+	List            TopList
+	Rows            []topRow
+	Chart           chart
+}
+
+type topRow struct {
+	Rank  int
+	Name  string
+	Share string
+}
+
+func topViews(s *Summary) []topView {
+	var out []topView
+	for _, t := range topDefs {
+		tl := s.Top[t.Name]
+		v := topView{Name: t.Name, Title: t.Title, Of: t.Of, List: tl}
+		var labels []string
+		var vals []int64
+		for i, e := range tl.Entries {
+			v.Rows = append(v.Rows, topRow{i + 1, e.Name, share(e.Count, tl.Total)})
+			labels = append(labels, e.Name)
+			vals = append(vals, e.Count)
+		}
+		v.Chart = newChart(t.Title, labels, vals, tl.Total)
+		out = append(out, v)
+	}
+	return out
+}
+
+type compareRow struct {
+	Key, Old, New, Change string
+}
+
+func pct(n, d int64) float64 { return 100 * float64(n) / float64(d) }
+
+func compareLines(section string, figs []figure, old, cur map[string]int64) []compareRow {
+	var out []compareRow
+	for _, f := range figs {
+		r := compareRow{Key: section + "." + f.Key}
+		on, ook := old[f.Key]
+		nn := cur[f.Key]
+		if f.Of < 0 {
+			r.New = fmt.Sprint(nn)
+			if ook {
+				r.Old = fmt.Sprint(on)
+				r.Change = fmt.Sprintf("%+d", nn-on)
+			}
+		} else {
+			of := figs[f.Of].Key
+			od, odok := old[of]
+			nd := cur[of]
+			r.New = share(nn, nd)
+			if ook && odok {
+				r.Old = share(on, od)
+				r.Change = fmt.Sprintf("%+d", nn-on)
+				if od > 0 && nd > 0 {
+					r.Change += fmt.Sprintf(" (%+.1f pp)", pct(nn, nd)-pct(on, od))
+				}
+			}
+		}
+		if r.Old == "" {
+			r.Old, r.Change = "unknown", "unknown"
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func compareTopRows(c *Comparison) map[string][]compareRow {
+	out := map[string][]compareRow{}
+	str := func(p *int64) string {
+		if p == nil {
+			return "unknown"
+		}
+		return fmt.Sprint(*p)
+	}
+	for _, t := range topDefs {
+		for _, e := range ranked(topUnionForOrder(c.Top[t.Name])) {
+			d := c.Top[t.Name][e.Name]
+			ch := "unknown"
+			if d.Delta != nil {
+				ch = fmt.Sprintf("%+d", *d.Delta)
+			}
+			out[t.Name] = append(out[t.Name], compareRow{Key: e.Name, Old: str(d.Old), New: str(d.New), Change: ch})
+		}
+	}
+	return out
+}
+
+// topUnionForOrder orders compared names by their newer count.
+func topUnionForOrder(m map[string]Delta) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, d := range m {
+		if d.New != nil {
+			out[k] = *d.New
+		} else {
+			out[k] = -1
+		}
+	}
+	return out
+}
+
+type reportData struct {
+	S         *Summary
+	Headline  []line
+	HeadChart chart
+	Hosts     []line
+	Domains   []line
+	Tops      []topView
+	Compare   *compareView
+}
+
+type compareView struct {
+	Old, New ScanInfo
+	Hosts    []compareRow
+	Domains  []compareRow
+	Top      []compareTop
+}
+
+type compareTop struct {
+	Title string
+	Rows  []compareRow
+}
+
+func buildReport(s *Summary) reportData {
+	d := reportData{
+		S:        s,
+		Headline: headlineLines(s),
+		Hosts:    figureLines("hosts", hostFigures[:], s.Hosts),
+		Domains:  figureLines("domains", domainFigures[:], s.Domains),
+		Tops:     topViews(s),
+	}
+	var labels []string
+	var vals []int64
+	for _, l := range d.Headline {
+		labels = append(labels, l.Label)
+		vals = append(vals, l.N)
+	}
+	d.HeadChart = newChart("Certificate names, of hosts.with_cert", labels, vals, s.Hosts["with_cert"])
+	if c := s.Comparison; c != nil && c.old != nil {
+		cv := &compareView{
+			Old: c.Old, New: c.New,
+			Hosts:   compareLines("hosts", hostFigures[:], c.old.Hosts, s.Hosts),
+			Domains: compareLines("domains", domainFigures[:], c.old.Domains, s.Domains),
+		}
+		rows := compareTopRows(c)
+		for _, t := range topDefs {
+			cv.Top = append(cv.Top, compareTop{t.Title, rows[t.Name]})
+		}
+		d.Compare = cv
+	}
+	return d
+}
+
+// mdEscape neutralises Markdown and inline HTML in server-sent text, since
+// many Markdown renderers pass raw HTML through.
+var mdEscape = strings.NewReplacer(
+	"&", "&amp;", "<", "&lt;", ">", "&gt;", "|", `\|`, `\`, `\\`, "`", "\\`",
+	"*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`, "\n", " ", "\r", " ",
+)
+
+func md(s string) string { return mdEscape.Replace(shorten(s, 100)) }
+
+func markdownReport(s *Summary) string {
+	d := buildReport(s)
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# mxsurvey report\n\n")
+	p("Scan: tool %s, schema %d, started %s, ended %s, status %s.\n\n",
+		md(orDash(s.Scan.ToolVersion)), s.Scan.SchemaVersion, orDash(s.Scan.Started), orDash(s.Scan.Ended), md(orDash(s.Scan.Status)))
+	p("Every share is \"N of D (P%%)\"; the key of D is given beside it. Definitions: docs/statistics.md.\n\n")
+	p("## Which name does the certificate carry?\n\n")
+	p("Of %d hosts with a parsed certificate (hosts.with_cert):\n\n", s.Hosts["with_cert"])
+	p("| Certificate matches | Hosts | Denominator |\n|---|---|---|\n")
+	for _, l := range d.Headline {
+		p("| %s | %s | %s |\n", l.Label, l.Text, l.Of)
+	}
+	section := func(title string, lines []line) {
+		p("\n## %s\n\n| Figure | Key | Value | Denominator |\n|---|---|---|---|\n", title)
+		for _, l := range lines {
+			p("| %s | %s | %s | %s |\n", l.Label, l.Key, l.Text, orDash(l.Of))
+		}
+	}
+	section("Hosts", d.Hosts)
+	section("Domains", d.Domains)
+	for _, t := range d.Tops {
+		p("\n## %s\n\nOf %d (%s); %d distinct", t.Title, t.List.Total, t.Of, t.List.Distinct)
+		if t.List.Other > 0 {
+			p(", %d counted outside the top %d", t.List.Other, len(t.Rows))
+		}
+		p(".\n\n| # | Name | Count |\n|---|---|---|\n")
+		for _, r := range t.Rows {
+			p("| %d | %s | %s |\n", r.Rank, md(r.Name), r.Share)
+		}
+	}
+	if c := d.Compare; c != nil {
+		p("\n## Comparison with an earlier scan\n\nOld: started %s (%s). New: started %s (%s).\n\n",
+			orDash(c.Old.Started), md(orDash(c.Old.Status)), orDash(c.New.Started), md(orDash(c.New.Status)))
+		table := func(rows []compareRow) {
+			p("| Figure | Old | New | Change |\n|---|---|---|---|\n")
+			for _, r := range rows {
+				p("| %s | %s | %s | %s |\n", md(r.Key), r.Old, r.New, r.Change)
+			}
+		}
+		table(c.Hosts)
+		p("\n")
+		table(c.Domains)
+		for _, t := range c.Top {
+			p("\n### %s\n\n", t.Title)
+			table(t.Rows)
+		}
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"orDash": orDash}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>mxsurvey report</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+code{font-size:.9em}
+svg text{font-size:12px;font-family:system-ui,sans-serif}
+.muted{color:#666}
+</style>
+</head>
+<body>
+<h1>mxsurvey report</h1>
+<p>Scan: tool {{orDash .S.Scan.ToolVersion}}, schema {{.S.Scan.SchemaVersion}}, started {{orDash .S.Scan.Started}}, ended {{orDash .S.Scan.Ended}}, status {{orDash .S.Scan.Status}}.</p>
+<p class="muted">Every share is “N of D (P%)”; the key of D is given beside it. Definitions: docs/statistics.md.</p>
+
+<h2>Which name does the certificate carry?</h2>
+<p>Of {{index .S.Hosts "with_cert"}} hosts with a parsed certificate (<code>hosts.with_cert</code>):</p>
+<table><tr><th>Certificate matches</th><th>Hosts</th><th>Denominator</th></tr>
+{{range .Headline}}<tr><td>{{.Label}}</td><td class="n">{{.Text}}</td><td><code>{{.Of}}</code></td></tr>
+{{end}}</table>
+{{template "chart" .HeadChart}}
+
+<h2>Hosts</h2>
+{{template "figures" .Hosts}}
+<h2>Domains</h2>
+{{template "figures" .Domains}}
+
+{{range .Tops}}
+<h2>{{.Title}}</h2>
+<p>Of {{.List.Total}} ({{.Of}}); {{.List.Distinct}} distinct{{if .List.Other}}, {{.List.Other}} counted outside the top {{len .Rows}}{{end}}.</p>
+{{if .Rows}}<table><tr><th>#</th><th>Name</th><th>Count</th></tr>
+{{range .Rows}}<tr><td class="n">{{.Rank}}</td><td>{{.Name}}</td><td class="n">{{.Share}}</td></tr>
+{{end}}</table>
+{{template "chart" .Chart}}{{else}}<p class="muted">None.</p>{{end}}
+{{end}}
+
+{{with .Compare}}
+<h2>Comparison with an earlier scan</h2>
+<p>Old: started {{orDash .Old.Started}} ({{orDash .Old.Status}}). New: started {{orDash .New.Started}} ({{orDash .New.Status}}).</p>
+{{template "compare" .Hosts}}
+{{template "compare" .Domains}}
+{{range .Top}}<h3>{{.Title}}</h3>{{template "compare" .Rows}}{{end}}
+{{end}}
+</body>
+</html>
+{{define "figures"}}<table><tr><th>Figure</th><th>Key</th><th>Value</th><th>Denominator</th></tr>
+{{range .}}<tr><td>{{.Label}}</td><td><code>{{.Key}}</code></td><td class="n">{{.Text}}</td><td><code>{{orDash .Of}}</code></td></tr>
+{{end}}</table>{{end}}
+{{define "compare"}}<table><tr><th>Figure</th><th>Old</th><th>New</th><th>Change</th></tr>
+{{range .}}<tr><td>{{.Key}}</td><td class="n">{{.Old}}</td><td class="n">{{.New}}</td><td class="n">{{.Change}}</td></tr>
+{{end}}</table>{{end}}
+{{define "chart"}}<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}">
+<title>{{.Title}}</title>
+{{range .Bars}}<g><title>{{.Full}}: {{.Value}}</title>
+<text x="0" y="{{.TextY}}">{{.Label}}</text>
+<rect x="{{$.LabelW}}" y="{{.Y}}" width="{{.W}}" height="18" fill="#4a78b5"></rect>
+<text x="{{.ValueX}}" y="{{.TextY}}">{{.Value}}</text></g>
+{{end}}</svg>{{end}}
+`))
+
+func htmlReport(s *Summary) ([]byte, error) {
+	var b bytes.Buffer
+	if err := htmlTmpl.Execute(&b, buildReport(s)); err != nil {
+		return nil, fmt.Errorf("rendering report.html: %w", err)
+	}
+	return b.Bytes(), nil
+}
