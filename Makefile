@@ -1,0 +1,56 @@
+# mxsurvey: `make demo` runs the whole product on the lab; `make test` runs
+# every test (CI runs exactly `make test` after installing dependencies).
+GO      ?= go
+BIN     := bin/mxsurvey
+PKGS    := ./...
+FUZZTIME ?= 5s
+DEMO_DOMAINS ?= 2000
+DEMO_OUT ?= out/demo
+
+.PHONY: build check test vet fmt race fuzz fuzz-short bench demo realservers notebook duckdb clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mxsurvey
+
+# check = what must be green before every commit.
+check: fmt vet race
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -shuffle=on -timeout 15m $(PKGS)
+
+# test = the README's test command: check, short fuzzing of every parser of
+# server-sent bytes, the notebook and the DuckDB cross-check.
+test: check fuzz-short notebook duckdb
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+fuzz-short:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+fuzz:
+	@scripts/fuzz.sh 60s
+
+bench: build
+	scripts/bench.sh
+
+demo: build
+	scripts/demo.sh $(DEMO_DOMAINS) $(DEMO_OUT)
+
+realservers:
+	bash realservers/install.sh
+	MXSURVEY_REALSERVERS=1 $(GO) test -count=1 -v ./realservers/
+
+notebook: build
+	scripts/notebook.sh
+
+duckdb: build
+	scripts/duckdb.sh
+
+clean:
+	rm -rf bin out

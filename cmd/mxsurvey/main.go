@@ -1,0 +1,95 @@
+// Old appliances still send certificates with negative serial numbers, which
+// Go rejects since 1.23: measure them rather than failing the handshake.
+//go:debug x509negativeserial=1
+
+// Command mxsurvey measures which names mail servers present in TLS: it
+// scans MX hosts with SMTP STARTTLS into a Parquet dataset (scan), turns a
+// dataset into statistics and reports (analyze), and runs a simulated mail
+// internet on loopback with known truth (lab).
+package main
+
+import (
+	"github.com/mxsurvey/mxsurvey/internal/cli"
+
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/lab"
+	"github.com/mxsurvey/mxsurvey/scan/pipeline"
+	"github.com/mxsurvey/mxsurvey/scan/record"
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", pipeline.Command},
+	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyze.Command},
+	{"lab", "run a simulated mail internet on loopback, with ground truth", lab.Command},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", record.Version)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "  %-8s %s\n\n'mxsurvey COMMAND -h' lists a command's flags.\n", "version", "print the version")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] == "version" {
+		fmt.Printf("mxsurvey %s (schema %d)\n", record.Version, record.SchemaVersion)
+		return 0
+	}
+	// The first SIGINT/SIGTERM cancels the context: stages stop taking work,
+	// in-flight probes are abandoned, everything finished is committed. A
+	// second signal kills the process the default way.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], os.Stdout, os.Stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, cli.ErrUsage):
+			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
+			return 2
+		case errors.Is(err, pipeline.ErrInterrupted):
+			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
+			return 130
+		default:
+			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(os.Stderr, "mxsurvey: unknown command %q\n\n", args[0])
+	usage(os.Stderr)
+	return 2
+}

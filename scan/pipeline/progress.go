@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mxsurvey/mxsurvey/scan/record"
+)
+
+// counters are updated by every stage and read by progress and the
+// manifest; atomics and one small mutex keep the hot path cheap.
+type counters struct {
+	start time.Time
+
+	inputTotal                      atomic.Int64
+	read, duplicates, invalid       atomic.Int64
+	resumedSkip                     atomic.Int64
+	resolved, mxRows, targets       atomic.Int64
+	probes, inFlight                atomic.Int64
+	resumedMXRows, resumedProbeRows atomic.Int64
+
+	mu           sync.Mutex
+	outcomes     map[string]int64
+	errorClasses map[string]int64
+	dnsStatuses  map[string]int64
+}
+
+func (c *counters) init() {
+	c.start = time.Now()
+	c.outcomes = map[string]int64{}
+	c.errorClasses = map[string]int64{}
+	c.dnsStatuses = map[string]int64{}
+}
+
+func (c *counters) probe(row record.ProbeRow) {
+	c.probes.Add(1)
+	c.mu.Lock()
+	c.outcomes[row.Outcome]++
+	if row.ErrorClass != "" {
+		c.errorClasses[row.ErrorClass]++
+	}
+	c.mu.Unlock()
+}
+
+func (c *counters) dnsStatus(s string) {
+	c.mu.Lock()
+	c.dnsStatuses[s]++
+	c.mu.Unlock()
+}
+
+func (r *run) fillCounts(m *record.Manifest) {
+	c := &r.c
+	m.Counts = map[string]int64{
+		"input_lines":        c.read.Load(),
+		"duplicates":         c.duplicates.Load(),
+		"invalid":            c.invalid.Load(),
+		"domains_resolved":   c.resolved.Load(),
+		"mx_rows":            c.mxRows.Load() + c.invalid.Load(),
+		"targets":            c.targets.Load(),
+		"probes":             c.probes.Load(),
+		"resumed_skipped":    c.resumedSkip.Load(),
+		"resumed_mx_rows":    c.resumedMXRows.Load(),
+		"resumed_probe_rows": c.resumedProbeRows.Load(),
+	}
+	st := r.resolver.Stats()
+	m.Counts["dns_queries"] = int64(st.Queries)
+	m.Counts["dns_retries"] = int64(st.Retries)
+	m.Counts["dns_tcp_fallbacks"] = int64(st.TCPFallbacks)
+	m.Counts["dns_cache_hits"] = int64(st.CacheHits)
+	c.mu.Lock()
+	m.Outcomes = maps.Clone(c.outcomes)
+	m.ErrorClasses = maps.Clone(c.errorClasses)
+	m.DNSStatuses = maps.Clone(c.dnsStatuses)
+	c.mu.Unlock()
+}
+
+// progress prints a line every ProgressEvery on the progress writer
+// (stderr from the command): what a researcher watching a long scan needs
+// to know whether it is healthy and when it will end.
+func (r *run) progress() (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(r.cfg.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				fmt.Fprintln(r.cfg.Progress, r.progressLine())
+			}
+		}
+	}()
+	return func() { close(quit); wg.Wait() }
+}
+
+func (r *run) progressLine() string {
+	c := &r.c
+	el := time.Since(c.start).Seconds()
+	done := c.resolved.Load() + c.invalid.Load() + c.duplicates.Load() + c.resumedSkip.Load()
+	var b strings.Builder
+	fmt.Fprintf(&b, "mxsurvey: %s domains %d", time.Since(c.start).Round(time.Second), done)
+	if total := c.inputTotal.Load(); total > 0 {
+		fmt.Fprintf(&b, "/%d (%.0f%%)", total, 100*float64(done)/float64(total))
+		if done > 0 && done < total {
+			eta := time.Duration(float64(total-done) / (float64(done) / el) * float64(time.Second))
+			fmt.Fprintf(&b, " eta %s", eta.Round(time.Second))
+		}
+	}
+	pending, _ := r.sched.Stats()
+	fmt.Fprintf(&b, " | %.0f dom/s | probes %d done, %d in flight, %d queued, %.0f/s | dns %d queries",
+		float64(c.resolved.Load())/el, c.probes.Load(), c.inFlight.Load(), pending,
+		float64(c.probes.Load())/el, r.resolver.Stats().Queries)
+	c.mu.Lock()
+	if len(c.errorClasses) > 0 {
+		b.WriteString(" | errors")
+		for _, k := range slices.Sorted(maps.Keys(c.errorClasses)) {
+			fmt.Fprintf(&b, " %s=%d", k, c.errorClasses[k])
+		}
+	}
+	c.mu.Unlock()
+	return b.String()
+}
+
+// summary prints the end-of-scan summary on the progress writer.
+func (r *run) summary(m *record.Manifest) {
+	if r.cfg.Progress == nil {
+		return
+	}
+	w := r.cfg.Progress
+	fmt.Fprintf(w, "mxsurvey: scan %s in %s: %d input lines, %d domains resolved, %d invalid, %d duplicates; %d targets, %d probe rows written\n",
+		m.Status, time.Since(r.c.start).Round(time.Millisecond), m.Counts["input_lines"], m.Counts["domains_resolved"],
+		m.Counts["invalid"], m.Counts["duplicates"], m.Counts["targets"], m.Counts["probe_rows_written"])
+	fmt.Fprintf(w, "mxsurvey: outcomes %s\n", formatCounts(m.Outcomes))
+	if len(m.ErrorClasses) > 0 {
+		fmt.Fprintf(w, "mxsurvey: error classes %s\n", formatCounts(m.ErrorClasses))
+	}
+	fmt.Fprintf(w, "mxsurvey: dns %s\n", formatCounts(m.DNSStatuses))
+	fmt.Fprintf(w, "mxsurvey: dataset in %s\n", r.cfg.Out)
+}
+
+func formatCounts(m map[string]int64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
