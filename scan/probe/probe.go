@@ -250,6 +250,7 @@ func (s *session) run(t Target) {
 		// the client falls back to HELO. HELO has no extensions, so such a
 		// server cannot offer STARTTLS; it is still recorded as what it is.
 		row.EHLOVerb = "HELO"
+		row.EHLORefusal = ehlo.Raw
 		ehlo, err = s.command("HELO " + s.p.cfg.EHLOName)
 	}
 	row.EHLOReply, row.EHLOCode, row.EHLOHost = ehlo.Raw, int32(ehlo.Code), smtpreply.HostOf(ehlo)
@@ -403,6 +404,7 @@ func (s *session) handshake(t Target) error {
 // certs records the chain, capped at MaxChainCerts (leaf first, the rest
 // dropped), and its leaf's fields.
 func (s *session) certs(chain [][]byte) {
+	s.row.CertChainLen = int32(len(chain))
 	if len(chain) > s.p.cfg.MaxChainCerts {
 		chain = chain[:s.p.cfg.MaxChainCerts]
 	}

@@ -97,6 +97,7 @@ type ProbeRow struct {
 
 	EHLONameSent   string   `parquet:"ehlo_name_sent,dict"`
 	EHLOVerb       string   `parquet:"ehlo_verb,dict"` // EHLO, or HELO after EHLO was refused
+	EHLORefusal    string   `parquet:"ehlo_refusal"`   // the refused EHLO's reply, when HELO followed
 	EHLOReply      string   `parquet:"ehlo_reply"`
 	EHLOCode       int32    `parquet:"ehlo_code"`
 	EHLOHost       string   `parquet:"ehlo_host,dict"`
@@ -111,6 +112,7 @@ type ProbeRow struct {
 	TLSGroup   string `parquet:"tls_group,dict"`
 
 	CertChain      [][]byte  `parquet:"cert_chain,list"`
+	CertChainLen   int32     `parquet:"cert_chain_len"` // certificates sent, before the cap on cert_chain
 	CertSubjectCN  string    `parquet:"cert_subject_cn"`
 	CertSANDNS     []string  `parquet:"cert_san_dns,list"`
 	CertSANIP      []string  `parquet:"cert_san_ip,list"`
