@@ -1,0 +1,106 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Command is `mxsurvey lab`: start a lab, report where it is, serve until
+// the context ends or -duration passes.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg      Config
+		latency  string
+		cases    string
+		duration time.Duration
+	)
+	fs.IntVar(&cfg.Domains, "domains", 10000, "number of domains")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "world seed: same seed, same world")
+	fs.StringVar(&cfg.DNSAddr, "dns", "127.0.0.53:5353", "DNS listen address, UDP and TCP (port 0: a free port)")
+	fs.IntVar(&cfg.SMTPPort, "smtp-port", 2525, "SMTP port on 0.0.0.0, tcp4 (0: a free port)")
+	fs.StringVar(&cfg.OutDir, "out", "", "directory for domains.csv, ca.pem, lab.json and the truth files (required)")
+	fs.StringVar(&latency, "latency", "0", "SMTP per-reply delay: 0 (off), a duration (50ms) or a range (20ms-200ms) drawn per address")
+	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest (built-in default "+fmt.Sprint(DefaultCaseShare)+", at least 1-3 domains each)")
+	fs.Float64Var(&cfg.ProviderShare, "provider-share", 0.70, "share of non-case domains hosted by providers")
+	fs.Float64Var(&cfg.HostingShare, "hosting-share", 0.15, "share of non-case domains on shared hosting; the rest run their own MX")
+	fs.IntVar(&cfg.Providers, "providers", 0, "number of providers (0: domains/2000+5, at most 500)")
+	fs.Float64Var(&cfg.Zipf, "zipf", 1.0, "Zipf exponent of the providers' market shares")
+	fs.BoolVar(&cfg.NoTruth, "no-truth", false, "do not write the truth files (load tests)")
+	fs.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: mxsurvey lab -out DIR [flags]\n\n"+
+			"Starts a simulated mail internet on loopback: authoritative DNS for .test and\n"+
+			"the reverse zones, SMTP servers on 127.x.y.z, and writes the domain list, the lab\n"+
+			"CA bundle and the ground truth into DIR.\n\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nCases (names for -cases):\n")
+		for c := caseID(1); c < numCases; c++ {
+			fmt.Fprintf(fs.Output(), "  %-26s %s\n", caseTable[c].name, caseTable[c].desc)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
+	}
+	if cfg.OutDir == "" {
+		fs.Usage()
+		return errors.New("lab: -out is required")
+	}
+	var err error
+	if cfg.LatencyMin, cfg.LatencyMax, err = ParseLatency(latency); err != nil {
+		return err
+	}
+	if cfg.Cases, err = ParseCases(cases); err != nil {
+		return err
+	}
+	l, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	fmt.Fprintf(stdout, "lab: %d domains, seed %d, started in %.2fs\n", l.Info.Domains, l.Info.Seed, l.Info.StartSeconds)
+	fmt.Fprintf(stdout, "lab: dns %s (udp+tcp), smtp 0.0.0.0:%d (tcp4)\n", l.DNSAddr, l.SMTPPort)
+	fmt.Fprintf(stdout, "lab: files in %s: %s %s %s %s %s\n", l.Dir, DomainsFile, CAFile, InfoFile, TruthDomainsFile, TruthHostsFile)
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "lab: stopping")
+	return l.Close()
+}
+
+// ParseLatency reads "0", "50ms" or "20ms-200ms".
+func ParseLatency(s string) (lo, hi time.Duration, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, 0, nil
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = time.ParseDuration(a); err != nil {
+		return 0, 0, fmt.Errorf("lab: -latency %q: %w", s, err)
+	}
+	hi = lo
+	if isRange {
+		if hi, err = time.ParseDuration(b); err != nil {
+			return 0, 0, fmt.Errorf("lab: -latency %q: %w", s, err)
+		}
+	}
+	if lo < 0 || hi < lo {
+		return 0, 0, fmt.Errorf("lab: -latency %q: want 0 <= min <= max", s)
+	}
+	return lo, hi, nil
+}
