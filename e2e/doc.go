@@ -1,0 +1,6 @@
+// Package e2e holds the end-to-end tests that tie the stages together: a lab
+// with known truth, a scan of it, and the analysis of that scan, compared
+// field by field and figure by figure. The truth is the lab's own statement
+// from its configuration; nothing here calls the scanner's parsers or the
+// analyzer's matcher to compute what is expected.
+package e2e

@@ -1,0 +1,374 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/lab"
+	"github.com/mxsurvey/mxsurvey/scan/pipeline"
+	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
+)
+
+// labScan starts a lab in-process, scans it and returns the directories.
+func labScan(t *testing.T, domains int, seed int64) (labDir, scanDir string, l *lab.Lab) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	labDir = filepath.Join(t.TempDir(), "lab")
+	l, err := lab.Start(ctx, lab.Config{WorldParams: lab.WorldParams{Domains: domains, Seed: seed},
+		DNSAddr: "127.0.0.1:0", SMTPPort: 0, OutDir: labDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	scanDir = filepath.Join(t.TempDir(), "scan")
+	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir, Resolvers: []string{l.DNSAddr},
+		DNSTimeout: 700 * time.Millisecond, DNSRetries: 1, DNSConcurrency: 50, PTR: true,
+		Concurrency: 200, Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", IPv6: true,
+		ProbeTimeout: 8 * time.Second, StepTimeout: 3 * time.Second,
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	res, err := pipeline.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Status != record.StatusComplete {
+		t.Fatalf("scan status %s", res.Manifest.Status)
+	}
+	return labDir, scanDir, l
+}
+
+// capMX applies the scanner's documented bound on MX records per domain
+// (the most preferred kept, ties by name) to a truth domain.
+func capMX(mx []lab.TruthMX) []lab.TruthMX {
+	mx = append([]lab.TruthMX(nil), mx...)
+	sort.SliceStable(mx, func(i, j int) bool {
+		if mx[i].Preference != mx[j].Preference {
+			return mx[i].Preference < mx[j].Preference
+		}
+		return mx[i].Host < mx[j].Host
+	})
+	if len(mx) > resolve.DefaultMaxMX {
+		mx = mx[:resolve.DefaultMaxMX]
+	}
+	return mx
+}
+
+func TestLabScanMatchesGroundTruth(t *testing.T) {
+	labDir, scanDir, l := labScan(t, 1500, 11)
+	truth, err := lab.ReadTruth(labDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l
+
+	// mx rows, domain by domain.
+	mxRows := map[string][]record.MXRow{}
+	if err := record.ReadAll(filepath.Join(scanDir, "mx"), func(r *record.MXRow) error {
+		mxRows[r.Domain] = append(mxRows[r.Domain], *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(mxRows) != len(truth.Domains) {
+		t.Errorf("scan has %d domains, truth %d", len(mxRows), len(truth.Domains))
+	}
+	reachable := map[string]bool{} // targets the capped truth says a scan must probe
+	cases := map[string]int{}
+	bad := 0
+	for _, d := range truth.Domains {
+		for _, c := range d.Cases {
+			cases[c]++
+		}
+		rows := mxRows[d.Domain]
+		want := map[string]bool{} // "host pref status ip"
+		for _, m := range capMX(d.MX) {
+			if len(m.IPs) == 0 {
+				want[fmt.Sprintf("%s %d %s -", m.Host, m.Preference, m.HostStatus)] = true
+			}
+			for _, ip := range m.IPs {
+				want[fmt.Sprintf("%s %d %s %s", m.Host, m.Preference, m.HostStatus, ip)] = true
+				reachable[ip+"|"+m.Host] = true
+			}
+		}
+		got := map[string]bool{}
+		for _, r := range rows {
+			ip := r.IP
+			if ip == "" {
+				ip = "-"
+			}
+			if r.MXHost != "" {
+				got[fmt.Sprintf("%s %d %s %s", r.MXHost, r.MXPreference, r.MXHostStatus, ip)] = true
+			}
+			if r.DNSStatus != d.DNSStatus || r.ImplicitMX != d.ImplicitMX || r.Rank != d.Rank ||
+				!sameStrings(r.CNAMEs, d.CNAMEs) {
+				bad++
+				if bad <= 20 {
+					t.Errorf("%s %v: dns_status=%s implicit=%v rank=%d cnames=%v; truth %s %v %d %v", d.Domain, d.Cases,
+						r.DNSStatus, r.ImplicitMX, r.Rank, r.CNAMEs, d.DNSStatus, d.ImplicitMX, d.Rank, d.CNAMEs)
+				}
+				break
+			}
+		}
+		if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+			bad++
+			if bad <= 20 {
+				t.Errorf("%s %v: mx rows %v, truth %v", d.Domain, d.Cases, keys(got), keys(want))
+			}
+		}
+	}
+
+	// probe rows, target by target, field by field.
+	probes := map[string]record.ProbeRow{}
+	if err := record.ReadAll(filepath.Join(scanDir, "probes"), func(r *record.ProbeRow) error {
+		k := r.IP + "|" + r.MXHost
+		if _, dup := probes[k]; dup {
+			t.Errorf("target %s probed twice", k)
+		}
+		probes[k] = *r
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	compared := 0
+	for _, h := range truth.Hosts {
+		k := h.IP + "|" + h.MXHost
+		if !reachable[k] {
+			continue // behind the MX cap
+		}
+		compared++
+		p, ok := probes[k]
+		if !ok {
+			t.Errorf("%s %v: no probe row", k, h.Cases)
+			continue
+		}
+		delete(probes, k)
+		for _, diff := range compareProbe(h, p) {
+			bad++
+			if bad <= 60 {
+				t.Errorf("%s %v: %s", k, h.Cases, diff)
+			}
+		}
+	}
+	for k := range probes {
+		t.Errorf("probe row for %s that the truth does not list", k)
+	}
+	t.Logf("compared %d domains and %d targets over %d cases; %d mismatches", len(truth.Domains), compared, len(cases), bad)
+	if len(cases) < 40 {
+		t.Errorf("only %d cases occur in the world: %v", len(cases), cases)
+	}
+
+	// The analyzer's figures equal the ones stated by the truth.
+	sum, err := analyze.Analyze(context.Background(), analyze.Options{Dirs: []string{scanDir},
+		RootsFile: filepath.Join(labDir, "ca.pem"), OutDir: filepath.Join(t.TempDir(), "report")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHosts, wantDomains := truthFigures(truth, reachable)
+	for k, v := range wantHosts {
+		if got, ok := sum.Hosts[k]; !ok || got != v {
+			t.Errorf("summary hosts.%s = %d, truth says %d", k, got, v)
+		}
+	}
+	for k, v := range wantDomains {
+		if got, ok := sum.Domains[k]; !ok || got != v {
+			t.Errorf("summary domains.%s = %d, truth says %d", k, got, v)
+		}
+	}
+	t.Logf("summary: %d host figures and %d domain figures equal the truth's", len(wantHosts), len(wantDomains))
+}
+
+func compareProbe(h lab.TruthHost, p record.ProbeRow) []string {
+	var diffs []string
+	eq := func(name string, got, want any) {
+		if !reflect.DeepEqual(got, want) {
+			diffs = append(diffs, fmt.Sprintf("%s = %#v, truth %#v", name, got, want))
+		}
+	}
+	eq("port", p.Port, h.Port)
+	eq("outcome", p.Outcome, h.Outcome)
+	eq("error_class", p.ErrorClass, h.ErrorClass)
+	eq("ptr_host", p.PTRHost, h.PTRHost)
+	eq("ptr_status", p.PTRStatus, h.PTRStatus)
+	eq("banner_code", p.BannerCode, h.BannerCode)
+	eq("banner_host", p.BannerHost, h.BannerHost)
+	eq("ehlo_verb", p.EHLOVerb, h.EHLOVerb)
+	eq("ehlo_code", p.EHLOCode, h.EHLOCode)
+	eq("ehlo_host", p.EHLOHost, h.EHLOHost)
+	eq("ehlo_extensions", nilIfEmpty(p.EHLOExtensions), nilIfEmpty(h.EHLOExtensions))
+	eq("starttls_offered", p.STARTTLSOffered, h.STARTTLSOffered)
+	eq("starttls_code", p.STARTTLSCode, h.STARTTLSCode)
+	eq("tls_version", p.TLSVersion, h.TLSVersion)
+	eq("cert_subject_cn", p.CertSubjectCN, h.CertSubjectCN)
+	eq("cert_san_dns", nilIfEmpty(p.CertSANDNS), nilIfEmpty(h.CertSANDNS))
+	eq("cert_issuer", p.CertIssuer, h.CertIssuer)
+	eq("cert_sha256", p.CertSHA256, h.CertSHA256)
+	eq("cert_chain_len", int(p.CertChainLen), h.CertChainLen)
+	eq("cert_key_type", p.CertKeyType, h.CertKeyType)
+	eq("cert_key_bits", p.CertKeyBits, h.CertKeyBits)
+	eq("cert_self_signed", p.CertSelfSigned, h.CertSelfSigned)
+	eq("post_tls_ehlo_code", p.PostTLSEHLOCode, h.PostTLSEHLOCode)
+	eq("post_tls_ehlo_host", p.PostTLSEHLOHost, h.PostTLSEHLOHost)
+	eq("post_tls_ehlo_extensions", nilIfEmpty(p.PostTLSEHLOExtensions), nilIfEmpty(h.PostTLSEHLOExtensions))
+	if h.CertNotAfter != nil {
+		eq("cert_not_after", p.CertNotAfter.UTC(), h.CertNotAfter.UTC().Truncate(time.Millisecond))
+		eq("cert_not_before", p.CertNotBefore.UTC(), h.CertNotBefore.UTC().Truncate(time.Millisecond))
+	}
+	if h.EHLOCode != 0 && p.EHLONameSent != "scanner.mxsurvey.test" {
+		diffs = append(diffs, "ehlo_name_sent = "+p.EHLONameSent)
+	}
+	if h.Outcome != record.OutcomeSkipped && p.StartedAt.IsZero() {
+		diffs = append(diffs, "started_at not set")
+	}
+	if h.TLSVersion != "" && (p.TLSCipher == "" || len(p.CertChain) == 0) {
+		diffs = append(diffs, "tls_cipher or cert_chain empty after a handshake")
+	}
+	return diffs
+}
+
+// truthFigures counts the summary's figures from the truth's own facts.
+func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains map[string]int64) {
+	hosts = map[string]int64{}
+	type tfacts struct {
+		probed, starttls, valid bool
+	}
+	byTarget := map[string]tfacts{}
+	for _, h := range truth.Hosts {
+		k := h.IP + "|" + h.MXHost
+		if !reachable[k] {
+			continue
+		}
+		hosts["total"]++
+		probed := h.Outcome != record.OutcomeSkipped
+		if !probed {
+			hosts["skipped"]++
+		} else {
+			hosts["probed"]++
+			if h.Outcome != record.OutcomeConnect {
+				hosts["connected"]++
+			}
+			if h.BannerHost != "" {
+				hosts["banner_host_present"]++
+				if h.BannerHost == h.MXHost {
+					hosts["banner_is_mx"]++
+				}
+			}
+		}
+		if h.STARTTLSOffered {
+			hosts["starttls_offered"]++
+		}
+		if h.TLSVersion != "" {
+			hosts["tls_ok"]++
+		}
+		tf := tfacts{probed: probed, starttls: h.STARTTLSOffered}
+		if f := h.Facts; f != nil {
+			hosts["with_cert"]++
+			count := func(key string, v bool) {
+				if v {
+					hosts[key]++
+				}
+			}
+			count("trusted", f.Trusted)
+			count("self_signed", f.SelfSigned)
+			count("expired", f.Expired)
+			count("not_yet_valid", f.NotYetValid)
+			count("wildcard", f.Wildcard)
+			count("wildcard_used", f.WildcardUsed)
+			count("cn_only", f.CNOnly)
+			count("match_mx", f.MatchMX)
+			count("match_banner", f.MatchBanner)
+			count("match_both", f.MatchMX && f.MatchBanner)
+			count("match_mx_only", f.MatchMX && !f.MatchBanner)
+			count("match_banner_only", !f.MatchMX && f.MatchBanner)
+			count("match_neither", !f.MatchMX && !f.MatchBanner)
+			count("match_ehlo", f.MatchEHLO)
+			count("match_post_tls_ehlo", f.MatchPostTLSEHLO)
+			count("match_ptr", f.MatchPTR)
+			count("valid_for_mx", f.ValidForMX)
+			tf.valid = f.ValidForMX
+		}
+		byTarget[k] = tf
+	}
+	domains = map[string]int64{}
+	for _, d := range truth.Domains {
+		domains["total"]++
+		switch d.DNSStatus {
+		case record.DNSOK:
+			domains["with_mx"]++
+		case record.DNSNullMX:
+			domains["null_mx"]++
+		case record.DNSNoMX:
+			domains["no_mx"]++
+		default:
+			domains["dns_error"]++
+		}
+		if d.ImplicitMX {
+			domains["implicit_mx"]++
+		}
+		if d.DNSStatus != record.DNSOK {
+			continue
+		}
+		mx := capMX(d.MX)
+		primaryPref := int32(-1)
+		for _, m := range mx {
+			if primaryPref < 0 || m.Preference < primaryPref {
+				primaryPref = m.Preference
+			}
+		}
+		var anyProbed, allStartTLS, anyValid = false, true, false
+		var primaryProbed, primaryAllValid = false, true
+		for _, m := range mx {
+			for _, ip := range m.IPs {
+				tf := byTarget[ip+"|"+m.Host]
+				if !tf.probed {
+					continue
+				}
+				anyProbed = true
+				allStartTLS = allStartTLS && tf.starttls
+				anyValid = anyValid || tf.valid
+				if m.Preference == primaryPref {
+					primaryProbed = true
+					primaryAllValid = primaryAllValid && tf.valid
+				}
+			}
+		}
+		if anyProbed {
+			domains["with_probed_mx"]++
+			if allStartTLS {
+				domains["starttls_all_mx"]++
+			}
+		}
+		if anyValid {
+			domains["any_mx_valid"]++
+		}
+		if primaryProbed && primaryAllValid {
+			domains["primary_mx_valid"]++
+		}
+	}
+	return hosts, domains
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func sameStrings(a, b []string) bool { return reflect.DeepEqual(nilIfEmpty(a), nilIfEmpty(b)) }
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
