@@ -57,6 +57,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	)
 	fs.StringVar(&cfg.Out, "o", "", "output directory for the dataset (required)")
 	fs.BoolVar(&cfg.Resume, "resume", false, "continue the interrupted or killed scan in -o: domains and targets already committed are not redone")
+	fs.DurationVar(&cfg.Checkpoint, "checkpoint", 0, "commit the open Parquet parts at least this often: the most work a crash can lose (default 30s)")
 	fs.Var(&resolvers, "resolver", "recursive DNS resolver HOST:PORT (repeatable; default: /etc/resolv.conf)")
 	fs.DurationVar(&cfg.DNSTimeout, "dns-timeout", 0, "per DNS query attempt (default 3s)")
 	fs.IntVar(&cfg.DNSRetries, "dns-retries", 2, "extra attempts after a DNS timeout or SERVFAIL, with backoff")

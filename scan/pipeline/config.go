@@ -18,7 +18,10 @@ type Config struct {
 	Format datasets.Format
 	Out    string
 	Resume bool
-	Shard  Shard
+	// Checkpoint is how often open parts are committed: what a kill -9
+	// can lose at most.
+	Checkpoint time.Duration
+	Shard      Shard
 
 	Resolvers      []string
 	DNSTimeout     time.Duration
@@ -139,6 +142,9 @@ func (c *Config) setDefaults() {
 	if c.StepTimeout == 0 {
 		c.StepTimeout = 10 * time.Second
 	}
+	if c.Checkpoint == 0 {
+		c.Checkpoint = 30 * time.Second
+	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
@@ -157,7 +163,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("concurrency flags must be positive")
 	case c.Rate < 0 || c.DNSRate < 0:
 		return fmt.Errorf("rates must be zero (unlimited) or positive")
-	case c.IPInterval < 0 || c.ProbeTimeout < 0 || c.StepTimeout < 0 || c.DNSTimeout < 0:
+	case c.Checkpoint < 0 || c.IPInterval < 0 || c.ProbeTimeout < 0 || c.StepTimeout < 0 || c.DNSTimeout < 0:
 		return fmt.Errorf("durations must not be negative")
 	case c.Port < 1 || c.Port > 65535:
 		return fmt.Errorf("-port %d: want 1-65535", c.Port)

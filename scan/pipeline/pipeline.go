@@ -137,9 +137,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopProgress := r.progress()
 
 	var writers errgroup.Group
-	writers.Go(func() error { return writeAll(mxw, r.mxRows, func(rows []record.MXRow) []record.MXRow { return rows }) })
 	writers.Go(func() error {
-		return writeAll(pw, r.probeRows, func(row record.ProbeRow) []record.ProbeRow { return []record.ProbeRow{row} })
+		return writeAll(mxw, r.mxRows, cfg.Checkpoint, func(rows []record.MXRow) []record.MXRow { return rows })
+	})
+	writers.Go(func() error {
+		return writeAll(pw, r.probeRows, cfg.Checkpoint, func(row record.ProbeRow) []record.ProbeRow { return []record.ProbeRow{row} })
 	})
 
 	domains := make(chan datasets.Entry, 4*cfg.DNSConcurrency)
@@ -212,23 +214,39 @@ func burst(perSecond float64) int {
 	return max(1, int(perSecond/10))
 }
 
-// writeAll drains ch into w. After a write error it keeps draining (so no
-// stage blocks) but drops the open part, leaving only committed parts.
-func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, rows func(T) []R) error {
+// writeAll drains ch into w, committing the open part every checkpoint
+// interval. After a write error it keeps draining (so no stage blocks) but
+// drops the open part, leaving only committed parts.
+func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Duration, rows func(T) []R) error {
 	var firstErr error
-	for v := range ch {
-		if firstErr != nil {
-			continue
-		}
-		if err := w.Write(rows(v)); err != nil {
-			firstErr = err
-			w.Abort()
+	fail := func(err error) {
+		firstErr = err
+		w.Abort()
+	}
+	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				if firstErr != nil {
+					return firstErr
+				}
+				return w.Close()
+			}
+			if firstErr == nil {
+				if err := w.Write(rows(v)); err != nil {
+					fail(err)
+				}
+			}
+		case <-tick.C:
+			if firstErr == nil {
+				if err := w.CommitIfOlder(checkpoint); err != nil {
+					fail(err)
+				}
+			}
 		}
 	}
-	if firstErr != nil {
-		return firstErr
-	}
-	return w.Close()
 }
 
 // read streams the input into domains: invalid lines become error rows at
@@ -510,7 +528,7 @@ func (c *Config) options() map[string]any {
 		"concurrency": c.Concurrency, "rate": c.Rate, "per_ip_concurrency": c.PerIPConcurrency,
 		"ip_interval": c.IPInterval.String(), "port": c.Port, "ehlo_name": c.EHLOName,
 		"probe_timeout": c.ProbeTimeout.String(), "step_timeout": c.StepTimeout.String(),
-		"ipv6": c.IPv6, "tls_groups": groups, "allow": prefixes(c.Allow), "blocklist_entries": len(c.Block),
+		"checkpoint": c.Checkpoint.String(), "ipv6": c.IPv6, "tls_groups": groups, "allow": prefixes(c.Allow), "blocklist_entries": len(c.Block),
 	}
 }
 

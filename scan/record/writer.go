@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -31,6 +32,7 @@ type PartWriter[T any] struct {
 	tmpPath string
 	w       *parquet.GenericWriter[T]
 	rows    int64 // rows in the open part
+	opened  time.Time
 
 	committedParts int
 	committedRows  int64
@@ -138,7 +140,18 @@ func (p *PartWriter[T]) open() error {
 	)
 	p.w.SetKeyValueMetadata("mxsurvey.schema_version", strconv.Itoa(SchemaVersion))
 	p.rows = 0
+	p.opened = time.Now()
 	return nil
+}
+
+// CommitIfOlder commits the open part when it was opened more than age ago.
+// Parts are the checkpoint: a scan killed with kill -9 loses only what is
+// in its open parts, so committing by age bounds the work lost.
+func (p *PartWriter[T]) CommitIfOlder(age time.Duration) error {
+	if p.w == nil || time.Since(p.opened) < age {
+		return nil
+	}
+	return p.commit()
 }
 
 func (p *PartWriter[T]) commit() error {
@@ -222,14 +235,15 @@ func ReadAll[T any](dir string, fn func(*T) error) error {
 		return err
 	}
 	for _, path := range parts {
-		if err := readPart(path, fn); err != nil {
+		if err := ReadPart(path, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func readPart[T any](path string, fn func(*T) error) error {
+// ReadPart calls fn for every row of one part file, streaming.
+func ReadPart[T any](path string, fn func(*T) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("opening part: %w", err)

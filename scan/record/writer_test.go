@@ -45,7 +45,7 @@ func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
 	perDomainPart := map[string]string{}
 	var got int
 	for _, p := range parts {
-		err := readPart(p, func(r *MXRow) error {
+		err := ReadPart(p, func(r *MXRow) error {
 			got++
 			if prev, ok := perDomainPart[r.Domain]; ok && prev != p {
 				t.Errorf("domain %s split across %s and %s", r.Domain, prev, p)
@@ -141,5 +141,32 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 	if got.Status != StatusRunning || got.Counts["domains_read"] != 3 || got.SchemaVersion != SchemaVersion {
 		t.Fatalf("manifest = %+v", got)
+	}
+}
+
+func TestCommitIfOlder(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := NewPartWriter[MXRow](dir, PartOptions{})
+	if err := w.Write([]MXRow{{Domain: "a.example"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CommitIfOlder(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if parts, _ := Parts(dir); len(parts) != 0 {
+		t.Fatalf("a young part was committed: %v", parts)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := w.CommitIfOlder(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if parts, _ := Parts(dir); len(parts) != 1 {
+		t.Fatalf("an old part was not committed: %v", parts)
+	}
+	if err := w.CommitIfOlder(0); err != nil { // nothing open: no empty part
+		t.Fatal(err)
+	}
+	if parts, _ := Parts(dir); len(parts) != 1 {
+		t.Fatalf("an empty part was committed: %v", parts)
 	}
 }
