@@ -7,7 +7,7 @@ FUZZTIME ?= 5s
 DEMO_DOMAINS ?= 2000
 DEMO_OUT ?= out/demo
 
-.PHONY: build check test vet fmt race fuzz fuzz-short bench demo realservers notebook duckdb clean
+.PHONY: build check test labcheck vet fmt race fuzz fuzz-short bench demo realservers notebook duckdb clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mxsurvey
@@ -26,8 +26,14 @@ race:
 	$(GO) test -race -shuffle=on -timeout 15m $(PKGS)
 
 # test = the README's test command: check, short fuzzing of every parser of
-# server-sent bytes, the notebook and the DuckDB cross-check.
-test: check fuzz-short notebook duckdb
+# server-sent bytes, then one lab scan that the notebook and the DuckDB
+# cross-check both read.
+test: check fuzz-short labcheck
+
+labcheck: build
+	scripts/labscan.sh 1000 out/test -quiet
+	scripts/notebook.sh out/test/report
+	scripts/duckdb.sh out/test/scan out/test/report
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz-short:
