@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -43,6 +45,10 @@ type Config struct {
 
 	Allow []netip.Prefix
 	Block []netip.Prefix
+
+	// Dial replaces the prober's dialer; tests use it to see every
+	// connection the scan attempts.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	Progress      io.Writer // nil = no progress lines
 	ProgressEvery time.Duration

@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r.prober, err = probe.New(probe.Config{Port: cfg.Port, EHLOName: cfg.EHLOName, Timeout: cfg.ProbeTimeout,
-		StepTimeout: cfg.StepTimeout, CurvePreferences: cfg.TLSGroups})
+		StepTimeout: cfg.StepTimeout, CurvePreferences: cfg.TLSGroups, Dial: cfg.Dial})
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +102,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("opening input: %w", err)
 	}
 	defer in.Close()
+	if err := r.resolver.Check(ctx); err != nil {
+		return nil, err
+	}
 
 	done, carried, m, err := r.prepareOut()
 	if err != nil {
@@ -128,20 +131,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.probeRows = make(chan record.ProbeRow, 256)
 	r.sched = polite.New[target](cfg.PerIPConcurrency, cfg.IPInterval, max(4*cfg.Concurrency, 10000))
 
-	// The work context ends with the caller's; writers outlive it so that
-	// everything finished before an interrupt is still committed.
-	work, cancelWork := context.WithCancel(ctx)
-	defer cancelWork()
+	// The work context ends with the caller's, or when a writer fails (a
+	// full disk must stop the scan, not let it probe into the void); the
+	// writers outlive it so that everything finished is still committed.
+	work, cancelWork := context.WithCancelCause(ctx)
+	defer cancelWork(nil)
 
 	stopManifest := r.keepManifest(m)
 	stopProgress := r.progress()
 
 	var writers errgroup.Group
 	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, func(rows []record.MXRow) []record.MXRow { return rows })
+		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []record.MXRow) []record.MXRow { return rows })
 	})
 	writers.Go(func() error {
-		return writeAll(pw, r.probeRows, cfg.Checkpoint, func(row record.ProbeRow) []record.ProbeRow { return []record.ProbeRow{row} })
+		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork,
+			func(row record.ProbeRow) []record.ProbeRow { return []record.ProbeRow{row} })
 	})
 
 	domains := make(chan datasets.Entry, 4*cfg.DNSConcurrency)
@@ -217,11 +222,12 @@ func burst(perSecond float64) int {
 // writeAll drains ch into w, committing the open part every checkpoint
 // interval. After a write error it keeps draining (so no stage blocks) but
 // drops the open part, leaving only committed parts.
-func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Duration, rows func(T) []R) error {
+func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
 	var firstErr error
 	fail := func(err error) {
 		firstErr = err
 		w.Abort()
+		stop(err)
 	}
 	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
 	defer tick.Stop()
@@ -453,7 +459,7 @@ func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Ma
 	case merr == nil && !r.cfg.Resume:
 		return nil, nil, nil, fmt.Errorf("%s already holds a scan (status %s): use -resume to continue it, or another -o", r.cfg.Out, old.Status)
 	case merr != nil && !errors.Is(merr, os.ErrNotExist):
-		return nil, nil, nil, merr
+		return nil, nil, nil, fmt.Errorf("output directory %s unusable: %w", r.cfg.Out, merr)
 	}
 	if err := os.MkdirAll(r.cfg.Out, 0o755); err != nil {
 		return nil, nil, nil, fmt.Errorf("creating output directory: %w", err)

@@ -265,3 +265,29 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Check asks every configured server one question ("." NS) and fails when
+// one of them gives no reply at all, so a scan with a dead or mistyped
+// resolver stops before it sends a single probe instead of recording a
+// million timeouts. Any reply, REFUSED included, shows the server is there.
+func (r *Resolver) Check(ctx context.Context) error {
+	m := new(dns.Msg)
+	m.SetQuestion(".", dns.TypeNS)
+	m.RecursionDesired = true
+	for _, server := range r.servers {
+		var err error
+		for attempt := 0; attempt <= max(r.retries, 1); attempt++ {
+			m.Id = dns.Id()
+			if _, err = r.exchangeOnce(ctx, r.udp, m, server); err == nil {
+				break
+			}
+			if _, err = r.exchangeOnce(ctx, r.tcp, m, server); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("resolver %s does not answer (%v): check -resolver, or that a resolver runs there", server, err)
+		}
+	}
+	return nil
+}
