@@ -414,14 +414,16 @@ func (r *run) probeOne(ctx context.Context, t target, release func()) {
 			r.emitProbe(ctx, row)
 		}
 	}()
+	var ptrHost, ptrStatus string
+	if r.cfg.PTR {
+		ptrHost, ptrStatus = r.ptr(ctx, t.ip)
+	}
+	// The connection rate is taken right before the dial, after the PTR
+	// lookup, so DNS waits cannot bunch connections together.
 	if r.connRate != nil {
 		if err := r.connRate.Wait(ctx); err != nil {
 			return
 		}
-	}
-	var ptrHost, ptrStatus string
-	if r.cfg.PTR {
-		ptrHost, ptrStatus = r.ptr(ctx, t.ip)
 	}
 	row := r.prober.Probe(ctx, probe.Target{IP: t.ip, MXHost: t.mxHost})
 	if ctx.Err() != nil {

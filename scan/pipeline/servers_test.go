@@ -27,6 +27,7 @@ type fakeDNS struct {
 	names   map[string]bool
 	mu      sync.Mutex
 	asked   map[string]int
+	times   []time.Time // arrival of every query
 }
 
 func startDNS(t *testing.T, zone []string) *fakeDNS {
@@ -72,6 +73,7 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	k := name + " " + dns.TypeToString[q.Qtype]
 	f.mu.Lock()
 	f.asked[k]++
+	f.times = append(f.times, time.Now())
 	f.mu.Unlock()
 	m := new(dns.Msg)
 	m.SetReply(req)
