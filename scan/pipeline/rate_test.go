@@ -66,18 +66,21 @@ func TestRatesAreNeverExceeded(t *testing.T) {
 	d.mu.Lock()
 	queries := slices.Clone(d.times)
 	d.mu.Unlock()
+	// Connections are timed at the dial, right after the limiter. Queries
+	// are timed where the test server handles them, after the kernel and
+	// the scheduler (slow under -race, on a loaded machine), which bunches
+	// them: judge them over two-second windows with 100 ms of jitter.
 	connMax := maxInWindow(dials, time.Second)
-	dnsMax := maxInWindow(queries, time.Second)
-	t.Logf("%d connections and %d DNS queries in %v; busiest second: %d connections (limit %d+%d burst), %d queries (limit %d+%d)",
-		len(dials), len(queries), el.Round(time.Millisecond), connMax, connRate, burst(connRate), dnsMax, dnsRate, burst(dnsRate))
-	// Queries are timed where the server reads them, after the kernel and
-	// the scheduler: allow 20 ms of delivery jitter (rate x 20 ms events).
-	slack := func(rate int) int { return (rate*20 + 999) / 1000 }
-	if connMax > connRate+burst(connRate)+slack(connRate) {
+	dnsMax := maxInWindow(queries, 2*time.Second)
+	connLimit := connRate + burst(connRate) + 1 // +1: a dial may lag its token by a scheduling slice
+	dnsLimit := 2*dnsRate + burst(dnsRate) + dnsRate/10
+	t.Logf("%d connections and %d DNS queries in %v; busiest second: %d connections (limit %d); busiest two seconds: %d queries (limit %d)",
+		len(dials), len(queries), el.Round(time.Millisecond), connMax, connLimit, dnsMax, dnsLimit)
+	if connMax > connLimit {
 		t.Errorf("connection rate exceeded: %d in one second, -rate %d", connMax, connRate)
 	}
-	if dnsMax > dnsRate+burst(dnsRate)+slack(dnsRate) {
-		t.Errorf("DNS rate exceeded: %d queries in one second, -dns-rate %d", dnsMax, dnsRate)
+	if dnsMax > dnsLimit {
+		t.Errorf("DNS rate exceeded: %d queries in two seconds, -dns-rate %d", dnsMax, dnsRate)
 	}
 	// The limits also bind: without them this scan takes milliseconds.
 	if min := time.Duration(float64(targets-burst(connRate)) / connRate * float64(time.Second)); el < min {
