@@ -271,7 +271,7 @@ func (r *run) read(ctx context.Context, in *datasets.Reader, done *datasets.Dedu
 		r.c.read.Add(1)
 		key := e.Domain
 		if e.Err != "" {
-			key = "\x00invalid:" + e.Input // invalid lines are keyed by their text
+			key = invalidKey(e.Input)
 		}
 		if !r.cfg.Shard.includes(key) {
 			continue
@@ -303,6 +303,10 @@ func (r *run) read(ctx context.Context, in *datasets.Reader, done *datasets.Dedu
 		}
 	}
 }
+
+// invalidKey keys an invalid input line by its text, apart from every
+// valid domain name.
+func invalidKey(input string) string { return "\x00invalid:" + input }
 
 // resolveDomain resolves one domain, emits its mx rows as one batch (so they
 // are committed together) and queues its new targets.
@@ -477,11 +481,13 @@ func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Ma
 		m.Resumes = append(old.Resumes, time.Now().UTC())
 		referenced := map[string]target{}
 		err := record.ReadAll(r.cfg.Out+"/mx", func(row *record.MXRow) error {
-			key := row.Domain
-			if row.DNSStatus == record.DNSError && row.Input == row.Domain && row.MXHost == "" {
-				key = "\x00invalid:" + row.Input
+			// A row cannot tell an invalid input line from a valid domain
+			// whose resolution failed with "error" (a CNAME loop): mark
+			// both keys done; neither can collide with the other kind.
+			done.Seen(row.Domain)
+			if row.DNSStatus == record.DNSError && row.MXHost == "" {
+				done.Seen(invalidKey(row.Input))
 			}
-			done.Seen(key)
 			if row.IP != "" {
 				if ip, perr := netip.ParseAddr(row.IP); perr == nil {
 					t := target{ip: ip, mxHost: row.MXHost}

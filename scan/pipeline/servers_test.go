@@ -85,6 +85,9 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Rcode = dns.RcodeNameError
 	default:
 		m.Answer = f.records[k]
+		if len(m.Answer) == 0 {
+			m.Answer = f.records[name+" CNAME"] // a CNAME answers every type
+		}
 	}
 	w.WriteMsg(m)
 }
