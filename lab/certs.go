@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -63,17 +64,32 @@ var (
 	caTo        = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// brokenKind is a chain crypto/x509 cannot parse (the cert_parse_* cases).
+type brokenKind uint8
+
+const (
+	brokenNone         brokenKind = iota
+	brokenLeaf                    // the leaf's version field says 6: "x509: invalid version"
+	brokenIntermediate            // the second certificate sent is a DER SEQUENCE that is no certificate
+)
+
 type certSpec struct {
 	cn       string
 	sans     []string // nil: no SAN extension at all
 	issuer   issuerKind
 	key      keyKind
 	validity validity
+	pad      int // unrelated CA certificates appended to the chain (cert_chain_50)
+	broken   brokenKind
 }
 
 func (s certSpec) id() string {
-	return fmt.Sprintf("%s|%s|%d|%d|%d|%t", s.cn, strings.Join(s.sans, ","), s.issuer, s.key, s.validity, s.sans == nil)
+	return fmt.Sprintf("%s|%s|%d|%d|%d|%t|%d|%d", s.cn, strings.Join(s.sans, ","), s.issuer, s.key, s.validity, s.sans == nil, s.pad, s.broken)
 }
+
+// chain50Pad is how many filler CAs cert_chain_50 appends to leaf and
+// intermediate: 50 certificates sent.
+const chain50Pad = 48
 
 // specFor states which certificate a server presents for an SNI. It is the
 // single place where cases become certificates.
@@ -111,8 +127,14 @@ func specFor(s *server, sni string) certSpec {
 		sp.key = keyRSA2048
 	case cCertECDSAP384:
 		sp.key = keyP384
-	case cDNSManyMX:
+	case cDNSManyMX, cDNSMXHundreds:
 		sp = certSpec{cn: s.names[0], sans: s.names}
+	case cCertChain50:
+		sp.pad = chain50Pad
+	case cCertParseLeafTLS12, cCertParseLeafTLS13:
+		sp.broken = brokenLeaf
+	case cCertParseIntermediateTLS12:
+		sp.broken = brokenIntermediate
 	}
 	return sp
 }
@@ -132,6 +154,10 @@ type authority struct {
 	rsaOnce sync.Once
 	rsaKey  *rsa.PrivateKey
 	rsaErr  error
+
+	fillOnce sync.Once
+	fillers  [][]byte // DER of the filler CAs of cert_chain_50
+	fillErr  error
 
 	mu    sync.Mutex
 	cache map[string]*tls.Certificate
@@ -280,12 +306,80 @@ func (a *authority) make(sp certSpec) (*issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
 	}
+	if sp.pad > 0 {
+		fill, err := a.fillerCAs()
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, fill[:min(sp.pad, len(fill))]...)
+	}
+	switch sp.broken {
+	case brokenLeaf:
+		if der, err = breakVersion(der); err != nil {
+			return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
+		}
+		leaf = nil // the server needs only the key; nobody can parse this leaf
+	case brokenIntermediate:
+		chain = [][]byte{notACertificate}
+	}
 	sum := sha256.Sum256(der)
 	return &issued{
 		tls:    &tls.Certificate{Certificate: append([][]byte{der}, chain...), PrivateKey: key, Leaf: leaf},
 		leaf:   leaf,
 		sha256: fmt.Sprintf("%x", sum),
 	}, nil
+}
+
+// notACertificate is what brokenIntermediate sends as the second
+// certificate: well-formed DER (a SEQUENCE holding a UTF8String), but no
+// X.509 certificate.
+var notACertificate = append([]byte{0x30, 0x21, 0x0c, 0x1f}, "mxsurvey lab: not a certificate"...)
+
+// breakVersion returns a copy of a certificate's DER whose version field
+// reads 6 (X.509 knows 1 to 3), which crypto/x509 rejects ("x509: invalid
+// version"). Only that byte changes: the lengths, and so everything a TLS
+// stack needs to pass the bytes on, stay valid; the signature no longer
+// verifies, which no parser gets far enough to see.
+func breakVersion(der []byte) ([]byte, error) {
+	// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] EXPLICIT INTEGER 2, ...
+	// each SEQUENCE header is 2 to 4 bytes long.
+	for i := 4; i+5 <= len(der) && i < 12; i++ {
+		if der[i] == 0xa0 && der[i+1] == 3 && der[i+2] == 2 && der[i+3] == 1 && der[i+4] == 2 {
+			out := bytes.Clone(der)
+			out[i+4] = 5
+			if _, err := x509.ParseCertificate(out); err == nil {
+				return nil, fmt.Errorf("a version-6 certificate still parses")
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("no v3 version field found")
+}
+
+// fillerCAs are the unrelated self-signed CAs cert_chain_50 appends after the
+// lab intermediate; they play no part in any path to the root.
+func (a *authority) fillerCAs() ([][]byte, error) {
+	a.fillOnce.Do(func() {
+		for k := range chain50Pad {
+			key := a.p256[k%len(a.p256)]
+			tmpl := &x509.Certificate{
+				SerialNumber:          big.NewInt(int64(1000 + k)),
+				Subject:               pkix.Name{CommonName: fmt.Sprintf("mxsurvey lab filler CA %d", k+1), Organization: []string{"mxsurvey lab"}},
+				NotBefore:             caFrom,
+				NotAfter:              caTo,
+				KeyUsage:              x509.KeyUsageCertSign,
+				BasicConstraintsValid: true,
+				IsCA:                  true,
+			}
+			der, err := x509.CreateCertificate(nil, tmpl, tmpl, key.Public(), key)
+			if err != nil {
+				a.fillErr = err
+				return
+			}
+			a.fillers = append(a.fillers, der)
+		}
+	})
+	return a.fillers, a.fillErr
 }
 
 // get returns the certificate for a spec, cached: handshakes repeat for the

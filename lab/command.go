@@ -19,6 +19,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg      Config
 		latency  string
 		cases    string
+		hostile  bool
 		duration time.Duration
 	)
 	fs.IntVar(&cfg.Domains, "domains", 10000, "number of domains")
@@ -27,7 +28,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.SMTPPort, "smtp-port", 2525, "SMTP port on 0.0.0.0, tcp4 (0: a free port)")
 	fs.StringVar(&cfg.OutDir, "out", "", "directory for domains.csv, ca.pem, lab.json and the truth files (required)")
 	fs.StringVar(&latency, "latency", "0", "SMTP per-reply delay: 0 (off), a duration (50ms) or a range (20ms-200ms) drawn per address")
-	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest (built-in default "+fmt.Sprint(DefaultCaseShare)+", at least 1-3 domains each)")
+	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest, hostile=X the hostile group (built-in default "+fmt.Sprint(DefaultCaseShare)+", hostile peers "+fmt.Sprint(HostileCaseShare)+", at least 1-3 domains each)")
+	fs.BoolVar(&hostile, "hostile", false, "only the hostile cases (and background domains): -cases default=0,hostile="+fmt.Sprint(hostileOnlyShare)+" unless -cases sets those")
 	fs.Float64Var(&cfg.ProviderShare, "provider-share", 0.70, "share of non-case domains hosted by providers")
 	fs.Float64Var(&cfg.HostingShare, "hosting-share", 0.15, "share of non-case domains on shared hosting; the rest run their own MX")
 	fs.IntVar(&cfg.Providers, "providers", 0, "number of providers (0: domains/2000+5, at most 500)")
@@ -42,7 +44,11 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nCases (names for -cases):\n")
 		for c := caseID(1); c < numCases; c++ {
-			fmt.Fprintf(fs.Output(), "  %-26s %s\n", caseTable[c].name, caseTable[c].desc)
+			mark := ""
+			if caseTable[c].hostile {
+				mark = " [hostile]"
+			}
+			fmt.Fprintf(fs.Output(), "  %-30s %s%s\n", caseTable[c].name, caseTable[c].desc, mark)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
@@ -65,6 +71,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.Cases, err = ParseCases(cases); err != nil {
 		return err
 	}
+	if hostile {
+		for k, v := range map[string]float64{"default": 0, GroupHostile: hostileOnlyShare} {
+			if _, set := cfg.Cases[k]; !set {
+				cfg.Cases[k] = v
+			}
+		}
+	}
 	l, err := Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -82,6 +95,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(stdout, "lab: stopping")
 	return l.Close()
 }
+
+// hostileOnlyShare is each hostile case's share under -hostile.
+const hostileOnlyShare = 0.001
 
 // ParseLatency reads "0", "50ms" or "20ms-200ms".
 func ParseLatency(s string) (lo, hi time.Duration, err error) {

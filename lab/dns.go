@@ -3,6 +3,7 @@ package lab
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,12 +16,24 @@ type node struct {
 	exists   bool
 	servfail bool
 	drop     bool // no answer at all: the client times out
+	spoil    spoil
 	cname    string
 	nullMX   bool
 	mx       []mxRec
 	a        []netip.Addr
 	aaaa     []netip.Addr
 }
+
+// spoil is what is wrong with every answer for a name: the dns_wrong_id and
+// dns_wrong_question cases. The records are the right ones, so a resolver
+// that accepted the answer would go on to probe (and show in a scan).
+type spoil uint8
+
+const (
+	spoilNone     spoil = iota
+	spoilID             // the reply's message ID differs from the query's
+	spoilQuestion       // the reply's question names another name
+)
 
 type mxRec struct {
 	host string
@@ -85,15 +98,37 @@ func (w *World) domainNode(d domain) node {
 			return node{drop: true}
 		case cDNSDomainCNAME:
 			n.cname = "real." + d.name
-		case cDNSManyMX:
-			for k := range manyMXCount {
+		case cDNSManyMX, cDNSMXHundreds:
+			for k := range mxCount(d.cas) {
 				n.mx = append(n.mx, mxRec{manyMXName(k, d.name), uint16(10 + k)})
 			}
+		case cDNSCNAMELoop:
+			n.cname = "loop1." + d.name
+		case cDNSMXIPLiteral:
+			n.mx = []mxRec{{w.ipLiteralMX(d), 10}}
 		default:
 			n.mx = []mxRec{{"mx." + d.name, 10}}
 		}
+		n.spoil = caseSpoil(d.cas)
 	}
 	return n
+}
+
+func caseSpoil(c caseID) spoil {
+	switch c {
+	case cDNSWrongID:
+		return spoilID
+	case cDNSWrongQuestion:
+		return spoilQuestion
+	}
+	return spoilNone
+}
+
+// ipLiteralMX is the MX target of dns_mx_ip_literal: the domain's own
+// (unserved) address written as a name, so a scanner that probed it would
+// leave a row the truth does not list.
+func (w *World) ipLiteralMX(d domain) string {
+	return w.slotAddr(w.slotBase + 2*d.idx).String()
 }
 
 func (w *World) subNode(d domain, label string) node {
@@ -134,20 +169,30 @@ func (w *World) subNode(d domain, label string) node {
 			case "host":
 				return node{exists: true, a: []netip.Addr{w.slotAddr(slot0)}}
 			}
-		case cDNSManyMX:
+		case cDNSManyMX, cDNSMXHundreds:
 			if k, ok := strings.CutPrefix(label, "mx"); ok && len(k) == 3 {
-				if n, err := strconv.Atoi(k); err == nil && n >= 1 && n <= manyMXCount {
+				if n, err := strconv.Atoi(k); err == nil && n >= 1 && n <= mxCount(d.cas) {
 					return node{exists: true, a: []netip.Addr{w.slotAddr(slot0)}}
 				}
+			}
+		case cDNSCNAMELoop:
+			switch label {
+			case "loop1":
+				return node{exists: true, cname: "loop2." + d.name}
+			case "loop2":
+				return node{exists: true, cname: d.name}
 			}
 		}
 		if label != "mx" {
 			break
 		}
 		switch d.cas {
+		case cDNSWrongID, cDNSWrongQuestion:
+			return node{exists: true, a: []netip.Addr{w.slotAddr(slot0)}, spoil: caseSpoil(d.cas)}
 		case cDNSMXNoAddress:
 			return node{exists: true}
-		case cDNSMXNXDomain, cDNSImplicitMX, cDNSNullMX, cDNSNoMX, cDNSManyMX:
+		case cDNSMXNXDomain, cDNSImplicitMX, cDNSNullMX, cDNSNoMX, cDNSManyMX, cDNSMXHundreds,
+			cDNSCNAMELoop, cDNSMXIPLiteral:
 			return node{}
 		case cDNSMXPrivate:
 			return node{exists: true, a: []netip.Addr{addrPrivate}}
@@ -249,9 +294,11 @@ func (h *dnsHandler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 	}
 	q := req.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+	sp := spoilNone
 	switch {
 	case name == "test" || strings.HasSuffix(name, ".test"):
-		if !h.answerTest(m, name, q.Qtype) {
+		var answer bool
+		if answer, sp = h.answerTest(m, name, q.Qtype); !answer {
 			return // dropped on purpose: the dns_timeout case
 		}
 	case strings.HasSuffix(name, ".in-addr.arpa") || name == "in-addr.arpa":
@@ -273,29 +320,45 @@ func (h *dnsHandler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 		}
 		m.Truncate(size)
 	}
+	switch sp {
+	case spoilID:
+		m.Id ^= 0x5a5a
+	case spoilQuestion:
+		m.Question[0].Name = "mismatch." + dns.Fqdn(name)
+	}
 	_ = rw.WriteMsg(m) // see above
 }
 
-func (h *dnsHandler) answerTest(m *dns.Msg, name string, qtype uint16) bool {
+// answerTest fills m for a name under test.; answer is false when the query
+// must be dropped, sp says how to spoil the reply.
+func (h *dnsHandler) answerTest(m *dns.Msg, name string, qtype uint16) (answer bool, sp spoil) {
 	n := h.w.lookup(name)
+	sp = n.spoil
+	seen := []string{name}
 	for hops := 0; ; hops++ {
 		switch {
 		case n.drop:
-			return false
+			return false, sp
 		case n.servfail:
 			m.Rcode = dns.RcodeServerFailure
 			m.Authoritative = false
-			return true
+			return true, sp
 		case !n.exists:
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{soa("test.")}
-			return true
+			return true, sp
 		}
 		if n.cname == "" || qtype == dns.TypeCNAME || hops > 8 {
 			break
 		}
 		m.Answer = append(m.Answer, &dns.CNAME{Hdr: hdr(name, dns.TypeCNAME), Target: dns.Fqdn(n.cname)})
+		if slices.Contains(seen, n.cname) {
+			// A loop (dns_cname_loop): every CNAME of it once, as an
+			// authoritative server answers, then stop.
+			return true, sp
+		}
 		name = n.cname
+		seen = append(seen, name)
 		n = h.w.lookup(name)
 	}
 	switch qtype {
@@ -326,7 +389,7 @@ func (h *dnsHandler) answerTest(m *dns.Msg, name string, qtype uint16) bool {
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{soa("test.")}
 	}
-	return true
+	return true, sp
 }
 
 func (h *dnsHandler) answerPTR(m *dns.Msg, name string, qtype uint16, zone string) {

@@ -123,7 +123,9 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		Seed: cfg.Seed, Domains: w.n, Providers: len(w.providers), HostingHosts: w.nHosting,
 		LatencyMin: w.p.LatencyMin.String(), LatencyMax: w.p.LatencyMax.String(),
 		ScannerAssume: "resolver " + l.DNSAddr + ", port " + strconv.Itoa(l.SMTPPort) +
-			", SNI = MX host, TLS 1.3 offered, -ipv6, allow 127.0.0.0/8 and ::1/128, roots " + CAFile,
+			", SNI = MX host, TLS 1.3 offered, -ipv6, allow 127.0.0.0/8 and ::1/128, roots " + CAFile +
+			fmt.Sprintf(", reply caps %d lines / %d bytes / %d-byte lines, %d certificates kept, step deadline under 60s",
+				AssumeMaxReplyLines, AssumeMaxReplyBytes, AssumeMaxLineBytes, AssumeMaxChainCerts),
 		Files: map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile},
 	}
 	if err := l.writeFiles(ctx, !cfg.NoTruth); err != nil {

@@ -25,18 +25,38 @@ const (
 	stServfail  = "servfail"
 	stTimeout   = "timeout"
 	stNoAddress = "no_address"
+	stError     = "error"
 
 	outOK       = "ok"
 	outConnect  = "connect"
 	outBanner   = "banner"
+	outEHLO     = "ehlo"
 	outSTARTTLS = "starttls"
+	outTLS      = "tls"
 	outSkipped  = "skipped"
 
 	errTimeout    = "timeout"
 	errRefused    = "refused"
+	errReset      = "reset"
+	errProtocol   = "protocol"
 	errRejected   = "rejected"
 	errNoSTARTTLS = "no_starttls"
+	errTLSOther   = "tls_other"
+	errCertParse  = "cert_parse"
+	errTooLarge   = "too_large"
 	errBlocked    = "blocked"
+)
+
+// What the truth assumes of the scanner's documented caps (docs/schema.md,
+// README "caps"): where a hostile server sends more than a cap allows, the
+// truth states the fields a scan keeping exactly this much must write (the
+// extensions of smtp_ehlo_many_ext). The lab cannot import the scanner's
+// constants (DESIGN 6); e2e/hostile_test.go holds these against them.
+const (
+	AssumeMaxReplyLines = 1000  // lines kept of one reply
+	AssumeMaxReplyBytes = 65536 // bytes kept of one reply
+	AssumeMaxLineBytes  = 2048  // bytes of one reply line
+	AssumeMaxChainCerts = 20    // certificates kept of a chain
 )
 
 // TruthMX is one MX host of a domain as a resolver must find it.
@@ -117,7 +137,23 @@ type TruthHost struct {
 	PostTLSEHLOHost       string   `json:"post_tls_ehlo_host"`
 	PostTLSEHLOExtensions []string `json:"post_tls_ehlo_extensions"`
 
-	Facts *TruthFacts `json:"facts,omitempty"` // nil when no certificate is received
+	Facts *TruthFacts `json:"facts,omitempty"` // nil when no handshake completes
+
+	// Raw is what the lab knows of the server-sent text of hostile cases
+	// (absent for the others).
+	Raw []TruthText `json:"raw,omitempty"`
+}
+
+// TruthText is what the lab knows of one column of server-sent text.
+type TruthText struct {
+	Column string `json:"column"` // banner or ehlo_reply
+	// Bytes (base64 in JSON: they may be any bytes) is the column's value when
+	// Exact, else the beginning of what the server sends: a trickle (the
+	// tarpit) or a stream beyond the caps (Capped). The column and Bytes then
+	// agree on their common length.
+	Bytes  []byte `json:"bytes"`
+	Exact  bool   `json:"exact"`
+	Capped bool   `json:"capped"` // the server sends more than a scan may keep: the column is cut at a cap
 }
 
 // Truth is the content of a lab directory's truth files.
@@ -223,10 +259,25 @@ func (w *World) truthDomain(d domain) TruthDomain {
 		case cDNSDomainCNAME:
 			t.CNAMEs = []string{"real." + d.name}
 			one(mx, ip(slot0))
-		case cDNSManyMX:
-			for k := range manyMXCount {
+		case cDNSManyMX, cDNSMXHundreds:
+			for k := range mxCount(d.cas) {
 				t.MX = append(t.MX, TruthMX{Host: manyMXName(k, d.name), Preference: int32(10 + k), HostStatus: stOK, IPs: []string{ip(slot0)}})
 			}
+		case cDNSCNAMELoop:
+			// A resolver follows <d> -> loop1 -> loop2 and stops when the
+			// chain comes back to <d>.
+			t.DNSStatus = stError
+			t.CNAMEs = []string{"loop1." + d.name, "loop2." + d.name}
+		case cDNSMXIPLiteral:
+			// RFC 5321 5.1 wants a name: an address is not looked up.
+			t.MX = []TruthMX{{Host: w.ipLiteralMX(d), Preference: 10, HostStatus: stError}}
+		case cDNSWrongID:
+			// A reply with another ID is not the reply to the query: the
+			// client keeps waiting for one, and times out.
+			t.DNSStatus = stTimeout
+		case cDNSWrongQuestion:
+			// A reply to another question is rejected: a malformed answer.
+			t.DNSStatus = stError
 		case cDNSMXNoAddress:
 			t.MX = []TruthMX{{Host: mx, Preference: 10, HostStatus: stNoAddress}}
 		case cDNSMXNXDomain:
@@ -299,8 +350,8 @@ func (w *World) ownedTargets(d domain) []target {
 		switch d.cas {
 		case cDNSImplicitMX:
 			add(slot0, d.name)
-		case cDNSManyMX:
-			for k := range manyMXCount {
+		case cDNSManyMX, cDNSMXHundreds:
+			for k := range mxCount(d.cas) {
 				add(slot0, manyMXName(k, d.name))
 			}
 		case cDNSMXPrivate:
@@ -384,9 +435,37 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 	if s.ptr == "" {
 		h.PTRStatus = stNXDomain
 	}
+	raw := func(col string, b []byte, exact, capped bool) {
+		h.Raw = append(h.Raw, TruthText{Column: col, Bytes: b, Exact: exact, Capped: capped})
+	}
 	switch s.cas {
 	case cSMTPSilent:
 		h.Outcome, h.ErrorClass = outBanner, errTimeout
+		return h, nil
+	case cSMTPTarpit:
+		// One byte per tarpitInterval: no line completes within any step
+		// deadline under a minute, so there is no code and no host.
+		h.Outcome, h.ErrorClass = outBanner, errTimeout
+		raw("banner", []byte(tarpitLine(s)), false, false)
+		return h, nil
+	case cSMTPEndlessLine:
+		// The line cap ends the read; an unfinished line has no code.
+		h.Outcome, h.ErrorClass = outBanner, errTooLarge
+		raw("banner", append([]byte(endlessHead(s)), endlessChunk[:64]...), false, true)
+		return h, nil
+	case cSMTPGreeting10MB:
+		// The reply cap ends the read; the lines read so far are well-formed.
+		h.BannerCode, h.BannerHost = 220, s.banner
+		h.Outcome, h.ErrorClass = outBanner, errTooLarge
+		raw("banner", append([]byte(hugeFirst(s)), hugeChunk[:1024]...), false, true)
+		return h, nil
+	case cSMTPHTTP, cSMTPSSH, cSMTPBinary, cSMTPNULBytes:
+		// The first line is not a reply line: a reader stops there.
+		h.Outcome, h.ErrorClass = outBanner, errProtocol
+		raw("banner", firstLine(w.notSMTP(s)), true, false)
+		return h, nil
+	case cSMTPResetConnect:
+		h.Outcome, h.ErrorClass = outBanner, errReset
 		return h, nil
 	case cSMTPBusy421, cSMTPGreeting554:
 		h.BannerCode, h.BannerHost = 421, s.banner
@@ -397,12 +476,41 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		return h, nil
 	}
 	h.BannerCode, h.BannerHost = 220, s.banner
+	if caseTable[s.cas].hostile {
+		raw("banner", []byte(greeting(s)), true, false)
+	}
+	h.EHLOVerb = "EHLO"
 	h.EHLOCode, h.EHLOHost = 250, s.ehlo
-	if s.cas == cSMTPHELOOnly {
+	switch s.cas {
+	case cSMTPHELOOnly:
 		h.EHLOVerb = "HELO"
-	} else {
-		h.EHLOVerb = "EHLO"
+	case cSMTPResetEHLO:
+		h.EHLOCode, h.EHLOHost = 0, ""
+		h.Outcome, h.ErrorClass = outEHLO, errReset
+		return h, nil
+	case cSMTPEHLOCodeChange:
+		// A reader stops at the line whose code differs, and keeps it: the
+		// extensions are those of the lines before it and of it; STARTTLS,
+		// further down, is not seen.
+		lines := ehloLines(s, false)[:codeChangeLine+1]
+		h.EHLOExtensions = upperKeywords(extensions(s.cas, false)[:codeChangeLine])
+		h.Outcome, h.ErrorClass = outEHLO, errProtocol
+		raw("ehlo_reply", []byte(strings.Join(lines, "\r\n")+"\r\n"), true, false)
+		return h, nil
+	case cSMTPEHLOManyExt:
+		// The scan keeps AssumeMaxReplyLines lines (the first names the
+		// host); STARTTLS is the third extension, so it is seen.
+		ext := extensions(s.cas, false)
+		h.EHLOExtensions = upperKeywords(ext[:AssumeMaxReplyLines-1])
+		h.STARTTLSOffered = true
+		h.Outcome, h.ErrorClass = outEHLO, errTooLarge
+		raw("ehlo_reply", []byte(strings.Join(ehloLines(s, false)[:4], "\r\n")+"\r\n"), false, true)
+		return h, nil
+	default:
 		h.EHLOExtensions = upperKeywords(extensions(s.cas, false))
+	}
+	if caseTable[s.cas].hostile {
+		raw("ehlo_reply", []byte(strings.Join(ehloLines(s, false), "\r\n")+"\r\n"), true, false)
 	}
 	h.STARTTLSOffered = startTLSOffered(s.cas)
 	if !h.STARTTLSOffered {
@@ -415,8 +523,18 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		return h, nil
 	}
 	h.STARTTLSCode = 220
+	switch s.cas {
+	case cSMTPResetTLS:
+		h.Outcome, h.ErrorClass = outTLS, errReset
+		return h, nil
+	case cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage, cCertParseLeafTLS13:
+		// No TLS at all, or a certificate the client cannot parse inside
+		// TLS 1.3's encrypted handshake: nothing of the chain is seen.
+		h.Outcome, h.ErrorClass = outTLS, errTLSOther
+		return h, nil
+	}
 	h.TLSVersion = "TLS 1.3"
-	if s.cas == cTLS12Only {
+	if maxTLS12(s.cas) {
 		h.TLSVersion = "TLS 1.2"
 	}
 	sp := specFor(s, t.mx)
@@ -425,6 +543,15 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		return h, err
 	}
 	h.CertSHA256, h.CertChainLen = dg.sha256, dg.chainLen
+	if sp.broken != brokenNone {
+		// TLS 1.2: the chain travelled in clear and is kept, but the
+		// handshake failed, so there is no TLS version and no facts.
+		h.TLSVersion = ""
+		h.Outcome, h.ErrorClass = outTLS, errCertParse
+		if sp.broken == brokenLeaf {
+			return h, nil // nothing of the leaf but its hash
+		}
+	}
 	h.CertSubjectCN, h.CertSANDNS = sp.cn, sp.sans
 	h.CertKeyType, h.CertKeyBits = keyFacts(sp.key)
 	h.CertSelfSigned = sp.issuer == issSelf
@@ -444,6 +571,9 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		nb, na = futureFrom, futureTo
 	}
 	h.CertNotBefore, h.CertNotAfter = &nb, &na
+	if sp.broken != brokenNone {
+		return h, nil
+	}
 	h.PostTLSEHLOCode, h.PostTLSEHLOHost = 250, s.postEHLO
 	h.PostTLSEHLOExtensions = upperKeywords(extensions(s.cas, true))
 	h.Outcome = outOK

@@ -45,6 +45,7 @@ const (
 	tagAddr
 	tagV6
 	tagKey
+	tagGarbage
 )
 
 func mix64(x uint64) uint64 {
@@ -398,8 +399,23 @@ func (w *World) selfCase(leader int) caseID {
 }
 
 // manyMXCount is how many MX records dns_many_mx domains get: enough to
-// overflow 512 bytes and a 1232-byte EDNS0 buffer.
-const manyMXCount = 100
+// overflow 512 bytes and a 1232-byte EDNS0 buffer. dns_mx_hundreds domains
+// get hundredsMXCount, beyond any scanner's per-domain MX bound.
+const (
+	manyMXCount     = 100
+	hundredsMXCount = 300
+)
+
+// mxCount is the number of MX records of a many-MX case, 0 for other cases.
+func mxCount(c caseID) int {
+	switch c {
+	case cDNSManyMX:
+		return manyMXCount
+	case cDNSMXHundreds:
+		return hundredsMXCount
+	}
+	return 0
+}
 
 func manyMXName(k int, d string) string { return fmt.Sprintf("mx%03d.%s", k+1, d) }
 
@@ -473,8 +489,8 @@ func (w *World) serverAt(slot int) (*server, bool) {
 			switch d.cas {
 			case cDNSImplicitMX:
 				s.names = []string{d.name}
-			case cDNSManyMX:
-				for m := range manyMXCount {
+			case cDNSManyMX, cDNSMXHundreds:
+				for m := range mxCount(d.cas) {
 					s.names = append(s.names, manyMXName(m, d.name))
 				}
 			default:
@@ -516,7 +532,8 @@ func (w *World) serverAt(slot int) (*server, bool) {
 func caseHasServer(c caseID) bool {
 	switch c {
 	case cSMTPRefused, cDNSNullMX, cDNSNoMX, cDNSNXDomain, cDNSServfail, cDNSTimeout,
-		cDNSMXNoAddress, cDNSMXNXDomain, cDNSMXPrivate, cDNSMXLinkLocal, cDNSMXDocIPv6:
+		cDNSMXNoAddress, cDNSMXNXDomain, cDNSMXPrivate, cDNSMXLinkLocal, cDNSMXDocIPv6,
+		cDNSCNAMELoop, cDNSMXIPLiteral, cDNSWrongID, cDNSWrongQuestion:
 		return false
 	}
 	return true

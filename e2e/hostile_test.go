@@ -1,0 +1,335 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/lab"
+	"github.com/mxsurvey/mxsurvey/scan/pipeline"
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
+)
+
+// Bounds the hostile scan must stay within.
+const (
+	hostileProbeTimeout = 4 * time.Second
+	hostileStepTimeout  = 2 * time.Second
+	hostileScanBound    = 60 * time.Second
+	hostileHeapBound    = 200 << 20 // HeapInuse after GC, lab (same process) included
+	// maxErrorText is the documented cap of error and cert_parse_error
+	// (docs/schema.md: 1 KiB); the prober's constant is unexported.
+	maxErrorText = 1024
+)
+
+// scanLab is labScan with the lab's configuration and the probe deadlines as
+// parameters; it also returns how long the scan took.
+func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Duration) (labDir, scanDir string, took time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	labDir = filepath.Join(t.TempDir(), "lab")
+	l, err := lab.Start(ctx, lab.Config{WorldParams: wp, DNSAddr: "127.0.0.1:0", SMTPPort: 0, OutDir: labDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	scanDir = filepath.Join(t.TempDir(), "scan")
+	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir, Resolvers: []string{l.DNSAddr},
+		DNSTimeout: 700 * time.Millisecond, DNSRetries: 1, DNSConcurrency: 50, PTR: true,
+		Concurrency: 200, Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", IPv6: true,
+		ProbeTimeout: probeTimeout, StepTimeout: stepTimeout,
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	t0 := time.Now()
+	res, err := pipeline.Run(ctx, cfg)
+	took = time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Status != record.StatusComplete {
+		t.Fatalf("scan status %s", res.Manifest.Status)
+	}
+	return labDir, scanDir, took
+}
+
+// heapWatch samples HeapInuse until stopped and returns the peak.
+func heapWatch() (stop func() uint64) {
+	var (
+		peak uint64
+		wg   sync.WaitGroup
+	)
+	done := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); wg.Wait(); return peak }
+}
+
+// TestHostilePeers scans a small world holding every hostile case of the lab
+// with short probe deadlines, and holds the scan to the truth and to the
+// documented bounds: time, caps on stored text, the chain cap, memory, and an
+// HTML report that does not carry the servers' markup.
+func TestHostilePeers(t *testing.T) {
+	// The truth's assumptions about the scanner's caps are the scanner's
+	// documented defaults.
+	for name, pair := range map[string][2]int{
+		"reply lines": {lab.AssumeMaxReplyLines, smtpreply.DefaultMaxLines},
+		"reply bytes": {lab.AssumeMaxReplyBytes, smtpreply.DefaultMaxBytes},
+		"line bytes":  {lab.AssumeMaxLineBytes, smtpreply.DefaultMaxLineBytes},
+		"chain":       {lab.AssumeMaxChainCerts, probe.DefaultMaxChainCerts},
+	} {
+		if pair[0] != pair[1] {
+			t.Errorf("lab assumes %s cap %d, the scanner's is %d", name, pair[0], pair[1])
+		}
+	}
+
+	stop := heapWatch()
+	labDir, scanDir, took := scanLab(t, lab.WorldParams{Domains: 300, Seed: 23,
+		Cases: map[string]float64{"default": 0, lab.GroupHostile: 0.001}}, hostileProbeTimeout, hostileStepTimeout)
+	peak := stop()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("scan took %v; heap in use: peak %d MiB, after GC %d MiB", took.Round(time.Millisecond), peak>>20, ms.HeapInuse>>20)
+	if took > hostileScanBound {
+		t.Errorf("scan took %v, bound %v", took, hostileScanBound)
+	}
+	if ms.HeapInuse > hostileHeapBound {
+		t.Errorf("heap in use after GC %d MiB, bound %d MiB", ms.HeapInuse>>20, hostileHeapBound>>20)
+	}
+
+	truth, err := lab.ReadTruth(labDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every hostile case is in the world.
+	inWorld := map[string]bool{}
+	for _, d := range truth.Domains {
+		for _, c := range d.Cases {
+			inWorld[c] = true
+		}
+	}
+	for _, c := range lab.HostileCaseNames() {
+		if !inWorld[c] {
+			t.Errorf("hostile case %s not in the world", c)
+		}
+	}
+
+	// mx rows, as in TestLabScanMatchesGroundTruth.
+	mxRows := map[string][]record.MXRow{}
+	if err := record.ReadAll(filepath.Join(scanDir, "mx"), func(r *record.MXRow) error {
+		mxRows[r.Domain] = append(mxRows[r.Domain], *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reachable := map[string]bool{}
+	for _, d := range truth.Domains {
+		want := map[string]bool{}
+		for _, m := range capMX(d.MX) {
+			if len(m.IPs) == 0 {
+				want[fmt.Sprintf("%s %d %s -", m.Host, m.Preference, m.HostStatus)] = true
+			}
+			for _, ip := range m.IPs {
+				want[fmt.Sprintf("%s %d %s %s", m.Host, m.Preference, m.HostStatus, ip)] = true
+				reachable[ip+"|"+m.Host] = true
+			}
+		}
+		got := map[string]bool{}
+		rows := mxRows[d.Domain]
+		if len(rows) == 0 {
+			t.Errorf("%s %v: no mx row", d.Domain, d.Cases)
+			continue
+		}
+		for _, r := range rows {
+			ip := r.IP
+			if ip == "" {
+				ip = "-"
+			}
+			if r.MXHost != "" {
+				got[fmt.Sprintf("%s %d %s %s", r.MXHost, r.MXPreference, r.MXHostStatus, ip)] = true
+			}
+			if r.DNSStatus != d.DNSStatus || !sameStrings(r.CNAMEs, d.CNAMEs) {
+				t.Errorf("%s %v: dns_status=%s cnames=%v (%s); truth %s %v", d.Domain, d.Cases, r.DNSStatus, r.CNAMEs, r.DNSError, d.DNSStatus, d.CNAMEs)
+				break
+			}
+		}
+		if len(got)+len(want) > 0 && !slicesEqualKeys(got, want) {
+			t.Errorf("%s %v: mx rows %v, truth %v", d.Domain, d.Cases, keys(got), keys(want))
+		}
+	}
+
+	// probe rows: every field the truth states, the raw text it knows, and
+	// the bounds.
+	probes := map[string]record.ProbeRow{}
+	if err := record.ReadAll(filepath.Join(scanDir, "probes"), func(r *record.ProbeRow) error {
+		probes[r.IP+"|"+r.MXHost] = *r
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checked := map[string]int{}
+	for _, h := range truth.Hosts {
+		k := h.IP + "|" + h.MXHost
+		if !reachable[k] {
+			continue
+		}
+		p, ok := probes[k]
+		if !ok {
+			t.Errorf("%s %v: no probe row", k, h.Cases)
+			continue
+		}
+		c := h.Cases[len(h.Cases)-1]
+		if checked[c] == 0 && slices.Contains(lab.HostileCaseNames(), c) {
+			t.Logf("%-30s %s/%s in %d ms, %d bytes read, banner %q, error %q", c, p.Outcome, p.ErrorClass, p.DurationMS, p.BytesRead, clip(p.Banner), clip(p.Error))
+		}
+		checked[c]++
+		for _, diff := range compareProbe(h, p) {
+			t.Errorf("%s %v: %s (error %q)", k, h.Cases, diff, p.Error)
+		}
+		for _, diff := range compareRaw(h, p) {
+			t.Errorf("%s %v: %s", k, h.Cases, diff)
+		}
+		for _, diff := range checkBounds(p) {
+			t.Errorf("%s %v: %s", k, h.Cases, diff)
+		}
+		switch c {
+		case "cert_chain_50":
+			if p.CertChainLen != 50 || len(p.CertChain) != probe.DefaultMaxChainCerts {
+				t.Errorf("%s: cert_chain_len %d, %d certificates stored; want 50 and %d", k, p.CertChainLen, len(p.CertChain), probe.DefaultMaxChainCerts)
+			}
+		case "cert_parse_leaf_tls12", "cert_parse_intermediate_tls12":
+			if len(p.CertChain) != h.CertChainLen || fmt.Sprintf("%x", sha256.Sum256(p.CertChain[0])) != h.CertSHA256 || p.CertParseError == "" && h.CertSubjectCN == "" {
+				t.Errorf("%s: %d certificates kept, parse error %q; truth %d, %s", k, len(p.CertChain), p.CertParseError, h.CertChainLen, h.CertSHA256)
+			}
+		case "cert_parse_leaf_tls13":
+			if len(p.CertChain) != 0 {
+				t.Errorf("%s: %d certificates recovered from an encrypted handshake", k, len(p.CertChain))
+			}
+		}
+	}
+	for _, c := range lab.HostileCaseNames() {
+		if checked[c] == 0 && !strings.HasPrefix(c, "dns_") {
+			t.Errorf("no probe row compared for %s", c)
+		}
+	}
+	t.Logf("compared %d targets; per case: %v", len(probes), checked)
+
+	// The analysis: figures equal the truth's, and the HTML report carries
+	// no markup of the servers'.
+	reportDir := filepath.Join(t.TempDir(), "report")
+	sum, err := analyze.Analyze(context.Background(), analyze.Options{Dirs: []string{scanDir},
+		RootsFile: filepath.Join(labDir, "ca.pem"), OutDir: reportDir, TopN: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHosts, wantDomains := truthFigures(truth, reachable)
+	for k, v := range wantHosts {
+		if got := sum.Hosts[k]; got != v {
+			t.Errorf("summary hosts.%s = %d, truth says %d", k, got, v)
+		}
+	}
+	for k, v := range wantDomains {
+		if got := sum.Domains[k]; got != v {
+			t.Errorf("summary domains.%s = %d, truth says %d", k, got, v)
+		}
+	}
+	html, err := os.ReadFile(filepath.Join(reportDir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(html, []byte("<script>alert(1)")) {
+		t.Error("report.html holds a server's <script> unescaped")
+	}
+	t.Logf("report.html: %d bytes, escaped server script present: %v", len(html),
+		bytes.Contains(html, []byte("&lt;script&gt;alert(1)")))
+}
+
+// compareRaw holds the stored server text against what the lab knows of it.
+func compareRaw(h lab.TruthHost, p record.ProbeRow) []string {
+	var diffs []string
+	for _, want := range h.Raw {
+		var got string
+		switch want.Column {
+		case "banner":
+			got = p.Banner
+		case "ehlo_reply":
+			got = p.EHLOReply
+		default:
+			diffs = append(diffs, "truth states unknown column "+want.Column)
+			continue
+		}
+		switch {
+		case want.Exact:
+			if got != string(want.Bytes) {
+				diffs = append(diffs, fmt.Sprintf("%s = %q, truth %q", want.Column, clip(got), clip(string(want.Bytes))))
+			}
+		default:
+			n := min(len(got), len(want.Bytes))
+			if got[:n] != string(want.Bytes[:n]) || want.Capped && got == "" {
+				diffs = append(diffs, fmt.Sprintf("%s = %q, not a prefix of or prefixed by the truth's %q", want.Column, clip(got), clip(string(want.Bytes))))
+			}
+		}
+	}
+	return diffs
+}
+
+// checkBounds holds a row to the documented caps and deadlines.
+func checkBounds(p record.ProbeRow) []string {
+	var diffs []string
+	for name, v := range map[string]string{"banner": p.Banner, "ehlo_refusal": p.EHLORefusal, "ehlo_reply": p.EHLOReply,
+		"starttls_reply": p.STARTTLSReply, "post_tls_ehlo_reply": p.PostTLSEHLOReply} {
+		if len(v) > smtpreply.DefaultMaxBytes {
+			diffs = append(diffs, fmt.Sprintf("%s of %d bytes, cap %d", name, len(v), smtpreply.DefaultMaxBytes))
+		}
+	}
+	for name, v := range map[string]string{"error": p.Error, "cert_parse_error": p.CertParseError} {
+		if len(v) > maxErrorText {
+			diffs = append(diffs, fmt.Sprintf("%s of %d bytes, cap %d", name, len(v), maxErrorText))
+		}
+	}
+	if len(p.CertChain) > probe.DefaultMaxChainCerts {
+		diffs = append(diffs, fmt.Sprintf("%d certificates stored, cap %d", len(p.CertChain), probe.DefaultMaxChainCerts))
+	}
+	if p.Outcome != record.OutcomeSkipped && time.Duration(p.DurationMS)*time.Millisecond > hostileProbeTimeout+2*time.Second {
+		diffs = append(diffs, fmt.Sprintf("probe took %d ms, timeout %v", p.DurationMS, hostileProbeTimeout))
+	}
+	if p.BytesRead > probe.DefaultMaxProbeBytes {
+		diffs = append(diffs, fmt.Sprintf("read %d bytes, cap %d", p.BytesRead, probe.DefaultMaxProbeBytes))
+	}
+	return diffs
+}
+
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + fmt.Sprintf("...(%d bytes)", len(s))
+	}
+	return s
+}
+
+func slicesEqualKeys(a, b map[string]bool) bool { return slices.Equal(keys(a), keys(b)) }

@@ -1,0 +1,478 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// The hostile cases are checked against the servers with the tests' own
+// minimal client, as the ordinary cases are in checkTarget: what the server
+// sends must be what the truth says it sends.
+
+// hostileConversation says whether a target needs checkHostile rather than
+// checkTarget's ordinary conversation.
+func hostileConversation(h TruthHost) bool {
+	if len(h.Cases) == 0 {
+		return false
+	}
+	c, _ := caseByName(h.Cases[len(h.Cases)-1])
+	switch c {
+	case cSMTPTarpit, cSMTPEndlessLine, cSMTPGreeting10MB, cSMTPEHLOCodeChange, cSMTPEHLOManyExt,
+		cSMTPHTTP, cSMTPSSH, cSMTPBinary, cSMTPNULBytes,
+		cSMTPResetConnect, cSMTPResetEHLO, cSMTPResetTLS, cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage,
+		cCertParseLeafTLS12, cCertParseLeafTLS13, cCertParseIntermediateTLS12:
+		return true
+	}
+	return false
+}
+
+func rawOf(h TruthHost, col string) (TruthText, bool) {
+	for _, r := range h.Raw {
+		if r.Column == col {
+			return r, true
+		}
+	}
+	return TruthText{}, false
+}
+
+// rawConn is a connection read byte-exactly, line by line.
+type rawConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialRaw(t *testing.T, l *Lab, h TruthHost) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(h.IP, strconv.Itoa(l.SMTPPort)), 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", h.MXHost, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, r: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// reply reads one reply as bytes; err is the read error, if any.
+func (rc *rawConn) reply() ([]byte, []string, error) {
+	var all []byte
+	var lines []string
+	for {
+		rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		l, err := rc.r.ReadBytes('\n')
+		all = append(all, l...)
+		if err != nil {
+			return all, lines, err
+		}
+		s := strings.TrimRight(string(l), "\r\n")
+		lines = append(lines, s)
+		if len(s) < 4 || s[3] != '-' {
+			return all, lines, nil
+		}
+	}
+}
+
+func (rc *rawConn) cmd(line string) ([]byte, []string, error) {
+	if _, err := fmt.Fprintf(rc.c, "%s\r\n", line); err != nil {
+		return nil, nil, err
+	}
+	return rc.reply()
+}
+
+func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+// checkRawBanner holds an exact banner of the truth against the greeting.
+func checkRawBanner(t *testing.T, l *Lab, h TruthHost) {
+	want, ok := rawOf(h, "banner")
+	if !ok || !want.Exact {
+		return
+	}
+	rc := dialRaw(t, l, h)
+	got, _, err := rc.reply()
+	if err != nil || !bytes.Equal(got, want.Bytes) {
+		t.Errorf("%s %v: greeting %q (%v), truth %q", h.MXHost, h.Cases, got, err, want.Bytes)
+	}
+}
+
+// checkHostile runs the conversation a hostile case allows and holds what the
+// server does against the truth.
+func checkHostile(t *testing.T, l *Lab, h TruthHost) {
+	c, _ := caseByName(h.Cases[len(h.Cases)-1])
+	rc := dialRaw(t, l, h)
+	banner, _ := rawOf(h, "banner")
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf("%s %v: %s", h.MXHost, h.Cases, fmt.Sprintf(format, args...))
+	}
+	switch c {
+	case cSMTPTarpit:
+		b := make([]byte, 8)
+		rc.c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := rc.c.Read(b)
+		if n != 1 || err != nil || b[0] != banner.Bytes[0] {
+			fail("first read %q %v, want one byte %q", b[:n], err, banner.Bytes[:1])
+		}
+		rc.c.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := rc.c.Read(b); n != 0 || !isTimeout(err) {
+			fail("a second byte within 1s: %q %v", b[:n], err)
+		}
+		return
+	case cSMTPEndlessLine:
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, 1<<20)
+		if _, err := io.ReadFull(rc.r, got); err != nil {
+			fail("reading 1 MiB: %v", err)
+		}
+		if bytes.IndexByte(got, '\n') >= 0 || !bytes.HasPrefix(got, banner.Bytes) {
+			fail("1 MiB of the endless line: LF at %d, starts %q, truth %q", bytes.IndexByte(got, '\n'), got[:80], banner.Bytes)
+		}
+		return
+	case cSMTPGreeting10MB:
+		total, lines := 0, 0
+		var first []byte
+		for {
+			rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, err := rc.r.ReadBytes('\n')
+			if err != nil {
+				fail("greeting: %v after %d bytes", err, total)
+				return
+			}
+			if first == nil {
+				first = append(line, []byte(nil)...)
+			}
+			total += len(line)
+			lines++
+			if !bytes.HasPrefix(line, []byte("220")) {
+				fail("greeting line %d %q", lines, line[:10])
+				return
+			}
+			if line[3] == ' ' {
+				break
+			}
+		}
+		if total < 10<<20 || !bytes.HasPrefix(banner.Bytes, first) || banner.Exact || !banner.Capped {
+			fail("greeting of %d bytes, %d lines, first %q; truth %q", total, lines, first, banner.Bytes)
+		}
+		if _, lines, err := rc.cmd("EHLO probe.test"); err != nil || !strings.HasPrefix(lines[0], "250") {
+			fail("EHLO after the huge greeting: %q %v", lines, err)
+		}
+		return
+	case cSMTPHTTP, cSMTPSSH, cSMTPBinary, cSMTPNULBytes:
+		rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		line, err := rc.r.ReadBytes('\n')
+		if err != nil || !banner.Exact || !bytes.Equal(line, banner.Bytes) {
+			fail("first line %q %v, truth %q", line, err, banner.Bytes)
+		}
+		if len(line) >= 3 && line[0] >= '0' && line[0] <= '9' {
+			fail("starts with a digit: could pass for a reply")
+		}
+		return
+	case cSMTPResetConnect:
+		rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if n, err := rc.c.Read(make([]byte, 10)); n != 0 || !isReset(err) {
+			fail("read %d %v, want a reset", n, err)
+		}
+		return
+	}
+
+	// The rest greet properly.
+	got, lines, err := rc.reply()
+	if err != nil || !bytes.Equal(got, banner.Bytes) || firstToken(lines[0][4:]) != h.BannerHost {
+		fail("greeting %q %v, truth %q", got, err, banner.Bytes)
+		return
+	}
+	ehloRaw, _ := rawOf(h, "ehlo_reply")
+	switch c {
+	case cSMTPResetEHLO:
+		if _, _, err := rc.cmd("EHLO probe.test"); !isReset(err) {
+			fail("EHLO: %v, want a reset", err)
+		}
+		return
+	case cSMTPEHLOCodeChange:
+		all, lines, err := rc.cmd("EHLO probe.test")
+		if err != nil || !ehloRaw.Exact || !bytes.HasPrefix(all, ehloRaw.Bytes) {
+			fail("EHLO reply %q %v, truth %q", all, err, ehloRaw.Bytes)
+			return
+		}
+		// The truth's reply ends with the first line whose code is not the
+		// first line's.
+		kept := strings.Split(strings.TrimSuffix(string(ehloRaw.Bytes), "\r\n"), "\r\n")
+		for i, k := range kept {
+			if (k[:3] != lines[0][:3]) != (i == len(kept)-1) {
+				fail("line %d %q of the stated reply", i, k)
+			}
+		}
+		if want := extOf(kept[1:]); !slices.Equal(want, h.EHLOExtensions) || h.STARTTLSOffered {
+			fail("extensions %q, truth %q starttls %v", want, h.EHLOExtensions, h.STARTTLSOffered)
+		}
+		return
+	case cSMTPEHLOManyExt:
+		all, lines, err := rc.cmd("EHLO probe.test")
+		if err != nil || len(lines) < 2000 || !bytes.HasPrefix(all, ehloRaw.Bytes) || !ehloRaw.Capped {
+			fail("EHLO reply of %d lines %v, truth starts %q", len(lines), err, ehloRaw.Bytes)
+			return
+		}
+		if want := extOf(lines[1:AssumeMaxReplyLines]); !slices.Equal(want, h.EHLOExtensions) || !h.STARTTLSOffered ||
+			!slices.Contains(want, "STARTTLS") {
+			fail("extensions within the cap differ from the truth's (%d vs %d)", len(want), len(h.EHLOExtensions))
+		}
+		return
+	}
+	if _, _, err := rc.cmd("EHLO probe.test"); err != nil {
+		fail("EHLO: %v", err)
+		return
+	}
+	if _, lines, err := rc.cmd("STARTTLS"); err != nil || !strings.HasPrefix(lines[0], "220 ") || h.STARTTLSCode != 220 {
+		fail("STARTTLS %q %v", lines, err)
+		return
+	}
+	rec := &recordingConn{Conn: rc.c}
+	tc := tls.Client(rec, &tls.Config{ServerName: h.MXHost, InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(3 * time.Second))
+	err = tc.Handshake()
+	if err == nil {
+		fail("handshake succeeded")
+		return
+	}
+	if isTimeout(err) {
+		fail("handshake timed out: the server must fail it, not stall")
+		return
+	}
+	var rhe tls.RecordHeaderError
+	chain := clearChain(rec.buf)
+	switch c {
+	case cSMTPResetTLS:
+		if !isReset(err) {
+			fail("handshake: %v, want a reset", err)
+		}
+	case cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage:
+		if !errors.As(err, &rhe) {
+			fail("handshake: %v, want a record that is no TLS", err)
+		}
+	case cCertParseLeafTLS13:
+		if chain != nil {
+			fail("certificate chain in clear over TLS 1.3")
+		}
+	case cCertParseLeafTLS12, cCertParseIntermediateTLS12:
+		if len(chain) != h.CertChainLen || fmt.Sprintf("%x", sha256.Sum256(chain[0])) != h.CertSHA256 {
+			fail("chain in clear: %d certificates; truth %d, sha %s", len(chain), h.CertChainLen, h.CertSHA256)
+			return
+		}
+		leaf, lerr := x509.ParseCertificate(chain[0])
+		_, ierr := x509.ParseCertificate(chain[1])
+		if (lerr != nil) != (c == cCertParseLeafTLS12) || ierr == nil && c == cCertParseIntermediateTLS12 {
+			fail("parse: leaf %v, second %v", lerr, ierr)
+		}
+		if leaf != nil && (leaf.Subject.CommonName != h.CertSubjectCN || leaf.Issuer.String() != h.CertIssuer) {
+			fail("leaf %s by %s, truth %+v", leaf.Subject, leaf.Issuer, h)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func extOf(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		k, rest, found := strings.Cut(l[4:], " ")
+		k = strings.ToUpper(k)
+		if found {
+			k += " " + rest
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// recordingConn keeps what the server sent during a handshake.
+type recordingConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.buf = append(c.buf, p[:n]...)
+	return n, err
+}
+
+// clearChain is the test's own reading of a Certificate message (RFC 5246
+// 7.4.2) from the server's TLS records before ChangeCipherSpec; nil when
+// there is none in clear (TLS 1.3).
+func clearChain(b []byte) [][]byte {
+	var hs []byte
+	for len(b) >= 5 && b[0] == 22 {
+		n := int(b[3])<<8 | int(b[4])
+		if len(b) < 5+n {
+			break
+		}
+		hs = append(hs, b[5:5+n]...)
+		b = b[5+n:]
+	}
+	for len(hs) >= 4 {
+		typ, n := hs[0], int(hs[1])<<16|int(hs[2])<<8|int(hs[3])
+		if len(hs) < 4+n {
+			return nil
+		}
+		body := hs[4 : 4+n]
+		hs = hs[4+n:]
+		if typ != 11 || len(body) < 3 {
+			continue
+		}
+		var chain [][]byte
+		for list := body[3:]; len(list) >= 3; {
+			m := int(list[0])<<16 | int(list[1])<<8 | int(list[2])
+			if len(list) < 3+m {
+				return nil
+			}
+			chain = append(chain, list[3:3+m])
+			list = list[3+m:]
+		}
+		return chain
+	}
+	return nil
+}
+
+func TestHostileDNS(t *testing.T) {
+	l, tr := testLab(t)
+	a := l.DNSAddr
+
+	loop := byCase(tr, "dns_cname_loop")
+	r, err := query(t, a, loop.Domain, dns.TypeMX, "udp", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []string
+	for _, rr := range r.Answer {
+		if c, ok := rr.(*dns.CNAME); ok {
+			chain = append(chain, strings.TrimSuffix(c.Hdr.Name, ".")+">"+strings.TrimSuffix(c.Target, "."))
+		}
+	}
+	d := loop.Domain
+	if want := []string{d + ">loop1." + d, "loop1." + d + ">loop2." + d, "loop2." + d + ">" + d}; !slices.Equal(chain, want) ||
+		len(r.Answer) != 3 || loop.DNSStatus != stError || !slices.Equal(loop.CNAMEs, []string{"loop1." + d, "loop2." + d}) {
+		t.Errorf("cname loop: answer %v; truth %+v", chain, loop)
+	}
+
+	many := byCase(tr, "dns_mx_hundreds")
+	r, err = query(t, a, many.Domain, dns.TypeMX, "tcp", false)
+	if err != nil || len(r.Answer) != hundredsMXCount || len(many.MX) != hundredsMXCount {
+		t.Errorf("300 MX over TCP: %d answers (%v), truth %d", len(r.Answer), err, len(many.MX))
+	}
+	if r, err := query(t, a, many.Domain, dns.TypeMX, "udp", true); err != nil || !r.Truncated {
+		t.Errorf("300 MX over UDP: not truncated (%v)", err)
+	}
+
+	lit := byCase(tr, "dns_mx_ip_literal")
+	r, err = query(t, a, lit.Domain, dns.TypeMX, "udp", true)
+	if err != nil || len(r.Answer) != 1 || len(lit.MX) != 1 {
+		t.Fatalf("mx ip literal: %v %v", r, err)
+	}
+	if got := strings.TrimSuffix(r.Answer[0].(*dns.MX).Mx, "."); got != lit.MX[0].Host || lit.MX[0].HostStatus != stError {
+		t.Errorf("mx ip literal: MX %s, truth %+v", got, lit.MX)
+	}
+
+	// Wrong ID: miekg/dns's UDP client discards it and waits (a timeout);
+	// over TCP it reports ErrId. The records are the right ones.
+	wid := byCase(tr, "dns_wrong_id")
+	if _, err := query(t, a, wid.Domain, dns.TypeMX, "udp", true); !isTimeout(err) || wid.DNSStatus != stTimeout {
+		t.Errorf("wrong id over UDP: %v, truth %s", err, wid.DNSStatus)
+	}
+	if _, err := query(t, a, wid.Domain, dns.TypeMX, "tcp", false); !errors.Is(err, dns.ErrId) {
+		t.Errorf("wrong id over TCP: %v", err)
+	}
+	wq := byCase(tr, "dns_wrong_question")
+	r, err = query(t, a, wq.Domain, dns.TypeMX, "udp", true)
+	if err != nil || len(r.Question) != 1 || r.Question[0].Name != "mismatch."+wq.Domain+"." || len(r.Answer) != 1 || wq.DNSStatus != stError {
+		t.Errorf("wrong question: %v %v, truth %s", r, err, wq.DNSStatus)
+	}
+}
+
+func TestCaseGroups(t *testing.T) {
+	hostile := HostileCaseNames()
+	if len(hostile) < 25 {
+		t.Fatalf("hostile group: %v", hostile)
+	}
+	count := func(spec string) (on, hostileOn int) {
+		t.Helper()
+		m, err := ParseCases(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := NewWorld(WorldParams{Domains: 300, Seed: 1, Cases: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for c := caseID(1); c < numCases; c++ {
+			if w.counts[c] > 0 {
+				on++
+				if caseTable[c].hostile {
+					hostileOn++
+				}
+			}
+		}
+		return on, hostileOn
+	}
+	if on, h := count(""); h != len(hostile) || on != int(numCases)-1 {
+		t.Errorf("default world: %d cases on, %d hostile", on, h)
+	}
+	if on, h := count("hostile=0"); h != 0 || on != int(numCases)-1-len(hostile) {
+		t.Errorf("hostile=0: %d on, %d hostile", on, h)
+	}
+	if on, h := count("default=0,hostile=0.001"); on != len(hostile) || h != len(hostile) {
+		t.Errorf("only hostile: %d on, %d hostile", on, h)
+	}
+	if on, h := count("hostile=0,smtp_tarpit=0.01"); h != 1 || on != int(numCases)-len(hostile) {
+		t.Errorf("a case's own share wins over its group: %d on, %d hostile", on, h)
+	}
+}
+
+func TestHostileFlag(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	err := Command(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0",
+		"-no-truth", "-duration", "1ms", "-out", dir}, &out, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	data, err := os.ReadFile(filepath.Join(dir, InfoFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info Info
+	if err := json.Unmarshal(data, &info); err != nil {
+		t.Fatal(err)
+	}
+	hostile := HostileCaseNames()
+	for _, c := range hostile {
+		if info.CaseDomains[c] < 1 {
+			t.Errorf("-hostile: no domain for %s", c)
+		}
+	}
+	for c := range info.CaseDomains {
+		if !strings.HasPrefix(c, "bg_") && !slices.Contains(hostile, c) {
+			t.Errorf("-hostile: case %s is on", c)
+		}
+	}
+}
