@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -12,38 +11,9 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/analyze"
 	"github.com/mxsurvey/mxsurvey/lab"
-	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/record"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
-
-// labScan starts a lab in-process, scans it and returns the directories.
-func labScan(t *testing.T, domains int, seed int64) (labDir, scanDir string, l *lab.Lab) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	labDir = filepath.Join(t.TempDir(), "lab")
-	l, err := lab.Start(ctx, lab.Config{WorldParams: lab.WorldParams{Domains: domains, Seed: seed},
-		DNSAddr: "127.0.0.1:0", SMTPPort: 0, OutDir: labDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	scanDir = filepath.Join(t.TempDir(), "scan")
-	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir, Resolvers: []string{l.DNSAddr},
-		DNSTimeout: 700 * time.Millisecond, DNSRetries: 1, DNSConcurrency: 50, PTR: true,
-		Concurrency: 200, Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", IPv6: true,
-		ProbeTimeout: 8 * time.Second, StepTimeout: 3 * time.Second,
-		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
-	res, err := pipeline.Run(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Manifest.Status != record.StatusComplete {
-		t.Fatalf("scan status %s", res.Manifest.Status)
-	}
-	return labDir, scanDir, l
-}
 
 // capMX applies the scanner's documented bound on MX records per domain
 // (the most preferred kept, ties by name) to a truth domain.
@@ -62,12 +32,11 @@ func capMX(mx []lab.TruthMX) []lab.TruthMX {
 }
 
 func TestLabScanMatchesGroundTruth(t *testing.T) {
-	labDir, scanDir, l := labScan(t, 1500, 11)
+	labDir, scanDir, _ := scanLab(t, lab.WorldParams{Domains: 1500, Seed: 11}, 8*time.Second, 3*time.Second)
 	truth, err := lab.ReadTruth(labDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = l
 
 	// mx rows, domain by domain.
 	mxRows := map[string][]record.MXRow{}
