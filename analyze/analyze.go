@@ -260,7 +260,7 @@ func (a *analyzer) readProbes(ctx context.Context) error {
 			a.log.Warn("no probe parts", "dir", dir)
 		}
 		for _, path := range paths {
-			err := readPart(ctx, path, func(rows []record.ProbeRow) error {
+			err := record.ReadBatches(ctx, path, func(rows []record.ProbeRow) error {
 				for i := range rows {
 					if err := a.probe(&rows[i]); err != nil {
 						return err

@@ -566,7 +566,7 @@ func readCSV(t *testing.T, path string) [][]string {
 func readParquet[T any](t *testing.T, path string) []T {
 	t.Helper()
 	var out []T
-	if err := readPart(context.Background(), path, func(rows []T) error {
+	if err := record.ReadBatches(context.Background(), path, func(rows []T) error {
 		out = append(out, rows...)
 		return nil
 	}); err != nil {

@@ -63,7 +63,7 @@ func (a *analyzer) readMX(ctx context.Context) error {
 			a.log.Warn("no mx parts", "dir", dir)
 		}
 		for _, path := range paths {
-			err := readPart(ctx, path, func(rows []record.MXRow) error {
+			err := record.ReadBatches(ctx, path, func(rows []record.MXRow) error {
 				for i := range rows {
 					r := &rows[i]
 					if !have || r.Domain != cur.name {

@@ -89,13 +89,16 @@ func newTable[T any](dir, name string) (*table[T], error) {
 	return t, nil
 }
 
+// exportBatch rows are buffered before each Parquet write.
+const exportBatch = 256
+
 func (t *table[T]) write(row T) error {
 	t.rec = csvRecord(reflect.ValueOf(row), t.rec[:0])
 	if err := t.csv.Write(t.rec); err != nil {
 		return fmt.Errorf("writing export: %w", err)
 	}
 	t.buf = append(t.buf, row)
-	if len(t.buf) == batchRows {
+	if len(t.buf) == exportBatch {
 		return t.flushBuf()
 	}
 	return nil

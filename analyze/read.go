@@ -1,105 +1,20 @@
 package analyze
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
+	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
-// batchRows bounds memory per read: rows carry certificate chains, so a
-// batch of 256 is a few megabytes at most.
-const batchRows = 256
-
-var partName = regexp.MustCompile(`^part-(\d+)\.parquet$`)
-
-// parts lists the committed parts of dir/sub in part-number order. Hidden
-// temporaries of a running or killed scan are not parts and are skipped.
+// parts lists the committed parts of dir/sub in part-number order; hidden
+// temporaries of a running or killed scan are not parts.
 func parts(dir, sub string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(dir, sub))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing %s parts: %w", sub, err)
-	}
-	type part struct {
-		n    int
-		path string
-	}
-	var ps []part
-	for _, e := range entries {
-		m := partName.FindStringSubmatch(e.Name())
-		if m == nil || e.IsDir() {
-			continue
-		}
-		n, err := strconv.Atoi(m[1])
-		if err != nil {
-			continue // more digits than an int holds: not one of ours
-		}
-		ps = append(ps, part{n, filepath.Join(dir, sub, e.Name())})
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].n < ps[j].n })
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.path
-	}
-	return out, nil
-}
-
-// readPart streams one Parquet file in batches, calling fn for each batch.
-// The batch is reused: fn must copy whatever it keeps.
-func readPart[T any](ctx context.Context, path string, fn func([]T) error) (err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opening part: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("opening part: %w", err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	// parquet-go panics when a file's schema cannot be converted to the row
-	// type; one foreign file must fail the analysis with a message, not crash it.
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("reading %s: incompatible schema: %v", path, r)
-		}
-	}()
-	r := parquet.NewGenericReader[T](pf)
-	defer r.Close()
-	buf := make([]T, batchRows)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		clear(buf)
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := fn(buf[:n]); err != nil {
-				return err
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("reading %s: %w", path, rerr)
-		}
-	}
+	return record.Parts(filepath.Join(dir, sub))
 }
 
 // manifest holds the manifest fields the report shows. It is decoded

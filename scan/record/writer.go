@@ -1,6 +1,7 @@
 package record
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,7 @@ type PartOptions struct {
 	GroupRows    int64 // rows per row group (default 10,000)
 }
 
-var partName = regexp.MustCompile(`^part-(\d{5,})\.parquet$`)
+var partName = regexp.MustCompile(`^part-(\d+)\.parquet$`)
 
 // NewPartWriter prepares dir and continues numbering after the parts already
 // there (a resumed scan appends new parts). Leftover temporary files of a
@@ -244,27 +245,62 @@ func ReadAll[T any](dir string, fn func(*T) error) error {
 
 // ReadPart calls fn for every row of one part file, streaming.
 func ReadPart[T any](path string, fn func(*T) error) error {
+	return ReadBatches(context.Background(), path, func(rows []T) error {
+		for i := range rows {
+			if err := fn(&rows[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// readBatch bounds memory per read: probe rows carry certificate chains, so
+// a batch of 256 is a few megabytes at most.
+const readBatch = 256
+
+// ReadBatches streams one Parquet file in batches, calling fn for each. The
+// batch is reused: fn must copy whatever it keeps. A file whose schema does
+// not fit T (parquet-go panics on those) is an error, not a crash: one
+// foreign file must not end an analysis of a thousand.
+func ReadBatches[T any](ctx context.Context, path string, fn func([]T) error) (err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("opening part: %w", err)
 	}
 	defer f.Close()
-	r := parquet.NewGenericReader[T](f)
-	defer r.Close()
-	buf := make([]T, 256)
-	for {
-		n, err := r.Read(buf)
-		for i := 0; i < n; i++ {
-			if ferr := fn(&buf[i]); ferr != nil {
-				return ferr
-			}
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("opening part: %w", err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading %s: incompatible schema: %v", path, r)
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("reading part %s: %w", path, err)
+	}()
+	r := parquet.NewGenericReader[T](pf)
+	defer r.Close()
+	buf := make([]T, readBatch)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		clear(buf)
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if err := fn(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("reading %s: %w", path, rerr)
+		}
 	}
 }
