@@ -38,7 +38,34 @@ func TestLabScanMatchesGroundTruth(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// mx rows, domain by domain.
+	compared, bad := checkAgainstTruth(t, truth, scanDir, nil)
+	cases := map[string]int{}
+	for _, d := range truth.Domains {
+		for _, c := range d.Cases {
+			cases[c]++
+		}
+	}
+	t.Logf("compared %d domains and %d targets over %d cases; %d mismatches", len(truth.Domains), len(compared), len(cases), bad)
+	if len(cases) < 40 {
+		t.Errorf("only %d cases occur in the world: %v", len(cases), cases)
+	}
+
+	// The analyzer's figures equal the ones stated by the truth.
+	analyzeAgainstTruth(t, truth, labDir, scanDir, compared)
+}
+
+// checkAgainstTruth compares every mx row with the truth's domains and every
+// probe row with the truth's hosts, field by field, calls each (when not
+// nil) for every target compared, and returns the targets the truth says a
+// scan must probe (the MX cap applied) and the number of mismatches.
+func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func(lab.TruthHost, record.ProbeRow)) (reachable map[string]bool, bad int) {
+	t.Helper()
+	report := func(format string, args ...any) {
+		bad++
+		if bad <= 60 {
+			t.Errorf(format, args...)
+		}
+	}
 	mxRows := map[string][]record.MXRow{}
 	if err := record.ReadAll(filepath.Join(scanDir, "mx"), func(r *record.MXRow) error {
 		mxRows[r.Domain] = append(mxRows[r.Domain], *r)
@@ -47,16 +74,10 @@ func TestLabScanMatchesGroundTruth(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(mxRows) != len(truth.Domains) {
-		t.Errorf("scan has %d domains, truth %d", len(mxRows), len(truth.Domains))
+		report("scan has %d domains, truth %d", len(mxRows), len(truth.Domains))
 	}
-	reachable := map[string]bool{} // targets the capped truth says a scan must probe
-	cases := map[string]int{}
-	bad := 0
+	reachable = map[string]bool{}
 	for _, d := range truth.Domains {
-		for _, c := range d.Cases {
-			cases[c]++
-		}
-		rows := mxRows[d.Domain]
 		want := map[string]bool{} // "host pref status ip"
 		for _, m := range capMX(d.MX) {
 			if len(m.IPs) == 0 {
@@ -67,6 +88,11 @@ func TestLabScanMatchesGroundTruth(t *testing.T) {
 				reachable[ip+"|"+m.Host] = true
 			}
 		}
+		rows := mxRows[d.Domain]
+		if len(rows) == 0 {
+			report("%s %v: no mx row", d.Domain, d.Cases)
+			continue
+		}
 		got := map[string]bool{}
 		for _, r := range rows {
 			ip := r.IP
@@ -76,67 +102,60 @@ func TestLabScanMatchesGroundTruth(t *testing.T) {
 			if r.MXHost != "" {
 				got[fmt.Sprintf("%s %d %s %s", r.MXHost, r.MXPreference, r.MXHostStatus, ip)] = true
 			}
-			if r.DNSStatus != d.DNSStatus || r.ImplicitMX != d.ImplicitMX || r.Rank != d.Rank ||
-				!sameStrings(r.CNAMEs, d.CNAMEs) {
-				bad++
-				if bad <= 20 {
-					t.Errorf("%s %v: dns_status=%s implicit=%v rank=%d cnames=%v; truth %s %v %d %v", d.Domain, d.Cases,
-						r.DNSStatus, r.ImplicitMX, r.Rank, r.CNAMEs, d.DNSStatus, d.ImplicitMX, d.Rank, d.CNAMEs)
-				}
+			if r.DNSStatus != d.DNSStatus || r.ImplicitMX != d.ImplicitMX || r.Rank != d.Rank || !sameStrings(r.CNAMEs, d.CNAMEs) {
+				report("%s %v: dns_status=%s implicit=%v rank=%d cnames=%v (%s); truth %s %v %d %v", d.Domain, d.Cases,
+					r.DNSStatus, r.ImplicitMX, r.Rank, r.CNAMEs, r.DNSError, d.DNSStatus, d.ImplicitMX, d.Rank, d.CNAMEs)
 				break
 			}
 		}
-		if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
-			bad++
-			if bad <= 20 {
-				t.Errorf("%s %v: mx rows %v, truth %v", d.Domain, d.Cases, keys(got), keys(want))
-			}
+		if !reflect.DeepEqual(got, want) {
+			report("%s %v: mx rows %v, truth %v", d.Domain, d.Cases, keys(got), keys(want))
 		}
 	}
 
-	// probe rows, target by target, field by field.
 	probes := map[string]record.ProbeRow{}
 	if err := record.ReadAll(filepath.Join(scanDir, "probes"), func(r *record.ProbeRow) error {
 		k := r.IP + "|" + r.MXHost
 		if _, dup := probes[k]; dup {
-			t.Errorf("target %s probed twice", k)
+			report("target %s probed twice", k)
 		}
 		probes[k] = *r
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	compared := 0
 	for _, h := range truth.Hosts {
 		k := h.IP + "|" + h.MXHost
 		if !reachable[k] {
 			continue // behind the MX cap
 		}
-		compared++
 		p, ok := probes[k]
 		if !ok {
-			t.Errorf("%s %v: no probe row", k, h.Cases)
+			report("%s %v: no probe row", k, h.Cases)
 			continue
 		}
 		delete(probes, k)
 		for _, diff := range compareProbe(h, p) {
-			bad++
-			if bad <= 60 {
-				t.Errorf("%s %v: %s", k, h.Cases, diff)
-			}
+			report("%s %v: %s (error %q)", k, h.Cases, diff, p.Error)
+		}
+		if each != nil {
+			each(h, p)
 		}
 	}
 	for k := range probes {
-		t.Errorf("probe row for %s that the truth does not list", k)
+		report("probe row for %s that the truth does not list", k)
 	}
-	t.Logf("compared %d domains and %d targets over %d cases; %d mismatches", len(truth.Domains), compared, len(cases), bad)
-	if len(cases) < 40 {
-		t.Errorf("only %d cases occur in the world: %v", len(cases), cases)
-	}
+	return reachable, bad
+}
 
-	// The analyzer's figures equal the ones stated by the truth.
+// analyzeAgainstTruth analyzes the scan with the lab's CA as the only root
+// and compares every figure the truth states; it returns the report
+// directory.
+func analyzeAgainstTruth(t *testing.T, truth *lab.Truth, labDir, scanDir string, reachable map[string]bool) string {
+	t.Helper()
+	reportDir := filepath.Join(t.TempDir(), "report")
 	sum, err := analyze.Analyze(context.Background(), analyze.Options{Dirs: []string{scanDir},
-		RootsFile: filepath.Join(labDir, "ca.pem"), OutDir: filepath.Join(t.TempDir(), "report")})
+		RootsFile: filepath.Join(labDir, "ca.pem"), OutDir: reportDir, TopN: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +171,7 @@ func TestLabScanMatchesGroundTruth(t *testing.T) {
 		}
 	}
 	t.Logf("summary: %d host figures and %d domain figures equal the truth's", len(wantHosts), len(wantDomains))
+	return reportDir
 }
 
 func compareProbe(h lab.TruthHost, p record.ProbeRow) []string {
@@ -205,6 +225,14 @@ func compareProbe(h lab.TruthHost, p record.ProbeRow) []string {
 // truthFigures counts the summary's figures from the truth's own facts.
 func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains map[string]int64) {
 	hosts = map[string]int64{}
+	// Every figure the truth can state starts at zero, so a figure the
+	// analyzer counts where the truth has none is caught too.
+	for _, k := range []string{"total", "skipped", "probed", "connected", "banner_host_present", "banner_is_mx",
+		"starttls_offered", "tls_ok", "with_cert", "trusted", "self_signed", "expired", "not_yet_valid", "wildcard",
+		"wildcard_used", "cn_only", "match_mx", "match_banner", "match_both", "match_mx_only", "match_banner_only",
+		"match_neither", "match_ehlo", "match_post_tls_ehlo", "match_ptr", "valid_for_mx"} {
+		hosts[k] = 0
+	}
 	type tfacts struct {
 		probed, starttls, valid bool
 	}
@@ -266,6 +294,10 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 		byTarget[k] = tf
 	}
 	domains = map[string]int64{}
+	for _, k := range []string{"total", "with_mx", "null_mx", "no_mx", "dns_error", "implicit_mx", "with_probed_mx",
+		"starttls_all_mx", "any_mx_valid", "primary_mx_valid"} {
+		domains[k] = 0
+	}
 	for _, d := range truth.Domains {
 		domains["total"]++
 		switch d.DNSStatus {
