@@ -12,10 +12,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"math/big"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -84,7 +87,28 @@ type certSpec struct {
 }
 
 func (s certSpec) id() string {
-	return fmt.Sprintf("%s|%s|%d|%d|%d|%t|%d|%d", s.cn, strings.Join(s.sans, ","), s.issuer, s.key, s.validity, s.sans == nil, s.pad, s.broken)
+	// cn|sans|issuer|key|validity|nosan|pad|broken
+	b := make([]byte, 0, 64+len(s.cn)*(1+len(s.sans)))
+	b = append(append(b, s.cn...), '|')
+	for i, n := range s.sans {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, n...)
+	}
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(s.issuer), 10)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(s.key), 10)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(s.validity), 10)
+	b = append(b, '|')
+	b = strconv.AppendBool(b, s.sans == nil)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(s.pad), 10)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(s.broken), 10)
+	return string(b)
 }
 
 // chain50Pad is how many filler CAs cert_chain_50 appends to leaf and
@@ -96,6 +120,20 @@ const chain50Pad = 48
 func specFor(s *server, sni string) certSpec {
 	name := s.certName(sni)
 	sp := certSpec{cn: name, sans: []string{name}}
+	switch s.style {
+	case styleSuite:
+		return certSpec{cn: s.banner, sans: s.san}
+	case styleAutoSSL:
+		// Per-domain certificates by SNI; without a hosted domain's name the
+		// server's own.
+		if d, ok := s.autoSSLDomain(sni); ok {
+			return certSpec{cn: sni, sans: []string{sni, d}}
+		}
+		return certSpec{cn: s.banner, sans: []string{s.banner}}
+	case styleDefaultCert:
+		// make-ssl-cert's snakeoil: self-signed for the machine's name.
+		return certSpec{cn: s.banner, sans: []string{s.banner}, issuer: issSelf}
+	}
 	switch s.cas {
 	case cCertBannerOnly:
 		sp = certSpec{cn: s.banner, sans: []string{s.banner}}
@@ -159,8 +197,9 @@ type authority struct {
 	fillers  [][]byte // DER of the filler CAs of cert_chain_50
 	fillErr  error
 
-	mu    sync.Mutex
-	cache map[string]*tls.Certificate
+	mu      sync.Mutex
+	cache   map[string]*tls.Certificate
+	digests map[string]certDigest // of shared certificates, for the truth
 }
 
 const maxCachedCerts = 20000
@@ -189,7 +228,7 @@ func deriveECDSA(c elliptic.Curve, seed uint64, label string) (*ecdsa.PrivateKey
 }
 
 func newAuthority(seed uint64) (*authority, error) {
-	a := &authority{seed: seed, cache: map[string]*tls.Certificate{}}
+	a := &authority{seed: seed, cache: map[string]*tls.Certificate{}, digests: map[string]certDigest{}}
 	var err error
 	for i := range a.p256 {
 		if a.p256[i], err = deriveECDSA(elliptic.P256(), seed, fmt.Sprintf("leaf-%d", i)); err != nil {
@@ -253,9 +292,10 @@ type issued struct {
 	sha256 string
 }
 
-func (a *authority) make(sp certSpec) (*issued, error) {
-	id := sp.id()
-	h := sha256.Sum256([]byte(id))
+// template is the x509 template of a spec, its parent and the signer; the
+// template's PublicKey is the leaf key's.
+func (a *authority) template(sp certSpec) (tmpl, parent *x509.Certificate, signer crypto.Signer) {
+	h := sha256.Sum256([]byte(sp.id()))
 	serial := new(big.Int).SetUint64(binary.BigEndian.Uint64(h[:8]) >> 1)
 	var key crypto.Signer
 	switch sp.key {
@@ -264,13 +304,9 @@ func (a *authority) make(sp certSpec) (*issued, error) {
 	case keyP384:
 		key = a.p384
 	case keyRSA2048:
-		k, err := a.rsa()
-		if err != nil {
-			return nil, err
-		}
-		key = k
+		key = a.rsaKey
 	}
-	tmpl := &x509.Certificate{
+	tmpl = &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: sp.cn},
 		DNSNames:     sp.sans,
@@ -278,6 +314,7 @@ func (a *authority) make(sp certSpec) (*issued, error) {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		NotBefore:    validFrom,
 		NotAfter:     validUntil,
+		PublicKey:    key.Public(),
 	}
 	if sp.key == keyRSA2048 {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
@@ -288,24 +325,35 @@ func (a *authority) make(sp certSpec) (*issued, error) {
 	case validFuture:
 		tmpl.NotBefore, tmpl.NotAfter = futureFrom, futureTo
 	}
-	parent, signer := a.inter, a.interKey
-	var chain [][]byte
+	parent, signer = a.inter, a.interKey
 	switch sp.issuer {
-	case issLab:
-		chain = [][]byte{a.inter.Raw}
 	case issUnknown:
 		parent, signer = a.unknown, a.unkKey
 	case issSelf:
 		parent, signer = tmpl, key
 	}
-	der, err := x509.CreateCertificate(nil, tmpl, parent, key.Public(), signer)
+	return tmpl, parent, signer
+}
+
+func (a *authority) make(sp certSpec) (*issued, error) {
+	id := sp.id()
+	if sp.key == keyRSA2048 {
+		if _, err := a.rsa(); err != nil {
+			return nil, err
+		}
+	}
+	tmpl, parent, signer := a.template(sp)
+	key := tmpl.PublicKey
+	var chain [][]byte
+	if sp.issuer == issLab {
+		chain = [][]byte{a.inter.Raw}
+	}
+	der, err := createCertificate(tmpl, parent, key, signer)
 	if err != nil {
 		return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
-	}
+	var leaf *x509.Certificate // nobody needs it parsed: crypto/tls sends the DER
+	priv := a.privateKey(sp.key, id)
 	if sp.pad > 0 {
 		fill, err := a.fillerCAs()
 		if err != nil {
@@ -318,16 +366,171 @@ func (a *authority) make(sp certSpec) (*issued, error) {
 		if der, err = breakVersion(der); err != nil {
 			return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
 		}
-		leaf = nil // the server needs only the key; nobody can parse this leaf
 	case brokenIntermediate:
 		chain = [][]byte{notACertificate}
 	}
 	sum := sha256.Sum256(der)
 	return &issued{
-		tls:    &tls.Certificate{Certificate: append([][]byte{der}, chain...), PrivateKey: key, Leaf: leaf},
+		tls:    &tls.Certificate{Certificate: append([][]byte{der}, chain...), PrivateKey: priv, Leaf: leaf},
 		leaf:   leaf,
-		sha256: fmt.Sprintf("%x", sum),
+		sha256: hex.EncodeToString(sum[:]),
 	}, nil
+}
+
+// errTBSCaptured stops x509.CreateCertificate once it has handed over the
+// TBSCertificate to sign.
+var errTBSCaptured = errors.New("lab: tbs captured")
+
+// tbsCapture is a crypto.MessageSigner that keeps the TBSCertificate
+// CreateCertificate asks it to sign, and fails.
+type tbsCapture struct {
+	pub crypto.PublicKey
+	tbs []byte
+}
+
+func (c *tbsCapture) Public() crypto.PublicKey { return c.pub }
+func (c *tbsCapture) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errTBSCaptured
+}
+func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
+	c.tbs = bytes.Clone(msg)
+	return nil, errTBSCaptured
+}
+
+// createCertificate is x509.CreateCertificate(nil, ...) without the check of
+// its own signature (a third of the cost of a certificate): CreateCertificate
+// encodes the TBSCertificate, the lab signs it as CreateCertificate would
+// (ECDSA per RFC 6979 without a random source, RSA PKCS #1 v1.5, both
+// deterministic) and wraps it. The DER is byte-identical (TestCreateCertificate).
+func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	capture := &tbsCapture{pub: signer.Public()}
+	if _, err := x509.CreateCertificate(nil, tmpl, parent, pub, capture); !errors.Is(err, errTBSCaptured) {
+		if err == nil {
+			err = errors.New("certificate signed without the signer")
+		}
+		return nil, err
+	}
+	tbs := capture.tbs
+	// tbsCertificate ::= SEQUENCE { [0] version, serialNumber, signature AlgorithmIdentifier, ... }
+	algID, err := tbsSignatureAlgorithm(tbs)
+	if err != nil {
+		return nil, err
+	}
+	var h crypto.Hash
+	switch signer.Public().(type) {
+	case *ecdsa.PublicKey:
+		switch signer.Public().(*ecdsa.PublicKey).Curve {
+		case elliptic.P384():
+			h = crypto.SHA384
+		case elliptic.P521():
+			h = crypto.SHA512
+		default:
+			h = crypto.SHA256
+		}
+	case *rsa.PublicKey:
+		h = crypto.SHA256
+	default:
+		return nil, fmt.Errorf("unsupported signer %T", signer.Public())
+	}
+	hh := h.New()
+	hh.Write(tbs)
+	sig, err := signer.Sign(nil, hh.Sum(nil), h)
+	if err != nil {
+		return nil, err
+	}
+	body := make([]byte, 0, len(tbs)+len(algID)+len(sig)+8)
+	body = append(body, tbs...)
+	body = append(body, algID...)
+	body = appendDER(body, 0x03, append([]byte{0}, sig...))
+	return appendDER(make([]byte, 0, len(body)+4), 0x30, body), nil
+}
+
+// derElem splits the first DER element off b: its full encoding and the rest.
+func derElem(b []byte) (elem, rest []byte, err error) {
+	if len(b) < 2 {
+		return nil, nil, errors.New("short DER")
+	}
+	n, hdr := int(b[1]), 2
+	if n >= 0x80 {
+		k := n & 0x7f
+		if k == 0 || k > 3 || len(b) < 2+k {
+			return nil, nil, errors.New("bad DER length")
+		}
+		n = 0
+		for _, c := range b[2 : 2+k] {
+			n = n<<8 | int(c)
+		}
+		hdr += k
+	}
+	if len(b) < hdr+n {
+		return nil, nil, errors.New("truncated DER")
+	}
+	return b[:hdr+n], b[hdr+n:], nil
+}
+
+func tbsSignatureAlgorithm(tbs []byte) ([]byte, error) {
+	seq, _, err := derElem(tbs)
+	if err != nil {
+		return nil, err
+	}
+	_, inner, err := derHeader(seq)
+	if err != nil {
+		return nil, err
+	}
+	if len(inner) > 0 && inner[0] == 0xa0 { // [0] EXPLICIT version
+		if _, inner, err = derElem(inner); err != nil {
+			return nil, err
+		}
+	}
+	if _, inner, err = derElem(inner); err != nil { // serialNumber
+		return nil, err
+	}
+	alg, _, err := derElem(inner)
+	if err != nil || alg[0] != 0x30 {
+		return nil, fmt.Errorf("no signature algorithm in the TBSCertificate: %v", err)
+	}
+	return alg, nil
+}
+
+// derHeader returns an element's header and content.
+func derHeader(elem []byte) (hdr, content []byte, err error) {
+	e, _, err := derElem(elem)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := 2
+	if e[1] >= 0x80 {
+		h += int(e[1] & 0x7f)
+	}
+	return e[:h], e[h:], nil
+}
+
+// appendDER appends a DER element with the given tag and content.
+func appendDER(b []byte, tag byte, content []byte) []byte {
+	b = append(b, tag)
+	switch n := len(content); {
+	case n < 0x80:
+		b = append(b, byte(n))
+	case n < 0x100:
+		b = append(b, 0x81, byte(n))
+	case n < 0x10000:
+		b = append(b, 0x82, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, content...)
+}
+
+// privateKey is the leaf key of a spec (the one template puts in PublicKey).
+func (a *authority) privateKey(k keyKind, id string) crypto.Signer {
+	switch k {
+	case keyP384:
+		return a.p384
+	case keyRSA2048:
+		return a.rsaKey
+	}
+	h := sha256.Sum256([]byte(id))
+	return a.p256[h[8]%16]
 }
 
 // notACertificate is what brokenIntermediate sends as the second

@@ -16,11 +16,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg      Config
-		latency  string
-		cases    string
-		hostile  bool
-		duration time.Duration
+		cfg       Config
+		latency   string
+		cases     string
+		hostile   bool
+		truthWait bool
+		duration  time.Duration
 	)
 	fs.IntVar(&cfg.Domains, "domains", 10000, "number of domains")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "world seed: same seed, same world")
@@ -35,6 +36,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Providers, "providers", 0, "number of providers (0: domains/2000+5, at most 500)")
 	fs.Float64Var(&cfg.Zipf, "zipf", 1.0, "Zipf exponent of the providers' market shares")
 	fs.BoolVar(&cfg.NoTruth, "no-truth", false, "do not write the truth files (load tests)")
+	fs.BoolVar(&truthWait, "truth-wait", false, "write lab.json only once the truth files are written (default: serve and write lab.json at once, truth_ready when the truth files appear)")
 	fs.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mxsurvey lab -out DIR [flags]\n\n"+
@@ -78,12 +80,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 	}
+	cfg.TruthBackground = !truthWait
 	l, err := Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	fmt.Fprintf(stdout, "lab: %d domains, seed %d, started in %.2fs\n", l.Info.Domains, l.Info.Seed, l.Info.StartSeconds)
+	fmt.Fprintf(stdout, "lab: %d domains, seed %d, serving after %.2fs\n", l.Info.Domains, l.Info.Seed, l.Info.StartSeconds)
 	fmt.Fprintf(stdout, "lab: dns %s (udp+tcp), smtp 0.0.0.0:%d (tcp4)\n", l.DNSAddr, l.SMTPPort)
 	fmt.Fprintf(stdout, "lab: files in %s: %s %s %s %s %s\n", l.Dir, DomainsFile, CAFile, InfoFile, TruthDomainsFile, TruthHostsFile)
 	if duration > 0 {
@@ -91,7 +94,31 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ctx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	<-ctx.Done()
+	truthDone := make(chan error, 1)
+	if l.truthDone != nil {
+		go func() { truthDone <- l.WaitTruth(context.Background()) }()
+	}
+	for pending := l.truthDone != nil; ; {
+		select {
+		case err := <-truthDone:
+			pending = false
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "lab: truth files complete after %.2fs (%d targets)\n", l.Info.TruthSeconds, l.Info.Targets)
+			continue
+		case <-ctx.Done():
+		}
+		// A lab stopped while it writes its truth finishes that first: a
+		// script that scans and stops the lab still gets the whole truth.
+		if pending {
+			fmt.Fprintln(stdout, "lab: finishing the truth files before stopping")
+			if err := <-truthDone; err != nil {
+				return err
+			}
+		}
+		break
+	}
 	fmt.Fprintln(stdout, "lab: stopping")
 	return l.Close()
 }

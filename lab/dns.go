@@ -65,13 +65,17 @@ func (w *World) lookup(name string) node {
 	if i, ok := w.parseDomain(rest); ok {
 		return w.subNode(w.domain(i), label)
 	}
-	return w.infraNode(label, rest)
+	return w.infraNode(name)
 }
 
 func (w *World) domainNode(d domain) node {
 	n := node{exists: true}
 	switch d.kind {
 	case kindProvider:
+		if w.providers[d.provider].style.perDomainMX() {
+			n.mx = []mxRec{{w.tenantMX(d), w.tenantPref(d)}}
+			break
+		}
 		for _, h := range w.providers[d.provider].hosts {
 			n.mx = append(n.mx, mxRec{h.name, h.pref})
 		}
@@ -209,40 +213,61 @@ func (w *World) subNode(d domain, label string) node {
 }
 
 // infraNode answers for provider and hosting names.
-func (w *World) infraNode(label, rest string) node {
-	if strings.HasPrefix(rest, "provider") {
-		p, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rest, "provider"), ".test"))
-		if err == nil && p >= 1 && p <= len(w.providers) && w.providers[p-1].name == rest {
-			pr := &w.providers[p-1]
-			for _, h := range pr.hosts {
-				if h.name == label+"."+rest {
-					n := node{exists: true}
-					for _, s := range h.slots {
-						n.a = append(n.a, w.slotAddr(s))
-					}
-					if h.v6 != "" {
-						n.aaaa = []netip.Addr{netip.MustParseAddr(h.v6)}
-					}
-					return n
+func (w *World) infraNode(name string) node {
+	// provider<N>.test and the names under it.
+	zone, sub := name, ""
+	if i := strings.LastIndexByte(strings.TrimSuffix(name, ".test"), '.'); i >= 0 {
+		zone, sub = name[i+1:], name[:i]
+	}
+	if p, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(zone, "provider"), ".test")); err == nil &&
+		p >= 1 && p <= len(w.providers) && w.providers[p-1].name == zone {
+		pr := &w.providers[p-1]
+		if sub == "" {
+			return node{exists: true} // the zone itself, without records
+		}
+		for _, h := range pr.hosts {
+			if h.name == name {
+				n := node{exists: true}
+				for _, s := range h.slots {
+					n.a = append(n.a, w.slotAddr(s))
+				}
+				if h.v6 != "" {
+					n.aaaa = []netip.Addr{netip.MustParseAddr(h.v6)}
+				}
+				return n
+			}
+		}
+		// Per-server names: smtp<k> (classic), mta<k>.int (internal, gateway).
+		for _, pre := range []string{"smtp", "mta"} {
+			j, ok := strings.CutPrefix(sub, pre)
+			if !ok {
+				continue
+			}
+			if pre == "mta" {
+				if j, ok = strings.CutSuffix(j, ".int"); !ok {
+					continue
 				}
 			}
-			if j, ok := strings.CutPrefix(label, "smtp"); ok {
-				if k, err := strconv.Atoi(j); err == nil && k >= 1 && k <= pr.nSlots {
-					return node{exists: true, a: []netip.Addr{w.slotAddr(pr.first + k - 1)}}
+			if k, err := strconv.Atoi(j); err == nil && k >= 1 && k <= pr.nSlots {
+				return node{exists: true, a: []netip.Addr{w.slotAddr(pr.first + k - 1)}}
+			}
+		}
+		if pr.style.perDomainMX() {
+			label, rest, _ := strings.Cut(sub, ".")
+			if (pr.style == styleTenant && rest == "mail") || (pr.style == styleGateway && rest == "in") {
+				if d, ok := w.tenantDomain(label, p-1); ok {
+					sl := w.tenantSlots(d)
+					return node{exists: true, a: []netip.Addr{w.slotAddr(sl[0]), w.slotAddr(sl[1])}}
 				}
 			}
 		}
+		return node{}
 	}
+	label, rest, _ := strings.Cut(name, ".")
 	if strings.HasPrefix(label, "s") {
 		if h, err := strconv.Atoi(label[1:]); err == nil && h >= 1 && h <= w.nHosting && hostingName(h-1) == label+"."+rest {
 			return node{exists: true, a: []netip.Addr{w.slotAddr(w.slotHostng + h - 1)}}
 		}
-	}
-	// The provider zones themselves exist, without records.
-	full := label + "." + rest
-	if p, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(full, "provider"), ".test")); err == nil &&
-		p >= 1 && p <= len(w.providers) && w.providers[p-1].name == full {
-		return node{exists: true}
 	}
 	return node{}
 }

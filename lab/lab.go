@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -44,6 +43,12 @@ type Config struct {
 	SMTPPort int    // port of the 0.0.0.0 tcp4 listener; 0 picks a free port
 	OutDir   string // required
 	NoTruth  bool   // skip the truth files (load tests of a million domains)
+	// TruthBackground makes Start return as soon as DNS and SMTP serve and
+	// domains.csv, ca.pem and lab.json are written; the truth files are
+	// written meanwhile and appear, complete, when lab.json says
+	// truth_ready (WaitTruth, ReadTruth wait for that). Without it Start
+	// returns after the truth files are written.
+	TruthBackground bool
 }
 
 // Lab is a running lab.
@@ -63,6 +68,12 @@ type Lab struct {
 	smtp  *smtpServer
 	once  sync.Once
 	err   error
+
+	truthCancel context.CancelFunc
+	truthDone   chan struct{} // closed when the background truth writer ends
+	truthErr    error         // set before truthDone closes
+	truthInfo   Info          // lab.json as the writer left it, set before truthDone closes
+	truthOnce   sync.Once
 }
 
 // Info is the content of lab.json.
@@ -79,10 +90,14 @@ type Info struct {
 	CaseDomains     map[string]int    `json:"case_domains"`     // domains per case, and per background kind (bg_*)
 	BackgroundCases map[string]int    `json:"background_cases"` // background domains per kind/server case
 	CaseTargets     map[string]int    `json:"case_targets"`     // truth-hosts rows per case name
-	Targets         int               `json:"targets"`          // rows in truth-hosts.jsonl
-	TruthWritten    bool              `json:"truth_written"`    // false with NoTruth
-	StartSeconds    float64           `json:"start_seconds"`    // from Start to files written
-	ScannerAssume   string            `json:"scanner_assume"`   // what the truth assumes of the scan
+	Targets         int               `json:"targets"`          // rows in truth-hosts.jsonl (once truth_ready)
+	TruthWritten    bool              `json:"truth_written"`    // truth files asked for: false with NoTruth
+	TruthReady      bool              `json:"truth_ready"`      // the truth files are complete (they appear only then)
+	TruthError      string            `json:"truth_error,omitempty"`
+	PID             int               `json:"pid"`            // the lab's process: ReadTruth stops waiting if it is gone
+	StartSeconds    float64           `json:"start_seconds"`  // from Start to serving, domains.csv and lab.json written
+	TruthSeconds    float64           `json:"truth_seconds"`  // from Start to the truth files complete
+	ScannerAssume   string            `json:"scanner_assume"` // what the truth assumes of the scan
 	Files           map[string]string `json:"files"`
 }
 
@@ -93,8 +108,10 @@ func (l *Lab) InfoPath() string         { return filepath.Join(l.Dir, InfoFile) 
 func (l *Lab) TruthDomainsPath() string { return filepath.Join(l.Dir, TruthDomainsFile) }
 func (l *Lab) TruthHostsPath() string   { return filepath.Join(l.Dir, TruthHostsFile) }
 
-// Start binds the servers, starts serving, and writes the directory's files;
-// it returns once everything is written. Close stops it.
+// Start binds the servers, starts serving, and writes the directory's files:
+// domains.csv, ca.pem and lab.json, and the truth files, before it returns or
+// (TruthBackground) after. Every file appears complete (written aside and
+// renamed). Close stops it.
 func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	t0 := time.Now()
 	if cfg.OutDir == "" {
@@ -114,6 +131,13 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
+	// A lab.json or truth left by an earlier lab in this directory must not
+	// pass for this one's.
+	for _, f := range []string{InfoFile, TruthDomainsFile, TruthHostsFile} {
+		if err := os.Remove(filepath.Join(cfg.OutDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	l := &Lab{Dir: cfg.OutDir, world: w, auth: auth}
 	if err := l.listen(cfg); err != nil {
 		return nil, err
@@ -126,19 +150,76 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 			", SNI = MX host, TLS 1.3 offered, -ipv6, allow 127.0.0.0/8 and ::1/128, roots " + CAFile +
 			fmt.Sprintf(", reply caps %d lines / %d bytes / %d-byte lines, %d certificates kept, step deadline under 60s",
 				AssumeMaxReplyLines, AssumeMaxReplyBytes, AssumeMaxLineBytes, AssumeMaxChainCerts),
-		Files: map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile},
+		Files:        map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile},
+		TruthWritten: !cfg.NoTruth,
+		PID:          os.Getpid(),
 	}
-	if err := l.writeFiles(ctx, !cfg.NoTruth); err != nil {
+	fail := func(err error) (*Lab, error) {
 		l.Close()
 		return nil, err
 	}
-	l.Info.TruthWritten = !cfg.NoTruth
+	if err := writeFileAtomic(l.CAPath(), l.auth.rootPEM()); err != nil {
+		return fail(err)
+	}
+	if err := l.writeDomains(ctx); err != nil {
+		return fail(err)
+	}
+	if cfg.NoTruth || !cfg.TruthBackground {
+		if !cfg.NoTruth {
+			if err := l.writeTruth(ctx, &l.Info); err != nil {
+				return fail(err)
+			}
+			l.Info.TruthReady = true
+			l.Info.TruthSeconds = time.Since(t0).Seconds()
+		}
+		l.Info.StartSeconds = time.Since(t0).Seconds()
+		if err := writeJSONFile(l.InfoPath(), l.Info); err != nil {
+			return fail(err)
+		}
+		return l, nil
+	}
 	l.Info.StartSeconds = time.Since(t0).Seconds()
 	if err := writeJSONFile(l.InfoPath(), l.Info); err != nil {
-		l.Close()
-		return nil, err
+		return fail(err)
 	}
+	// The writer outlives Start's context (a command's context ends on
+	// SIGTERM, when the truth is still wanted); Close stops it.
+	tctx, cancel := context.WithCancel(context.Background())
+	l.truthCancel, l.truthDone = cancel, make(chan struct{})
+	info := l.Info
+	go func() {
+		defer close(l.truthDone)
+		err := l.writeTruth(tctx, &info)
+		if err == nil {
+			info.TruthReady = true
+			info.TruthSeconds = time.Since(t0).Seconds()
+		} else if tctx.Err() == nil {
+			info.TruthError = err.Error()
+		}
+		if tctx.Err() == nil {
+			if werr := writeJSONFile(l.InfoPath(), info); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		l.truthInfo, l.truthErr = info, err
+	}()
 	return l, nil
+}
+
+// WaitTruth waits until the truth files are complete (at once without
+// TruthBackground); then l.Info holds the truth's counts. Call it from one
+// goroutine at a time.
+func (l *Lab) WaitTruth(ctx context.Context) error {
+	if l.truthDone == nil {
+		return nil
+	}
+	select {
+	case <-l.truthDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.truthOnce.Do(func() { l.Info = l.truthInfo })
+	return l.truthErr
 }
 
 func (l *Lab) listen(cfg Config) error {
@@ -198,6 +279,10 @@ func (l *Lab) listen(cfg Config) error {
 func (l *Lab) Close() error {
 	l.once.Do(func() {
 		var errs []error
+		if l.truthCancel != nil {
+			l.truthCancel()
+			<-l.truthDone
+		}
 		if l.udp != nil {
 			errs = append(errs, l.udp.Shutdown())
 		}
@@ -219,62 +304,119 @@ func writeJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeFileAtomic writes a file aside and renames it into place: a reader
+// sees no file or the whole file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := tmpName(path)
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// tmpName is where a file is written before it is renamed into place.
+func tmpName(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 }
 
 // chunk is the output for a run of consecutive domains, made by a worker and
 // written in order.
 type chunk struct {
-	csv, dom, host bytes.Buffer
-	caseDomains    map[string]int
-	bgCases        map[string]int
-	caseTargets    map[string]int
-	targets        int
-	err            error
+	a, b        bytes.Buffer // domains.csv; or truth-domains and truth-hosts
+	caseDomains map[string]int
+	bgCases     map[string]int
+	caseTargets map[string]int
+	targets     int
+	err         error
 }
 
 const chunkSize = 2048
 
-func (l *Lab) writeFiles(ctx context.Context, truth bool) error {
+// chunkPool recycles chunks, whose buffers grow to a few MB.
+var chunkPool = sync.Pool{New: func() any {
+	return &chunk{caseDomains: map[string]int{}, bgCases: map[string]int{}, caseTargets: map[string]int{}}
+}}
+
+func getChunk() *chunk {
+	c := chunkPool.Get().(*chunk)
+	c.a.Reset()
+	c.b.Reset()
+	clear(c.caseDomains)
+	clear(c.bgCases)
+	clear(c.caseTargets)
+	c.targets, c.err = 0, nil
+	return c
+}
+
+// writeDomains writes domains.csv and counts the domains per case.
+func (l *Lab) writeDomains(ctx context.Context) error {
+	l.Info.CaseDomains = map[string]int{}
+	l.Info.BackgroundCases = map[string]int{}
+	header := []byte("rank,domain\n")
+	return l.writeChunked(ctx, []string{l.DomainsPath()}, [][]byte{header}, l.domainsChunk, func(c *chunk) {
+		for k, v := range c.caseDomains {
+			l.Info.CaseDomains[k] += v
+		}
+		for k, v := range c.bgCases {
+			l.Info.BackgroundCases[k] += v
+		}
+	})
+}
+
+// writeTruth writes the two truth files and counts the targets into info.
+func (l *Lab) writeTruth(ctx context.Context, info *Info) error {
 	w := l.world
-	if err := os.WriteFile(l.CAPath(), l.auth.rootPEM(), 0o644); err != nil {
-		return err
-	}
-	files := []string{l.DomainsPath()}
-	if truth {
-		files = append(files, l.TruthDomainsPath(), l.TruthHostsPath())
-	}
-	outs := make([]*bufio.Writer, len(files))
-	for i, p := range files {
-		f, err := os.Create(p)
+	info.CaseTargets = map[string]int{}
+	info.Targets = 0
+	var pre []byte
+	for _, t := range w.providerTargets() {
+		h, err := w.hostTruth(l.auth, t, l.SMTPPort, nil)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		outs[i] = bufio.NewWriterSize(f, 1<<20)
-	}
-	l.Info.CaseDomains = map[string]int{}
-	l.Info.CaseTargets = map[string]int{}
-	l.Info.BackgroundCases = map[string]int{}
-	if _, err := io.WriteString(outs[0], "rank,domain\n"); err != nil {
-		return err
-	}
-	if truth {
-		for _, t := range w.providerTargets() {
-			h, err := w.hostTruth(l.auth, t, l.SMTPPort, nil)
-			if err != nil {
-				return err
-			}
-			if err := appendJSON(outs[2], h); err != nil {
-				return err
-			}
-			l.Info.Targets++
-			for _, c := range h.Cases {
-				l.Info.CaseTargets[c]++
-			}
+		pre = appendTruthHost(pre, &h)
+		info.Targets++
+		for _, c := range h.Cases {
+			info.CaseTargets[c]++
 		}
 	}
+	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre}, l.truthChunk, func(c *chunk) {
+		for k, v := range c.caseTargets {
+			info.CaseTargets[k] += v
+		}
+		info.Targets += c.targets
+	})
+}
 
+// writeChunked makes the chunks of all domains on every core and writes
+// them in order into files (one or two: chunk.a, chunk.b), each written
+// aside and renamed into place once complete.
+func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, mk func(int) *chunk, merge func(*chunk)) error {
+	w := l.world
+	outs := make([]*bufio.Writer, len(paths))
+	files := make([]*os.File, len(paths))
+	defer func() {
+		for i, f := range files {
+			if f != nil {
+				f.Close()
+				os.Remove(tmpName(paths[i]))
+			}
+		}
+	}()
+	for i, p := range paths {
+		f, err := os.Create(tmpName(p))
+		if err != nil {
+			return err
+		}
+		files[i] = f
+		outs[i] = bufio.NewWriterSize(f, 1<<20)
+		if _, err := outs[i].Write(heads[i]); err != nil {
+			return err
+		}
+	}
 	nChunks := (w.n + chunkSize - 1) / chunkSize
 	results := make([]chan *chunk, nChunks)
 	for i := range results {
@@ -307,7 +449,7 @@ func (l *Lab) writeFiles(ctx context.Context, truth bool) error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i] <- l.makeChunk(i, truth)
+				results[i] <- mk(i)
 			}
 		}()
 	}
@@ -322,60 +464,66 @@ func (l *Lab) writeFiles(ctx context.Context, truth bool) error {
 		if c.err != nil {
 			return c.err
 		}
-		for k, buf := range []*bytes.Buffer{&c.csv, &c.dom, &c.host}[:len(outs)] {
+		for k, buf := range []*bytes.Buffer{&c.a, &c.b}[:len(outs)] {
 			if _, err := outs[k].Write(buf.Bytes()); err != nil {
 				return err
 			}
 		}
-		for k, v := range c.caseDomains {
-			l.Info.CaseDomains[k] += v
-		}
-		for k, v := range c.bgCases {
-			l.Info.BackgroundCases[k] += v
-		}
-		for k, v := range c.caseTargets {
-			l.Info.CaseTargets[k] += v
-		}
-		l.Info.Targets += c.targets
+		merge(c)
+		chunkPool.Put(c)
 	}
-	for _, o := range outs {
+	for i, o := range outs {
 		if err := o.Flush(); err != nil {
+			return err
+		}
+		if err := files[i].Close(); err != nil {
+			return err
+		}
+		files[i] = nil
+	}
+	for _, p := range paths {
+		if err := os.Rename(tmpName(p), p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (l *Lab) makeChunk(ci int, truth bool) *chunk {
+func (l *Lab) domainsChunk(ci int) *chunk {
 	w := l.world
-	c := &chunk{caseDomains: map[string]int{}, bgCases: map[string]int{}, caseTargets: map[string]int{}}
+	c := getChunk()
 	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.n); i++ {
 		d := w.domain(i)
-		c.csv.WriteString(strconv.Itoa(i + 1))
-		c.csv.WriteByte(',')
-		c.csv.WriteString(d.name)
-		c.csv.WriteByte('\n')
+		b := c.a.AvailableBuffer()
+		b = strconv.AppendInt(b, int64(i+1), 10)
+		b = append(b, ',')
+		b = append(b, d.name...)
+		c.a.Write(append(b, '\n'))
+		cases := w.domainCases(d)
+		c.caseDomains[cases[0]]++
+		if len(cases) > 1 {
+			c.bgCases[strings.Join(cases, "/")]++
+		}
+	}
+	return c
+}
+
+func (l *Lab) truthChunk(ci int) *chunk {
+	w := l.world
+	c := getChunk()
+	memo := map[string]certDigest{}
+	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.n); i++ {
+		d := w.domain(i)
 		td := w.truthDomain(d)
-		c.caseDomains[td.Cases[0]]++
-		if len(td.Cases) > 1 {
-			c.bgCases[strings.Join(td.Cases, "/")]++
-		}
-		if !truth {
-			continue
-		}
-		if c.err = appendJSON(&c.dom, td); c.err != nil {
-			return c
-		}
-		memo := map[string]certDigest{}
+		c.a.Write(appendTruthDomain(c.a.AvailableBuffer(), &td))
+		clear(memo)
 		for _, t := range w.ownedTargets(d) {
 			h, err := w.hostTruth(l.auth, t, l.SMTPPort, memo)
 			if err != nil {
 				c.err = err
 				return c
 			}
-			if c.err = appendJSON(&c.host, h); c.err != nil {
-				return c
-			}
+			c.b.Write(appendTruthHost(c.b.AvailableBuffer(), &h))
 			c.targets++
 			for _, k := range h.Cases {
 				c.caseTargets[k]++
@@ -383,14 +531,4 @@ func (l *Lab) makeChunk(ci int, truth bool) *chunk {
 		}
 	}
 	return c
-}
-
-func appendJSON(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	_, err = w.Write(b)
-	return err
 }

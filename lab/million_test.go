@@ -17,13 +17,19 @@ func TestMillion(t *testing.T) {
 	}
 	for _, noTruth := range []bool{true, false} {
 		t0 := time.Now()
-		l, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 1_000_000, Seed: 1}, DNSAddr: "127.0.0.1:0", OutDir: t.TempDir(), NoTruth: noTruth})
+		l, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 1_000_000, Seed: 1}, DNSAddr: "127.0.0.1:0", OutDir: t.TempDir(),
+			NoTruth: noTruth, TruthBackground: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		el := time.Since(t0)
+		t.Logf("no_truth=%v serving after %v, rss=%s", noTruth, el, vmRSS())
+		if err := l.WaitTruth(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		el = time.Since(t0)
 		runtime.GC()
-		t.Logf("no_truth=%v start=%v targets=%d rss=%s goroutines=%d", noTruth, el, l.Info.Targets, vmRSS(), runtime.NumGoroutine())
+		t.Logf("no_truth=%v truth complete after %v targets=%d rss=%s goroutines=%d", noTruth, el, l.Info.Targets, vmRSS(), runtime.NumGoroutine())
 		fi, _ := os.Stat(l.TruthHostsPath())
 		fd, _ := os.Stat(l.TruthDomainsPath())
 		if fi != nil && fd != nil {

@@ -2,15 +2,16 @@ package lab
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"crypto/tls"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -163,8 +164,14 @@ type Truth struct {
 }
 
 // ReadTruth loads truth-domains.jsonl and truth-hosts.jsonl from a lab
-// directory. A million-domain truth is large; tests use small worlds.
+// directory. A million-domain truth is large; tests use small worlds. While
+// the directory's lab.json says the truth is still being written it waits
+// (WaitTruthFiles); the files appear only complete, so it never reads half
+// of one.
 func ReadTruth(dir string) (*Truth, error) {
+	if err := WaitTruthFiles(context.Background(), dir); err != nil {
+		return nil, err
+	}
 	t := &Truth{}
 	if err := readJSONL(filepath.Join(dir, TruthDomainsFile), func(dec *json.Decoder) error {
 		var d TruthDomain
@@ -187,6 +194,56 @@ func ReadTruth(dir string) (*Truth, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// truthWaitBound bounds how long WaitTruthFiles waits for a lab that is
+// alive but does not finish.
+const truthWaitBound = 30 * time.Minute
+
+// WaitTruthFiles waits until the lab.json in dir says truth_ready. It returns
+// at once when there is no lab.json (files from elsewhere), and an error when
+// the lab wrote no truth, failed writing it, or its process is gone.
+func WaitTruthFiles(ctx context.Context, dir string) error {
+	deadline := time.Now().Add(truthWaitBound)
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, InfoFile))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var info Info
+		if err := json.Unmarshal(b, &info); err != nil {
+			return fmt.Errorf("lab: %s: %w", InfoFile, err)
+		}
+		switch {
+		case info.TruthReady:
+			return nil
+		case info.TruthError != "":
+			return fmt.Errorf("lab: %s: writing the truth failed: %s", dir, info.TruthError)
+		case !info.TruthWritten:
+			return fmt.Errorf("lab: %s: the lab wrote no truth files (-no-truth)", dir)
+		case info.PID != 0 && !processAlive(info.PID):
+			return fmt.Errorf("lab: %s: the truth files are incomplete and the lab (pid %d) is gone", dir, info.PID)
+		case time.Now().After(deadline):
+			return fmt.Errorf("lab: %s: the truth files are not complete after %v", dir, truthWaitBound)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func processAlive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func readJSONL(path string, one func(*json.Decoder) error) error {
@@ -216,6 +273,11 @@ func (w *World) truthDomain(d domain) TruthDomain {
 	}
 	switch d.kind {
 	case kindProvider:
+		if w.providers[d.provider].style.perDomainMX() {
+			sl := w.tenantSlots(d)
+			t.MX = []TruthMX{{Host: w.tenantMX(d), Preference: int32(w.tenantPref(d)), HostStatus: stOK, IPs: []string{ip(sl[0]), ip(sl[1])}}}
+			break
+		}
 		for _, h := range w.providers[d.provider].hosts {
 			m := TruthMX{Host: h.name, Preference: int32(h.pref), HostStatus: stOK}
 			for _, s := range h.slots {
@@ -303,13 +365,23 @@ func (w *World) domainCases(d domain) []string {
 	case kindCase:
 		return []string{d.cas.String()}
 	case kindProvider:
-		return []string{kindLabel[d.kind], w.providers[d.provider].cas.String()}
+		pr := &w.providers[d.provider]
+		return bgCases(d.kind, pr.cas, pr.style)
 	case kindHosting:
-		return []string{kindLabel[d.kind], w.hostingCase(d.hosting).String()}
+		return bgCases(d.kind, w.hostingCase(d.hosting), w.hostingStyle(d.hosting))
 	case kindSelf:
-		return []string{kindLabel[d.kind], w.selfCase(d.leader).String()}
+		return bgCases(d.kind, w.selfCase(d.leader), w.selfStyle(d.leader))
 	}
 	return nil
+}
+
+// bgCases labels a background domain or target: kind, server case and, for
+// the kinds that name themselves apart from the MX, the style.
+func bgCases(k siteKind, c caseID, st bgStyle) []string {
+	if st == styleNone {
+		return []string{kindLabel[k], c.String()}
+	}
+	return []string{kindLabel[k], c.String(), styleLabel[st]}
 }
 
 // target is one (address, MX name) a scan probes.
@@ -332,6 +404,13 @@ func (w *World) ownedTargets(d domain) []target {
 	}
 	slot0 := w.slotBase + 2*d.idx
 	switch d.kind {
+	case kindProvider:
+		if w.providers[d.provider].style.perDomainMX() {
+			mx := w.tenantMX(d)
+			for _, sl := range w.tenantSlots(d) {
+				add(sl, mx)
+			}
+		}
 	case kindHosting:
 		add(w.slotHostng+d.hosting, "mail."+d.name)
 	case kindSelf:
@@ -426,7 +505,7 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		return h, nil
 	}
 	s := t.srv
-	h.Cases = []string{kindLabel[s.kind], s.cas.String()}
+	h.Cases = bgCases(s.kind, s.cas, s.style)
 	if s.kind == kindCase {
 		h.Cases = h.Cases[1:]
 	}
@@ -475,12 +554,12 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		h.Outcome, h.ErrorClass = outBanner, errRejected
 		return h, nil
 	}
-	h.BannerCode, h.BannerHost = 220, s.banner
+	h.BannerCode, h.BannerHost = 220, sayHost(s.banner)
 	if caseTable[s.cas].hostile {
 		raw("banner", []byte(greeting(s)), true, false)
 	}
 	h.EHLOVerb = "EHLO"
-	h.EHLOCode, h.EHLOHost = 250, s.ehlo
+	h.EHLOCode, h.EHLOHost = 250, sayHost(s.ehlo)
 	switch s.cas {
 	case cSMTPHELOOnly:
 		h.EHLOVerb = "HELO"
@@ -574,7 +653,7 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 	if sp.broken != brokenNone {
 		return h, nil
 	}
-	h.PostTLSEHLOCode, h.PostTLSEHLOHost = 250, s.postEHLO
+	h.PostTLSEHLOCode, h.PostTLSEHLOHost = 250, sayHost(s.postEHLO)
 	h.PostTLSEHLOExtensions = upperKeywords(extensions(s.cas, true))
 	h.Outcome = outOK
 	h.Facts = certFacts(s, sp, t.mx)
@@ -584,9 +663,11 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 // certFacts states the analyzer's facts from the case. exact holds the names
 // the lab wrote into the certificate (SANs, or the CN when there is no SAN);
 // byWildcard holds the names the lab knows a valid wildcard covers: only the
-// cert_wildcard case makes one, for *.<zone>, and every name the lab gives the
-// site (MX names, banner, EHLO names) is one label under that zone by
-// construction. The broken wildcards of the other cases cover nothing.
+// cert_wildcard case makes one, for *.<zone>; the target's MX name and the
+// server's wild names are one label under that zone by construction (a
+// gateway's mta<k>.int.<p> banner is not). The broken wildcards of the other
+// cases cover nothing. The names matched are those a scan writes: a dotless
+// banner is no banner_host (sayHost).
 func certFacts(s *server, sp certSpec, mx string) *TruthFacts {
 	f := &TruthFacts{
 		Trusted:     sp.issuer == issLab && sp.validity == validNow,
@@ -600,7 +681,8 @@ func certFacts(s *server, sp certSpec, mx string) *TruthFacts {
 	switch s.cas {
 	case cCertWildcard:
 		f.Wildcard = true
-		for _, n := range append([]string{s.banner, s.ehlo, s.postEHLO}, s.names...) {
+		byWildcard[mx] = true
+		for _, n := range s.wild {
 			byWildcard[n] = true
 		}
 	case cCertWildcardMulti, cCertWildcardPartial, cCertWildcardTLD:
@@ -623,9 +705,9 @@ func certFacts(s *server, sp certSpec, mx string) *TruthFacts {
 		return exact[name] || byWildcard[name]
 	}
 	f.MatchMX = match(mx)
-	f.MatchBanner = match(s.banner)
-	f.MatchEHLO = match(s.ehlo)
-	f.MatchPostTLSEHLO = match(s.postEHLO)
+	f.MatchBanner = match(sayHost(s.banner))
+	f.MatchEHLO = match(sayHost(s.ehlo))
+	f.MatchPostTLSEHLO = match(sayHost(s.postEHLO))
 	f.MatchPTR = match(s.ptr)
 	f.ValidForMX = f.Trusted && f.MatchMX && !f.Expired && !f.NotYetValid
 	return f
@@ -639,26 +721,34 @@ type certDigest struct {
 
 // digest makes (or fetches) a certificate for its hash. memo spares making
 // the same certificate twice for one domain (a host with two addresses);
-// shared certificates go through the server's cache.
+// shared certificates go through the server's cache, and their digests
+// through the authority's.
 func (a *authority) digest(sp certSpec, shared bool, memo map[string]certDigest) (certDigest, error) {
 	id := sp.id()
 	if d, ok := memo[id]; ok {
 		return d, nil
 	}
-	var c *tls.Certificate
 	if shared {
-		var err error
-		if c, err = a.get(sp); err != nil {
-			return certDigest{}, err
+		a.mu.Lock()
+		d, ok := a.digests[id]
+		a.mu.Unlock()
+		if ok {
+			return d, nil
 		}
-	} else {
-		is, err := a.make(sp)
-		if err != nil {
-			return certDigest{}, err
-		}
-		c = is.tls
 	}
-	d := certDigest{sha256: fmt.Sprintf("%x", sha256.Sum256(c.Certificate[0])), chainLen: len(c.Certificate)}
+	is, err := a.make(sp)
+	if err != nil {
+		return certDigest{}, err
+	}
+	d := certDigest{sha256: is.sha256, chainLen: len(is.tls.Certificate)}
+	if shared {
+		a.mu.Lock()
+		if len(a.digests) >= maxCachedCerts {
+			clear(a.digests)
+		}
+		a.digests[id] = d
+		a.mu.Unlock()
+	}
 	if memo != nil {
 		memo[id] = d
 	}

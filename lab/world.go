@@ -46,7 +46,38 @@ const (
 	tagV6
 	tagKey
 	tagGarbage
+	tagProvStyle
+	tagTenant
+	tagSelfStyle
+	tagMachine
 )
+
+// bgStyle is how a background server names itself and what its certificate
+// says, beyond the case: the ways real mail servers greet with one name while
+// the certificate carries another (README "Background kinds").
+type bgStyle uint8
+
+const (
+	styleNone        bgStyle = iota // case domains and the classic background servers
+	styleSuite                      // provider: MX aspmx.l/altN.aspmx.l.<p>, banner mx.<p>, certificate for the banner and every MX name (Google-like)
+	styleTenant                     // provider: per-domain MX <d-dashed>.mail.<p> on 2 of a shared pool, *.mail.<p> by SNI, banner per server <code>.mail.<p> (Microsoft 365-like)
+	styleGateway                    // provider: per-domain MX <d-dashed>.in.<p> on 2 of a shared pool, *.in.<p>, banner per server mta<k>.int.<p> (filtering gateway)
+	styleInternal                   // provider: shared MX names, certificate for the MX name by SNI, banner per server mta<k>.int.<p>
+	styleAutoSSL                    // hosting: certificate for mail.<d> by SNI (AutoSSL), banner the server's name
+	styleMachine                    // self-hosted: banner the machine's name (FQDN, dotless, localhost), CA certificate for the MX name
+	styleMachineCert                // self-hosted: banner and CA certificate for the machine's FQDN, MX mx.<d>
+	styleDefaultCert                // self-hosted: banner the machine's name, self-signed default certificate for it (FQDN or dotless)
+	numStyles
+)
+
+var styleLabel = [numStyles]string{
+	styleSuite: "provider_suite", styleTenant: "provider_tenant", styleGateway: "provider_gateway",
+	styleInternal: "provider_internal", styleAutoSSL: "hosting_autossl", styleMachine: "self_machine_banner",
+	styleMachineCert: "self_machine_cert", styleDefaultCert: "self_default_cert",
+}
+
+// perDomainMX says whether a provider style gives each domain its own MX name.
+func (st bgStyle) perDomainMX() bool { return st == styleTenant || st == styleGateway }
 
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
@@ -106,8 +137,10 @@ type provider struct {
 	name   string // provider3.test
 	cas    caseID
 	shared bool // all MX hosts share one address set: the certificate is chosen by SNI
-	hosts  []provHost
-	first  int // first slot
+	style  bgStyle
+	hosts  []provHost // none for per-domain MX styles
+	pool   []int      // per-domain MX styles: the shared addresses, two per domain
+	first  int        // first slot
 	nSlots int
 }
 
@@ -215,6 +248,26 @@ func modInverse(a, m uint64) uint64 {
 
 var provCaseCycle = []caseID{cCertMX, cCertMX, cCertMX, cCertMX, cCertWildcard, cCertWildcard, cCertBoth, cCertBannerOnly, cTLS12Only, cCertRSA}
 
+// providerStyle: the six largest are suite-like, tenant-like, a filtering
+// gateway, internal-banner, classic, classic; the others are drawn (50%
+// classic, 25% internal banner, 15% tenant, 10% gateway).
+func (w *World) providerStyle(p int) bgStyle {
+	if p < len(topStyles) {
+		return topStyles[p]
+	}
+	switch u := w.hash(tagProvStyle, p) % 20; {
+	case u < 10:
+		return styleNone
+	case u < 15:
+		return styleInternal
+	case u < 18:
+		return styleTenant
+	}
+	return styleGateway
+}
+
+var topStyles = [...]bgStyle{styleSuite, styleTenant, styleGateway, styleInternal, styleNone, styleNone}
+
 func (w *World) buildProviders() {
 	P := max(w.p.Providers, 1)
 	w.providers = make([]provider, P)
@@ -231,22 +284,49 @@ func (w *World) buildProviders() {
 	for p := range P {
 		pr := &w.providers[p]
 		pr.name = "provider" + strconv.Itoa(p+1) + ".test"
+		pr.style = w.providerStyle(p)
 		pr.cas = provCaseCycle[w.hash(tagProvCase, p)%uint64(len(provCaseCycle))]
-		if p == 0 {
+		pr.first = slot
+		switch pr.style {
+		case styleTenant, styleGateway:
+			pr.cas = cCertWildcard
+			n := 4
+			if p < 3 {
+				n = 8
+			}
+			for range n {
+				pr.pool = append(pr.pool, slot)
+				w.slotOwner = append(w.slotOwner, int32(p))
+				slot++
+			}
+			pr.nSlots = n
+			continue
+		case styleSuite:
+			pr.cas = cCertBoth
+		case styleInternal:
 			pr.cas = cCertMX
 		}
-		pr.shared = p%4 == 1
+		if p == 0 && pr.style == styleNone {
+			pr.cas = cCertMX
+		}
+		pr.shared = p%4 == 1 || pr.style == styleInternal
 		nHosts := 1 + int(w.hash(tagProvHosts, p)%3)
 		nAddrs := 1 + int(w.hash(tagProvAddrs, p)%2)
 		if p < 3 {
 			nHosts, nAddrs = 3, 4
 		}
-		pr.first = slot
 		samePref := w.hash(tagProvHosts, p)%4 == 0
 		for k := range nHosts {
 			h := provHost{name: "mx" + strconv.Itoa(k+1) + "." + pr.name, pref: uint16(10 * (k + 1))}
 			if samePref {
 				h.pref = 10
+			}
+			if pr.style == styleSuite {
+				// aspmx.l (1), alt1.aspmx.l (5), alt2.aspmx.l (5), ...
+				h.name, h.pref = "aspmx.l."+pr.name, 1
+				if k > 0 {
+					h.name, h.pref = "alt"+strconv.Itoa(k)+".aspmx.l."+pr.name, 5
+				}
 			}
 			if pr.shared && k > 0 {
 				h.slots = pr.hosts[0].slots
@@ -264,6 +344,50 @@ func (w *World) buildProviders() {
 		}
 		pr.nSlots = slot - pr.first
 	}
+}
+
+// tenantMX is a per-domain provider MX name: amber17.test at a tenant-like
+// provider is amber17-test.mail.<p>.
+func (w *World) tenantMX(d domain) string {
+	pr := &w.providers[d.provider]
+	label := strings.TrimSuffix(d.name, ".test") + "-test"
+	if pr.style == styleGateway {
+		return label + ".in." + pr.name
+	}
+	return label + ".mail." + pr.name
+}
+
+// tenantPref is the preference of a per-domain provider MX.
+func (w *World) tenantPref(d domain) uint16 {
+	if w.providers[d.provider].style == styleGateway {
+		return 10
+	}
+	return 0
+}
+
+// tenantSlots are the two pool addresses a per-domain provider MX has, in
+// the order DNS gives them.
+func (w *World) tenantSlots(d domain) [2]int {
+	pool := w.providers[d.provider].pool
+	j := int(w.hash(tagTenant, d.idx) % uint64(len(pool)))
+	return [2]int{pool[j], pool[(j+1)%len(pool)]}
+}
+
+// tenantDomain maps a per-domain provider MX name back to its domain.
+func (w *World) tenantDomain(label string, p int) (domain, bool) {
+	base, ok := strings.CutSuffix(label, "-test")
+	if !ok {
+		return domain{}, false
+	}
+	i, ok := w.parseDomain(base + ".test")
+	if !ok {
+		return domain{}, false
+	}
+	d := w.domain(i)
+	if d.kind != kindProvider || d.provider != p {
+		return domain{}, false
+	}
+	return d, true
 }
 
 // slotAddr is the IPv4 address of a slot.
@@ -381,14 +505,49 @@ func hostingName(h int) string {
 	return "s" + strconv.Itoa(h+1) + ".hosting" + strconv.Itoa(h%5+1) + ".test"
 }
 
+// Hosting servers take turns: AutoSSL (certificate for mail.<d> by SNI),
+// certificate for the server's own name, Debian snakeoil.
+func (w *World) hostingStyle(h int) bgStyle {
+	if h%5 == 0 || h%5 == 3 {
+		return styleAutoSSL
+	}
+	return styleNone
+}
+
 func (w *World) hostingCase(h int) caseID {
-	if w.hash(tagHostingCase, h)%5 == 4 {
+	switch h % 5 {
+	case 0, 3:
+		return cCertMX
+	case 4:
 		return cCertSnakeoil
 	}
 	return cCertBannerOnly
 }
 
+// selfStyle: 40% classic (banner = MX name), 30% machine-name banner with a
+// CA certificate for the MX name, 12% certificate for the machine's name,
+// 18% a self-signed default certificate for the machine's name.
+func (w *World) selfStyle(leader int) bgStyle {
+	switch u := w.hash(tagSelfStyle, leader) % 50; {
+	case u < 20:
+		return styleNone
+	case u < 35:
+		return styleMachine
+	case u < 41:
+		return styleMachineCert
+	}
+	return styleDefaultCert
+}
+
 func (w *World) selfCase(leader int) caseID {
+	switch w.selfStyle(leader) {
+	case styleMachine:
+		return cCertMX
+	case styleMachineCert:
+		return cCertBannerOnly
+	case styleDefaultCert:
+		return cCertSelfSigned
+	}
 	switch w.hash(tagSelfCase, leader) % 20 {
 	case 0, 1:
 		return cCertSelfSigned
@@ -396,6 +555,47 @@ func (w *World) selfCase(leader int) caseID {
 		return cCertExpired
 	}
 	return cCertMX
+}
+
+// dotlessNames are machine names without a domain, as a default install
+// greets ("220 mail ESMTP Postfix (Debian/GNU)"): a scan's banner_host is empty.
+var dotlessNames = []string{"mail", "srv01", "debian", "ubuntu", "mailserver", "vps"}
+
+// machineName is the name a self-hosted machine on a slot calls itself.
+// styleMachine draws an FQDN of its hoster, a dotless name, localhost or
+// localhost.localdomain; the certificate styles an FQDN (styleMachineCert) or
+// an FQDN or a dotless name (styleDefaultCert).
+func (w *World) machineName(slot int, st bgStyle) string {
+	u := w.hash(tagMachine, slot)
+	fqdn := "vps" + strconv.Itoa(slot) + ".hoster" + strconv.Itoa(int(u>>8%7)+1) + ".test"
+	dotless := dotlessNames[u>>16%uint64(len(dotlessNames))]
+	switch st {
+	case styleMachine:
+		switch u % 8 {
+		case 0, 1, 2:
+			return fqdn
+		case 3, 4:
+			return dotless
+		case 5, 6:
+			return "localhost"
+		}
+		return "localhost.localdomain"
+	case styleDefaultCert:
+		if u%2 == 0 {
+			return dotless
+		}
+	}
+	return fqdn
+}
+
+// sayHost is what a scan writes as banner_host (or ehlo_host) for a name the
+// lab greets with (docs/schema.md): the name, except a dotless one other
+// than localhost, which is no host name: "".
+func sayHost(name string) string {
+	if name != "localhost" && !strings.Contains(name, ".") {
+		return ""
+	}
+	return name
 }
 
 // manyMXCount is how many MX records dns_many_mx domains get: enough to
@@ -434,6 +634,13 @@ type server struct {
 	ptr      string // "" when the address has no PTR
 	latency  time.Duration
 	shared   bool // certificates reused across many targets: worth caching
+	style    bgStyle
+	w        *World
+	hosting  int      // kindHosting: the server's index
+	san      []string // styleSuite: the names of its certificate
+	// wild are the site's names the lab put one label under zone (cert_wildcard
+	// servers; the target's MX name always is).
+	wild []string
 }
 
 // serverAt describes the server on a slot; ok is false for slots whose
@@ -447,7 +654,8 @@ func (w *World) serverAt(slot int) (*server, bool) {
 	case slot < w.slotHostng:
 		p := int(w.slotOwner[slot])
 		pr := &w.providers[p]
-		s.kind, s.cas, s.zone, s.shared = kindProvider, pr.cas, pr.name, true
+		s.kind, s.cas, s.zone, s.shared, s.style = kindProvider, pr.cas, pr.name, true, pr.style
+		k := slot - pr.first + 1
 		for _, h := range pr.hosts {
 			for _, hs := range h.slots {
 				if hs == slot {
@@ -455,13 +663,32 @@ func (w *World) serverAt(slot int) (*server, bool) {
 				}
 			}
 		}
-		s.banner = s.names[0]
-		if s.cas == cCertBannerOnly || s.cas == cCertBoth {
-			s.banner = "smtp" + strconv.Itoa(slot-pr.first+1) + "." + pr.name
+		switch pr.style {
+		case styleSuite:
+			s.banner = "mx." + pr.name
+			s.san = []string{s.banner}
+			for _, h := range pr.hosts {
+				s.san = append(s.san, h.name)
+			}
+		case styleTenant:
+			s.zone = "mail." + pr.name
+			s.banner = tenantServerName(k) + "." + s.zone
+			s.wild = []string{s.banner}
+		case styleGateway:
+			s.zone = "in." + pr.name
+			s.banner = "mta" + strconv.Itoa(k) + ".int." + pr.name
+		case styleInternal:
+			s.banner = "mta" + strconv.Itoa(k) + ".int." + pr.name
+		default:
+			s.banner = s.names[0]
+			if s.cas == cCertBannerOnly || s.cas == cCertBoth {
+				s.banner = "smtp" + strconv.Itoa(k) + "." + pr.name
+			}
+			s.wild = append([]string{s.banner}, s.names...)
 		}
 	case slot < w.slotBase:
 		h := slot - w.slotHostng
-		s.kind, s.cas, s.shared = kindHosting, w.hostingCase(h), true
+		s.kind, s.cas, s.shared, s.style, s.hosting = kindHosting, w.hostingCase(h), true, w.hostingStyle(h), h
 		s.banner = hostingName(h)
 		s.zone = s.banner[strings.IndexByte(s.banner, '.')+1:]
 		s.names = []string{s.banner}
@@ -474,13 +701,16 @@ func (w *World) serverAt(slot int) (*server, bool) {
 			if d.leader != i || (k == 1 && d.variant == 0) {
 				return nil, false
 			}
-			s.kind, s.cas, s.zone = kindSelf, w.selfCase(i), d.name
+			s.kind, s.cas, s.zone, s.style = kindSelf, w.selfCase(i), d.name, w.selfStyle(i)
 			name := "mx." + d.name
 			if k == 1 && d.variant == 2 {
 				name = "mx2." + d.name
 			}
 			s.names = []string{name}
 			s.banner = name
+			if s.style != styleNone {
+				s.banner = w.machineName(slot, s.style)
+			}
 		case kindCase:
 			if k != 0 || !caseHasServer(d.cas) {
 				return nil, false
@@ -500,23 +730,32 @@ func (w *World) serverAt(slot int) (*server, bool) {
 			if d.cas == cCertBannerOnly || d.cas == cCertBoth {
 				s.banner = "smtp." + d.name
 			}
+			s.wild = append([]string{s.banner}, s.names...)
 		default:
 			return nil, false
 		}
 	}
+	s.w = w
 	s.ehlo, s.postEHLO = s.banner, s.banner
 	switch s.cas {
 	case cSMTPEHLODiffers:
 		s.ehlo, s.postEHLO = "smtp."+s.zone, "smtp."+s.zone
+		s.wild = append(s.wild, s.ehlo)
 	case cSMTPPostTLSDiffers:
 		s.postEHLO = "smtp." + s.zone
+		s.wild = append(s.wild, s.postEHLO)
 	}
 	switch w.hash(tagPTR, slot) % 20 {
 	case 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10:
-		s.ptr = s.banner
+		// A PTR names a host of some zone, never localhost or a dotless name.
+		if strings.HasSuffix(s.banner, ".test") {
+			s.ptr = s.banner
+			break
+		}
+		fallthrough
 	case 11, 12, 13, 14, 15, 16:
 		b := s.ip.As4()
-		s.ptr = fmt.Sprintf("ip-%d-%d-%d-%d.isp.test", b[0], b[1], b[2], b[3])
+		s.ptr = "ip-127-" + strconv.Itoa(int(b[1])) + "-" + strconv.Itoa(int(b[2])) + "-" + strconv.Itoa(int(b[3])) + ".isp.test"
 	}
 	if w.p.LatencyMax > 0 {
 		span := uint64(w.p.LatencyMax - w.p.LatencyMin)
@@ -540,12 +779,38 @@ func caseHasServer(c caseID) bool {
 }
 
 // certName is the name a server's certificate is made for, given the SNI the
-// client sent: the SNI when the server serves that MX name, else its first.
+// client sent: the SNI when the server serves that MX name, else its first
+// (the banner for servers without shared MX names).
 func (s *server) certName(sni string) string {
 	for _, n := range s.names {
 		if n == sni {
 			return n
 		}
 	}
+	if len(s.names) == 0 {
+		return s.banner
+	}
 	return s.names[0]
+}
+
+// autoSSLDomain is the domain whose mail.<d> an SNI names, when that domain
+// is hosted on this (AutoSSL) hosting server.
+func (s *server) autoSSLDomain(sni string) (string, bool) {
+	d, ok := strings.CutPrefix(sni, "mail.")
+	if !ok || s.kind != kindHosting {
+		return "", false
+	}
+	i, ok := s.w.parseDomain(d)
+	if !ok {
+		return "", false
+	}
+	dd := s.w.domain(i)
+	return d, dd.kind == kindHosting && dd.hosting == s.hosting
+}
+
+// tenantServerName is the internal name of a tenant-like provider's k-th
+// server, after Microsoft 365's bn8nam11ft036.
+func tenantServerName(k int) string {
+	regions := [...]string{"bn8", "am6", "db5", "sn1"}
+	return regions[k%4] + "nam" + strconv.Itoa(11+k/4) + "ft" + strconv.Itoa(100 + k)[1:]
 }
