@@ -89,7 +89,7 @@ type Info struct {
 	LatencyMax      string            `json:"latency_max"`
 	CaseDomains     map[string]int    `json:"case_domains"`     // domains per case, and per background kind (bg_*)
 	BackgroundCases map[string]int    `json:"background_cases"` // background domains per kind/server case
-	CaseTargets     map[string]int    `json:"case_targets"`     // truth-hosts rows per case name
+	CaseTargets     map[string]int    `json:"case_targets"`     // truth-hosts rows per case name, and per dialect (dialect_*)
 	Targets         int               `json:"targets"`          // rows in truth-hosts.jsonl (once truth_ready)
 	TruthWritten    bool              `json:"truth_written"`    // truth files asked for: false with NoTruth
 	TruthReady      bool              `json:"truth_ready"`      // the truth files are complete (they appear only then)
@@ -382,6 +382,9 @@ func (l *Lab) writeTruth(ctx context.Context, info *Info) error {
 		for _, c := range h.Cases {
 			info.CaseTargets[c]++
 		}
+		if h.Dialect != "" {
+			info.CaseTargets["dialect_"+h.Dialect]++
+		}
 	}
 	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre}, l.truthChunk, func(c *chunk) {
 		for k, v := range c.caseTargets {
@@ -527,6 +530,9 @@ func (l *Lab) truthChunk(ci int) *chunk {
 			c.targets++
 			for _, k := range h.Cases {
 				c.caseTargets[k]++
+			}
+			if h.Dialect != "" {
+				c.caseTargets["dialect_"+h.Dialect]++
 			}
 		}
 	}

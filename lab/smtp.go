@@ -62,13 +62,15 @@ const manyExtCount = 5000
 // whose code is 251 instead of 250.
 const codeChangeLine = 2
 
-// ehloLines is the EHLO reply as sent, codes included, without line endings.
-func ehloLines(s *server, postTLS bool) []string {
+// ehloLines is the EHLO reply as sent, codes included, without line endings;
+// helo is the client's EHLO argument and peer its address (Exim and
+// Microsoft echo them).
+func ehloLines(s *server, postTLS bool, helo string, peer netip.Addr) []string {
 	name := s.ehlo
 	if postTLS {
 		name = s.postEHLO
 	}
-	lines := multi("250", name+replyJunk(s.cas), extensions(s.cas, postTLS))
+	lines := multi("250", s.wireName(name)+replyJunk(s.cas)+helloText(s, helo, peer), serverExtensions(s, postTLS))
 	if s.cas == cSMTPEHLOCodeChange && !postTLS {
 		lines[codeChangeLine] = "251" + lines[codeChangeLine][3:]
 	}
@@ -85,11 +87,6 @@ func replyJunk(c caseID) string {
 		return " <script>alert(1)</script>"
 	}
 	return ""
-}
-
-// greeting is the 220 greeting of a server that sends an ordinary one.
-func greeting(s *server) string {
-	return "220 " + s.banner + replyJunk(s.cas) + " ESMTP mxsurvey-lab\r\n"
 }
 
 // notSMTP is what the non-SMTP services of the lab send on connect.
@@ -425,7 +422,7 @@ func (ss *session) hugeGreeting() bool {
 			return false
 		}
 	}
-	return ss.write([]byte(greeting(ss.srv)))
+	return ss.write([]byte(greeting(ss.srv, time.Now())))
 }
 
 // multi formats a multi-line reply: code-text for all but the last line.
@@ -515,7 +512,7 @@ func (ss *session) run() {
 			return
 		}
 	}
-	if srv.cas != cSMTPGreeting10MB && !ss.send(greeting(srv)) {
+	if srv.cas != cSMTPGreeting10MB && !ss.send(greeting(srv, time.Now())) {
 		return
 	}
 	for range maxCommands {
@@ -534,13 +531,13 @@ func (ss *session) run() {
 				ss.reset()
 				return
 			}
-			sent = ss.reply(ehloLines(srv, ss.tls)...)
+			sent = ss.reply(ehloLines(srv, ss.tls, arg(line), addrOf(ss.raw.RemoteAddr()))...)
 		case "HELO":
 			name := srv.ehlo
 			if ss.tls {
 				name = srv.postEHLO
 			}
-			sent = ss.reply("250 " + name)
+			sent = ss.reply("250 " + srv.wireName(name) + helloText(srv, arg(line), addrOf(ss.raw.RemoteAddr())))
 		case "STARTTLS":
 			switch {
 			case ss.tls:
@@ -556,7 +553,7 @@ func (ss *session) run() {
 					ss.reply("554 5.5.1 Error: pipelining behind STARTTLS")
 					return
 				}
-				if !ss.reply("220 2.0.0 Ready to start TLS") {
+				if !ss.reply(startTLSReady(srv)) {
 					return
 				}
 				switch srv.cas {
@@ -566,7 +563,7 @@ func (ss *session) run() {
 					}
 					return
 				case cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage:
-					answer := []byte(greeting(srv))
+					answer := []byte(greeting(srv, time.Now()))
 					if srv.cas == cSMTPSTARTTLSGarbage {
 						answer = ss.s.w.garbage(srv.slot, 512)
 						answer[0] = 0x00 // no TLS record type: the client gives up on the header
@@ -629,4 +626,10 @@ func (ss *session) startTLS() bool {
 func verb(line string) string {
 	v, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 	return strings.ToUpper(v)
+}
+
+// arg is what follows a command's verb (the client's EHLO name).
+func arg(line string) string {
+	_, a, _ := strings.Cut(strings.TrimSpace(line), " ")
+	return strings.TrimSpace(a)
 }

@@ -107,6 +107,7 @@ type TruthHost struct {
 	MXHost     string   `json:"mx_host"`
 	Cases      []string `json:"cases"`
 	LatencyMS  int64    `json:"latency_ms"`
+	Dialect    string   `json:"dialect,omitempty"` // lab, postfix, exim, microsoft, masked (README "Dialects"); empty without a server
 	PTRHost    string   `json:"ptr_host"`
 	PTRStatus  string   `json:"ptr_status"`
 	Outcome    string   `json:"outcome"`
@@ -510,6 +511,7 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		h.Cases = h.Cases[1:]
 	}
 	h.LatencyMS = s.latency.Milliseconds()
+	h.Dialect = s.dialect.String()
 	h.PTRHost, h.PTRStatus = s.ptr, stOK
 	if s.ptr == "" {
 		h.PTRStatus = stNXDomain
@@ -554,9 +556,9 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		h.Outcome, h.ErrorClass = outBanner, errRejected
 		return h, nil
 	}
-	h.BannerCode, h.BannerHost = 220, sayHost(s.banner)
+	h.BannerCode, h.BannerHost = 220, s.bannerHost()
 	if caseTable[s.cas].hostile {
-		raw("banner", []byte(greeting(s)), true, false)
+		raw("banner", []byte(greeting(s, time.Time{})), true, false)
 	}
 	h.EHLOVerb = "EHLO"
 	h.EHLOCode, h.EHLOHost = 250, sayHost(s.ehlo)
@@ -571,7 +573,7 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		// A reader stops at the line whose code differs, and keeps it: the
 		// extensions are those of the lines before it and of it; STARTTLS,
 		// further down, is not seen.
-		lines := ehloLines(s, false)[:codeChangeLine+1]
+		lines := ehloLines(s, false, "", netip.Addr{})[:codeChangeLine+1]
 		h.EHLOExtensions = upperKeywords(extensions(s.cas, false)[:codeChangeLine])
 		h.Outcome, h.ErrorClass = outEHLO, errProtocol
 		raw("ehlo_reply", []byte(strings.Join(lines, "\r\n")+"\r\n"), true, false)
@@ -583,13 +585,13 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		h.EHLOExtensions = upperKeywords(ext[:AssumeMaxReplyLines-1])
 		h.STARTTLSOffered = true
 		h.Outcome, h.ErrorClass = outEHLO, errTooLarge
-		raw("ehlo_reply", []byte(strings.Join(ehloLines(s, false)[:4], "\r\n")+"\r\n"), false, true)
+		raw("ehlo_reply", []byte(strings.Join(ehloLines(s, false, "", netip.Addr{})[:4], "\r\n")+"\r\n"), false, true)
 		return h, nil
 	default:
-		h.EHLOExtensions = upperKeywords(extensions(s.cas, false))
+		h.EHLOExtensions = upperKeywords(serverExtensions(s, false))
 	}
 	if caseTable[s.cas].hostile {
-		raw("ehlo_reply", []byte(strings.Join(ehloLines(s, false), "\r\n")+"\r\n"), true, false)
+		raw("ehlo_reply", []byte(strings.Join(ehloLines(s, false, "", netip.Addr{}), "\r\n")+"\r\n"), true, false)
 	}
 	h.STARTTLSOffered = startTLSOffered(s.cas)
 	if !h.STARTTLSOffered {
@@ -654,7 +656,7 @@ func (w *World) hostTruth(a *authority, t target, port int, memo map[string]cert
 		return h, nil
 	}
 	h.PostTLSEHLOCode, h.PostTLSEHLOHost = 250, sayHost(s.postEHLO)
-	h.PostTLSEHLOExtensions = upperKeywords(extensions(s.cas, true))
+	h.PostTLSEHLOExtensions = upperKeywords(serverExtensions(s, true))
 	h.Outcome = outOK
 	h.Facts = certFacts(s, sp, t.mx)
 	return h, nil
@@ -705,7 +707,7 @@ func certFacts(s *server, sp certSpec, mx string) *TruthFacts {
 		return exact[name] || byWildcard[name]
 	}
 	f.MatchMX = match(mx)
-	f.MatchBanner = match(sayHost(s.banner))
+	f.MatchBanner = match(s.bannerHost())
 	f.MatchEHLO = match(sayHost(s.ehlo))
 	f.MatchPostTLSEHLO = match(sayHost(s.postEHLO))
 	f.MatchPTR = match(s.ptr)

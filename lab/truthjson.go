@@ -110,6 +110,9 @@ func appendTruthHost(b []byte, h *TruthHost) []byte {
 	str("mx_host", h.MXHost)
 	strs("cases", h.Cases)
 	num("latency_ms", h.LatencyMS)
+	if h.Dialect != "" {
+		str("dialect", h.Dialect)
+	}
 	str("ptr_host", h.PTRHost)
 	str("ptr_status", h.PTRStatus)
 	str("outcome", h.Outcome)

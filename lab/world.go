@@ -50,6 +50,9 @@ const (
 	tagTenant
 	tagSelfStyle
 	tagMachine
+	tagProvDialect
+	tagHostingDialect
+	tagSelfDialect
 )
 
 // bgStyle is how a background server names itself and what its certificate
@@ -635,9 +638,12 @@ type server struct {
 	latency  time.Duration
 	shared   bool // certificates reused across many targets: worth caching
 	style    bgStyle
-	w        *World
-	hosting  int      // kindHosting: the server's index
-	san      []string // styleSuite: the names of its certificate
+	dialect  dialect // how it talks (dialect.go); case servers keep the lab's
+	// greetTail are the lines after the first of a multi-line greeting (Exim).
+	greetTail []string
+	w         *World
+	hosting   int      // kindHosting: the server's index
+	san       []string // styleSuite: the names of its certificate
 	// wild are the site's names the lab put one label under zone (cert_wildcard
 	// servers; the target's MX name always is).
 	wild []string
@@ -650,11 +656,13 @@ func (w *World) serverAt(slot int) (*server, bool) {
 		return nil, false
 	}
 	s := &server{slot: slot, ip: w.slotAddr(slot)}
+	var eximSecond string // the Exim daemon's primary_hostname, on its second address
 	switch {
 	case slot < w.slotHostng:
 		p := int(w.slotOwner[slot])
 		pr := &w.providers[p]
 		s.kind, s.cas, s.zone, s.shared, s.style = kindProvider, pr.cas, pr.name, true, pr.style
+		s.dialect = w.providerDialect(p)
 		k := slot - pr.first + 1
 		for _, h := range pr.hosts {
 			for _, hs := range h.slots {
@@ -689,6 +697,10 @@ func (w *World) serverAt(slot int) (*server, bool) {
 	case slot < w.slotBase:
 		h := slot - w.slotHostng
 		s.kind, s.cas, s.shared, s.style, s.hosting = kindHosting, w.hostingCase(h), true, w.hostingStyle(h), h
+		s.dialect = w.hostingDialect(h)
+		if s.dialect == dialectExim && w.hostingCPanel(h) {
+			s.greetTail = cpanelGreeting
+		}
 		s.banner = hostingName(h)
 		s.zone = s.banner[strings.IndexByte(s.banner, '.')+1:]
 		s.names = []string{s.banner}
@@ -710,6 +722,14 @@ func (w *World) serverAt(slot int) (*server, bool) {
 			s.banner = name
 			if s.style != styleNone {
 				s.banner = w.machineName(slot, s.style)
+			}
+			s.dialect = w.selfDialect(i)
+			if s.dialect == dialectExim && s.style == styleNone && k == 1 && d.variant == 2 {
+				// One Exim daemon on both addresses (realservers/ 127.77.0.28):
+				// smtp_banner names mx2 in two lines on the second address,
+				// EHLO names the primary_hostname mx.
+				s.greetTail = noUCEGreeting
+				eximSecond = "mx." + d.name
 			}
 		case kindCase:
 			if k != 0 || !caseHasServer(d.cas) {
@@ -737,6 +757,9 @@ func (w *World) serverAt(slot int) (*server, bool) {
 	}
 	s.w = w
 	s.ehlo, s.postEHLO = s.banner, s.banner
+	if eximSecond != "" {
+		s.ehlo, s.postEHLO = eximSecond, eximSecond
+	}
 	switch s.cas {
 	case cSMTPEHLODiffers:
 		s.ehlo, s.postEHLO = "smtp."+s.zone, "smtp."+s.zone
