@@ -7,7 +7,7 @@ FUZZTIME ?= 5s
 DEMO_DOMAINS ?= 2000
 DEMO_OUT ?= out/demo
 
-.PHONY: build check test labcheck vet fmt race fuzz fuzz-short bench demo realservers notebook duckdb clean
+.PHONY: build check test labcheck bench-smoke vet fmt race fuzz fuzz-short bench demo realservers notebook duckdb clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mxsurvey
@@ -26,9 +26,12 @@ race:
 	$(GO) test -race -shuffle=on -timeout 15m $(PKGS)
 
 # test = the README's test command: check, short fuzzing of every parser of
-# server-sent bytes, then one lab scan that the notebook and the DuckDB
-# cross-check both read.
-test: check fuzz-short labcheck
+# server-sent bytes, one lab scan that the notebook and the DuckDB
+# cross-check both read, and the benchmark harness at its smallest size.
+test: check fuzz-short labcheck bench-smoke
+
+bench-smoke:
+	scripts/bench.sh --smoke
 
 labcheck: build
 	scripts/labscan.sh 1000 out/test -quiet
