@@ -129,13 +129,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	r.mxRows = make(chan []record.MXRow, 256)
 	r.probeRows = make(chan record.ProbeRow, 256)
-	r.sched = polite.New[target](cfg.PerIPConcurrency, cfg.IPInterval, max(4*cfg.Concurrency, 10000))
-
 	// The work context ends with the caller's, or when a writer fails (a
 	// full disk must stop the scan, not let it probe into the void); the
 	// writers outlive it so that everything finished is still committed.
 	work, cancelWork := context.WithCancelCause(ctx)
 	defer cancelWork(nil)
+	r.sched = polite.New[target](work, cfg.PerIPConcurrency, cfg.IPInterval, max(4*cfg.Concurrency, 10000))
 
 	stopManifest := r.keepManifest(m)
 	stopProgress := r.progress()

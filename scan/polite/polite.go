@@ -4,7 +4,10 @@
 // one guest at a time, not a burst of thousands.
 //
 // Scheduling instead of blocking: a worker never waits on a busy address
-// while other addresses have work ready; it takes the next ready item.
+// while other addresses have work ready; it takes the next ready item. One
+// dispatcher goroutine owns the queues and hands each ready item to exactly
+// one waiting worker over a channel, so ten thousand idle workers cost no
+// CPU: nothing wakes them but their own item.
 package polite
 
 import (
@@ -12,23 +15,42 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Scheduler is safe for concurrent use: producers call Add, workers Next.
 type Scheduler[T any] struct {
-	perAddr    int
-	interval   time.Duration
-	maxPending int
-	now        func() time.Time
+	perAddr  int
+	interval time.Duration
+	now      func() time.Time
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on every state change
+	room    chan struct{} // one token per queued item: bounds the queue
+	adds    chan added[T] // to the dispatcher
+	release chan *addrQueue[T]
+	out     chan handout[T] // ready items, one per waiting worker
+	closing chan struct{}
+	closeMu sync.Once
+	stopped chan struct{} // closed when the dispatcher has returned
+
+	pending atomic.Int64 // queued items, for Stats
+	tracked atomic.Int64 // addresses remembered, for Stats
+
+	// Owned by the dispatcher goroutine.
 	addrs    map[netip.Addr]*addrQueue[T]
-	ready    readyHeap[T] // addresses with queued items and a free slot
-	pending  int          // queued items, all addresses
-	closed   bool
+	ready    readyHeap[T]
+	inFlight int
 	releases int
+}
+
+type added[T any] struct {
+	addr netip.Addr
+	item T
+}
+
+type handout[T any] struct {
+	item T
+	done func()
 }
 
 type addrQueue[T any] struct {
@@ -41,163 +63,177 @@ type addrQueue[T any] struct {
 
 // New returns a scheduler allowing perAddr concurrent items per address
 // (at least 1), interval between the end of one and the start of the next
-// on the same address, and at most maxPending queued items before Add blocks.
-func New[T any](perAddr int, interval time.Duration, maxPending int) *Scheduler[T] {
-	if perAddr < 1 {
-		perAddr = 1
-	}
-	if maxPending < 1 {
-		maxPending = 1
-	}
-	return &Scheduler[T]{perAddr: perAddr, interval: interval, maxPending: maxPending, now: time.Now,
-		changed: make(chan struct{}), addrs: make(map[netip.Addr]*addrQueue[T])}
-}
-
-func (s *Scheduler[T]) signalLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+// on the same address, and at most maxPending queued items before Add
+// blocks. Its dispatcher runs until Close has been called and every item
+// has been handed out and released, or until ctx ends.
+func New[T any](ctx context.Context, perAddr int, interval time.Duration, maxPending int) *Scheduler[T] {
+	s := &Scheduler[T]{perAddr: max(perAddr, 1), interval: interval, now: time.Now,
+		room: make(chan struct{}, max(maxPending, 1)), adds: make(chan added[T]),
+		release: make(chan *addrQueue[T]), out: make(chan handout[T]), closing: make(chan struct{}),
+		stopped: make(chan struct{}),
+		addrs:   make(map[netip.Addr]*addrQueue[T])}
+	go s.dispatch(ctx)
+	return s
 }
 
 // Add queues item for addr, blocking while the queue is full.
 func (s *Scheduler[T]) Add(ctx context.Context, addr netip.Addr, item T) error {
-	s.mu.Lock()
-	for s.pending >= s.maxPending {
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		s.mu.Lock()
+	select {
+	case s.room <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	q := s.addrs[addr]
-	if q == nil {
-		q = &addrQueue[T]{addr: addr, index: -1}
-		s.addrs[addr] = q
+	select {
+	case s.adds <- added[T]{addr, item}:
+		return nil
+	case <-ctx.Done():
+		<-s.room
+		return ctx.Err()
 	}
-	q.items = append(q.items, item)
-	s.pending++
-	if q.index < 0 && q.inFlight < s.perAddr {
-		heap.Push(&s.ready, q)
-	}
-	s.signalLocked()
-	s.mu.Unlock()
-	return nil
 }
 
 // Close says no more items will be added; Next reports false once drained.
 func (s *Scheduler[T]) Close() {
-	s.mu.Lock()
-	s.closed = true
-	s.signalLocked()
-	s.mu.Unlock()
+	s.closeMu.Do(func() { close(s.closing) })
 }
 
 // Next returns the next item whose address is free and rested, and a done
 // function the caller must call when the connection has ended. ok is false
 // when the scheduler is closed and drained, or ctx is done.
 func (s *Scheduler[T]) Next(ctx context.Context) (item T, done func(), ok bool) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	s.mu.Lock()
-	for {
-		if ctx.Err() != nil {
-			s.mu.Unlock()
+	select {
+	case h, open := <-s.out:
+		if !open {
 			return item, nil, false
 		}
-		var wait time.Duration = -1
+		return h.item, h.done, true
+	case <-ctx.Done():
+		return item, nil, false
+	}
+}
+
+// Stats reports queued items and tracked addresses.
+func (s *Scheduler[T]) Stats() (pending, addrs int) {
+	return int(s.pending.Load()), int(s.tracked.Load())
+}
+
+func (s *Scheduler[T]) dispatch(ctx context.Context) {
+	defer close(s.stopped)
+	defer close(s.out)
+	closing := s.closing
+	closed := false
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		if closed && s.pending.Load() == 0 && s.inFlight == 0 {
+			return
+		}
+		var out chan handout[T]
+		var next handout[T]
+		var wake <-chan time.Time
 		if s.ready.Len() > 0 {
 			q := s.ready[0]
-			now := s.now()
-			if !q.readyAt.After(now) {
-				heap.Pop(&s.ready)
-				item = q.items[0]
-				var zero T
-				q.items[0] = zero
-				q.items = q.items[1:]
-				q.inFlight++
-				s.pending--
-				if len(q.items) > 0 && q.inFlight < s.perAddr {
-					heap.Push(&s.ready, q)
-				}
-				s.signalLocked() // Add may be waiting for room
-				s.mu.Unlock()
-				return item, s.releaseFunc(q), true
-			}
-			wait = q.readyAt.Sub(now)
-		} else if s.closed && s.pending == 0 {
-			s.mu.Unlock()
-			return item, nil, false
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		var tc <-chan time.Time
-		if wait >= 0 {
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
+			if wait := q.readyAt.Sub(s.now()); wait > 0 {
 				timer.Reset(wait)
+				wake = timer.C
+			} else {
+				out = s.out
+				next = handout[T]{item: q.items[0], done: s.releaseFunc(q)}
 			}
-			tc = timer.C
 		}
 		select {
-		case <-ch:
-		case <-tc:
+		case a := <-s.adds:
+			s.enqueue(a)
+		case q := <-s.release:
+			s.released(q)
+		case out <- next:
+			s.handedOut()
+		case <-wake:
+		case <-closing:
+			closed, closing = true, nil
 		case <-ctx.Done():
+			return
 		}
-		if timer != nil && !timer.Stop() {
+		if wake != nil && !timer.Stop() {
 			select {
 			case <-timer.C:
 			default:
 			}
 		}
-		s.mu.Lock()
 	}
 }
 
+func (s *Scheduler[T]) enqueue(a added[T]) {
+	q := s.addrs[a.addr]
+	if q == nil {
+		q = &addrQueue[T]{addr: a.addr, index: -1}
+		s.addrs[a.addr] = q
+		s.tracked.Store(int64(len(s.addrs)))
+	}
+	q.items = append(q.items, a.item)
+	s.pending.Add(1)
+	if q.index < 0 && q.inFlight < s.perAddr {
+		heap.Push(&s.ready, q)
+	}
+}
+
+// handedOut records that the item at the top of the ready heap went to a
+// worker.
+func (s *Scheduler[T]) handedOut() {
+	q := heap.Pop(&s.ready).(*addrQueue[T])
+	var zero T
+	q.items[0] = zero
+	q.items = q.items[1:]
+	q.inFlight++
+	s.inFlight++
+	s.pending.Add(-1)
+	<-s.room
+	if len(q.items) > 0 && q.inFlight < s.perAddr {
+		heap.Push(&s.ready, q)
+	}
+}
+
+func (s *Scheduler[T]) released(q *addrQueue[T]) {
+	q.inFlight--
+	s.inFlight--
+	q.readyAt = s.now().Add(s.interval)
+	if q.index >= 0 {
+		heap.Fix(&s.ready, q.index)
+	} else if len(q.items) > 0 {
+		heap.Push(&s.ready, q)
+	}
+	s.releases++
+	if s.releases%4096 == 0 {
+		s.sweep()
+	}
+}
+
+// releaseFunc returns the done function of one handed-out item. After a
+// normal close the dispatcher waits for every release; after ctx ended it
+// may be gone, and then there is nothing left to release.
 func (s *Scheduler[T]) releaseFunc(q *addrQueue[T]) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			q.inFlight--
-			q.readyAt = s.now().Add(s.interval)
-			if len(q.items) > 0 && q.index < 0 {
-				heap.Push(&s.ready, q)
-			} else if q.index >= 0 {
-				heap.Fix(&s.ready, q.index)
+			select {
+			case s.release <- q:
+			case <-s.stopped:
 			}
-			s.releases++
-			if s.releases%4096 == 0 {
-				s.sweepLocked()
-			}
-			s.signalLocked()
 		})
 	}
 }
 
-// sweepLocked forgets addresses that have nothing queued, nothing in flight
-// and have rested, so memory follows the active addresses, not all ever seen.
-func (s *Scheduler[T]) sweepLocked() {
+// sweep forgets addresses that have nothing queued, nothing in flight and
+// have rested, so memory follows the active addresses, not all ever seen.
+func (s *Scheduler[T]) sweep() {
 	now := s.now()
 	for a, q := range s.addrs {
 		if len(q.items) == 0 && q.inFlight == 0 && !q.readyAt.After(now) {
 			delete(s.addrs, a)
 		}
 	}
-}
-
-// Stats reports queued items and tracked addresses.
-func (s *Scheduler[T]) Stats() (pending, addrs int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pending, len(s.addrs)
+	s.tracked.Store(int64(len(s.addrs)))
 }
 
 type readyHeap[T any] []*addrQueue[T]
