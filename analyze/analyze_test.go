@@ -542,6 +542,9 @@ func TestSoftware(t *testing.T) {
 		{"220 host ESMTP", "250-host Hello, Haraka is at your service.", "Haraka"},
 		{"220 host ESMTP netqmail", "", "qmail"},
 		{"220 zimbra.example ESMTP Postfix", "", "Zimbra"},
+		{"220 BN8NAM11FT036.mail.protection.outlook.com MICROSOFT ESMTP MAIL Service ready", "", "Microsoft ESMTP"},
+		{"220 host ESMTP qmailer postfix_like", "", softwareUnknown},    // no word boundary after either
+		{"220 host ESMTP", "250-host\r\n250-X-POSTFIX-LIKE", "Postfix"}, // '-' is a boundary
 	} {
 		if got := serverSoftware(tc.banner, tc.ehlo); got != tc.want {
 			t.Errorf("serverSoftware(%q, %q) = %q, want %q", tc.banner, tc.ehlo, got, tc.want)
