@@ -134,7 +134,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// writers outlive it so that everything finished is still committed.
 	work, cancelWork := context.WithCancelCause(ctx)
 	defer cancelWork(nil)
-	r.sched = polite.New[target](work, cfg.PerIPConcurrency, cfg.IPInterval, max(4*cfg.Concurrency, 10000))
+	// The queue must hold the backlog of the busiest addresses (a provider
+	// whose per-domain MX names share a few addresses has tens of thousands
+	// of targets waiting their turn) so that resolution, and every other
+	// address, keeps going meanwhile; a target costs under 100 bytes.
+	r.sched = polite.New[target](work, cfg.PerIPConcurrency, cfg.IPInterval, max(100*cfg.Concurrency, 250_000))
 
 	stopManifest := r.keepManifest(m)
 	stopProgress := r.progress()
