@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every Go fuzz target in the module for a short time each ($1, e.g. 5s).
+# Runs every Go fuzz target in the module for $1 each: a count such as 30000x
+# (or a duration such as 60s).
 # go test -fuzz takes one target per run, so list them and loop.
 set -euo pipefail
-fuzztime=${1:-5s}
+fuzztime=${1:-30000x}
 cd "$(dirname "$0")/.."
 status=0
 for pkg in $(go list ./...); do
