@@ -38,9 +38,16 @@ func FuzzReader(f *testing.F) {
 		}
 		defer r.Close()
 		lastLine := 0
+		// Each entry needs at least one input byte, after decompression:
+		// deflate expands at most 1032:1, so gzip input may yield more
+		// entries than it has bytes (testdata/fuzz/FuzzReader/c0c5... is one).
+		most := len(data) + 1
+		if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+			most = 1032*len(data) + 1
+		}
 		for n := 0; ; n++ {
-			if n > len(data)+1 {
-				t.Fatalf("more entries (%d) than input bytes", n)
+			if n > most {
+				t.Fatalf("more entries (%d) than the input can hold (%d)", n, most)
 			}
 			e, err := r.Next()
 			if err == io.EOF {
