@@ -10,6 +10,8 @@
 package main
 
 import (
+	"github.com/mxsurvey/mxsurvey/bench/internal/rusage"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -19,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -77,7 +78,7 @@ func main() {
 		}
 		return r
 	}
-	u0, s0 := cpu()
+	u0, s0 := rusage.CPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range *inflight {
@@ -116,7 +117,7 @@ func main() {
 	}
 	wg.Wait()
 	wall := time.Since(start).Seconds()
-	u1, s1 := cpu()
+	u1, s1 := rusage.CPU()
 	done := min(n.Load(), *total)
 	r := Result{InFlight: *inflight, Exchanges: done - bad.Load(), Errors: bad.Load(), WallSec: wall, UserSec: u1 - u0, SysSec: s1 - s0}
 	if e, _ := firstErr.Load().(string); e != "" {
@@ -160,11 +161,3 @@ func readDomains(path string) ([]string, error) {
 	}
 	return ds, sc.Err()
 }
-
-func cpu() (user, sys float64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return tv(ru.Utime), tv(ru.Stime)
-}
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }

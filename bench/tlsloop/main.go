@@ -13,6 +13,8 @@
 package main
 
 import (
+	"github.com/mxsurvey/mxsurvey/bench/internal/rusage"
+
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -25,7 +27,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
@@ -72,7 +73,7 @@ func main() {
 
 	var next, ok, bad atomic.Int64
 	var firstErr atomic.Value
-	u0, s0 := cpu()
+	u0, s0 := rusage.CPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range *inflight {
@@ -97,7 +98,7 @@ func main() {
 	}
 	wg.Wait()
 	wall := time.Since(start).Seconds()
-	u1, s1 := cpu()
+	u1, s1 := rusage.CPU()
 	r := Result{Groups: *groups, InFlight: *inflight, Targets: len(targets), Handshakes: ok.Load(), Errors: bad.Load(),
 		WallSec: wall, UserSec: u1 - u0, SysSec: s1 - s0}
 	if e, _ := firstErr.Load().(string); e != "" {
@@ -182,14 +183,6 @@ func readTargets(path string) ([]target, error) {
 	}
 	return ts, nil
 }
-
-func cpu() (user, sys float64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return tv(ru.Utime), tv(ru.Stime)
-}
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "tlsloop:", err)
