@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
@@ -196,25 +197,38 @@ func TestHostilePeers(t *testing.T) {
 func compareRaw(h lab.TruthHost, p record.ProbeRow) []string {
 	var diffs []string
 	for _, want := range h.Raw {
+		// Text columns hold valid UTF-8 (invalid bytes become U+FFFD); the
+		// greeting's exact bytes are in banner_raw when that changed it.
+		wantBytes := want.Bytes
 		var got string
 		switch want.Column {
 		case "banner":
 			got = p.Banner
+			if len(p.BannerRaw) > 0 {
+				got = string(p.BannerRaw)
+				if p.Banner != strings.ToValidUTF8(got, "\uFFFD") {
+					diffs = append(diffs, fmt.Sprintf("banner %q is not banner_raw made valid", clip(p.Banner)))
+				}
+			}
 		case "ehlo_reply":
 			got = p.EHLOReply
+			wantBytes = []byte(strings.ToValidUTF8(string(want.Bytes), "\uFFFD"))
 		default:
 			diffs = append(diffs, "truth states unknown column "+want.Column)
 			continue
 		}
+		if !utf8.ValidString(p.Banner) || !utf8.ValidString(p.EHLOReply) {
+			diffs = append(diffs, "a text column holds invalid UTF-8")
+		}
 		switch {
 		case want.Exact:
-			if got != string(want.Bytes) {
-				diffs = append(diffs, fmt.Sprintf("%s = %q, truth %q", want.Column, clip(got), clip(string(want.Bytes))))
+			if got != string(wantBytes) {
+				diffs = append(diffs, fmt.Sprintf("%s = %q, truth %q", want.Column, clip(got), clip(string(wantBytes))))
 			}
 		default:
-			n := min(len(got), len(want.Bytes))
-			if got[:n] != string(want.Bytes[:n]) || want.Capped && got == "" {
-				diffs = append(diffs, fmt.Sprintf("%s = %q, not a prefix of or prefixed by the truth's %q", want.Column, clip(got), clip(string(want.Bytes))))
+			n := min(len(got), len(wantBytes))
+			if got[:n] != string(wantBytes[:n]) || want.Capped && got == "" {
+				diffs = append(diffs, fmt.Sprintf("%s = %q, not a prefix of or prefixed by the truth's %q", want.Column, clip(got), clip(string(wantBytes))))
 			}
 		}
 	}

@@ -144,12 +144,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopProgress := r.progress()
 
 	var writers errgroup.Group
+	// The writers are the one place every row passes: text is made valid
+	// UTF-8 there (Parquet STRING requires it; see record.MakeValidUTF8).
 	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []record.MXRow) []record.MXRow { return rows })
+		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []record.MXRow) []record.MXRow {
+			for i := range rows {
+				rows[i].MakeValidUTF8()
+			}
+			return rows
+		})
 	})
 	writers.Go(func() error {
-		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork,
-			func(row record.ProbeRow) []record.ProbeRow { return []record.ProbeRow{row} })
+		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row record.ProbeRow) []record.ProbeRow {
+			row.MakeValidUTF8()
+			return []record.ProbeRow{row}
+		})
 	})
 
 	domains := make(chan datasets.Entry, 4*cfg.DNSConcurrency)

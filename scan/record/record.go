@@ -92,6 +92,7 @@ type ProbeRow struct {
 	Error      string    `parquet:"error"`
 
 	Banner     string `parquet:"banner"`
+	BannerRaw  []byte `parquet:"banner_raw,optional"` // the greeting's exact bytes, only when banner is not valid UTF-8
 	BannerCode int32  `parquet:"banner_code"`
 	BannerHost string `parquet:"banner_host,dict"`
 
