@@ -203,8 +203,8 @@ func (o *outputs) host(r *record.ProbeRow, h *hostResult) error {
 		// scanner's copy, so a notebook's recount agrees with summary.json.
 		l := h.cert.Leaf
 		row.WithCert = true
-		row.CertSubjectCN = l.Cert.Subject.CommonName
-		row.CertSANDNS = strings.Join(l.Cert.DNSNames, " ")
+		row.CertSubjectCN = l.SubjectCN
+		row.CertSANDNS = strings.Join(l.DNSNames, " ")
 		row.CertIssuer = l.Issuer
 		row.KeyType, row.KeyBits = l.KeyType, int32(l.KeyBits)
 		row.Trusted, row.SelfSigned = h.cert.Trusted, l.SelfSigned

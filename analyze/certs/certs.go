@@ -37,9 +37,17 @@ var (
 
 // Leaf is what the analyzer needs from a leaf certificate, computed once per
 // distinct certificate.
+//
+// It keeps what the figures need, not the parsed certificate: a scan of a
+// million domains has hundreds of thousands of distinct leaves, and a kept
+// *x509.Certificate with its slices costs kilobytes each. The rare trust
+// check that misses its cache parses the leaf again from the row's DER.
 type Leaf struct {
-	Cert       *x509.Certificate
 	SHA256     [32]byte
+	SubjectCN  string
+	DNSNames   []string // SAN dNSNames as in the certificate
+	NotBefore  time.Time
+	NotAfter   time.Time
 	Names      []string // per match.Names
 	FromCN     bool
 	Wildcard   bool // a name contains "*": a wildcard certificate, valid per RFC 6125 or not
@@ -144,10 +152,10 @@ func (v *Verifier) Check(chain [][]byte, at time.Time) (Result, error) {
 	}
 	r := Result{
 		Leaf:        leaf,
-		Expired:     at.After(leaf.Cert.NotAfter),
-		NotYetValid: at.Before(leaf.Cert.NotBefore),
+		Expired:     at.After(leaf.NotAfter),
+		NotYetValid: at.Before(leaf.NotBefore),
 	}
-	r.Trusted = v.trusted(leaf, chain[1:], at)
+	r.Trusted = v.trusted(leaf, chain[0], chain[1:], at)
 	return r, nil
 }
 
@@ -160,14 +168,15 @@ func (v *Verifier) leaf(der []byte) (*Leaf, error) {
 		return l, nil
 	}
 	// Clone: the caller's buffer belongs to the Parquet reader's batch, and
-	// the parsed certificate keeps slices of its input.
+	// the strings taken from the parsed certificate may share its memory.
 	cert, err := x509.ParseCertificate(bytes.Clone(der))
 	if err != nil {
 		v.leaves[sum] = nil
 		return nil, ErrUnparseable
 	}
 	v.stats.LeavesParsed++
-	l := &Leaf{Cert: cert, SHA256: sum}
+	l := &Leaf{SHA256: sum, SubjectCN: cert.Subject.CommonName, DNSNames: cert.DNSNames,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter}
 	l.Names, l.FromCN = match.Names(cert)
 	for _, n := range l.Names {
 		// A partial-label wildcard (m*.example.com) or one in the wrong
@@ -246,11 +255,11 @@ func (v *Verifier) intermediate(der []byte) (*x509.Certificate, [32]byte) {
 // period, so that a certificate expiring mid-day is re-verified for probes on
 // either side of the moment while all other probes hit the cache. (The roots'
 // own validity is assumed constant within one day.)
-func (v *Verifier) trusted(leaf *Leaf, rest [][]byte, at time.Time) bool {
+func (v *Verifier) trusted(leaf *Leaf, leafDER []byte, rest [][]byte, at time.Time) bool {
 	inters := make([]*x509.Certificate, 0, len(rest))
 	h := sha256.New()
 	var period strings.Builder
-	period.WriteByte(inPeriod(leaf.Cert, at))
+	period.WriteByte(inPeriod(leaf.NotBefore, leaf.NotAfter, at))
 	for _, der := range rest {
 		c, sum := v.intermediate(der)
 		h.Write(sum[:])
@@ -259,7 +268,7 @@ func (v *Verifier) trusted(leaf *Leaf, rest [][]byte, at time.Time) bool {
 			continue
 		}
 		inters = append(inters, c)
-		period.WriteByte(inPeriod(c, at))
+		period.WriteByte(inPeriod(c.NotBefore, c.NotAfter, at))
 	}
 	var key trustKey
 	key.leaf = leaf.SHA256
@@ -270,11 +279,16 @@ func (v *Verifier) trusted(leaf *Leaf, rest [][]byte, at time.Time) bool {
 		v.stats.TrustHits++
 		return ok
 	}
+	cert, err := x509.ParseCertificate(leafDER) // parsed before by leaf(), so it parses
+	if err != nil {
+		v.trust[key] = false
+		return false
+	}
 	pool := x509.NewCertPool()
 	for _, c := range inters {
 		pool.AddCert(c)
 	}
-	_, err := leaf.Cert.Verify(x509.VerifyOptions{
+	_, err = cert.Verify(x509.VerifyOptions{
 		Roots:         v.roots,
 		Intermediates: pool,
 		CurrentTime:   at,
@@ -285,8 +299,8 @@ func (v *Verifier) trusted(leaf *Leaf, rest [][]byte, at time.Time) bool {
 	return err == nil
 }
 
-func inPeriod(c *x509.Certificate, at time.Time) byte {
-	if at.Before(c.NotBefore) || at.After(c.NotAfter) {
+func inPeriod(notBefore, notAfter, at time.Time) byte {
+	if at.Before(notBefore) || at.After(notAfter) {
 		return '0'
 	}
 	return '1'
