@@ -26,7 +26,9 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/analyze/certs"
 	"github.com/mxsurvey/mxsurvey/analyze/match"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -217,9 +219,9 @@ func (a *analyzer) scanInfo() (ScanInfo, error) {
 		if info.SchemaVersion == 0 {
 			info.SchemaVersion = m.SchemaVersion
 		}
-		if m.SchemaVersion != record.SchemaVersion {
+		if m.SchemaVersion != survey.SchemaVersion {
 			a.log.Warn("dataset schema differs from the analyzer's", "dir", dir,
-				"dataset", m.SchemaVersion, "analyzer", record.SchemaVersion)
+				"dataset", m.SchemaVersion, "analyzer", survey.SchemaVersion)
 		}
 		if !m.Started.IsZero() && (started.IsZero() || m.Started.Before(started)) {
 			started = m.Started
@@ -260,7 +262,7 @@ func (a *analyzer) readProbes(ctx context.Context) error {
 			a.log.Warn("no probe parts", "dir", dir)
 		}
 		for _, path := range paths {
-			err := record.ReadBatches(ctx, path, func(rows []record.ProbeRow) error {
+			err := store.ReadBatches(ctx, path, func(rows []survey.ProbeRow) error {
 				for i := range rows {
 					if err := a.probe(&rows[i]); err != nil {
 						return err
@@ -290,7 +292,7 @@ type hostResult struct {
 	software, provider          string
 }
 
-func (a *analyzer) probe(r *record.ProbeRow) error {
+func (a *analyzer) probe(r *survey.ProbeRow) error {
 	var h hostResult
 	c := &a.hosts
 	c[hTotal]++
@@ -299,12 +301,12 @@ func (a *analyzer) probe(r *record.ProbeRow) error {
 		a.top["error_classes"][r.ErrorClass]++
 	}
 	h.provider = registeredDomain(r.MXHost)
-	if r.Outcome == record.OutcomeSkipped {
+	if r.Outcome == survey.OutcomeSkipped {
 		c[hSkipped]++
 	} else {
 		h.probed = true
 		c[hProbed]++
-		if r.Outcome != record.OutcomeConnect {
+		if r.Outcome != survey.OutcomeConnect {
 			h.connected = true
 			c[hConnected]++
 		}
@@ -343,7 +345,7 @@ func (a *analyzer) probe(r *record.ProbeRow) error {
 	return nil
 }
 
-func (a *analyzer) evalCert(r *record.ProbeRow, h *hostResult) {
+func (a *analyzer) evalCert(r *survey.ProbeRow, h *hostResult) {
 	c := &a.hosts
 	at := r.StartedAt
 	if at.IsZero() {
@@ -404,7 +406,7 @@ func (a *analyzer) evalCert(r *record.ProbeRow, h *hostResult) {
 // shards repeat a target, a probed row wins over a skipped one and otherwise
 // the first row stays, so that no combination of rows looks better than any
 // single probe did.
-func (a *analyzer) noteTarget(r *record.ProbeRow, h *hostResult) {
+func (a *analyzer) noteTarget(r *survey.ProbeRow, h *hostResult) {
 	var f uint8
 	if h.probed {
 		f |= tProbed

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/analyze/internal/testpki"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -69,14 +71,14 @@ func makeFixture(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 
-	ok := func(ip, mx, banner, bannerHost string, chain [][]byte) record.ProbeRow {
-		return record.ProbeRow{
-			IP: ip, Port: 25, MXHost: mx, StartedAt: probeTime, Outcome: record.OutcomeOK,
+	ok := func(ip, mx, banner, bannerHost string, chain [][]byte) survey.ProbeRow {
+		return survey.ProbeRow{
+			IP: ip, Port: 25, MXHost: mx, StartedAt: probeTime, Outcome: survey.OutcomeOK,
 			Banner: banner, BannerCode: 220, BannerHost: bannerHost,
 			STARTTLSOffered: true, TLSVersion: "TLSv1.3", TLSGroup: "X25519", CertChain: chain,
 		}
 	}
-	var rows []record.ProbeRow
+	var rows []survey.ProbeRow
 	// 1: everything names the MX host; trusted; valid.
 	r := ok("192.0.2.1", "mx1.example.com", "220 mx1.example.com ESMTP Postfix", "mx1.example.com",
 		leaf(testpki.Spec{CN: "mx1.example.com", DNSNames: []string{"mx1.example.com"}}, inter))
@@ -111,23 +113,23 @@ func makeFixture(t *testing.T) fixture {
 		leaf(testpki.Spec{CN: "mx.unknown.example", DNSNames: []string{"mx.unknown.example"}}, other)))
 	// 9: handshake done, leaf unparseable.
 	r = ok("192.0.2.9", "mx.bad.example", "220 mx.bad.example ESMTP Zimbra Postfix", "mx.bad.example", [][]byte{[]byte("\x30\x03bad")})
-	r.ErrorClass = record.ErrCertParse
+	r.ErrorClass = survey.ErrCertParse
 	rows = append(rows, r)
 	// 10: no STARTTLS.
-	rows = append(rows, record.ProbeRow{IP: "192.0.2.10", Port: 25, MXHost: "mx.nostarttls.example", StartedAt: probeTime,
-		Outcome: record.OutcomeSTARTTLS, ErrorClass: record.ErrNoSTARTTLS,
+	rows = append(rows, survey.ProbeRow{IP: "192.0.2.10", Port: 25, MXHost: "mx.nostarttls.example", StartedAt: probeTime,
+		Outcome: survey.OutcomeSTARTTLS, ErrorClass: survey.ErrNoSTARTTLS,
 		Banner: "220 mx.nostarttls.example ESMTP", BannerHost: "mx.nostarttls.example",
 		EHLOReply: "250-mx.nostarttls.example Hello\r\n250 SIZE 1000"})
 	// 11: connection timeout.
-	rows = append(rows, record.ProbeRow{IP: "192.0.2.11", Port: 25, MXHost: "mx.down.example", StartedAt: probeTime,
-		Outcome: record.OutcomeConnect, ErrorClass: record.ErrTimeout})
+	rows = append(rows, survey.ProbeRow{IP: "192.0.2.11", Port: 25, MXHost: "mx.down.example", StartedAt: probeTime,
+		Outcome: survey.OutcomeConnect, ErrorClass: survey.ErrTimeout})
 	// 12: TLS alert.
-	rows = append(rows, record.ProbeRow{IP: "192.0.2.12", Port: 25, MXHost: "mx.tlsfail.example", StartedAt: probeTime,
-		Outcome: record.OutcomeTLS, ErrorClass: record.ErrTLSAlert, STARTTLSOffered: true,
+	rows = append(rows, survey.ProbeRow{IP: "192.0.2.12", Port: 25, MXHost: "mx.tlsfail.example", StartedAt: probeTime,
+		Outcome: survey.OutcomeTLS, ErrorClass: survey.ErrTLSAlert, STARTTLSOffered: true,
 		Banner: "220 mx.tlsfail.example ESMTP Postfix (Debian/GNU)", BannerHost: "mx.tlsfail.example"})
 	// 13, 14: skipped.
-	rows = append(rows, record.ProbeRow{IP: "10.0.0.1", Port: 25, MXHost: "mx.blocked.example", Outcome: record.OutcomeSkipped, ErrorClass: record.ErrBlocked})
-	rows = append(rows, record.ProbeRow{IP: "2001:db8::1", Port: 25, MXHost: "mx1.example.com", Outcome: record.OutcomeSkipped, ErrorClass: record.ErrIPv6Disabled})
+	rows = append(rows, survey.ProbeRow{IP: "10.0.0.1", Port: 25, MXHost: "mx.blocked.example", Outcome: survey.OutcomeSkipped, ErrorClass: survey.ErrBlocked})
+	rows = append(rows, survey.ProbeRow{IP: "2001:db8::1", Port: 25, MXHost: "mx1.example.com", Outcome: survey.OutcomeSkipped, ErrorClass: survey.ErrIPv6Disabled})
 	// 15: hostile text in the banner and the issuer.
 	rows = append(rows, ok("192.0.2.15", "mx.evil.example", "220 "+evil+" ESMTP", "",
 		leaf(testpki.Spec{CN: "mx.evil.example", DNSNames: []string{"mx.evil.example"}}, evilCA)))
@@ -145,31 +147,31 @@ func makeFixture(t *testing.T) fixture {
 	writeRows(t, filepath.Join(dir, "scan", "probes", "part-00000.parquet"), rows[:8])
 	writeRows(t, filepath.Join(dir, "scan", "probes", "part-00001.parquet"), rows[8:])
 
-	mx := func(domain string, rank int64, status string, host string, pref int32, ip string) record.MXRow {
-		return record.MXRow{Domain: domain, Rank: rank, DNSStatus: status, MXHost: host, MXPreference: pref, IP: ip}
+	mx := func(domain string, rank int64, status string, host string, pref int32, ip string) survey.MXRow {
+		return survey.MXRow{Domain: domain, Rank: rank, DNSStatus: status, MXHost: host, MXPreference: pref, IP: ip}
 	}
-	mxRows := []record.MXRow{
-		mx("example.com", 1, record.DNSOK, "mx1.example.com", 10, "192.0.2.1"),
-		mx("example.com", 1, record.DNSOK, "mx1.example.com", 10, "2001:db8::1"),
-		mx("example.net", 2, record.DNSOK, "mx.example.net", 10, "192.0.2.2"),
-		mx("example.net", 2, record.DNSOK, "mx.self.example", 20, "192.0.2.4"),
-		mx("shared.example", 3, record.DNSOK, "mx.shared.example", 5, "192.0.2.3"),
-		mx("shared.example", 3, record.DNSOK, "mx.expired.example", 5, "192.0.2.5"),
-		{Domain: "mx.cn.example", Rank: 4, DNSStatus: record.DNSOK, ImplicitMX: true, MXHost: "mx.cn.example", IP: "192.0.2.7"},
-		mx("nostarttls.example", 5, record.DNSOK, "mx.nostarttls.example", 10, "192.0.2.10"),
-		mx("nostarttls.example", 5, record.DNSOK, "mx1.example.com", 20, "192.0.2.1"),
-		mx("down.example", 6, record.DNSOK, "mx.down.example", 10, "192.0.2.11"),
-		mx("down.example", 6, record.DNSOK, "mx.blocked.example", 20, "10.0.0.1"),
-		mx("blocked.example", 7, record.DNSOK, "mx.blocked.example", 10, "10.0.0.1"),
-		mx("nullmx.example", 8, record.DNSNullMX, "", 0, ""),
-		mx("nomx.example", 9, record.DNSNoMX, "", 0, ""),
-		mx("nx.example", 10, record.DNSNXDomain, "", 0, ""),
+	mxRows := []survey.MXRow{
+		mx("example.com", 1, survey.DNSOK, "mx1.example.com", 10, "192.0.2.1"),
+		mx("example.com", 1, survey.DNSOK, "mx1.example.com", 10, "2001:db8::1"),
+		mx("example.net", 2, survey.DNSOK, "mx.example.net", 10, "192.0.2.2"),
+		mx("example.net", 2, survey.DNSOK, "mx.self.example", 20, "192.0.2.4"),
+		mx("shared.example", 3, survey.DNSOK, "mx.shared.example", 5, "192.0.2.3"),
+		mx("shared.example", 3, survey.DNSOK, "mx.expired.example", 5, "192.0.2.5"),
+		{Domain: "mx.cn.example", Rank: 4, DNSStatus: survey.DNSOK, ImplicitMX: true, MXHost: "mx.cn.example", IP: "192.0.2.7"},
+		mx("nostarttls.example", 5, survey.DNSOK, "mx.nostarttls.example", 10, "192.0.2.10"),
+		mx("nostarttls.example", 5, survey.DNSOK, "mx1.example.com", 20, "192.0.2.1"),
+		mx("down.example", 6, survey.DNSOK, "mx.down.example", 10, "192.0.2.11"),
+		mx("down.example", 6, survey.DNSOK, "mx.blocked.example", 20, "10.0.0.1"),
+		mx("blocked.example", 7, survey.DNSOK, "mx.blocked.example", 10, "10.0.0.1"),
+		mx("nullmx.example", 8, survey.DNSNullMX, "", 0, ""),
+		mx("nomx.example", 9, survey.DNSNoMX, "", 0, ""),
+		mx("nx.example", 10, survey.DNSNXDomain, "", 0, ""),
 	}
-	mxRows2 := []record.MXRow{
-		mx("servfail.example", 11, record.DNSServfail, "", 0, ""),
-		mx("evil.example", 12, record.DNSOK, "x."+evil, 10, ""),
-		mx("evil.example", 12, record.DNSOK, "mx.evil.example", 20, "192.0.2.15"),
-		mx("notprobed.example", 13, record.DNSOK, "mx.notprobed.example", 10, "192.0.2.99"),
+	mxRows2 := []survey.MXRow{
+		mx("servfail.example", 11, survey.DNSServfail, "", 0, ""),
+		mx("evil.example", 12, survey.DNSOK, "x."+evil, 10, ""),
+		mx("evil.example", 12, survey.DNSOK, "mx.evil.example", 20, "192.0.2.15"),
+		mx("notprobed.example", 13, survey.DNSOK, "mx.notprobed.example", 10, "192.0.2.99"),
 	}
 	writeRows(t, filepath.Join(dir, "scan", "mx", "part-00000.parquet"), mxRows)
 	writeRows(t, filepath.Join(dir, "scan", "mx", "part-00001.parquet"), mxRows2)
@@ -178,7 +180,7 @@ func makeFixture(t *testing.T) fixture {
 
 	ended := probeTime.Add(time.Hour)
 	m, err := json.Marshal(map[string]any{
-		"tool": "mxsurvey", "tool_version": "v0.1.0", "schema_version": record.SchemaVersion,
+		"tool": "mxsurvey", "tool_version": "v0.1.0", "schema_version": survey.SchemaVersion,
 		"started": probeTime.Add(-time.Minute), "ended": ended, "status": "complete", "counts": map[string]int{"x": 1},
 	})
 	if err != nil {
@@ -256,7 +258,7 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	}
 	checkCounts(t, "hosts", s.Hosts, wantHosts)
 	checkCounts(t, "domains", s.Domains, wantDomains)
-	wantScan := ScanInfo{ToolVersion: "v0.1.0", SchemaVersion: record.SchemaVersion, Started: "2025-06-01T11:59:00Z",
+	wantScan := ScanInfo{ToolVersion: "v0.1.0", SchemaVersion: survey.SchemaVersion, Started: "2025-06-01T11:59:00Z",
 		Ended: "2025-06-01T13:00:00Z", Status: "complete", Dirs: []string{fx.scan}}
 	if g, w := mustJSON(t, s.Scan), mustJSON(t, wantScan); g != w {
 		t.Errorf("scan = %s, want %s", g, w)
@@ -569,7 +571,7 @@ func readCSV(t *testing.T, path string) [][]string {
 func readParquet[T any](t *testing.T, path string) []T {
 	t.Helper()
 	var out []T
-	if err := record.ReadBatches(context.Background(), path, func(rows []T) error {
+	if err := store.ReadBatches(context.Background(), path, func(rows []T) error {
 		out = append(out, rows...)
 		return nil
 	}); err != nil {

@@ -4,7 +4,8 @@ import (
 	"context"
 	"math"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // domainRow is the part of an mx row the domain statistics use; a domain's
@@ -63,7 +64,7 @@ func (a *analyzer) readMX(ctx context.Context) error {
 			a.log.Warn("no mx parts", "dir", dir)
 		}
 		for _, path := range paths {
-			err := record.ReadBatches(ctx, path, func(rows []record.MXRow) error {
+			err := store.ReadBatches(ctx, path, func(rows []survey.MXRow) error {
 				for i := range rows {
 					r := &rows[i]
 					if !have || r.Domain != cur.name {
@@ -96,13 +97,13 @@ func (a *analyzer) readMX(ctx context.Context) error {
 func (a *analyzer) domain(d *domainAcc) error {
 	c := &a.domains
 	c[dTotal]++
-	withMX := d.dnsStatus == record.DNSOK
+	withMX := d.dnsStatus == survey.DNSOK
 	switch d.dnsStatus {
-	case record.DNSOK:
+	case survey.DNSOK:
 		c[dWithMX]++
-	case record.DNSNullMX:
+	case survey.DNSNullMX:
 		c[dNullMX]++
-	case record.DNSNoMX:
+	case survey.DNSNoMX:
 		c[dNoMX]++
 	default:
 		c[dDNSError]++

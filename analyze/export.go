@@ -11,7 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -183,7 +184,7 @@ func (o *outputs) abort() {
 	o.domains.close()
 }
 
-func (o *outputs) host(r *record.ProbeRow, h *hostResult) error {
+func (o *outputs) host(r *survey.ProbeRow, h *hostResult) error {
 	row := HostRow{
 		IP: r.IP, Port: r.Port, MXHost: r.MXHost, PTRHost: r.PTRHost,
 		Outcome: r.Outcome, ErrorClass: r.ErrorClass,

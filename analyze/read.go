@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
 )
 
 // parts lists the committed parts of dir/sub in part-number order; hidden
 // temporaries of a running or killed scan are not parts.
 func parts(dir, sub string) ([]string, error) {
-	return record.Parts(filepath.Join(dir, sub))
+	return store.Parts(filepath.Join(dir, sub))
 }
 
 // manifest holds the manifest fields the report shows. It is decoded

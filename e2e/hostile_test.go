@@ -16,10 +16,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
 
@@ -59,7 +61,7 @@ func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Du
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != record.StatusComplete {
+	if res.Manifest.Status != store.StatusComplete {
 		t.Fatalf("scan status %s", res.Manifest.Status)
 	}
 	return labDir, scanDir, took
@@ -144,7 +146,7 @@ func TestHostilePeers(t *testing.T) {
 	// Every row against the truth; per hostile case the raw text, the
 	// bounds and the special columns.
 	checked := map[string]int{}
-	reachable, _ := checkAgainstTruth(t, truth, scanDir, func(h lab.TruthHost, p record.ProbeRow) {
+	reachable, _ := checkAgainstTruth(t, truth, scanDir, func(h lab.TruthHost, p survey.ProbeRow) {
 		k := h.IP + "|" + h.MXHost
 		c := h.Cases[len(h.Cases)-1]
 		if checked[c] == 0 && slices.Contains(lab.HostileCaseNames(), c) {
@@ -194,7 +196,7 @@ func TestHostilePeers(t *testing.T) {
 }
 
 // compareRaw holds the stored server text against what the lab knows of it.
-func compareRaw(h lab.TruthHost, p record.ProbeRow) []string {
+func compareRaw(h lab.TruthHost, p survey.ProbeRow) []string {
 	var diffs []string
 	for _, want := range h.Raw {
 		// Text columns hold valid UTF-8 (invalid bytes become U+FFFD); the
@@ -236,7 +238,7 @@ func compareRaw(h lab.TruthHost, p record.ProbeRow) []string {
 }
 
 // checkBounds holds a row to the documented caps and deadlines.
-func checkBounds(p record.ProbeRow) []string {
+func checkBounds(p survey.ProbeRow) []string {
 	var diffs []string
 	for name, v := range map[string]string{"banner": p.Banner, "ehlo_refusal": p.EHLORefusal, "ehlo_reply": p.EHLOReply,
 		"starttls_reply": p.STARTTLSReply, "post_tls_ehlo_reply": p.PostTLSEHLOReply} {
@@ -252,7 +254,7 @@ func checkBounds(p record.ProbeRow) []string {
 	if len(p.CertChain) > probe.DefaultMaxChainCerts {
 		diffs = append(diffs, fmt.Sprintf("%d certificates stored, cap %d", len(p.CertChain), probe.DefaultMaxChainCerts))
 	}
-	if p.Outcome != record.OutcomeSkipped && time.Duration(p.DurationMS)*time.Millisecond > hostileProbeTimeout+2*time.Second {
+	if p.Outcome != survey.OutcomeSkipped && time.Duration(p.DurationMS)*time.Millisecond > hostileProbeTimeout+2*time.Second {
 		diffs = append(diffs, fmt.Sprintf("probe took %d ms, timeout %v", p.DurationMS, hostileProbeTimeout))
 	}
 	if p.BytesRead > probe.DefaultMaxProbeBytes {

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
 // buildBinary builds cmd/mxsurvey once per test binary run.
@@ -79,15 +80,15 @@ func TestKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill/resume test: skipped in -short mode")
 	}
-	domains := 100_000
+	size := 100_000
 	if v := os.Getenv("MXSURVEY_KILL_DOMAINS"); v != "" {
-		domains, _ = strconv.Atoi(v)
+		size, _ = strconv.Atoi(v)
 	}
 	bin := buildBinary(t)
 	// The lab runs as its own process too: under -race an in-process lab
 	// of this size would be the bottleneck, and separate processes are how
 	// it is used.
-	l := startLabProcess(t, bin, domains)
+	l := startLabProcess(t, bin, size)
 	out := filepath.Join(t.TempDir(), "scan")
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -124,8 +125,8 @@ func TestKillAndResume(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 				t.Fatalf("SIGINT: exit %v, want status 130", err)
 			}
-			m, err := record.ReadManifest(out)
-			if err != nil || m.Status != record.StatusInterrupted {
+			m, err := store.ReadManifest(out)
+			if err != nil || m.Status != store.StatusInterrupted {
 				t.Fatalf("after SIGINT manifest status = %v, %v", m, err)
 			}
 			t.Logf("run %d interrupted with SIGINT after %v", i, wait)
@@ -141,8 +142,8 @@ func TestKillAndResume(t *testing.T) {
 	if err := final.Run(); err != nil {
 		t.Fatalf("final resume: %v", err)
 	}
-	m, err := record.ReadManifest(out)
-	if err != nil || m.Status != record.StatusComplete {
+	m, err := store.ReadManifest(out)
+	if err != nil || m.Status != store.StatusComplete {
 		t.Fatalf("final manifest: %+v %v", m, err)
 	}
 	if kills == 0 {
@@ -150,7 +151,7 @@ func TestKillAndResume(t *testing.T) {
 	}
 
 	// Every input domain exactly once: all its rows in one part.
-	in, err := datasets.Open(l.domains, datasets.FormatAuto)
+	in, err := domains.Open(l.domains, domains.FormatAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,9 +166,9 @@ func TestKillAndResume(t *testing.T) {
 	in.Close()
 	partOf := map[string]string{}
 	referenced := map[string]bool{}
-	mxParts, _ := record.Parts(filepath.Join(out, "mx"))
+	mxParts, _ := store.Parts(filepath.Join(out, "mx"))
 	dupDomains := 0
-	err = readEachPart[record.MXRow](filepath.Join(out, "mx"), func(part string, r *record.MXRow) {
+	err = readEachPart[survey.MXRow](filepath.Join(out, "mx"), func(part string, r *survey.MXRow) {
 		if prev, ok := partOf[r.Domain]; ok && prev != part {
 			dupDomains++
 		}
@@ -192,7 +193,7 @@ func TestKillAndResume(t *testing.T) {
 		t.Errorf("dataset has %d domains, input %d, %d input domains missing", len(partOf), len(want), missing)
 	}
 	probed := map[string]int{}
-	err = readEachPart[record.ProbeRow](filepath.Join(out, "probes"), func(part string, r *record.ProbeRow) {
+	err = readEachPart[survey.ProbeRow](filepath.Join(out, "probes"), func(part string, r *survey.ProbeRow) {
 		probed[r.IP+"|"+r.MXHost]++
 	})
 	if err != nil {
@@ -219,12 +220,12 @@ func TestKillAndResume(t *testing.T) {
 
 // readEachPart reads every committed part whole, naming the part of each row.
 func readEachPart[T any](dir string, fn func(part string, r *T)) error {
-	parts, err := record.Parts(dir)
+	parts, err := store.Parts(dir)
 	if err != nil {
 		return err
 	}
 	for _, p := range parts {
-		if err := record.ReadPart(p, func(r *T) error { fn(p, r); return nil }); err != nil {
+		if err := store.ReadPart(p, func(r *T) error { fn(p, r); return nil }); err != nil {
 			return fmt.Errorf("part %s does not read back whole: %w", p, err)
 		}
 	}

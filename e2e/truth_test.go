@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -58,7 +60,7 @@ func TestLabScanMatchesGroundTruth(t *testing.T) {
 // probe row with the truth's hosts, field by field, calls each (when not
 // nil) for every target compared, and returns the targets the truth says a
 // scan must probe (the MX cap applied) and the number of mismatches.
-func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func(lab.TruthHost, record.ProbeRow)) (reachable map[string]bool, bad int) {
+func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func(lab.TruthHost, survey.ProbeRow)) (reachable map[string]bool, bad int) {
 	t.Helper()
 	report := func(format string, args ...any) {
 		bad++
@@ -66,8 +68,8 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 			t.Errorf(format, args...)
 		}
 	}
-	mxRows := map[string][]record.MXRow{}
-	if err := record.ReadAll(filepath.Join(scanDir, "mx"), func(r *record.MXRow) error {
+	mxRows := map[string][]survey.MXRow{}
+	if err := store.ReadAll(filepath.Join(scanDir, "mx"), func(r *survey.MXRow) error {
 		mxRows[r.Domain] = append(mxRows[r.Domain], *r)
 		return nil
 	}); err != nil {
@@ -113,8 +115,8 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 		}
 	}
 
-	probes := map[string]record.ProbeRow{}
-	if err := record.ReadAll(filepath.Join(scanDir, "probes"), func(r *record.ProbeRow) error {
+	probes := map[string]survey.ProbeRow{}
+	if err := store.ReadAll(filepath.Join(scanDir, "probes"), func(r *survey.ProbeRow) error {
 		k := r.IP + "|" + r.MXHost
 		if _, dup := probes[k]; dup {
 			report("target %s probed twice", k)
@@ -174,7 +176,7 @@ func analyzeAgainstTruth(t *testing.T, truth *lab.Truth, labDir, scanDir string,
 	return reportDir
 }
 
-func compareProbe(h lab.TruthHost, p record.ProbeRow) []string {
+func compareProbe(h lab.TruthHost, p survey.ProbeRow) []string {
 	var diffs []string
 	eq := func(name string, got, want any) {
 		if !reflect.DeepEqual(got, want) {
@@ -213,7 +215,7 @@ func compareProbe(h lab.TruthHost, p record.ProbeRow) []string {
 	if h.EHLOCode != 0 && p.EHLONameSent != "scanner.mxsurvey.test" {
 		diffs = append(diffs, "ehlo_name_sent = "+p.EHLONameSent)
 	}
-	if h.Outcome != record.OutcomeSkipped && p.StartedAt.IsZero() {
+	if h.Outcome != survey.OutcomeSkipped && p.StartedAt.IsZero() {
 		diffs = append(diffs, "started_at not set")
 	}
 	if h.TLSVersion != "" && (p.TLSCipher == "" || len(p.CertChain) == 0) {
@@ -243,12 +245,12 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 			continue
 		}
 		hosts["total"]++
-		probed := h.Outcome != record.OutcomeSkipped
+		probed := h.Outcome != survey.OutcomeSkipped
 		if !probed {
 			hosts["skipped"]++
 		} else {
 			hosts["probed"]++
-			if h.Outcome != record.OutcomeConnect {
+			if h.Outcome != survey.OutcomeConnect {
 				hosts["connected"]++
 			}
 			if h.BannerHost != "" {
@@ -301,11 +303,11 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 	for _, d := range truth.Domains {
 		domains["total"]++
 		switch d.DNSStatus {
-		case record.DNSOK:
+		case survey.DNSOK:
 			domains["with_mx"]++
-		case record.DNSNullMX:
+		case survey.DNSNullMX:
 			domains["null_mx"]++
-		case record.DNSNoMX:
+		case survey.DNSNoMX:
 			domains["no_mx"]++
 		default:
 			domains["dns_error"]++
@@ -313,7 +315,7 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 		if d.ImplicitMX {
 			domains["implicit_mx"]++
 		}
-		if d.DNSStatus != record.DNSOK {
+		if d.DNSStatus != survey.DNSOK {
 			continue
 		}
 		mx := capMX(d.MX)

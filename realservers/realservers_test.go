@@ -19,8 +19,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
 // tls13Suites are the TLS 1.3 cipher suites (RFC 8446 §B.4) Go can negotiate.
@@ -86,9 +86,9 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 	t.Logf("scan took %v", finished.Sub(started).Round(time.Millisecond))
 
 	t.Run("mx", func(t *testing.T) {
-		rows := readParts[record.MXRow](t, filepath.Join(out, "mx"))
+		rows := readParts[survey.MXRow](t, filepath.Join(out, "mx"))
 		type key struct{ domain, host string }
-		got := map[key]record.MXRow{}
+		got := map[key]survey.MXRow{}
 		for _, r := range rows {
 			got[key{r.Domain, r.MXHost}] = r
 		}
@@ -119,15 +119,15 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 				t.Errorf("no mx row for %s -> %s", k.domain, k.host)
 				continue
 			}
-			if r.DNSStatus != record.DNSOK || r.MXHostStatus != record.DNSOK || r.IP != w.ip ||
+			if r.DNSStatus != survey.DNSOK || r.MXHostStatus != survey.DNSOK || r.IP != w.ip ||
 				r.MXPreference != w.pref || r.ImplicitMX || r.IPVersion != 4 {
 				t.Errorf("%s -> %s: %+v, want ok/ok %s pref %d", k.domain, k.host, r, w.ip, w.pref)
 			}
 		}
 	})
 
-	probes := readParts[record.ProbeRow](t, filepath.Join(out, "probes"))
-	byIP := map[string]record.ProbeRow{}
+	probes := readParts[survey.ProbeRow](t, filepath.Join(out, "probes"))
+	byIP := map[string]survey.ProbeRow{}
 	for _, r := range probes {
 		if _, dup := byIP[r.IP]; dup {
 			t.Errorf("two probe rows for %s (targets are (ip, mx_host), each server has one MX name)", r.IP)
@@ -151,12 +151,12 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 }
 
 // checkProbe compares one probe row with the evidence and the lab's truth.
-func checkProbe(t *testing.T, s serverSpec, e *evidence, r record.ProbeRow, started, finished time.Time) {
+func checkProbe(t *testing.T, s serverSpec, e *evidence, r survey.ProbeRow, started, finished time.Time) {
 	errorf := func(field string, got, want any) {
 		t.Helper()
 		t.Errorf("%s = %#v, want %#v", field, got, want)
 	}
-	if r.Outcome != record.OutcomeOK || r.ErrorClass != record.ErrNone || r.Error != "" {
+	if r.Outcome != survey.OutcomeOK || r.ErrorClass != survey.ErrNone || r.Error != "" {
 		t.Fatalf("outcome %q error_class %q error %q", r.Outcome, r.ErrorClass, r.Error)
 	}
 	if r.Port != int32(smtpPort()) || r.MXHost != s.MX || r.PTRHost != s.PTR {

@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // writeTargets lists the probes of a scan that completed (outcome ok) as
@@ -22,7 +23,7 @@ func writeTargets(scanDir, path string) (int64, error) {
 	}
 	w := bufio.NewWriter(f)
 	var n int64
-	err = record.ReadAll(filepath.Join(scanDir, "probes"), func(r *record.ProbeRow) error {
+	err = store.ReadAll(filepath.Join(scanDir, "probes"), func(r *survey.ProbeRow) error {
 		if r.Outcome != "ok" {
 			return nil
 		}

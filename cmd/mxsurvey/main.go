@@ -21,9 +21,10 @@ import (
 	"syscall"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
 type command struct {
@@ -38,7 +39,7 @@ var commands = []command{
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", record.Version)
+	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", store.Version)
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
@@ -59,7 +60,7 @@ func run(args []string) int {
 		return 0
 	}
 	if args[0] == "version" {
-		fmt.Printf("mxsurvey %s (schema %d)\n", record.Version, record.SchemaVersion)
+		fmt.Printf("mxsurvey %s (schema %d)\n", store.Version, survey.SchemaVersion)
 		return 0
 	}
 	// The first SIGINT/SIGTERM cancels the context: stages stop taking work,

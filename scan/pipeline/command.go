@@ -11,7 +11,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 )
 
@@ -83,7 +83,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	var err error
-	if cfg.Format, err = datasets.ParseFormat(*format); err != nil {
+	if cfg.Format, err = domains.ParseFormat(*format); err != nil {
 		return fmt.Errorf("%w: -format: %v", ErrUsage, err)
 	}
 	switch fs.NArg() {

@@ -10,14 +10,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
 )
 
 // Config is everything one scan needs. Command fills it from flags; tests
 // build it directly.
 type Config struct {
 	Input  string // domain list path, "-" for stdin
-	Format datasets.Format
+	Format domains.Format
 	Out    string
 	Resume bool
 	// Checkpoint is how often open parts are committed: what a kill -9
@@ -125,7 +125,7 @@ func ParseTLSGroups(v string) ([]tls.CurveID, error) {
 
 func (c *Config) setDefaults() {
 	if c.Format == "" {
-		c.Format = datasets.FormatAuto
+		c.Format = domains.FormatAuto
 	}
 	if c.DNSTimeout == 0 {
 		c.DNSTimeout = 3 * time.Second

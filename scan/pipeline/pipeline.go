@@ -19,11 +19,13 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/polite"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -33,7 +35,7 @@ var ErrInterrupted = errors.New("scan interrupted")
 
 // Result summarises a finished (or interrupted) scan.
 type Result struct {
-	Manifest *record.Manifest
+	Manifest *store.Manifest
 }
 
 type target struct {
@@ -52,8 +54,8 @@ type run struct {
 	connRate *rate.Limiter
 	sched    *polite.Scheduler[target]
 
-	mxRows    chan []record.MXRow
-	probeRows chan record.ProbeRow
+	mxRows    chan []survey.MXRow
+	probeRows chan survey.ProbeRow
 
 	targetsMu sync.Mutex
 	targets   map[string]struct{} // (ip|mx_host) queued or done in this dataset
@@ -97,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r.policy = guard.New(cfg.Allow, cfg.Block)
 
-	in, err := datasets.Open(cfg.Input, cfg.Format)
+	in, err := domains.Open(cfg.Input, cfg.Format)
 	if err != nil {
 		return nil, fmt.Errorf("opening input: %w", err)
 	}
@@ -110,25 +112,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	mxw, err := record.NewPartWriter[record.MXRow](cfg.Out+"/mx", record.PartOptions{})
+	mxw, err := store.NewPartWriter[survey.MXRow](cfg.Out+"/mx", store.PartOptions{})
 	if err != nil {
 		return nil, err
 	}
-	pw, err := record.NewPartWriter[record.ProbeRow](cfg.Out+"/probes", record.PartOptions{GroupRows: 2000})
+	pw, err := store.NewPartWriter[survey.ProbeRow](cfg.Out+"/probes", store.PartOptions{GroupRows: 2000})
 	if err != nil {
 		return nil, err
 	}
 
 	if cfg.Input != "-" {
 		go func() {
-			if n, err := datasets.Count(cfg.Input, cfg.Format); err == nil {
+			if n, err := domains.Count(cfg.Input, cfg.Format); err == nil {
 				r.c.inputTotal.Store(n)
 			}
 		}()
 	}
 
-	r.mxRows = make(chan []record.MXRow, 256)
-	r.probeRows = make(chan record.ProbeRow, 256)
+	r.mxRows = make(chan []survey.MXRow, 256)
+	r.probeRows = make(chan survey.ProbeRow, 256)
 	// The work context ends with the caller's, or when a writer fails (a
 	// full disk must stop the scan, not let it probe into the void); the
 	// writers outlive it so that everything finished is still committed.
@@ -145,9 +147,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var writers errgroup.Group
 	// The writers are the one place every row passes: text is made valid
-	// UTF-8 there (Parquet STRING requires it; see record.MakeValidUTF8).
+	// UTF-8 there (Parquet STRING requires it; see survey.MakeValidUTF8).
 	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []record.MXRow) []record.MXRow {
+		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []survey.MXRow) []survey.MXRow {
 			for i := range rows {
 				rows[i].MakeValidUTF8()
 			}
@@ -155,20 +157,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		})
 	})
 	writers.Go(func() error {
-		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row record.ProbeRow) []record.ProbeRow {
+		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row survey.ProbeRow) []survey.ProbeRow {
 			row.MakeValidUTF8()
-			return []record.ProbeRow{row}
+			return []survey.ProbeRow{row}
 		})
 	})
 
-	domains := make(chan datasets.Entry, 4*cfg.DNSConcurrency)
+	names := make(chan domains.Entry, 4*cfg.DNSConcurrency)
 	var readErr error
 	var stages sync.WaitGroup
 	stages.Add(1)
 	go func() {
 		defer stages.Done()
-		defer close(domains)
-		readErr = r.read(work, in, done, domains)
+		defer close(names)
+		readErr = r.read(work, in, done, names)
 	}()
 	// Targets referenced by committed mx rows of an earlier run but without a
 	// committed probe row (lost when that run was killed) are probed first.
@@ -180,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		resolvers.Add(1)
 		go func() {
 			defer resolvers.Done()
-			for e := range domains {
+			for e := range names {
 				r.resolveDomain(work, e)
 			}
 		}()
@@ -209,18 +211,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var runErr error
 	switch {
 	case writeErr != nil:
-		m.Status, runErr = record.StatusFailed, writeErr
+		m.Status, runErr = store.StatusFailed, writeErr
 	case readErr != nil && !errors.Is(readErr, context.Canceled):
-		m.Status, runErr = record.StatusFailed, readErr
+		m.Status, runErr = store.StatusFailed, readErr
 	case ctx.Err() != nil:
-		m.Status, runErr = record.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
+		m.Status, runErr = store.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
 	default:
-		m.Status = record.StatusComplete
+		m.Status = store.StatusComplete
 	}
 	if runErr != nil {
 		m.Error = runErr.Error()
 	}
-	if err := record.WriteManifest(cfg.Out, m); err != nil && runErr == nil {
+	if err := store.WriteManifest(cfg.Out, m); err != nil && runErr == nil {
 		runErr = err
 	}
 	r.summary(m)
@@ -234,7 +236,7 @@ func burst(perSecond float64) int {
 // writeAll drains ch into w, committing the open part every checkpoint
 // interval. After a write error it keeps draining (so no stage blocks) but
 // drops the open part, leaving only committed parts.
-func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
+func writeAll[T, R any](w *store.PartWriter[R], ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
 	var firstErr error
 	fail := func(err error) {
 		firstErr = err
@@ -267,11 +269,11 @@ func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Du
 	}
 }
 
-// read streams the input into domains: invalid lines become error rows at
+// read streams the input into names: invalid lines become error rows at
 // once, duplicates, other shards' domains and domains already in the
 // dataset are skipped.
-func (r *run) read(ctx context.Context, in *datasets.Reader, done *datasets.Dedup, domains chan<- datasets.Entry) error {
-	seen := datasets.NewDedup()
+func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup, names chan<- domains.Entry) error {
+	seen := domains.NewDedup()
 	for {
 		e, err := in.Next()
 		if errors.Is(err, io.EOF) {
@@ -298,18 +300,18 @@ func (r *run) read(ctx context.Context, in *datasets.Reader, done *datasets.Dedu
 		}
 		if e.Err != "" {
 			r.c.invalid.Add(1)
-			r.c.dnsStatus(record.DNSError)
-			row := record.MXRow{Domain: e.Input, Rank: e.Rank, Input: e.Input, DNSStatus: record.DNSError,
+			r.c.dnsStatus(survey.DNSError)
+			row := survey.MXRow{Domain: e.Input, Rank: e.Rank, Input: e.Input, DNSStatus: survey.DNSError,
 				DNSError: e.Err, ResolvedAt: time.Now().UTC()}
 			select {
-			case r.mxRows <- []record.MXRow{row}:
+			case r.mxRows <- []survey.MXRow{row}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			continue
 		}
 		select {
-		case domains <- e:
+		case names <- e:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -322,7 +324,7 @@ func invalidKey(input string) string { return "\x00invalid:" + input }
 
 // resolveDomain resolves one domain, emits its mx rows as one batch (so they
 // are committed together) and queues its new targets.
-func (r *run) resolveDomain(ctx context.Context, e datasets.Entry) {
+func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -331,9 +333,9 @@ func (r *run) resolveDomain(ctx context.Context, e datasets.Entry) {
 		return // interrupted mid-lookup: the outcome is not the domain's, resume redoes it
 	}
 	now := time.Now().UTC()
-	base := record.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
+	base := survey.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
 		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: now}
-	var rows []record.MXRow
+	var rows []survey.MXRow
 	var targets []target
 	for _, h := range d.Hosts {
 		hr := base
@@ -381,11 +383,11 @@ func (r *run) addTarget(ctx context.Context, t target) {
 	r.targetsMu.Unlock()
 	r.c.targets.Add(1)
 	if ok, reason := r.policy.Check(t.ip); !ok {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, record.ErrBlocked, reason))
+		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, survey.ErrBlocked, reason))
 		return
 	}
 	if t.ip.Is6() && !t.ip.Is4In6() && !r.cfg.IPv6 {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, record.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
+		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, survey.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
 		return
 	}
 	if err := r.sched.Add(ctx, t.ip, t); err != nil {
@@ -393,12 +395,12 @@ func (r *run) addTarget(ctx context.Context, t target) {
 	}
 }
 
-func skippedRow(t target, port int, class, reason string) record.ProbeRow {
-	return record.ProbeRow{IP: t.ip.String(), Port: int32(port), MXHost: t.mxHost, StartedAt: time.Now().UTC(),
-		Outcome: record.OutcomeSkipped, ErrorClass: class, Error: reason}
+func skippedRow(t target, port int, class, reason string) survey.ProbeRow {
+	return survey.ProbeRow{IP: t.ip.String(), Port: int32(port), MXHost: t.mxHost, StartedAt: time.Now().UTC(),
+		Outcome: survey.OutcomeSkipped, ErrorClass: class, Error: reason}
 }
 
-func (r *run) emitProbe(ctx context.Context, row record.ProbeRow) {
+func (r *run) emitProbe(ctx context.Context, row survey.ProbeRow) {
 	select {
 	case r.probeRows <- row:
 		r.c.probe(row)
@@ -425,8 +427,8 @@ func (r *run) probeOne(ctx context.Context, t target, release func()) {
 		release()
 		if p := recover(); p != nil {
 			slog.Error("probe worker panic", "target", t.key(), "panic", p, "stack", string(debug.Stack()))
-			row := skippedRow(t, r.cfg.Port, record.ErrInternal, fmt.Sprint("internal error: ", p))
-			row.Outcome = record.OutcomeConnect
+			row := skippedRow(t, r.cfg.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
+			row.Outcome = survey.OutcomeConnect
 			r.emitProbe(ctx, row)
 		}
 	}()
@@ -470,9 +472,9 @@ func (r *run) ptr(ctx context.Context, ip netip.Addr) (string, string) {
 // prepareOut creates the output directory, or on -resume reads what an
 // earlier run committed: the domains done, and the targets referenced by
 // committed mx rows that have no committed probe row.
-func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Manifest, err error) {
-	done = datasets.NewDedup()
-	old, merr := record.ReadManifest(r.cfg.Out)
+func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *store.Manifest, err error) {
+	done = domains.NewDedup()
+	old, merr := store.ReadManifest(r.cfg.Out)
 	switch {
 	case merr == nil && !r.cfg.Resume:
 		return nil, nil, nil, fmt.Errorf("%s already holds a scan (status %s): use -resume to continue it, or another -o", r.cfg.Out, old.Status)
@@ -483,21 +485,21 @@ func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Ma
 		return nil, nil, nil, fmt.Errorf("creating output directory: %w", err)
 	}
 	host, _ := os.Hostname()
-	m = &record.Manifest{Tool: "mxsurvey", ToolVersion: record.Version, SchemaVersion: record.SchemaVersion,
-		Args: r.cfg.Args, Options: r.cfg.options(), Host: host, Started: time.Now().UTC(), Status: record.StatusRunning}
+	m = &store.Manifest{Tool: "mxsurvey", ToolVersion: store.Version, SchemaVersion: survey.SchemaVersion,
+		Args: r.cfg.Args, Options: r.cfg.options(), Host: host, Started: time.Now().UTC(), Status: store.StatusRunning}
 	if old != nil {
-		if old.SchemaVersion != record.SchemaVersion {
-			return nil, nil, nil, fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", r.cfg.Out, old.SchemaVersion, record.SchemaVersion)
+		if old.SchemaVersion != survey.SchemaVersion {
+			return nil, nil, nil, fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", r.cfg.Out, old.SchemaVersion, survey.SchemaVersion)
 		}
 		m.Started = old.Started
 		m.Resumes = append(old.Resumes, time.Now().UTC())
 		referenced := map[string]target{}
-		err := record.ReadAll(r.cfg.Out+"/mx", func(row *record.MXRow) error {
+		err := store.ReadAll(r.cfg.Out+"/mx", func(row *survey.MXRow) error {
 			// A row cannot tell an invalid input line from a valid domain
 			// whose resolution failed with "error" (a CNAME loop): mark
 			// both keys done; neither can collide with the other kind.
 			done.Seen(row.Domain)
-			if row.DNSStatus == record.DNSError && row.MXHost == "" {
+			if row.DNSStatus == survey.DNSError && row.MXHost == "" {
 				done.Seen(invalidKey(row.Input))
 			}
 			if row.IP != "" {
@@ -512,7 +514,7 @@ func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Ma
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("reading committed mx rows to resume: %w", err)
 		}
-		err = record.ReadAll(r.cfg.Out+"/probes", func(row *record.ProbeRow) error {
+		err = store.ReadAll(r.cfg.Out+"/probes", func(row *survey.ProbeRow) error {
 			k := row.IP + "|" + row.MXHost
 			if ip, perr := netip.ParseAddr(row.IP); perr == nil {
 				k = target{ip: ip, mxHost: row.MXHost}.key()
@@ -530,7 +532,7 @@ func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Ma
 		}
 		slog.Info("resuming", "dir", r.cfg.Out, "domains_done", done.Len(), "probes_done", len(r.targets), "targets_to_reprobe", len(carried))
 	}
-	if err := record.WriteManifest(r.cfg.Out, m); err != nil {
+	if err := store.WriteManifest(r.cfg.Out, m); err != nil {
 		return nil, nil, nil, err
 	}
 	return done, carried, m, nil
@@ -568,7 +570,7 @@ func prefixes(ps []netip.Prefix) []string {
 
 // keepManifest rewrites the manifest every 30 seconds so a killed scan
 // leaves its counts behind.
-func (r *run) keepManifest(m *record.Manifest) (stop func()) {
+func (r *run) keepManifest(m *store.Manifest) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -583,7 +585,7 @@ func (r *run) keepManifest(m *record.Manifest) (stop func()) {
 			case <-t.C:
 				snapshot := *m
 				r.fillCounts(&snapshot)
-				if err := record.WriteManifest(r.cfg.Out, &snapshot); err != nil {
+				if err := store.WriteManifest(r.cfg.Out, &snapshot); err != nil {
 					slog.Warn("updating manifest", "err", err)
 				}
 			}
@@ -592,10 +594,10 @@ func (r *run) keepManifest(m *record.Manifest) (stop func()) {
 	return func() { close(quit); wg.Wait() }
 }
 
-func (r *run) fillManifest(m *record.Manifest, mxw *record.PartWriter[record.MXRow], pw *record.PartWriter[record.ProbeRow]) {
+func (r *run) fillManifest(m *store.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {
 	r.fillCounts(m)
-	mxParts, _ := record.Parts(r.cfg.Out + "/mx")
-	probeParts, _ := record.Parts(r.cfg.Out + "/probes")
+	mxParts, _ := store.Parts(r.cfg.Out + "/mx")
+	probeParts, _ := store.Parts(r.cfg.Out + "/probes")
 	m.Parts = map[string]int{"mx": len(mxParts), "probes": len(probeParts)}
 	_, mxRows := mxw.Committed()
 	_, probeRows := pw.Committed()

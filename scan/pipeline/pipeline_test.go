@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 var testZone = []string{
@@ -78,17 +79,17 @@ func (l *lab) config(out string) Config {
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.61.0.0/16")}}
 }
 
-func readDataset(t *testing.T, dir string) (map[string][]record.MXRow, map[string]record.ProbeRow) {
+func readDataset(t *testing.T, dir string) (map[string][]survey.MXRow, map[string]survey.ProbeRow) {
 	t.Helper()
-	mx := map[string][]record.MXRow{}
-	if err := record.ReadAll(filepath.Join(dir, "mx"), func(r *record.MXRow) error {
+	mx := map[string][]survey.MXRow{}
+	if err := store.ReadAll(filepath.Join(dir, "mx"), func(r *survey.MXRow) error {
 		mx[r.Domain] = append(mx[r.Domain], *r)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	probes := map[string]record.ProbeRow{}
-	if err := record.ReadAll(filepath.Join(dir, "probes"), func(r *record.ProbeRow) error {
+	probes := map[string]survey.ProbeRow{}
+	if err := store.ReadAll(filepath.Join(dir, "probes"), func(r *survey.ProbeRow) error {
 		k := r.IP + "|" + r.MXHost
 		if _, dup := probes[k]; dup {
 			t.Errorf("target %s has two probe rows", k)
@@ -108,7 +109,7 @@ func TestScanWritesTheDataset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != record.StatusComplete {
+	if res.Manifest.Status != store.StatusComplete {
 		t.Fatalf("status %s", res.Manifest.Status)
 	}
 	mx, probes := readDataset(t, out)
@@ -209,8 +210,8 @@ func TestScanWritesTheDataset(t *testing.T) {
 	if m.ErrorClasses["blocked"] != 2 || m.Outcomes["ok"] != 3 {
 		t.Errorf("manifest outcomes = %v classes = %v", m.Outcomes, m.ErrorClasses)
 	}
-	onDisk, err := record.ReadManifest(out)
-	if err != nil || onDisk.Status != record.StatusComplete || onDisk.Ended == nil || onDisk.SchemaVersion != record.SchemaVersion {
+	onDisk, err := store.ReadManifest(out)
+	if err != nil || onDisk.Status != store.StatusComplete || onDisk.Ended == nil || onDisk.SchemaVersion != survey.SchemaVersion {
 		t.Fatalf("manifest on disk: %+v, %v", onDisk, err)
 	}
 
@@ -247,12 +248,12 @@ func TestInterruptAndResume(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("interrupted run: err = %v", err)
 	}
-	if res.Manifest.Status != record.StatusInterrupted {
+	if res.Manifest.Status != store.StatusInterrupted {
 		t.Fatalf("status %s", res.Manifest.Status)
 	}
 	_, probes := readDataset(t, out)
 	for k, p := range probes {
-		if p.ErrorClass == record.ErrCanceled {
+		if p.ErrorClass == survey.ErrCanceled {
 			t.Errorf("%s: a probe abandoned by the interrupt was written as data", k)
 		}
 	}
@@ -263,7 +264,7 @@ func TestInterruptAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != record.StatusComplete || len(res.Manifest.Resumes) != 1 {
+	if res.Manifest.Status != store.StatusComplete || len(res.Manifest.Resumes) != 1 {
 		t.Fatalf("resumed manifest: %+v", res.Manifest)
 	}
 	mx, probes := readDataset(t, out)
@@ -298,7 +299,7 @@ func TestResumeProbesTargetsLostInTheKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Forget every probe row, as if the probes part never got committed.
-	parts, _ := record.Parts(filepath.Join(out, "probes"))
+	parts, _ := store.Parts(filepath.Join(out, "probes"))
 	for _, p := range parts {
 		os.Remove(p)
 	}

@@ -9,7 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // counters are updated by every stage and read by progress and the
@@ -37,7 +38,7 @@ func (c *counters) init() {
 	c.dnsStatuses = map[string]int64{}
 }
 
-func (c *counters) probe(row record.ProbeRow) {
+func (c *counters) probe(row survey.ProbeRow) {
 	c.probes.Add(1)
 	c.mu.Lock()
 	c.outcomes[row.Outcome]++
@@ -53,7 +54,7 @@ func (c *counters) dnsStatus(s string) {
 	c.mu.Unlock()
 }
 
-func (r *run) fillCounts(m *record.Manifest) {
+func (r *run) fillCounts(m *store.Manifest) {
 	c := &r.c
 	m.Counts = map[string]int64{
 		"input_lines":        c.read.Load(),
@@ -134,7 +135,7 @@ func (r *run) progressLine() string {
 }
 
 // summary prints the end-of-scan summary on the progress writer.
-func (r *run) summary(m *record.Manifest) {
+func (r *run) summary(m *store.Manifest) {
 	if r.cfg.Progress == nil {
 		return
 	}

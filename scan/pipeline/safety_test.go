@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/internal/cli"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
 // TestNeverContactsSpecialOrBlockedAddresses points MX records at addresses
@@ -60,14 +61,14 @@ func TestNeverContactsSpecialOrBlockedAddresses(t *testing.T) {
 	_, probes := readDataset(t, cfg.Out)
 	for _, ip := range []string{"10.0.0.1", "169.254.169.254", "0.0.0.0", "127.0.0.1", "::1", "fe80::1"} {
 		p := probes[ip+"|mx.evil.test"]
-		if p.Outcome != record.OutcomeSkipped || p.ErrorClass != record.ErrBlocked || !strings.Contains(p.Error, "special-purpose") {
+		if p.Outcome != survey.OutcomeSkipped || p.ErrorClass != survey.ErrBlocked || !strings.Contains(p.Error, "special-purpose") {
 			t.Errorf("%s: %s/%s %q, want skipped/blocked special-purpose", ip, p.Outcome, p.ErrorClass, p.Error)
 		}
 	}
-	if p := probes["127.62.0.1|mx.optout.test"]; p.ErrorClass != record.ErrBlocked || !strings.Contains(p.Error, "blocklisted") {
+	if p := probes["127.62.0.1|mx.optout.test"]; p.ErrorClass != survey.ErrBlocked || !strings.Contains(p.Error, "blocklisted") {
 		t.Errorf("blocklisted target: %+v", p)
 	}
-	if p := probes["127.63.0.1|mx.fine.test"]; p.Outcome != record.OutcomeConnect || p.ErrorClass != record.ErrRefused {
+	if p := probes["127.63.0.1|mx.fine.test"]; p.Outcome != survey.OutcomeConnect || p.ErrorClass != survey.ErrRefused {
 		t.Errorf("allowed target: %s/%s", p.Outcome, p.ErrorClass)
 	}
 }
@@ -195,9 +196,9 @@ func TestDiskFull(t *testing.T) {
 		if len(tmps) > 0 {
 			t.Errorf("half-written parts left: %v", tmps)
 		}
-		parts, _ := record.Parts(filepath.Join(dir, "scan", sub))
+		parts, _ := store.Parts(filepath.Join(dir, "scan", sub))
 		for _, p := range parts {
-			if err := record.ReadPart(p, func(*record.MXRow) error { return nil }); sub == "mx" && err != nil {
+			if err := store.ReadPart(p, func(*survey.MXRow) error { return nil }); sub == "mx" && err != nil {
 				t.Errorf("committed part %s does not read back: %v", p, err)
 			}
 		}

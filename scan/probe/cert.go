@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // Key types in ProbeRow.CertKeyType.
@@ -33,7 +33,7 @@ const (
 // CertSHA256 is set even when the leaf does not parse, since the hash of the
 // bytes identifies the certificate regardless; the parse error then goes to
 // CertParseError and the remaining columns stay empty.
-func CertFields(row *record.ProbeRow, chain [][]byte) {
+func CertFields(row *survey.ProbeRow, chain [][]byte) {
 	row.CertChain = chain
 	row.CertSubjectCN, row.CertIssuer, row.CertSHA256, row.CertKeyType, row.CertParseError = "", "", "", "", ""
 	row.CertSANDNS, row.CertSANIP = nil, nil

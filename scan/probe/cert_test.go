@@ -10,19 +10,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 func TestCertFieldsResets(t *testing.T) {
 	p := testPKI(t)
-	var row record.ProbeRow
+	var row survey.ProbeRow
 	CertFields(&row, p.rsaChain.Certificate)
 	if row.CertSubjectCN != "mx.example.test" || row.CertSelfSigned || row.CertKeyBits != 2048 {
 		t.Fatalf("rsa: %+v", row)
 	}
 	// A row reused for another chain keeps nothing of the first.
 	CertFields(&row, p.garbage.Certificate)
-	want := record.ProbeRow{
+	want := survey.ProbeRow{
 		CertChain: p.garbage.Certificate, CertSHA256: hexSHA(p.garbage.Certificate[0]),
 		CertParseError: "x509: malformed tbs certificate",
 	}
@@ -30,7 +30,7 @@ func TestCertFieldsResets(t *testing.T) {
 		t.Errorf("garbage: got %+v\nwant %+v", row, want)
 	}
 	CertFields(&row, nil)
-	if !reflect.DeepEqual(row, record.ProbeRow{}) {
+	if !reflect.DeepEqual(row, survey.ProbeRow{}) {
 		t.Errorf("empty chain: %+v", row)
 	}
 }
@@ -40,13 +40,13 @@ func TestCertFieldsResets(t *testing.T) {
 func TestCertFieldsSelfSigned(t *testing.T) {
 	p := testPKI(t)
 	for name, der := range map[string][]byte{"ca": p.caDER, "leaf without cA": p.selfEC.Certificate[0]} {
-		var row record.ProbeRow
+		var row survey.ProbeRow
 		CertFields(&row, [][]byte{der})
 		if !row.CertSelfSigned {
 			t.Errorf("%s: not self-signed", name)
 		}
 	}
-	var row record.ProbeRow
+	var row survey.ProbeRow
 	CertFields(&row, [][]byte{p.ed.Certificate[0]})
 	if row.CertSelfSigned || row.CertKeyType != KeyEd25519 {
 		t.Errorf("CA-signed leaf: %+v", row)

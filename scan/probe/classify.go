@@ -10,7 +10,8 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
 
@@ -62,7 +63,7 @@ type contextError struct{ ctx, err error }
 func (e *contextError) Error() string   { return e.err.Error() + " (" + e.ctx.Error() + ")" }
 func (e *contextError) Unwrap() []error { return []error{e.ctx, e.err} }
 
-// Classify maps an error to the dataset's stable error class (the record.Err*
+// Classify maps an error to the dataset's stable error class (the survey.Err*
 // constants). It looks only at error identities and types, never at the text,
 // which differs between Go versions and operating systems.
 //
@@ -71,7 +72,7 @@ func (e *contextError) Unwrap() []error { return []error{e.ctx, e.err} }
 // caps, then SMTP, then the socket, then TLS.
 func Classify(err error) string {
 	if err == nil {
-		return record.ErrNone
+		return survey.ErrNone
 	}
 	var (
 		ne    net.Error
@@ -94,39 +95,39 @@ func Classify(err error) string {
 	)
 	switch {
 	case isErr(context.Canceled):
-		return record.ErrCanceled
+		return survey.ErrCanceled
 	case isErr(context.DeadlineExceeded, os.ErrDeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
-		return record.ErrTimeout
+		return survey.ErrTimeout
 	case isErr(ErrByteLimit) || smtpreply.IsCap(err):
-		return record.ErrTooLarge
+		return survey.ErrTooLarge
 	case isErr(ErrNoSTARTTLS):
-		return record.ErrNoSTARTTLS
+		return survey.ErrNoSTARTTLS
 	case errors.As(err, &re):
 		if re.Code >= 400 && re.Code < 600 {
-			return record.ErrRejected
+			return survey.ErrRejected
 		}
-		return record.ErrProtocol
+		return survey.ErrProtocol
 	case errors.As(err, &cpe):
-		return record.ErrCertParse
+		return survey.ErrCertParse
 	case isErr(smtpreply.ErrMalformed):
-		return record.ErrProtocol
+		return survey.ErrProtocol
 	case isErr(syscall.ECONNREFUSED):
-		return record.ErrRefused
+		return survey.ErrRefused
 	case isErr(syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED):
-		return record.ErrReset
+		return survey.ErrReset
 	case isErr(syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ENETDOWN):
-		return record.ErrUnreachable
+		return survey.ErrUnreachable
 	case isErr(io.EOF, io.ErrUnexpectedEOF):
-		return record.ErrClosed
+		return survey.ErrClosed
 	// crypto/tls reports an alert received from a TCP peer as a *net.OpError
 	// with Op "remote error" around an unexported type; AlertError is only
 	// used on QUIC today, but is the documented type, so both are checked.
 	case errors.As(err, &ae),
 		errors.As(err, &oe) && oe.Op == "remote error":
-		return record.ErrTLSAlert
+		return survey.ErrTLSAlert
 	case errors.As(err, &rhe), errors.As(err, &cve), errors.As(err, &ech), errors.As(err, &hse):
-		return record.ErrTLSOther
+		return survey.ErrTLSOther
 	}
-	return record.ErrOther
+	return survey.ErrOther
 }

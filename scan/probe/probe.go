@@ -1,6 +1,6 @@
 // Package probe holds one SMTP STARTTLS conversation (RFC 5321, RFC 3207) per
 // target and records everything the server said and presented into a
-// record.ProbeRow: greeting, EHLO reply before and after TLS, the negotiated
+// survey.ProbeRow: greeting, EHLO reply before and after TLS, the negotiated
 // TLS parameters and the certificate chain exactly as sent.
 //
 // The prober records rather than enforces: certificates are not verified
@@ -32,7 +32,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
 
@@ -161,14 +162,14 @@ func (p *Prober) Config() Config {
 //
 // Cancelling ctx ends the probe promptly with ErrorClass "canceled"; ctx's
 // deadline, or Config.Timeout, ends it with "timeout".
-func (p *Prober) Probe(ctx context.Context, t Target) (row record.ProbeRow) {
+func (p *Prober) Probe(ctx context.Context, t Target) (row survey.ProbeRow) {
 	start := time.Now()
-	row = record.ProbeRow{
+	row = survey.ProbeRow{
 		IP:           t.IP.String(),
 		Port:         int32(p.cfg.Port),
 		MXHost:       t.MXHost,
 		StartedAt:    start.UTC(),
-		Outcome:      record.OutcomeConnect,
+		Outcome:      survey.OutcomeConnect,
 		EHLONameSent: p.cfg.EHLOName,
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
@@ -176,7 +177,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) (row record.ProbeRow) {
 	s := &session{p: p, ctx: ctx, row: &row}
 	defer func() {
 		if v := recover(); v != nil {
-			row.ErrorClass = record.ErrInternal
+			row.ErrorClass = survey.ErrInternal
 			row.Error = capText(fmt.Sprintf("panic: %v\n%s", v, debug.Stack()), maxErrorBytes)
 		}
 		s.close()
@@ -193,7 +194,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) (row record.ProbeRow) {
 type session struct {
 	p   *Prober
 	ctx context.Context
-	row *record.ProbeRow
+	row *survey.ProbeRow
 
 	mc   *meteredConn // the raw connection, counting bytes
 	tc   *tls.Conn    // after STARTTLS
@@ -231,7 +232,7 @@ func (s *session) run(t Target) {
 	// into the past so the blocked read returns now.
 	s.stop = context.AfterFunc(s.ctx, s.interrupt)
 
-	row.Outcome = record.OutcomeBanner
+	row.Outcome = survey.OutcomeBanner
 	banner, err := s.read()
 	row.Banner, row.BannerCode, row.BannerHost = banner.Raw, int32(banner.Code), smtpreply.HostOf(banner)
 	if err != nil {
@@ -242,7 +243,7 @@ func (s *session) run(t Target) {
 		return
 	}
 
-	row.Outcome = record.OutcomeEHLO
+	row.Outcome = survey.OutcomeEHLO
 	row.EHLOVerb = "EHLO"
 	ehlo, err := s.command("EHLO " + s.p.cfg.EHLOName)
 	if err == nil && ehlo.Code >= 500 && ehlo.Code < 600 {
@@ -268,7 +269,7 @@ func (s *session) run(t Target) {
 		return
 	}
 
-	row.Outcome = record.OutcomeSTARTTLS
+	row.Outcome = survey.OutcomeSTARTTLS
 	if !row.STARTTLSOffered {
 		s.fail(ErrNoSTARTTLS)
 		s.quit()
@@ -290,13 +291,13 @@ func (s *session) run(t Target) {
 		return
 	}
 
-	row.Outcome = record.OutcomeTLS
+	row.Outcome = survey.OutcomeTLS
 	if err := s.handshake(t); err != nil {
 		s.fail(err)
 		return
 	}
 
-	row.Outcome = record.OutcomePostTLSEHLO
+	row.Outcome = survey.OutcomePostTLSEHLO
 	pe, err := s.command("EHLO " + s.p.cfg.EHLOName)
 	row.PostTLSEHLOReply, row.PostTLSEHLOCode, row.PostTLSEHLOHost = pe.Raw, int32(pe.Code), smtpreply.HostOf(pe)
 	if pe.Code/100 == 2 {
@@ -309,7 +310,7 @@ func (s *session) run(t Target) {
 	if !s.expect2xx("EHLO after TLS", pe) {
 		return
 	}
-	row.Outcome = record.OutcomeOK
+	row.Outcome = survey.OutcomeOK
 	s.quit()
 }
 

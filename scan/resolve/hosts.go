@@ -10,7 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // maxAddrs bounds the addresses kept per host: no real MX host has more,
@@ -118,7 +118,7 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 		res.addrs = append(res.addrs, a)
 	}
 	ttl := ^uint32(0)
-	if four.status == record.DNSOK {
+	if four.status == survey.DNSOK {
 		for _, rr := range four.rrs {
 			if a, ok := rr.(*dns.A); ok {
 				ip, ok := netip.AddrFromSlice(a.A)
@@ -130,7 +130,7 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 	} else {
 		res.cnames = six.cnames
 	}
-	if six.status == record.DNSOK {
+	if six.status == survey.DNSOK {
 		for _, rr := range six.rrs {
 			if a, ok := rr.(*dns.AAAA); ok {
 				add(netip.AddrFromSlice(a.AAAA))
@@ -141,23 +141,23 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 
 	switch {
 	case len(res.addrs) > 0:
-		res.status = record.DNSOK
+		res.status = survey.DNSOK
 		// Addresses are usable; keep what went wrong with the other half.
 		switch {
-		case four.status != record.DNSOK:
+		case four.status != survey.DNSOK:
 			res.reason = four.reason
-		case six.status != record.DNSOK:
+		case six.status != survey.DNSOK:
 			res.reason = six.reason
 		case truncated:
 			res.reason = fmt.Sprintf("more than %d addresses, extra ignored", maxAddrs)
 		}
 		res.expires = time.Now().Add(min(max(time.Duration(ttl)*time.Second, minCacheTTL), maxCacheTTL))
-	case four.status == record.DNSOK && six.status == record.DNSOK:
-		res.status, res.reason = record.DNSNoAddr, "no A or AAAA records"
+	case four.status == survey.DNSOK && six.status == survey.DNSOK:
+		res.status, res.reason = survey.DNSNoAddr, "no A or AAAA records"
 		res.expires = time.Now().Add(noAddrCacheTTL)
-	case four.status != record.DNSOK:
+	case four.status != survey.DNSOK:
 		res.status, res.reason = four.status, four.reason
-		if six.status != record.DNSOK {
+		if six.status != survey.DNSOK {
 			res.reason += "; " + six.reason
 		}
 		res.expires = time.Now().Add(failCacheTTL)

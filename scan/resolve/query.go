@@ -11,7 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // ednsSize is the EDNS0 UDP payload we advertise: the DNS Flag Day 2020
@@ -71,25 +71,25 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) chainR
 				break
 			}
 			if next == name || containsName(res.cnames, display(next)) {
-				res.status, res.reason = record.DNSError, fmt.Sprintf("cname loop at %s", display(next))
+				res.status, res.reason = survey.DNSError, fmt.Sprintf("cname loop at %s", display(next))
 				return res
 			}
 			if len(res.cnames) >= r.maxCNAME {
-				res.status, res.reason = record.DNSError, fmt.Sprintf("cname chain longer than %d", r.maxCNAME)
+				res.status, res.reason = survey.DNSError, fmt.Sprintf("cname chain longer than %d", r.maxCNAME)
 				return res
 			}
 			res.cnames = append(res.cnames, display(next))
 			cur = next
 			hops++
 		}
-		if status == record.DNSNXDomain {
+		if status == survey.DNSNXDomain {
 			// The name, or the last CNAME target, does not exist.
 			res.rrs = nil
 			res.status, res.reason = status, fmt.Sprintf("%s %s: NXDOMAIN", dns.TypeToString[qtype], display(cur))
 			return res
 		}
 		if len(res.rrs) > 0 || hops == 0 {
-			res.status = record.DNSOK // with no rrs: NODATA
+			res.status = survey.DNSOK // with no rrs: NODATA
 			return res
 		}
 		// The answer stopped at a CNAME target without its records: ask
@@ -115,7 +115,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	m.RecursionDesired = true
 	m.SetEdns0(ednsSize, false)
 	first := int(r.next.Add(1))
-	status, reason := record.DNSError, "no attempt made"
+	status, reason := survey.DNSError, "no attempt made"
 	for attempt := 0; attempt <= r.retries; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)
@@ -129,7 +129,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 		resp, err := r.exchange(ctx, m, server)
 		if err != nil {
 			if errors.Is(err, errRateDeadline) {
-				return nil, record.DNSTimeout, err.Error()
+				return nil, survey.DNSTimeout, err.Error()
 			}
 			if ctx.Err() != nil {
 				s, why := ctxStatus(ctx)
@@ -140,17 +140,17 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 		}
 		switch resp.Rcode {
 		case dns.RcodeSuccess:
-			return resp, record.DNSOK, ""
+			return resp, survey.DNSOK, ""
 		case dns.RcodeNameError:
-			return resp, record.DNSNXDomain, "NXDOMAIN"
+			return resp, survey.DNSNXDomain, "NXDOMAIN"
 		case dns.RcodeServerFailure:
-			status, reason = record.DNSServfail, "SERVFAIL"
+			status, reason = survey.DNSServfail, "SERVFAIL"
 			continue
 		case dns.RcodeRefused:
 			// A resolver refusing us is policy, not a transient failure.
-			return nil, record.DNSRefused, "REFUSED"
+			return nil, survey.DNSRefused, "REFUSED"
 		default:
-			return nil, record.DNSError, "rcode " + dns.RcodeToString[resp.Rcode]
+			return nil, survey.DNSError, "rcode " + dns.RcodeToString[resp.Rcode]
 		}
 	}
 	if r.retries > 0 {
@@ -171,7 +171,7 @@ func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, server string) (*dn
 	if err == nil {
 		err = checkReply(m, resp)
 	}
-	if err != nil && classify(err) == record.DNSTimeout && ctx.Err() == nil {
+	if err != nil && classify(err) == survey.DNSTimeout && ctx.Err() == nil {
 		r.stats.timeouts.Add(1)
 	}
 	return resp, err
@@ -228,13 +228,13 @@ func checkReply(q, resp *dns.Msg) error {
 // never by message text.
 func classify(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return record.DNSTimeout
+		return survey.DNSTimeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return record.DNSTimeout
+		return survey.DNSTimeout
 	}
-	return record.DNSError
+	return survey.DNSError
 }
 
 // ctxStatus is the outcome of a lookup cut short by its context: a
@@ -242,9 +242,9 @@ func classify(err error) string {
 // is an error the caller should not record as data.
 func ctxStatus(ctx context.Context) (string, string) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return record.DNSTimeout, "context deadline exceeded"
+		return survey.DNSTimeout, "context deadline exceeded"
 	}
-	return record.DNSError, "canceled"
+	return survey.DNSError, "canceled"
 }
 
 // backoff returns the delay before retry number attempt (1-based):

@@ -1,7 +1,7 @@
 // Package resolve is mxsurvey's DNS stage: a stub resolver that asks
 // configured recursive resolvers for a domain's MX records and for the
 // addresses of each MX host, and reports the outcome in the dataset's
-// stable status vocabulary (record.DNSOK, record.DNSNXDomain, ...), never
+// stable status vocabulary (survey.DNSOK, survey.DNSNXDomain, ...), never
 // as raw Go errors.
 //
 // It follows RFC 1035 (messages, RCODEs, truncation and the TCP retry),
@@ -31,7 +31,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -183,8 +183,8 @@ func (r *Resolver) Stats() Stats {
 type Host struct {
 	Name       string // lowercased, no trailing dot
 	Preference uint16
-	// Status is record.DNSOK when the host has at least one address,
-	// record.DNSNoAddr when its A and AAAA answers are both empty, or the
+	// Status is survey.DNSOK when the host has at least one address,
+	// survey.DNSNoAddr when its A and AAAA answers are both empty, or the
 	// failure of its lookup (timeout, servfail, nxdomain, refused, error).
 	// When only one of A and AAAA failed and the other gave addresses, the
 	// host is ok and Error names the failed half.
@@ -201,7 +201,7 @@ type Host struct {
 // Domain is the DNS outcome for one domain.
 type Domain struct {
 	Name string // lowercased, no trailing dot
-	// Status is one of record.DNSOK, DNSNXDomain, DNSNoMX, DNSNullMX,
+	// Status is one of survey.DNSOK, DNSNXDomain, DNSNoMX, DNSNullMX,
 	// DNSServfail, DNSTimeout, DNSRefused, DNSError. It describes the MX
 	// lookup (and for an implicit MX, the domain's own address lookup);
 	// MX hosts carry their own Status.
@@ -228,16 +228,16 @@ func (r *Resolver) Resolve(ctx context.Context, domain string) Domain {
 	d := Domain{Name: display(name)}
 	if !ok {
 		d.Name = strings.ToLower(strings.TrimSuffix(domain, "."))
-		d.Status, d.Error = record.DNSError, "invalid domain name"
+		d.Status, d.Error = survey.DNSError, "invalid domain name"
 		return d
 	}
 	if isAddrLiteral(name) {
-		d.Status, d.Error = record.DNSError, "domain is an address literal"
+		d.Status, d.Error = survey.DNSError, "domain is an address literal"
 		return d
 	}
 	res := r.lookup(ctx, name, dns.TypeMX)
 	d.CNAMEs = res.cnames
-	if res.status != record.DNSOK {
+	if res.status != survey.DNSOK {
 		d.Status, d.Error = res.status, res.reason
 		return d
 	}
@@ -254,13 +254,13 @@ func (r *Resolver) Resolve(ctx context.Context, domain string) Domain {
 	// should be 0; a lone "." at another preference still cannot name a
 	// host, so it is read as null MX too, with a note.
 	if len(mxs) == 1 && mxs[0].Mx == "." {
-		d.Status = record.DNSNullMX
+		d.Status = survey.DNSNullMX
 		if mxs[0].Preference != 0 {
 			d.Error = fmt.Sprintf("null mx with preference %d", mxs[0].Preference)
 		}
 		return d
 	}
-	d.Status = record.DNSOK
+	d.Status = survey.DNSOK
 	d.Hosts, d.Error = r.mxHosts(mxs)
 	r.lookupHosts(ctx, d.Hosts)
 	return d
@@ -336,11 +336,11 @@ func (r *Resolver) fillHost(ctx context.Context, h *Host) {
 	if isAddrLiteral(h.Name) {
 		// RFC 5321 §5.1 wants a name here; an address would bypass the
 		// host-name checks the survey is about, so it is not looked up.
-		h.Status, h.Error = record.DNSError, "mx target is an address literal"
+		h.Status, h.Error = survey.DNSError, "mx target is an address literal"
 		return
 	}
 	if _, ok := dns.IsDomainName(h.Name); !ok || h.Name == "" {
-		h.Status, h.Error = record.DNSError, "mx target is not a valid name"
+		h.Status, h.Error = survey.DNSError, "mx target is not a valid name"
 		return
 	}
 	a := r.hostAddrs(ctx, dns.Fqdn(h.Name), true)
@@ -355,11 +355,11 @@ func (r *Resolver) fillHost(ctx context.Context, h *Host) {
 func (r *Resolver) implicitMX(ctx context.Context, name string, d Domain) Domain {
 	a := r.hostAddrs(ctx, name, false)
 	switch a.status {
-	case record.DNSOK:
-		d.Status, d.ImplicitMX = record.DNSOK, true
+	case survey.DNSOK:
+		d.Status, d.ImplicitMX = survey.DNSOK, true
 		d.Hosts = []Host{{Name: d.Name, Status: a.status, Error: a.reason, Addrs: a.addrs, CNAMEs: a.cnames}}
-	case record.DNSNoAddr:
-		d.Status = record.DNSNoMX
+	case survey.DNSNoAddr:
+		d.Status = survey.DNSNoMX
 	default:
 		// We cannot tell "no mail" from "lookup failed": report the failure.
 		d.Status, d.Error = a.status, "implicit mx address lookup: "+a.reason
@@ -369,26 +369,26 @@ func (r *Resolver) implicitMX(ctx context.Context, name string, d Domain) Domain
 
 // PTR returns the first PTR name of ip (lowercased, no trailing dot) and a
 // DNS status. CNAMEs are followed, as RFC 2317 classless delegation needs.
-// A name that exists without PTR records gives ("", record.DNSOK); a
-// missing one gives record.DNSNXDomain.
+// A name that exists without PTR records gives ("", survey.DNSOK); a
+// missing one gives survey.DNSNXDomain.
 func (r *Resolver) PTR(ctx context.Context, ip netip.Addr) (name, status string) {
 	if !ip.IsValid() {
-		return "", record.DNSError
+		return "", survey.DNSError
 	}
 	arpa, err := dns.ReverseAddr(ip.Unmap().String())
 	if err != nil {
-		return "", record.DNSError
+		return "", survey.DNSError
 	}
 	res := r.lookup(ctx, arpa, dns.TypePTR)
-	if res.status != record.DNSOK {
+	if res.status != survey.DNSOK {
 		return "", res.status
 	}
 	for _, rr := range res.rrs {
 		if p, ok := rr.(*dns.PTR); ok {
-			return display(dns.CanonicalName(p.Ptr)), record.DNSOK
+			return display(dns.CanonicalName(p.Ptr)), survey.DNSOK
 		}
 	}
-	return "", record.DNSOK
+	return "", survey.DNSOK
 }
 
 // normalize returns the canonical (lowercase, fully qualified) form of a

@@ -1,4 +1,4 @@
-package datasets_test
+package domains_test
 
 import (
 	"fmt"
@@ -6,17 +6,17 @@ import (
 	"log"
 	"strings"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
 )
 
 func ExampleNewReader() {
 	in := "rank,domain\n1,Example.COM.\n2,bücher.example\n3,not a domain\n4,example.com\n"
-	r, err := datasets.NewReader(strings.NewReader(in), datasets.FormatAuto)
+	r, err := domains.NewReader(strings.NewReader(in), domains.FormatAuto)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer r.Close()
-	seen := datasets.NewDedup()
+	seen := domains.NewDedup()
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -43,7 +43,7 @@ func ExampleNewReader() {
 
 func ExampleNormalize() {
 	for _, s := range []string{"Bücher.Example.", "192.0.2.1", "com"} {
-		d, err := datasets.Normalize(s)
+		d, err := domains.Normalize(s)
 		fmt.Printf("%q %v\n", d, err)
 	}
 	// Output:

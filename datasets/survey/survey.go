@@ -1,7 +1,7 @@
-// Package record defines the rows of an mxsurvey dataset (docs/schema.md) and
+// Package survey defines the rows of an mxsurvey dataset (docs/schema.md) and
 // writes them as Parquet parts. The struct tags are the dataset contract:
 // notebooks, the analyzer and other engines read these column names.
-package record
+package survey
 
 import "time"
 

@@ -1,4 +1,4 @@
-package record
+package store
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // PartWriter writes rows of one kind into rotating Parquet parts under dir.
@@ -139,7 +141,7 @@ func (p *PartWriter[T]) open() error {
 		parquet.MaxRowsPerRowGroup(p.groupRows),
 		parquet.CreatedBy("mxsurvey", Version, ""),
 	)
-	p.w.SetKeyValueMetadata("mxsurvey.schema_version", strconv.Itoa(SchemaVersion))
+	p.w.SetKeyValueMetadata("mxsurvey.schema_version", strconv.Itoa(survey.SchemaVersion))
 	p.rows = 0
 	p.opened = time.Now()
 	return nil

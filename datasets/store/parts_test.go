@@ -1,6 +1,8 @@
-package record
+package store
 
 import (
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,7 +11,7 @@ import (
 
 func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
 	dir := t.TempDir()
-	w, err := NewPartWriter[MXRow](dir, PartOptions{MaxPartRows: 3, GroupRows: 2})
+	w, err := NewPartWriter[survey.MXRow](dir, PartOptions{MaxPartRows: 3, GroupRows: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,8 +19,8 @@ func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		// Two rows of one domain per call: a domain never straddles parts.
 		d := string(rune('a'+i)) + ".example"
-		rows := []MXRow{{Domain: d, DNSStatus: DNSOK, MXHost: "mx1." + d, IP: "192.0.2.1", ResolvedAt: at},
-			{Domain: d, DNSStatus: DNSOK, MXHost: "mx2." + d, IP: "192.0.2.2", ResolvedAt: at}}
+		rows := []survey.MXRow{{Domain: d, DNSStatus: survey.DNSOK, MXHost: "mx1." + d, IP: "192.0.2.1", ResolvedAt: at},
+			{Domain: d, DNSStatus: survey.DNSOK, MXHost: "mx2." + d, IP: "192.0.2.2", ResolvedAt: at}}
 		if err := w.Write(rows); err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +47,7 @@ func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
 	perDomainPart := map[string]string{}
 	var got int
 	for _, p := range parts {
-		err := ReadPart(p, func(r *MXRow) error {
+		err := ReadPart(p, func(r *survey.MXRow) error {
 			got++
 			if prev, ok := perDomainPart[r.Domain]; ok && prev != p {
 				t.Errorf("domain %s split across %s and %s", r.Domain, prev, p)
@@ -67,8 +69,8 @@ func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
 
 func TestPartWriterResumeNumberingAndLeftovers(t *testing.T) {
 	dir := t.TempDir()
-	w, _ := NewPartWriter[ProbeRow](dir, PartOptions{})
-	if err := w.Write([]ProbeRow{{IP: "192.0.2.1", MXHost: "mx.example", CertChain: [][]byte{{1, 2, 3}}}}); err != nil {
+	w, _ := NewPartWriter[survey.ProbeRow](dir, PartOptions{})
+	if err := w.Write([]survey.ProbeRow{{IP: "192.0.2.1", MXHost: "mx.example", CertChain: [][]byte{{1, 2, 3}}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -79,14 +81,14 @@ func TestPartWriterResumeNumberingAndLeftovers(t *testing.T) {
 	if err := os.WriteFile(leftover, []byte("half a file"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w2, err := NewPartWriter[ProbeRow](dir, PartOptions{})
+	w2, err := NewPartWriter[survey.ProbeRow](dir, PartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
 		t.Fatalf("leftover temporary part not removed: %v", err)
 	}
-	if err := w2.Write([]ProbeRow{{IP: "192.0.2.2"}}); err != nil {
+	if err := w2.Write([]survey.ProbeRow{{IP: "192.0.2.2"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w2.Close(); err != nil {
@@ -98,7 +100,7 @@ func TestPartWriterResumeNumberingAndLeftovers(t *testing.T) {
 	}
 	var ips []string
 	var chain [][]byte
-	if err := ReadAll(dir, func(r *ProbeRow) error {
+	if err := ReadAll(dir, func(r *survey.ProbeRow) error {
 		ips = append(ips, r.IP)
 		if r.IP == "192.0.2.1" {
 			chain = r.CertChain
@@ -117,8 +119,8 @@ func TestPartWriterResumeNumberingAndLeftovers(t *testing.T) {
 
 func TestPartWriterAbortLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
-	w, _ := NewPartWriter[MXRow](dir, PartOptions{})
-	if err := w.Write([]MXRow{{Domain: "a.example"}}); err != nil {
+	w, _ := NewPartWriter[survey.MXRow](dir, PartOptions{})
+	if err := w.Write([]survey.MXRow{{Domain: "a.example"}}); err != nil {
 		t.Fatal(err)
 	}
 	w.Abort()
@@ -130,7 +132,7 @@ func TestPartWriterAbortLeavesNothing(t *testing.T) {
 
 func TestManifestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	m := &Manifest{Tool: "mxsurvey", SchemaVersion: SchemaVersion, Status: StatusRunning,
+	m := &Manifest{Tool: "mxsurvey", SchemaVersion: survey.SchemaVersion, Status: StatusRunning,
 		Counts: map[string]int64{"domains_read": 3}}
 	if err := WriteManifest(dir, m); err != nil {
 		t.Fatal(err)
@@ -139,15 +141,15 @@ func TestManifestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusRunning || got.Counts["domains_read"] != 3 || got.SchemaVersion != SchemaVersion {
+	if got.Status != StatusRunning || got.Counts["domains_read"] != 3 || got.SchemaVersion != survey.SchemaVersion {
 		t.Fatalf("manifest = %+v", got)
 	}
 }
 
 func TestCommitIfOlder(t *testing.T) {
 	dir := t.TempDir()
-	w, _ := NewPartWriter[MXRow](dir, PartOptions{})
-	if err := w.Write([]MXRow{{Domain: "a.example"}}); err != nil {
+	w, _ := NewPartWriter[survey.MXRow](dir, PartOptions{})
+	if err := w.Write([]survey.MXRow{{Domain: "a.example"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.CommitIfOlder(time.Hour); err != nil {

@@ -1,4 +1,4 @@
-// Package datasets reads the input of a scan: the list of domains whose mail
+// Package domains reads the input of a scan: the list of domains whose mail
 // servers mxsurvey measures.
 //
 // Three input forms are supported, each plain or gzip-compressed (detected by
@@ -22,4 +22,4 @@
 //
 // [Dedup] remembers which domains were already seen, in about 10–20 bytes per
 // domain, so a list with repeats is scanned once per domain.
-package datasets
+package domains

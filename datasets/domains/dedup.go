@@ -1,4 +1,4 @@
-package datasets
+package domains
 
 // Dedup remembers the domains seen so far so that a domain listed twice is
 // scanned once.
