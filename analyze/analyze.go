@@ -203,7 +203,7 @@ func (a *analyzer) scanInfo() (ScanInfo, error) {
 		if !st.IsDir() {
 			return info, fmt.Errorf("scan directory %s: not a directory", dir)
 		}
-		m, err := readManifest(dir)
+		m, err := store.ReadManifest(dir)
 		if err != nil {
 			// The parts are the data; a missing manifest only loses provenance.
 			a.log.Warn("no usable manifest", "dir", dir, "err", err)
@@ -254,7 +254,7 @@ func appendNew(list []string, s string) []string {
 func (a *analyzer) readProbes(ctx context.Context) error {
 	p := newProgress(a.opts.Progress, "probes")
 	for _, dir := range a.opts.Dirs {
-		paths, err := parts(dir, "probes")
+		paths, err := store.Parts(survey.ProbesDir(dir))
 		if err != nil {
 			return err
 		}
@@ -417,7 +417,7 @@ func (a *analyzer) noteTarget(r *survey.ProbeRow, h *hostResult) {
 			f |= tValidForMX
 		}
 	}
-	key := r.IP + "|" + r.MXHost
+	key := survey.TargetKey(r.IP, r.MXHost)
 	if old, seen := a.targets[key]; seen {
 		a.dupes++
 		if old&tProbed != 0 || f&tProbed == 0 {

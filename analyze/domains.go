@@ -56,7 +56,7 @@ func (a *analyzer) readMX(ctx context.Context) error {
 		return a.domain(&cur)
 	}
 	for _, dir := range a.opts.Dirs {
-		paths, err := parts(dir, "mx")
+		paths, err := store.Parts(survey.MXDir(dir))
 		if err != nil {
 			return err
 		}
@@ -139,7 +139,7 @@ func (a *analyzer) domain(d *domainAcc) error {
 		if r.ip == "" {
 			continue
 		}
-		key := r.ip + "|" + r.mxHost
+		key := survey.TargetKey(r.ip, r.mxHost)
 		if seen[key] {
 			continue
 		}

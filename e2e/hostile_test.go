@@ -16,7 +16,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
@@ -61,7 +60,7 @@ func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Du
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != store.StatusComplete {
+	if res.Manifest.Status != survey.StatusComplete {
 		t.Fatalf("scan status %s", res.Manifest.Status)
 	}
 	return labDir, scanDir, took
@@ -147,7 +146,7 @@ func TestHostilePeers(t *testing.T) {
 	// bounds and the special columns.
 	checked := map[string]int{}
 	reachable, _ := checkAgainstTruth(t, truth, scanDir, func(h lab.TruthHost, p survey.ProbeRow) {
-		k := h.IP + "|" + h.MXHost
+		k := survey.TargetKey(h.IP, h.MXHost)
 		c := h.Cases[len(h.Cases)-1]
 		if checked[c] == 0 && slices.Contains(lab.HostileCaseNames(), c) {
 			t.Logf("%-30s %s/%s in %d ms, %d bytes read, banner %q, error %q", c, p.Outcome, p.ErrorClass, p.DurationMS, p.BytesRead, clip(p.Banner), clip(p.Error))

@@ -126,7 +126,7 @@ func TestKillAndResume(t *testing.T) {
 				t.Fatalf("SIGINT: exit %v, want status 130", err)
 			}
 			m, err := store.ReadManifest(out)
-			if err != nil || m.Status != store.StatusInterrupted {
+			if err != nil || m.Status != survey.StatusInterrupted {
 				t.Fatalf("after SIGINT manifest status = %v, %v", m, err)
 			}
 			t.Logf("run %d interrupted with SIGINT after %v", i, wait)
@@ -143,7 +143,7 @@ func TestKillAndResume(t *testing.T) {
 		t.Fatalf("final resume: %v", err)
 	}
 	m, err := store.ReadManifest(out)
-	if err != nil || m.Status != store.StatusComplete {
+	if err != nil || m.Status != survey.StatusComplete {
 		t.Fatalf("final manifest: %+v %v", m, err)
 	}
 	if kills == 0 {
@@ -166,15 +166,15 @@ func TestKillAndResume(t *testing.T) {
 	in.Close()
 	partOf := map[string]string{}
 	referenced := map[string]bool{}
-	mxParts, _ := store.Parts(filepath.Join(out, "mx"))
+	mxParts, _ := store.Parts(survey.MXDir(out))
 	dupDomains := 0
-	err = readEachPart[survey.MXRow](filepath.Join(out, "mx"), func(part string, r *survey.MXRow) {
+	err = readEachPart[survey.MXRow](survey.MXDir(out), func(part string, r *survey.MXRow) {
 		if prev, ok := partOf[r.Domain]; ok && prev != part {
 			dupDomains++
 		}
 		partOf[r.Domain] = part
 		if r.IP != "" {
-			referenced[r.IP+"|"+r.MXHost] = true
+			referenced[survey.TargetKey(r.IP, r.MXHost)] = true
 		}
 	})
 	if err != nil {
@@ -193,8 +193,8 @@ func TestKillAndResume(t *testing.T) {
 		t.Errorf("dataset has %d domains, input %d, %d input domains missing", len(partOf), len(want), missing)
 	}
 	probed := map[string]int{}
-	err = readEachPart[survey.ProbeRow](filepath.Join(out, "probes"), func(part string, r *survey.ProbeRow) {
-		probed[r.IP+"|"+r.MXHost]++
+	err = readEachPart[survey.ProbeRow](survey.ProbesDir(out), func(part string, r *survey.ProbeRow) {
+		probed[survey.TargetKey(r.IP, r.MXHost)]++
 	})
 	if err != nil {
 		t.Fatal(err)

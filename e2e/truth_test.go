@@ -69,7 +69,7 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 		}
 	}
 	mxRows := map[string][]survey.MXRow{}
-	if err := store.ReadAll(filepath.Join(scanDir, "mx"), func(r *survey.MXRow) error {
+	if err := store.ReadAll(survey.MXDir(scanDir), func(r *survey.MXRow) error {
 		mxRows[r.Domain] = append(mxRows[r.Domain], *r)
 		return nil
 	}); err != nil {
@@ -87,7 +87,7 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 			}
 			for _, ip := range m.IPs {
 				want[fmt.Sprintf("%s %d %s %s", m.Host, m.Preference, m.HostStatus, ip)] = true
-				reachable[ip+"|"+m.Host] = true
+				reachable[survey.TargetKey(ip, m.Host)] = true
 			}
 		}
 		rows := mxRows[d.Domain]
@@ -116,8 +116,8 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 	}
 
 	probes := map[string]survey.ProbeRow{}
-	if err := store.ReadAll(filepath.Join(scanDir, "probes"), func(r *survey.ProbeRow) error {
-		k := r.IP + "|" + r.MXHost
+	if err := store.ReadAll(survey.ProbesDir(scanDir), func(r *survey.ProbeRow) error {
+		k := survey.TargetKey(r.IP, r.MXHost)
 		if _, dup := probes[k]; dup {
 			report("target %s probed twice", k)
 		}
@@ -127,7 +127,7 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 		t.Fatal(err)
 	}
 	for _, h := range truth.Hosts {
-		k := h.IP + "|" + h.MXHost
+		k := survey.TargetKey(h.IP, h.MXHost)
 		if !reachable[k] {
 			continue // behind the MX cap
 		}
@@ -240,7 +240,7 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 	}
 	byTarget := map[string]tfacts{}
 	for _, h := range truth.Hosts {
-		k := h.IP + "|" + h.MXHost
+		k := survey.TargetKey(h.IP, h.MXHost)
 		if !reachable[k] {
 			continue
 		}
@@ -329,7 +329,7 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 		var primaryProbed, primaryAllValid = false, true
 		for _, m := range mx {
 			for _, ip := range m.IPs {
-				tf := byTarget[ip+"|"+m.Host]
+				tf := byTarget[survey.TargetKey(ip, m.Host)]
 				if !tf.probed {
 					continue
 				}

@@ -86,7 +86,7 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 	t.Logf("scan took %v", finished.Sub(started).Round(time.Millisecond))
 
 	t.Run("mx", func(t *testing.T) {
-		rows := readParts[survey.MXRow](t, filepath.Join(out, "mx"))
+		rows := readParts[survey.MXRow](t, survey.MXDir(out))
 		type key struct{ domain, host string }
 		got := map[key]survey.MXRow{}
 		for _, r := range rows {
@@ -126,7 +126,7 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 		}
 	})
 
-	probes := readParts[survey.ProbeRow](t, filepath.Join(out, "probes"))
+	probes := readParts[survey.ProbeRow](t, survey.ProbesDir(out))
 	byIP := map[string]survey.ProbeRow{}
 	for _, r := range probes {
 		if _, dup := byIP[r.IP]; dup {

@@ -23,6 +23,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 type config struct {
@@ -559,28 +562,17 @@ func analyze(ctx context.Context, c config, work, name string, pre []string, lab
 }
 
 func readManifest(f *ScanFig) error {
-	b, err := os.ReadFile(filepath.Join(f.Dir, "manifest.json"))
+	m, err := store.ReadManifest(f.Dir)
 	if err != nil {
 		return err
 	}
-	var m struct {
-		Started  time.Time        `json:"started"`
-		Ended    time.Time        `json:"ended"`
-		Status   string           `json:"status"`
-		Counts   map[string]int64 `json:"counts"`
-		Outcomes map[string]int64 `json:"outcomes"`
-		Errors   map[string]int64 `json:"error_classes"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	if m.Status != "complete" {
+	if m.Status != survey.StatusComplete || m.Ended == nil {
 		return fmt.Errorf("%s: manifest status %q", f.Dir, m.Status)
 	}
-	f.Counts, f.Outcomes, f.Errors = m.Counts, m.Outcomes, m.Errors
+	f.Counts, f.Outcomes, f.Errors = m.Counts, m.Outcomes, m.ErrorClasses
 	f.ScanS = m.Ended.Sub(m.Started).Seconds()
-	f.MXBytes = duBytes(filepath.Join(f.Dir, "mx"))
-	f.ProbeBytes = duBytes(filepath.Join(f.Dir, "probes"))
+	f.MXBytes = duBytes(survey.MXDir(f.Dir))
+	f.ProbeBytes = duBytes(survey.ProbesDir(f.Dir))
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -23,8 +22,8 @@ func writeTargets(scanDir, path string) (int64, error) {
 	}
 	w := bufio.NewWriter(f)
 	var n int64
-	err = store.ReadAll(filepath.Join(scanDir, "probes"), func(r *survey.ProbeRow) error {
-		if r.Outcome != "ok" {
+	err = store.ReadAll(survey.ProbesDir(scanDir), func(r *survey.ProbeRow) error {
+		if r.Outcome != survey.OutcomeOK {
 			return nil
 		}
 		n++

@@ -21,7 +21,6 @@ import (
 	"syscall"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
-	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
@@ -39,7 +38,7 @@ var commands = []command{
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", store.Version)
+	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", survey.Version)
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
@@ -60,7 +59,7 @@ func run(args []string) int {
 		return 0
 	}
 	if args[0] == "version" {
-		fmt.Printf("mxsurvey %s (schema %d)\n", store.Version, survey.SchemaVersion)
+		fmt.Printf("mxsurvey %s (schema %d)\n", survey.Version, survey.SchemaVersion)
 		return 0
 	}
 	// The first SIGINT/SIGTERM cancels the context: stages stop taking work,

@@ -1,3 +1,13 @@
+// Package store reads and writes the files of an mxsurvey dataset: the
+// Parquet parts of its tables and its manifest, laid out as package survey
+// describes (docs/schema.md).
+//
+// A part is written under a hidden temporary name and renamed into place only
+// once it is complete and synced, and the manifest is replaced the same way,
+// so a reader, or a resumed scan, never sees half a file: the visible parts
+// are the scan's checkpoint. Every row passes through PartWriter.Write, which
+// is therefore where text columns are made valid UTF-8 (survey.ProbeRow's
+// MakeValidUTF8), whoever wrote the row.
 package store
 
 import (
@@ -7,7 +17,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -17,10 +26,8 @@ import (
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
-// PartWriter writes rows of one kind into rotating Parquet parts under dir.
-// A part is written to a hidden temporary name and renamed into place only
-// once it is complete and synced, so a reader (or a resumed scan) never sees
-// half a file: the visible parts are the scan's checkpoint.
+// PartWriter writes rows of one kind into rotating Parquet parts under dir,
+// each visible only once complete.
 //
 // PartWriter is not safe for concurrent use; the pipeline gives each kind one
 // writer goroutine.
@@ -49,8 +56,6 @@ type PartOptions struct {
 	GroupRows    int64 // rows per row group (default 10,000)
 }
 
-var partName = regexp.MustCompile(`^part-(\d+)\.parquet$`)
-
 // NewPartWriter prepares dir and continues numbering after the parts already
 // there (a resumed scan appends new parts). Leftover temporary files of a
 // killed run are removed: their rows were never committed.
@@ -76,7 +81,7 @@ func NewPartWriter[T any](dir string, opts PartOptions) (*PartWriter[T], error) 
 	}
 	next := 0
 	if len(parts) > 0 {
-		n, _ := partNumber(parts[len(parts)-1]) // Parts only lists names that parse
+		n, _ := survey.PartNumber(filepath.Base(parts[len(parts)-1])) // Parts only lists names that parse
 		next = n + 1
 	}
 	return &PartWriter[T]{dir: dir, maxPartRows: opts.MaxPartRows, maxPartBytes: opts.MaxPartBytes,
@@ -84,10 +89,17 @@ func NewPartWriter[T any](dir string, opts PartOptions) (*PartWriter[T], error) 
 }
 
 // Write appends rows to the open part, all into the same part: callers pass
-// the rows that must be committed together (all rows of one domain).
+// the rows that must be committed together (all rows of one domain). Rows
+// with a MakeValidUTF8 method (survey's) are made valid UTF-8 in place first:
+// Parquet STRING columns require it.
 func (p *PartWriter[T]) Write(rows []T) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	for i := range rows {
+		if v, ok := any(&rows[i]).(interface{ MakeValidUTF8() }); ok {
+			v.MakeValidUTF8()
+		}
 	}
 	if p.w != nil && (p.rows >= p.maxPartRows || p.w.Size() >= p.maxPartBytes) {
 		if err := p.commit(); err != nil {
@@ -129,8 +141,7 @@ func (p *PartWriter[T]) Committed() (parts int, rows int64) {
 }
 
 func (p *PartWriter[T]) open() error {
-	name := fmt.Sprintf("part-%05d.parquet", p.next)
-	p.tmpPath = filepath.Join(p.dir, "."+name+".tmp")
+	p.tmpPath = filepath.Join(p.dir, "."+survey.PartName(p.next)+".tmp")
 	f, err := os.OpenFile(p.tmpPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("creating part: %w", err)
@@ -139,7 +150,7 @@ func (p *PartWriter[T]) open() error {
 	p.w = parquet.NewGenericWriter[T](f,
 		parquet.Compression(&parquet.Zstd),
 		parquet.MaxRowsPerRowGroup(p.groupRows),
-		parquet.CreatedBy("mxsurvey", Version, ""),
+		parquet.CreatedBy(survey.Tool, survey.Version, ""),
 	)
 	p.w.SetKeyValueMetadata("mxsurvey.schema_version", strconv.Itoa(survey.SchemaVersion))
 	p.rows = 0
@@ -158,7 +169,7 @@ func (p *PartWriter[T]) CommitIfOlder(age time.Duration) error {
 }
 
 func (p *PartWriter[T]) commit() error {
-	final := filepath.Join(p.dir, fmt.Sprintf("part-%05d.parquet", p.next))
+	final := filepath.Join(p.dir, survey.PartName(p.next))
 	err := p.w.Close()
 	if err == nil {
 		err = p.file.Sync()
@@ -196,25 +207,16 @@ func Parts(dir string) ([]string, error) {
 	}
 	var parts []string
 	for _, e := range entries {
-		if partName.MatchString(e.Name()) {
+		if _, ok := survey.PartNumber(e.Name()); ok {
 			parts = append(parts, filepath.Join(dir, e.Name()))
 		}
 	}
 	sort.Slice(parts, func(i, j int) bool {
-		a, _ := partNumber(parts[i])
-		b, _ := partNumber(parts[j])
+		a, _ := survey.PartNumber(filepath.Base(parts[i]))
+		b, _ := survey.PartNumber(filepath.Base(parts[j]))
 		return a < b
 	})
 	return parts, nil
-}
-
-func partNumber(path string) (int, bool) {
-	m := partName.FindStringSubmatch(filepath.Base(path))
-	if m == nil {
-		return 0, false
-	}
-	n, err := strconv.Atoi(m[1])
-	return n, err == nil
 }
 
 func removeTemporaries(dir string) error {

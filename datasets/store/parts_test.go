@@ -132,7 +132,7 @@ func TestPartWriterAbortLeavesNothing(t *testing.T) {
 
 func TestManifestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	m := &Manifest{Tool: "mxsurvey", SchemaVersion: survey.SchemaVersion, Status: StatusRunning,
+	m := &survey.Manifest{Tool: survey.Tool, SchemaVersion: survey.SchemaVersion, Status: survey.StatusRunning,
 		Counts: map[string]int64{"domains_read": 3}}
 	if err := WriteManifest(dir, m); err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusRunning || got.Counts["domains_read"] != 3 || got.SchemaVersion != survey.SchemaVersion {
+	if got.Status != survey.StatusRunning || got.Counts["domains_read"] != 3 || got.SchemaVersion != survey.SchemaVersion {
 		t.Fatalf("manifest = %+v", got)
 	}
 }

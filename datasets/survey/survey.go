@@ -1,6 +1,16 @@
-// Package survey defines the rows of an mxsurvey dataset (docs/schema.md) and
-// writes them as Parquet parts. The struct tags are the dataset contract:
-// notebooks, the analyzer and other engines read these column names.
+// Package survey is the mxsurvey dataset contract (docs/schema.md): the row
+// types of the mx and probes tables (their struct tags are the column names
+// that notebooks, the analyzer and other engines read), the stable
+// vocabularies of dns_status, outcome and error_class, the schema version,
+// the layout of a scan directory and the join key of its tables, the
+// manifest, and the one description of a certificate that fills the cert_*
+// columns.
+//
+// It does no I/O and imports nothing but the standard library, so that every
+// party to the contract can use it: the scanner's stages (which must not pull
+// in a Parquet library to fill a row), the writer and reader in package
+// store, the analyzer, the end-to-end tests, the benchmarks, and later the
+// workers and the coordinator of a distributed scan (DESIGN.md section 8).
 package survey
 
 import "time"

@@ -12,7 +12,7 @@ import (
 // replacing each invalid byte sequence with U+FFFD, and the greeting's
 // exact bytes are kept in banner_raw when that changed it.
 
-// MakeValidUTF8 prepares a probe row for writing.
+// MakeValidUTF8 prepares a probe row for writing; store.PartWriter calls it.
 func (r *ProbeRow) MakeValidUTF8() {
 	if !utf8.ValidString(r.Banner) {
 		r.BannerRaw = []byte(r.Banner)
@@ -20,7 +20,7 @@ func (r *ProbeRow) MakeValidUTF8() {
 	validStrings(reflect.ValueOf(r).Elem())
 }
 
-// MakeValidUTF8 prepares an mx row for writing.
+// MakeValidUTF8 prepares an mx row for writing; store.PartWriter calls it.
 func (r *MXRow) MakeValidUTF8() {
 	validStrings(reflect.ValueOf(r).Elem())
 }

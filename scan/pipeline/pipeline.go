@@ -35,7 +35,7 @@ var ErrInterrupted = errors.New("scan interrupted")
 
 // Result summarises a finished (or interrupted) scan.
 type Result struct {
-	Manifest *store.Manifest
+	Manifest *survey.Manifest
 }
 
 type target struct {
@@ -43,7 +43,7 @@ type target struct {
 	mxHost string
 }
 
-func (t target) key() string { return t.ip.String() + "|" + t.mxHost }
+func (t target) key() string { return survey.TargetKey(t.ip.String(), t.mxHost) }
 
 // run holds the state shared by the stages of one scan.
 type run struct {
@@ -112,11 +112,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	mxw, err := store.NewPartWriter[survey.MXRow](cfg.Out+"/mx", store.PartOptions{})
+	mxw, err := store.NewPartWriter[survey.MXRow](survey.MXDir(cfg.Out), store.PartOptions{})
 	if err != nil {
 		return nil, err
 	}
-	pw, err := store.NewPartWriter[survey.ProbeRow](cfg.Out+"/probes", store.PartOptions{GroupRows: 2000})
+	pw, err := store.NewPartWriter[survey.ProbeRow](survey.ProbesDir(cfg.Out), store.PartOptions{GroupRows: 2000})
 	if err != nil {
 		return nil, err
 	}
@@ -146,19 +146,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopProgress := r.progress()
 
 	var writers errgroup.Group
-	// The writers are the one place every row passes: text is made valid
-	// UTF-8 there (Parquet STRING requires it; see survey.MakeValidUTF8).
 	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []survey.MXRow) []survey.MXRow {
-			for i := range rows {
-				rows[i].MakeValidUTF8()
-			}
-			return rows
-		})
+		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []survey.MXRow) []survey.MXRow { return rows })
 	})
 	writers.Go(func() error {
 		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row survey.ProbeRow) []survey.ProbeRow {
-			row.MakeValidUTF8()
 			return []survey.ProbeRow{row}
 		})
 	})
@@ -211,13 +203,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var runErr error
 	switch {
 	case writeErr != nil:
-		m.Status, runErr = store.StatusFailed, writeErr
+		m.Status, runErr = survey.StatusFailed, writeErr
 	case readErr != nil && !errors.Is(readErr, context.Canceled):
-		m.Status, runErr = store.StatusFailed, readErr
+		m.Status, runErr = survey.StatusFailed, readErr
 	case ctx.Err() != nil:
-		m.Status, runErr = store.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
+		m.Status, runErr = survey.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
 	default:
-		m.Status = store.StatusComplete
+		m.Status = survey.StatusComplete
 	}
 	if runErr != nil {
 		m.Error = runErr.Error()
@@ -472,7 +464,7 @@ func (r *run) ptr(ctx context.Context, ip netip.Addr) (string, string) {
 // prepareOut creates the output directory, or on -resume reads what an
 // earlier run committed: the domains done, and the targets referenced by
 // committed mx rows that have no committed probe row.
-func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *store.Manifest, err error) {
+func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *survey.Manifest, err error) {
 	done = domains.NewDedup()
 	old, merr := store.ReadManifest(r.cfg.Out)
 	switch {
@@ -485,8 +477,8 @@ func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *store.Mani
 		return nil, nil, nil, fmt.Errorf("creating output directory: %w", err)
 	}
 	host, _ := os.Hostname()
-	m = &store.Manifest{Tool: "mxsurvey", ToolVersion: store.Version, SchemaVersion: survey.SchemaVersion,
-		Args: r.cfg.Args, Options: r.cfg.options(), Host: host, Started: time.Now().UTC(), Status: store.StatusRunning}
+	m = &survey.Manifest{Tool: "mxsurvey", ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
+		Args: r.cfg.Args, Options: r.cfg.options(), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
 	if old != nil {
 		if old.SchemaVersion != survey.SchemaVersion {
 			return nil, nil, nil, fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", r.cfg.Out, old.SchemaVersion, survey.SchemaVersion)
@@ -494,7 +486,7 @@ func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *store.Mani
 		m.Started = old.Started
 		m.Resumes = append(old.Resumes, time.Now().UTC())
 		referenced := map[string]target{}
-		err := store.ReadAll(r.cfg.Out+"/mx", func(row *survey.MXRow) error {
+		err := store.ReadAll(survey.MXDir(r.cfg.Out), func(row *survey.MXRow) error {
 			// A row cannot tell an invalid input line from a valid domain
 			// whose resolution failed with "error" (a CNAME loop): mark
 			// both keys done; neither can collide with the other kind.
@@ -514,11 +506,8 @@ func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *store.Mani
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("reading committed mx rows to resume: %w", err)
 		}
-		err = store.ReadAll(r.cfg.Out+"/probes", func(row *survey.ProbeRow) error {
-			k := row.IP + "|" + row.MXHost
-			if ip, perr := netip.ParseAddr(row.IP); perr == nil {
-				k = target{ip: ip, mxHost: row.MXHost}.key()
-			}
+		err = store.ReadAll(survey.ProbesDir(r.cfg.Out), func(row *survey.ProbeRow) error {
+			k := survey.TargetKey(row.IP, row.MXHost)
 			r.targets[k] = struct{}{}
 			delete(referenced, k)
 			r.c.resumedProbeRows.Add(1)
@@ -570,7 +559,7 @@ func prefixes(ps []netip.Prefix) []string {
 
 // keepManifest rewrites the manifest every 30 seconds so a killed scan
 // leaves its counts behind.
-func (r *run) keepManifest(m *store.Manifest) (stop func()) {
+func (r *run) keepManifest(m *survey.Manifest) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -594,11 +583,11 @@ func (r *run) keepManifest(m *store.Manifest) (stop func()) {
 	return func() { close(quit); wg.Wait() }
 }
 
-func (r *run) fillManifest(m *store.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {
+func (r *run) fillManifest(m *survey.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {
 	r.fillCounts(m)
-	mxParts, _ := store.Parts(r.cfg.Out + "/mx")
-	probeParts, _ := store.Parts(r.cfg.Out + "/probes")
-	m.Parts = map[string]int{"mx": len(mxParts), "probes": len(probeParts)}
+	mxParts, _ := store.Parts(survey.MXDir(r.cfg.Out))
+	probeParts, _ := store.Parts(survey.ProbesDir(r.cfg.Out))
+	m.Parts = map[string]int{survey.MXTable: len(mxParts), survey.ProbesTable: len(probeParts)}
 	_, mxRows := mxw.Committed()
 	_, probeRows := pw.Committed()
 	m.Counts["mx_rows_written"] = mxRows

@@ -82,15 +82,15 @@ func (l *lab) config(out string) Config {
 func readDataset(t *testing.T, dir string) (map[string][]survey.MXRow, map[string]survey.ProbeRow) {
 	t.Helper()
 	mx := map[string][]survey.MXRow{}
-	if err := store.ReadAll(filepath.Join(dir, "mx"), func(r *survey.MXRow) error {
+	if err := store.ReadAll(survey.MXDir(dir), func(r *survey.MXRow) error {
 		mx[r.Domain] = append(mx[r.Domain], *r)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	probes := map[string]survey.ProbeRow{}
-	if err := store.ReadAll(filepath.Join(dir, "probes"), func(r *survey.ProbeRow) error {
-		k := r.IP + "|" + r.MXHost
+	if err := store.ReadAll(survey.ProbesDir(dir), func(r *survey.ProbeRow) error {
+		k := survey.TargetKey(r.IP, r.MXHost)
 		if _, dup := probes[k]; dup {
 			t.Errorf("target %s has two probe rows", k)
 		}
@@ -109,7 +109,7 @@ func TestScanWritesTheDataset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != store.StatusComplete {
+	if res.Manifest.Status != survey.StatusComplete {
 		t.Fatalf("status %s", res.Manifest.Status)
 	}
 	mx, probes := readDataset(t, out)
@@ -211,7 +211,7 @@ func TestScanWritesTheDataset(t *testing.T) {
 		t.Errorf("manifest outcomes = %v classes = %v", m.Outcomes, m.ErrorClasses)
 	}
 	onDisk, err := store.ReadManifest(out)
-	if err != nil || onDisk.Status != store.StatusComplete || onDisk.Ended == nil || onDisk.SchemaVersion != survey.SchemaVersion {
+	if err != nil || onDisk.Status != survey.StatusComplete || onDisk.Ended == nil || onDisk.SchemaVersion != survey.SchemaVersion {
 		t.Fatalf("manifest on disk: %+v, %v", onDisk, err)
 	}
 
@@ -248,7 +248,7 @@ func TestInterruptAndResume(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("interrupted run: err = %v", err)
 	}
-	if res.Manifest.Status != store.StatusInterrupted {
+	if res.Manifest.Status != survey.StatusInterrupted {
 		t.Fatalf("status %s", res.Manifest.Status)
 	}
 	_, probes := readDataset(t, out)
@@ -264,7 +264,7 @@ func TestInterruptAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != store.StatusComplete || len(res.Manifest.Resumes) != 1 {
+	if res.Manifest.Status != survey.StatusComplete || len(res.Manifest.Resumes) != 1 {
 		t.Fatalf("resumed manifest: %+v", res.Manifest)
 	}
 	mx, probes := readDataset(t, out)
@@ -299,11 +299,11 @@ func TestResumeProbesTargetsLostInTheKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Forget every probe row, as if the probes part never got committed.
-	parts, _ := store.Parts(filepath.Join(out, "probes"))
+	parts, _ := store.Parts(survey.ProbesDir(out))
 	for _, p := range parts {
 		os.Remove(p)
 	}
-	os.WriteFile(filepath.Join(out, "probes", ".part-00009.parquet.tmp"), []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(survey.ProbesDir(out), ".part-00009.parquet.tmp"), []byte("partial"), 0o644)
 	asked := l.dns.count("a.test", "MX")
 	cfg := l.config(out)
 	cfg.Resume = true
@@ -328,7 +328,7 @@ func TestResumeProbesTargetsLostInTheKill(t *testing.T) {
 			t.Errorf("%s has %d rows after resume: scanned twice", d, len(rows))
 		}
 	}
-	if _, err := os.Stat(filepath.Join(out, "probes", ".part-00009.parquet.tmp")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(survey.ProbesDir(out), ".part-00009.parquet.tmp")); !os.IsNotExist(err) {
 		t.Errorf("temporary part of the killed run still there")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
@@ -54,7 +53,7 @@ func (c *counters) dnsStatus(s string) {
 	c.mu.Unlock()
 }
 
-func (r *run) fillCounts(m *store.Manifest) {
+func (r *run) fillCounts(m *survey.Manifest) {
 	c := &r.c
 	m.Counts = map[string]int64{
 		"input_lines":        c.read.Load(),
@@ -135,7 +134,7 @@ func (r *run) progressLine() string {
 }
 
 // summary prints the end-of-scan summary on the progress writer.
-func (r *run) summary(m *store.Manifest) {
+func (r *run) summary(m *survey.Manifest) {
 	if r.cfg.Progress == nil {
 		return
 	}
