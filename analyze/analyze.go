@@ -12,9 +12,7 @@ package analyze
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -333,8 +331,7 @@ func (a *analyzer) probe(r *survey.ProbeRow) error {
 		a.evalCert(r, &h)
 	}
 	if len(r.CertChain) > 0 && len(r.CertChain[0]) > 0 {
-		sum := sha256.Sum256(r.CertChain[0])
-		h.certSHA = hex.EncodeToString(sum[:])
+		h.certSHA = survey.CertSHA256(r.CertChain[0])
 	} else {
 		h.certSHA = r.CertSHA256
 	}
@@ -363,7 +360,7 @@ func (a *analyzer) evalCert(r *survey.ProbeRow, h *hostResult) {
 	h.withCert, h.cert = true, res
 	l := res.Leaf
 	c[hWithCert]++
-	a.top["issuers"][l.Issuer]++
+	a.top["issuers"][l.IssuerLabel]++
 	a.top["key_types"][l.KeyLabel()]++
 	count := func(k int, b bool) {
 		if b {
@@ -384,7 +381,7 @@ func (a *analyzer) evalCert(r *survey.ProbeRow, h *hostResult) {
 	h.wildcardUsed = anyWild
 	h.validForMX = res.Trusted && h.matchMX && !res.Expired && !res.NotYetValid
 	count(hTrusted, res.Trusted)
-	count(hSelfSigned, l.SelfSigned)
+	count(hSelfSigned, l.Cert.SelfSigned)
 	count(hExpired, res.Expired)
 	count(hNotYetValid, res.NotYetValid)
 	count(hWildcard, l.Wildcard)

@@ -278,7 +278,7 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	// CSV exports: header and a few rows.
 	hosts := readCSV(t, filepath.Join(out, "hosts.csv"))
 	wantHeader := "ip,port,mx_host,ptr_host,outcome,error_class,banner_host,ehlo_host,post_tls_ehlo_host,starttls_offered," +
-		"tls_version,tls_group,cert_sha256,cert_subject_cn,cert_san_dns,cert_issuer,key_type,key_bits,with_cert,trusted," +
+		"tls_version,tls_group,cert_sha256,cert_subject_cn,cert_san_dns,cert_issuer,cert_key_type,cert_key_bits,issuer,with_cert,trusted," +
 		"self_signed,expired,not_yet_valid,wildcard,wildcard_used,cn_only,match_mx,match_banner,match_ehlo," +
 		"match_post_tls_ehlo,match_ptr,valid_for_mx,server_software,mx_provider"
 	if got := strings.Join(hosts[0], ","); got != wantHeader {
@@ -300,7 +300,8 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	for name, want := range map[string]string{
 		"ip": "192.0.2.2", "mx_host": "mx.example.net", "cert_san_dns": "*.example.net", "wildcard": "true",
 		"wildcard_used": "true", "match_mx": "true", "valid_for_mx": "true", "server_software": "Exim",
-		"mx_provider": "example.net", "key_type": "ECDSA", "key_bits": "256", "cert_issuer": "Test Issuing CA / Test PKI",
+		"mx_provider": "example.net", "cert_key_type": "ECDSA", "cert_key_bits": "256", "issuer": "Test Issuing CA / Test PKI",
+		"cert_issuer": "CN=Test Issuing CA,O=Test PKI",
 	} {
 		if got := row2[col(name)]; got != want {
 			t.Errorf("hosts.csv row 2 %s = %q, want %q", name, got, want)

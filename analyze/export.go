@@ -19,41 +19,75 @@ import (
 // HostRow is one row of hosts.csv and hosts.parquet: the probe row's names
 // and outcome beside everything the analyzer computed for it, so notebooks
 // can recount any figure without re-implementing verification or matching.
+//
+// A column named like a column of survey.ProbeRow holds that column's value,
+// copied by name (hostFromProbe), with the certificate described as the
+// analyzer described it: a column added to both types needs no code here.
+// The others are the analyzer's own.
 type HostRow struct {
-	IP              string `parquet:"ip,dict"`
-	Port            int32  `parquet:"port"`
-	MXHost          string `parquet:"mx_host,dict"`
-	PTRHost         string `parquet:"ptr_host"`
-	Outcome         string `parquet:"outcome,dict"`
-	ErrorClass      string `parquet:"error_class,dict"`
-	BannerHost      string `parquet:"banner_host"`
-	EHLOHost        string `parquet:"ehlo_host"`
-	PostTLSEHLOHost string `parquet:"post_tls_ehlo_host"`
-	STARTTLSOffered bool   `parquet:"starttls_offered"`
-	TLSVersion      string `parquet:"tls_version,dict"`
-	TLSGroup        string `parquet:"tls_group,dict"`
-	CertSHA256      string `parquet:"cert_sha256"`
-	CertSubjectCN   string `parquet:"cert_subject_cn"`
-	CertSANDNS      string `parquet:"cert_san_dns"`
-	CertIssuer      string `parquet:"cert_issuer,dict"`
-	KeyType         string `parquet:"key_type,dict"`
-	KeyBits         int32  `parquet:"key_bits"`
-	WithCert        bool   `parquet:"with_cert"`
-	Trusted         bool   `parquet:"trusted"`
-	SelfSigned      bool   `parquet:"self_signed"`
-	Expired         bool   `parquet:"expired"`
-	NotYetValid     bool   `parquet:"not_yet_valid"`
-	Wildcard        bool   `parquet:"wildcard"`
-	WildcardUsed    bool   `parquet:"wildcard_used"`
-	CNOnly          bool   `parquet:"cn_only"`
-	MatchMX         bool   `parquet:"match_mx"`
-	MatchBanner     bool   `parquet:"match_banner"`
-	MatchEHLO       bool   `parquet:"match_ehlo"`
-	MatchPostTLS    bool   `parquet:"match_post_tls_ehlo"`
-	MatchPTR        bool   `parquet:"match_ptr"`
-	ValidForMX      bool   `parquet:"valid_for_mx"`
-	ServerSoftware  string `parquet:"server_software,dict"`
-	MXProvider      string `parquet:"mx_provider,dict"`
+	IP              string   `parquet:"ip,dict"`
+	Port            int32    `parquet:"port"`
+	MXHost          string   `parquet:"mx_host,dict"`
+	PTRHost         string   `parquet:"ptr_host"`
+	Outcome         string   `parquet:"outcome,dict"`
+	ErrorClass      string   `parquet:"error_class,dict"`
+	BannerHost      string   `parquet:"banner_host"`
+	EHLOHost        string   `parquet:"ehlo_host"`
+	PostTLSEHLOHost string   `parquet:"post_tls_ehlo_host"`
+	STARTTLSOffered bool     `parquet:"starttls_offered"`
+	TLSVersion      string   `parquet:"tls_version,dict"`
+	TLSGroup        string   `parquet:"tls_group,dict"`
+	CertSHA256      string   `parquet:"cert_sha256"`
+	CertSubjectCN   string   `parquet:"cert_subject_cn"`
+	CertSANDNS      []string `parquet:"cert_san_dns,list"`
+	CertIssuer      string   `parquet:"cert_issuer,dict"`
+	CertKeyType     string   `parquet:"cert_key_type,dict"`
+	CertKeyBits     int32    `parquet:"cert_key_bits"`
+
+	Issuer         string `parquet:"issuer,dict"` // "CN / O", as in the issuers top list
+	WithCert       bool   `parquet:"with_cert"`
+	Trusted        bool   `parquet:"trusted"`
+	SelfSigned     bool   `parquet:"self_signed"`
+	Expired        bool   `parquet:"expired"`
+	NotYetValid    bool   `parquet:"not_yet_valid"`
+	Wildcard       bool   `parquet:"wildcard"`
+	WildcardUsed   bool   `parquet:"wildcard_used"`
+	CNOnly         bool   `parquet:"cn_only"`
+	MatchMX        bool   `parquet:"match_mx"`
+	MatchBanner    bool   `parquet:"match_banner"`
+	MatchEHLO      bool   `parquet:"match_ehlo"`
+	MatchPostTLS   bool   `parquet:"match_post_tls_ehlo"`
+	MatchPTR       bool   `parquet:"match_ptr"`
+	ValidForMX     bool   `parquet:"valid_for_mx"`
+	ServerSoftware string `parquet:"server_software,dict"`
+	MXProvider     string `parquet:"mx_provider,dict"`
+}
+
+// hostFromProbe pairs the fields of HostRow with the fields of
+// survey.ProbeRow of the same column name: [host field, probe field].
+var hostFromProbe = sameColumns(reflect.TypeFor[HostRow](), reflect.TypeFor[survey.ProbeRow]())
+
+// sameColumns pairs the fields of dst and src that have the same column
+// name. A pair whose types differ is a programming error that every test
+// of the package meets at once, so it panics.
+func sameColumns(dst, src reflect.Type) [][2]int {
+	byName := map[string]int{}
+	for i := range src.NumField() {
+		byName[columnName(src.Field(i))] = i
+	}
+	var pairs [][2]int
+	for i := range dst.NumField() {
+		j, ok := byName[columnName(dst.Field(i))]
+		if !ok {
+			continue
+		}
+		if dst.Field(i).Type != src.Field(j).Type {
+			panic(fmt.Sprintf("analyze: %s.%s is %s, %s.%s is %s: one column, two types", dst.Name(), dst.Field(i).Name,
+				dst.Field(i).Type, src.Name(), src.Field(j).Name, src.Field(j).Type))
+		}
+		pairs = append(pairs, [2]int{i, j})
+	}
+	return pairs
 }
 
 // table writes the same rows as CSV and Parquet. The CSV header comes from
@@ -127,9 +161,15 @@ func (t *table[T]) close() error {
 func columnNames(rt reflect.Type) []string {
 	names := make([]string, rt.NumField())
 	for i := range names {
-		names[i], _, _ = strings.Cut(rt.Field(i).Tag.Get("parquet"), ",")
+		names[i] = columnName(rt.Field(i))
 	}
 	return names
+}
+
+// columnName is a field's Parquet column name, the first part of its tag.
+func columnName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("parquet"), ",")
+	return name
 }
 
 func csvRecord(v reflect.Value, rec []string) []string {
@@ -142,6 +182,12 @@ func csvRecord(v reflect.Value, rec []string) []string {
 			rec = append(rec, strconv.FormatBool(f.Bool()))
 		case reflect.Int32, reflect.Int64:
 			rec = append(rec, strconv.FormatInt(f.Int(), 10))
+		case reflect.Slice:
+			if names, ok := f.Interface().([]string); ok {
+				rec = append(rec, strings.Join(names, " "))
+				continue
+			}
+			rec = append(rec, fmt.Sprint(f.Interface()))
 		default:
 			rec = append(rec, fmt.Sprint(f.Interface()))
 		}
@@ -185,30 +231,24 @@ func (o *outputs) abort() {
 }
 
 func (o *outputs) host(r *survey.ProbeRow, h *hostResult) error {
-	row := HostRow{
-		IP: r.IP, Port: r.Port, MXHost: r.MXHost, PTRHost: r.PTRHost,
-		Outcome: r.Outcome, ErrorClass: r.ErrorClass,
-		BannerHost: r.BannerHost, EHLOHost: r.EHLOHost, PostTLSEHLOHost: r.PostTLSEHLOHost,
-		STARTTLSOffered: r.STARTTLSOffered, TLSVersion: r.TLSVersion, TLSGroup: r.TLSGroup,
-		CertSHA256:     h.certSHA,
-		CertSubjectCN:  r.CertSubjectCN,
-		CertSANDNS:     strings.Join(r.CertSANDNS, " "),
-		CertIssuer:     r.CertIssuer,
-		KeyType:        r.CertKeyType,
-		KeyBits:        r.CertKeyBits,
-		ServerSoftware: h.software,
-		MXProvider:     h.provider,
-	}
+	// What the analyzer parsed is what it counted: export its description
+	// of the certificate, not the copy an older scanner may have written,
+	// so a notebook's recount agrees with summary.json.
+	seen := *r
+	seen.CertSHA256 = h.certSHA
 	if h.withCert {
-		// What the analyzer parsed is what it counted: export that, not the
-		// scanner's copy, so a notebook's recount agrees with summary.json.
+		seen.SetCert(h.cert.Leaf.Cert, "")
+	}
+	var row HostRow
+	dst, src := reflect.ValueOf(&row).Elem(), reflect.ValueOf(&seen).Elem()
+	for _, p := range hostFromProbe {
+		dst.Field(p[0]).Set(src.Field(p[1]))
+	}
+	row.ServerSoftware, row.MXProvider = h.software, h.provider
+	if h.withCert {
 		l := h.cert.Leaf
-		row.WithCert = true
-		row.CertSubjectCN = l.SubjectCN
-		row.CertSANDNS = strings.Join(l.DNSNames, " ")
-		row.CertIssuer = l.Issuer
-		row.KeyType, row.KeyBits = l.KeyType, int32(l.KeyBits)
-		row.Trusted, row.SelfSigned = h.cert.Trusted, l.SelfSigned
+		row.Issuer, row.WithCert = l.IssuerLabel, true
+		row.Trusted, row.SelfSigned = h.cert.Trusted, l.Cert.SelfSigned
 		row.Expired, row.NotYetValid = h.cert.Expired, h.cert.NotYetValid
 		row.Wildcard, row.WildcardUsed, row.CNOnly = l.Wildcard, h.wildcardUsed, l.CNOnly
 		row.MatchMX, row.MatchBanner, row.MatchEHLO = h.matchMX, h.matchBanner, h.matchEHLO

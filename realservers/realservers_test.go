@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -335,7 +336,7 @@ func testAnalyze(ctx context.Context, t *testing.T, l *lab, scanDir string) {
 			WildcardUsed: h.WildcardUsed, MatchMX: h.MatchMX, MatchBanner: h.MatchBanner,
 			MatchEHLO: h.MatchEHLO, MatchPostTLS: h.MatchPostTLS, MatchPTR: h.MatchPTR, ValidForMX: h.ValidForMX,
 		}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: analyzer says\n%+v\nwant\n%+v", s.Key, got, want)
 		}
 		if h.Expired || h.NotYetValid || h.CNOnly {

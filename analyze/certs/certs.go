@@ -14,9 +14,6 @@ package certs
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -26,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/analyze/match"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // Errors from Check. Both mean the host is not counted as having a
@@ -36,34 +34,30 @@ var (
 )
 
 // Leaf is what the analyzer needs from a leaf certificate, computed once per
-// distinct certificate.
+// distinct certificate: the dataset's own description of it (the cert_*
+// columns, by survey.DescribeCert, so self-signed and the key type mean here
+// what they mean in the dataset) and what the figures add.
 //
 // It keeps what the figures need, not the parsed certificate: a scan of a
 // million domains has hundreds of thousands of distinct leaves, and a kept
 // *x509.Certificate with its slices costs kilobytes each. The rare trust
 // check that misses its cache parses the leaf again from the row's DER.
 type Leaf struct {
-	SHA256     [32]byte
-	SubjectCN  string
-	DNSNames   []string // SAN dNSNames as in the certificate
-	NotBefore  time.Time
-	NotAfter   time.Time
-	Names      []string // per match.Names
-	FromCN     bool
-	Wildcard   bool // a name contains "*": a wildcard certificate, valid per RFC 6125 or not
-	CNOnly     bool // no SAN dNSNames and a non-empty CN
-	SelfSigned bool
-	KeyType    string // "RSA", "ECDSA", "Ed25519", or the Go type for others
-	KeyBits    int
-	Issuer     string // issuer "CN / O", for the issuers top list
+	SHA256      [32]byte
+	Cert        survey.Cert
+	Names       []string // per match.Names
+	FromCN      bool
+	Wildcard    bool   // a name contains "*": a wildcard certificate, valid per RFC 6125 or not
+	CNOnly      bool   // no SAN dNSNames and a non-empty CN
+	IssuerLabel string // issuer "CN / O", for the issuers top list
 }
 
 // KeyLabel is the key type as shown in the top list, e.g. "RSA 2048".
 func (l *Leaf) KeyLabel() string {
-	if l.KeyBits == 0 {
-		return l.KeyType
+	if l.Cert.KeyBits == 0 {
+		return l.Cert.KeyType
 	}
-	return fmt.Sprintf("%s %d", l.KeyType, l.KeyBits)
+	return fmt.Sprintf("%s %d", l.Cert.KeyType, l.Cert.KeyBits)
 }
 
 // Result is the per-probe verdict on a chain.
@@ -152,8 +146,8 @@ func (v *Verifier) Check(chain [][]byte, at time.Time) (Result, error) {
 	}
 	r := Result{
 		Leaf:        leaf,
-		Expired:     at.After(leaf.NotAfter),
-		NotYetValid: at.Before(leaf.NotBefore),
+		Expired:     at.After(leaf.Cert.NotAfter),
+		NotYetValid: at.Before(leaf.Cert.NotBefore),
 	}
 	r.Trusted = v.trusted(leaf, chain[0], chain[1:], at)
 	return r, nil
@@ -175,8 +169,7 @@ func (v *Verifier) leaf(der []byte) (*Leaf, error) {
 		return nil, ErrUnparseable
 	}
 	v.stats.LeavesParsed++
-	l := &Leaf{SHA256: sum, SubjectCN: cert.Subject.CommonName, DNSNames: cert.DNSNames,
-		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter}
+	l := &Leaf{SHA256: sum, Cert: survey.DescribeCert(cert)}
 	l.Names, l.FromCN = match.Names(cert)
 	for _, n := range l.Names {
 		// A partial-label wildcard (m*.example.com) or one in the wrong
@@ -187,41 +180,9 @@ func (v *Verifier) leaf(der []byte) (*Leaf, error) {
 		}
 	}
 	l.CNOnly = len(cert.DNSNames) == 0 && cert.Subject.CommonName != ""
-	l.SelfSigned = selfSigned(cert)
-	l.KeyType, l.KeyBits = keyType(cert)
-	l.Issuer = issuerLabel(cert)
+	l.IssuerLabel = issuerLabel(cert)
 	v.leaves[sum] = l
 	return l, nil
-}
-
-// selfSigned checks the signature with the certificate's own key instead of
-// calling CheckSignatureFrom(self): that also demands CA:TRUE and the
-// keyCertSign usage, which most self-signed mail server certificates
-// (e.g. Debian's snakeoil) lack. A self-issued certificate signed with an
-// algorithm Go refuses to check (MD5) is counted as self-signed too, since
-// the subject/issuer equality is all that can be established.
-func selfSigned(c *x509.Certificate) bool {
-	if !bytes.Equal(c.RawSubject, c.RawIssuer) {
-		return false
-	}
-	err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature)
-	var insecure x509.InsecureAlgorithmError
-	return err == nil || errors.As(err, &insecure)
-}
-
-func keyType(c *x509.Certificate) (string, int) {
-	switch k := c.PublicKey.(type) {
-	case *rsa.PublicKey:
-		return "RSA", k.N.BitLen()
-	case *ecdsa.PublicKey:
-		return "ECDSA", k.Curve.Params().BitSize
-	case ed25519.PublicKey:
-		return "Ed25519", 256
-	case nil:
-		return "unknown", 0
-	default:
-		return fmt.Sprintf("%T", k), 0
-	}
 }
 
 func issuerLabel(c *x509.Certificate) string {
@@ -259,7 +220,7 @@ func (v *Verifier) trusted(leaf *Leaf, leafDER []byte, rest [][]byte, at time.Ti
 	inters := make([]*x509.Certificate, 0, len(rest))
 	h := sha256.New()
 	var period strings.Builder
-	period.WriteByte(inPeriod(leaf.NotBefore, leaf.NotAfter, at))
+	period.WriteByte(inPeriod(leaf.Cert.NotBefore, leaf.Cert.NotAfter, at))
 	for _, der := range rest {
 		c, sum := v.intermediate(der)
 		h.Write(sum[:])

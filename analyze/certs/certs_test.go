@@ -36,7 +36,7 @@ func TestCheck(t *testing.T) {
 		check func(*testing.T, *Leaf)
 	}{
 		{"trusted with intermediate", testpki.Chain(good, inter), Result{Trusted: true}, func(t *testing.T, l *Leaf) {
-			if l.Wildcard || l.CNOnly || l.SelfSigned || l.KeyLabel() != "ECDSA 256" || l.Issuer != "Test Issuing CA / Test PKI" {
+			if l.Wildcard || l.CNOnly || l.Cert.SelfSigned || l.KeyLabel() != "ECDSA 256" || l.IssuerLabel != "Test Issuing CA / Test PKI" {
 				t.Errorf("leaf = %+v (%s)", l, l.KeyLabel())
 			}
 		}},
@@ -60,12 +60,12 @@ func TestCheck(t *testing.T) {
 		{"expired", testpki.Chain(expired, inter), Result{Expired: true}, nil},
 		{"not yet valid", testpki.Chain(future, inter), Result{NotYetValid: true}, nil},
 		{"self-signed, not a CA", testpki.Chain(self), Result{}, func(t *testing.T, l *Leaf) {
-			if !l.SelfSigned {
+			if !l.Cert.SelfSigned {
 				t.Errorf("self-signed leaf not detected")
 			}
 		}},
 		{"unknown CA", testpki.Chain(unknown, other), Result{}, func(t *testing.T, l *Leaf) {
-			if l.SelfSigned {
+			if l.Cert.SelfSigned {
 				t.Errorf("CA-issued leaf counted as self-signed")
 			}
 		}},

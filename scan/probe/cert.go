@@ -2,84 +2,31 @@ package probe
 
 import (
 	"bytes"
-	"crypto/dsa" // deprecated, but old servers still present DSA keys; a survey must name them
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
-// Key types in ProbeRow.CertKeyType.
-const (
-	KeyRSA     = "RSA"
-	KeyECDSA   = "ECDSA"
-	KeyEd25519 = "Ed25519"
-	KeyDSA     = "DSA"
-	KeyOther   = "other"
-)
-
 // CertFields sets row's certificate columns from chain (DER, leaf first, as
-// sent): CertChain is chain itself, the other columns describe the leaf. It
-// is exported so that tools reading a stored chain (the lab, re-analysis of
-// old scans) derive the columns exactly as the prober did.
+// sent): CertChain is chain itself, the other columns describe the leaf, by
+// survey.DescribeCert, the description the analyzer uses too.
 //
 // CertSHA256 is set even when the leaf does not parse, since the hash of the
 // bytes identifies the certificate regardless; the parse error then goes to
 // CertParseError and the remaining columns stay empty.
 func CertFields(row *survey.ProbeRow, chain [][]byte) {
 	row.CertChain = chain
-	row.CertSubjectCN, row.CertIssuer, row.CertSHA256, row.CertKeyType, row.CertParseError = "", "", "", "", ""
-	row.CertSANDNS, row.CertSANIP = nil, nil
-	row.CertNotBefore, row.CertNotAfter = time.Time{}, time.Time{}
-	row.CertKeyBits, row.CertSelfSigned = 0, false
 	if len(chain) == 0 {
+		row.SetCert(survey.Cert{}, "")
 		return
 	}
-	sum := sha256.Sum256(chain[0])
-	row.CertSHA256 = hex.EncodeToString(sum[:])
 	leaf, err := x509.ParseCertificate(chain[0])
 	if err != nil {
-		row.CertParseError = capText(err.Error(), maxErrorBytes)
+		row.SetCert(survey.Cert{SHA256: survey.CertSHA256(chain[0])}, capText(err.Error(), maxErrorBytes))
 		return
 	}
-	row.CertSubjectCN = leaf.Subject.CommonName // as sent: a CN is often not a name at all
-	for _, n := range leaf.DNSNames {
-		row.CertSANDNS = append(row.CertSANDNS, strings.TrimSuffix(strings.ToLower(n), "."))
-	}
-	for _, ip := range leaf.IPAddresses {
-		row.CertSANIP = append(row.CertSANIP, ip.String())
-	}
-	row.CertIssuer = leaf.Issuer.String()
-	row.CertNotBefore, row.CertNotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
-	row.CertKeyType, row.CertKeyBits = keyType(leaf.PublicKey)
-	// Self-signed means "signed by its own key", which is what a reader of
-	// the dataset asks. CheckSignatureFrom would add the CA constraints
-	// (basicConstraints cA, keyCertSign) and refuse SHA-1, and so call most
-	// self-signed server certificates, which lack cA or are old, not
-	// self-signed. CheckSignature checks the signature alone.
-	row.CertSelfSigned = bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
-		leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil
-}
-
-func keyType(pub any) (string, int32) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return KeyRSA, int32(k.N.BitLen())
-	case *ecdsa.PublicKey:
-		return KeyECDSA, int32(k.Curve.Params().BitSize)
-	case ed25519.PublicKey:
-		return KeyEd25519, 256
-	case *dsa.PublicKey:
-		return KeyDSA, int32(k.P.BitLen())
-	}
-	return KeyOther, 0
+	row.SetCert(survey.DescribeCert(leaf), "")
 }
 
 // chainParseError returns the first certificate of chain that crypto/x509

@@ -1,11 +1,7 @@
 package probe
 
 import (
-	"bytes"
-	"crypto/dsa" // deprecated, but keyType must still name DSA keys
-	"crypto/ecdh"
-	"crypto/rand"
-	"math/big"
+	"bytes" // deprecated, but keyType must still name DSA keys
 	"reflect"
 	"testing"
 	"time"
@@ -36,7 +32,8 @@ func TestCertFieldsResets(t *testing.T) {
 }
 
 // The CA certificate is self-signed with cA set, the ECDSA leaf without it:
-// both are self-signed by the dataset's definition.
+// both are self-signed by the dataset's definition (survey.SelfSigned, whose
+// own tests hold the MD5 and DSA cases).
 func TestCertFieldsSelfSigned(t *testing.T) {
 	p := testPKI(t)
 	for name, der := range map[string][]byte{"ca": p.caDER, "leaf without cA": p.selfEC.Certificate[0]} {
@@ -48,32 +45,11 @@ func TestCertFieldsSelfSigned(t *testing.T) {
 	}
 	var row survey.ProbeRow
 	CertFields(&row, [][]byte{p.ed.Certificate[0]})
-	if row.CertSelfSigned || row.CertKeyType != KeyEd25519 {
+	if row.CertSelfSigned || row.CertKeyType != survey.KeyEd25519 {
 		t.Errorf("CA-signed leaf: %+v", row)
 	}
 	if !row.CertNotBefore.Equal(p.notBefore) || row.CertNotBefore.Location() != time.UTC {
 		t.Errorf("NotBefore %v", row.CertNotBefore)
-	}
-}
-
-func TestKeyType(t *testing.T) {
-	x, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := new(big.Int).Lsh(big.NewInt(1), 1023)
-	for _, tt := range []struct {
-		pub  any
-		typ  string
-		bits int32
-	}{
-		{&dsa.PublicKey{Parameters: dsa.Parameters{P: p}}, KeyDSA, 1024},
-		{x.PublicKey(), KeyOther, 0},
-		{nil, KeyOther, 0},
-	} {
-		if typ, bits := keyType(tt.pub); typ != tt.typ || bits != tt.bits {
-			t.Errorf("keyType(%T) = %s %d", tt.pub, typ, bits)
-		}
 	}
 }
 
