@@ -12,20 +12,21 @@ import (
 // stop, and every entry must have exactly one of Domain and Err.
 func FuzzReader(f *testing.F) {
 	seeds := []string{
-		"rank,domain\n1,google.com\n2,example.org\n",      // good: header and CSV
-		"# c\n\nexample.com\r\n",                          // good: comment, blank line, CRLF
-		"\ufeff1,bücher.example\n",                        // BOM, then an IDN
-		"1,\"unterminated\n",                              // quote never closed
-		"1,\"a\"x,b\n",                                    // text after a closing quote
-		"x,google.com\n",                                  // rank not a number
-		"99999999999999999999,a.example\n",                // rank overflows int64
-		",\n,,\n\"\",\"\"\n",                              // empty fields
-		"a..b\n*.example\n192.0.2.1\n[::1]\n",             // invalid names
-		"ex\xffample.com\n\xef\xbb\n",                     // invalid UTF-8, half a BOM
-		"\x1f\x8b\x08\x00\x00\x00\x00\x00",                // gzip header, no body
-		"\x1f\x8b",                                        // gzip magic only
-		strings.Repeat("a", MaxLineLen+1) + "\nb.example", // line just too long
-		"xn--zz.com\nxn--.com\nXN--BCHER-KVA.example",     // bad and good Punycode
+		"rank,domain\n1,google.com\n2,example.org\n",       // good: header and CSV
+		"# c\n\nexample.com\r\n",                           // good: comment, blank line, CRLF
+		"\ufeff1,bücher.example\n",                         // BOM, then an IDN
+		"1,\"unterminated\n",                               // quote never closed
+		"1,\"a\"x,b\n",                                     // text after a closing quote
+		"x,google.com\n",                                   // rank not a number
+		"99999999999999999999,a.example\n",                 // rank overflows int64
+		",\n,,\n\"\",\"\"\n",                               // empty fields
+		"a..b\n*.example\n192.0.2.1\n[::1]\n",              // invalid names
+		"ex\xffample.com\n\xef\xbb\n",                      // invalid UTF-8, half a BOM
+		"\x1f\x8b\x08\x00\x00\x00\x00\x00",                 // gzip header, no body
+		"\x1f\x8b",                                         // gzip magic only
+		strings.Repeat("a", MaxLineLen+1) + "\nb.example",  // line just too long
+		"xn--zz.com\nxn--.com\nXN--BCHER-KVA.example",      // bad and good Punycode
+		"-bad-.example\nbad-.example\nr3---sn-abc.example", // hyphens at label edges (invalid), inside (valid)
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -85,6 +86,9 @@ func FuzzNormalize(f *testing.F) {
 		"xn--zz.com",                    // invalid Punycode
 		"xn--.com",                      // empty Punycode label
 		"xn--a.com",                     // Punycode decoding to a control character
+		"-bad-.example",                 // label starting and ending with a hyphen
+		"xn----dha.example",             // A-label of "ü-": a U-label ending with a hyphen
+		"r3---sn-abc.example",           // good: hyphens inside a label
 		"a..b",                          // empty label
 		".",                             // root only
 		"*.example.com",                 // wildcard, not a host

@@ -58,9 +58,13 @@ func invalid(reason string) error {
 //   - an empty label ("a..b", ".a.b", "a.b.."), a label longer
 //     than 63 bytes or a name longer than 253 bytes (after IDNA);
 //   - a character other than a-z, 0-9, '-' or '_' (spaces, '*', '/', '@', ...);
-//     hyphens are allowed anywhere in a label and underscores anywhere but in
-//     the top-level label, since DNS resolves such names and real lists hold
-//     them;
+//     underscores are allowed anywhere but in the top-level label, since DNS
+//     resolves such names and real lists hold them;
+//   - a label that starts or ends with a hyphen ("-bad-.example",
+//     "bad-.example"): RFC 5321 §4.1.2 wants a mail domain's labels to start
+//     and end with a letter or digit, and IDNA (RFC 5891 §4.2.3.1) the same of
+//     a U-label, so the Unicode form of an xn-- label is held to it too.
+//     Hyphens inside a label stay valid, "r3---sn-abc.example" included;
 //   - an IDNA error (disallowed code point, invalid Punycode, Bidi rule);
 //   - a single label ("com", "localhost"): not a mail domain;
 //   - an IP address literal ("192.0.2.1", "[2001:db8::1]", "::1"), or an
@@ -105,7 +109,26 @@ func Normalize(s string) (string, error) {
 	if reason := checkHostname(name); reason != "" {
 		return "", invalid(reason)
 	}
+	if strings.Contains(name, "xn--") {
+		// The A-label "xn----dha" is LDH, but stands for the U-label "ü-".
+		if u, err := idnaProfile.ToUnicode(name); err == nil {
+			for _, label := range strings.Split(u, ".") {
+				if reason := hyphenAtEdge(label); reason != "" {
+					return "", invalid(reason)
+				}
+			}
+		}
+	}
 	return name, nil
+}
+
+// hyphenAtEdge says why label breaks RFC 5321 §4.1.2's rule that a label
+// starts and ends with a letter or digit, or returns "".
+func hyphenAtEdge(label string) string {
+	if strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+		return fmt.Sprintf("label %q starts or ends with a hyphen", truncate(label, maxReasonLen/2))
+	}
+	return ""
 }
 
 func idnaError(err error) error {
@@ -134,6 +157,9 @@ func checkHostname(name string) string {
 			return "empty label"
 		case n > maxLabelLen:
 			return "label longer than 63 bytes"
+		}
+		if reason := hyphenAtEdge(name[start:i]); reason != "" {
+			return reason
 		}
 		labels++
 		start = i + 1

@@ -27,6 +27,8 @@ func TestNormalize(t *testing.T) {
 		{in: "_dmarc.example.com", want: "_dmarc.example.com"},                 // underscore tolerated
 		{in: "r3---sn-ab.googlevideo.com", want: "r3---sn-ab.googlevideo.com"}, // "--" at 3-4 tolerated
 		{in: "a-b.example", want: "a-b.example"},
+		{in: "r3---sn-abc.example", want: "r3---sn-abc.example"}, // hyphens inside a label
+		{in: "xn--a--yka.example", want: "xn--a--yka.example"},   // "a-ü": hyphen inside the U-label
 		{in: label63 + ".com", want: label63 + ".com"},
 		{in: long[4:], want: long[4:]}, // 250 bytes
 
@@ -46,6 +48,13 @@ func TestNormalize(t *testing.T) {
 		{in: "http://example.com/", reason: `invalid character ":"`},
 		{in: "1,example.com", reason: `invalid character ","`},
 		{in: "⑴.com", reason: `invalid character "("`}, // maps to "(1)"
+		{in: "-bad-.example", reason: `label "-bad-" starts or ends with a hyphen`},
+		{in: "bad-.example", reason: `label "bad-" starts or ends with a hyphen`},
+		{in: "-bad.example", reason: `label "-bad" starts or ends with a hyphen`},
+		{in: "mx.-.example", reason: `label "-" starts or ends with a hyphen`},
+		{in: "example.com-", reason: `label "com-" starts or ends with a hyphen`},
+		{in: "ü-.example", reason: `label "ü-" starts or ends with a hyphen`},        // U-label
+		{in: "xn----dha.example", reason: `label "ü-" starts or ends with a hyphen`}, // its A-label
 		{in: "com", reason: "single label"},
 		{in: "localhost", reason: "single label"},
 		{in: "com.", reason: "single label"},

@@ -70,13 +70,15 @@ func TestReader(t *testing.T) {
 		{
 			name:   "list keeps invalid lines",
 			format: FormatList,
-			in:     "example.com\ncom\n1,example.net\n*.example\n192.0.2.1\n",
+			in:     "example.com\ncom\n1,example.net\n*.example\n192.0.2.1\n-bad-.example\nr3---sn-abc.example\n",
 			want: []Entry{
 				ok(1, 0, "example.com", "example.com"),
 				bad(2, 0, "com", "invalid domain: single label"),
 				bad(3, 0, "1,example.net", `invalid domain: invalid character ","`),
 				bad(4, 0, "*.example", `invalid domain: invalid character "*"`),
 				bad(5, 0, "192.0.2.1", "invalid domain: IP address literal"),
+				bad(6, 0, "-bad-.example", `invalid domain: label "-bad-" starts or ends with a hyphen`),
+				ok(7, 0, "r3---sn-abc.example", "r3---sn-abc.example"),
 			},
 		},
 		{
