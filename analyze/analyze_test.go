@@ -416,13 +416,9 @@ func TestCompare(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(tmp, strings.ReplaceAll(tc.name, " ", "_"))
-			var stdout, stderr bytes.Buffer
-			err := Command(context.Background(), []string{"-roots", fx.roots, "-compare", tc.old, "-quiet", "-o", out, fx.scan}, &stdout, &stderr)
+			_, err := Analyze(context.Background(), Options{Dirs: []string{fx.scan}, RootsFile: fx.roots, Compare: tc.old, OutDir: out})
 			if err != nil {
-				t.Fatalf("Command: %v\n%s", err, stderr.String())
-			}
-			if stderr.Len() != 0 {
-				t.Errorf("-quiet wrote to stderr: %s", stderr.String())
+				t.Fatal(err)
 			}
 			data, err := os.ReadFile(filepath.Join(out, "compare.json"))
 			if err != nil {
@@ -483,31 +479,14 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-func TestCommandUsageAndProgress(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if err := Command(context.Background(), []string{"-h"}, &stdout, &stderr); err != nil {
-		t.Errorf("-h: %v", err)
-	}
-	for _, f := range []string{"-roots", "-compare", "-quiet", "-o", "-top", "SCANDIR"} {
-		if !strings.Contains(stderr.String(), f) {
-			t.Errorf("usage lacks %s:\n%s", f, stderr.String())
-		}
-	}
-	if err := Command(context.Background(), []string{"-o", t.TempDir()}, &stdout, &stderr); err == nil {
-		t.Errorf("no SCANDIR accepted")
-	}
-
+func TestProgress(t *testing.T) {
 	fx := makeFixture(t)
-	stdout.Reset()
-	stderr.Reset()
-	if err := Command(context.Background(), []string{"-roots", fx.roots, "-o", t.TempDir(), fx.scan}, &stdout, &stderr); err != nil {
+	var progress bytes.Buffer
+	if _, err := Analyze(context.Background(), Options{Dirs: []string{fx.scan}, RootsFile: fx.roots, Progress: &progress}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr.String(), "probes: 17 rows read") || !strings.Contains(stderr.String(), "mx: 19 rows read") {
-		t.Errorf("no progress on stderr:\n%s", stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "7 of 10 (70.0%) match the MX name") {
-		t.Errorf("stdout: %s", stdout.String())
+	if !strings.Contains(progress.String(), "probes: 17 rows read") || !strings.Contains(progress.String(), "mx: 19 rows read") {
+		t.Errorf("no progress:\n%s", progress.String())
 	}
 }
 

@@ -17,7 +17,7 @@ type line struct {
 	Text       string // "N of D (P%)"
 }
 
-func share(n, d int64) string {
+func Share(n, d int64) string {
 	if d == 0 {
 		return fmt.Sprintf("%d of 0 (n/a)", n)
 	}
@@ -31,7 +31,7 @@ func figureLines(section string, figs []figure, vals map[string]int64) []line {
 		if f.Of >= 0 {
 			of := figs[f.Of].Key
 			l.Of, l.D = section+"."+of, vals[of]
-			l.Text = share(l.N, l.D)
+			l.Text = Share(l.N, l.D)
 		} else {
 			l.Text = fmt.Sprint(l.N)
 		}
@@ -83,7 +83,7 @@ func newChart(title string, labels []string, values []int64, denom int64) chart 
 		}
 		y := 4 + i*chartRow
 		c.Bars = append(c.Bars, bar{
-			Label: shorten(l, 40), Full: l, Value: share(values[i], denom),
+			Label: shorten(l, 40), Full: l, Value: Share(values[i], denom),
 			Y: y, TextY: y + 15, W: w, ValueX: c.LabelW + w + 6,
 		})
 	}
@@ -126,7 +126,7 @@ func topViews(s *Summary) []topView {
 		var labels []string
 		var vals []int64
 		for i, e := range tl.Entries {
-			v.Rows = append(v.Rows, topRow{i + 1, e.Name, share(e.Count, tl.Total)})
+			v.Rows = append(v.Rows, topRow{i + 1, e.Name, Share(e.Count, tl.Total)})
 			labels = append(labels, e.Name)
 			vals = append(vals, e.Count)
 		}
@@ -158,9 +158,9 @@ func compareLines(section string, figs []figure, old, cur map[string]int64) []co
 			of := figs[f.Of].Key
 			od, odok := old[of]
 			nd := cur[of]
-			r.New = share(nn, nd)
+			r.New = Share(nn, nd)
 			if ook && odok {
-				r.Old = share(on, od)
+				r.Old = Share(on, od)
 				r.Change = fmt.Sprintf("%+d", nn-on)
 				if od > 0 && nd > 0 {
 					r.Change += fmt.Sprintf(" (%+.1f pp)", pct(nn, nd)-pct(on, od))

@@ -1,19 +1,22 @@
 package realservers
 
-// The scan of the lab with `mxsurvey scan` (pipeline.Command) and the
-// analysis of that scan (analyze.Command), checked against the independent
-// evidence of evidence_test.go and the truth of lab_test.go's specs.
+// The scan of the lab with `mxsurvey scan` and the analysis of that scan
+// with `mxsurvey analyze` (the command as users run it, built by the test),
+// checked against the independent evidence of evidence_test.go and the
+// truth of lab_test.go's specs.
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,13 +24,45 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/analyze"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
-	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
 
 // tls13Suites are the TLS 1.3 cipher suites (RFC 8446 §B.4) Go can negotiate.
 // The suite is the client's choice among the server's (Postfix leaves
 // tls_preempt_cipherlist off), so the scanner's need not equal openssl's.
 var tls13Suites = []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// mxsurvey runs the mxsurvey command, built once per test binary, and
+// returns its error with what it wrote to stderr.
+func mxsurvey(ctx context.Context, t *testing.T, args ...string) error {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mxsurvey-realservers-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "mxsurvey")
+		if out, err := exec.Command("go", "build", "-o", binPath, "../cmd/mxsurvey").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building mxsurvey: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mxsurvey %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return nil
+}
 
 // readParts reads every DIR/part-*.parquet of one table.
 func readParts[T any](t *testing.T, dir string) []T {
@@ -78,10 +113,9 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 	}
 	scanCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	var stdout, stderr bytes.Buffer
 	started := time.Now()
-	if err := pipeline.Command(scanCtx, args, &stdout, &stderr); err != nil {
-		t.Fatalf("mxsurvey scan %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	if err := mxsurvey(scanCtx, t, append([]string{"scan"}, args...)...); err != nil {
+		t.Fatal(err)
 	}
 	finished := time.Now()
 	t.Logf("scan took %v", finished.Sub(started).Round(time.Millisecond))
@@ -284,11 +318,10 @@ func mapStrings(in []string, f func(string) string) []string {
 // only root and checks hosts.parquet and domains.parquet against the specs.
 func testAnalyze(ctx context.Context, t *testing.T, l *lab, scanDir string) {
 	report := filepath.Join(l.dir, "report")
-	var stdout, stderr bytes.Buffer
 	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := analyze.Command(actx, []string{"-roots", l.caFile, "-quiet", "-o", report, scanDir}, &stdout, &stderr); err != nil {
-		t.Fatalf("mxsurvey analyze: %v\n%s", err, stderr.String())
+	if err := mxsurvey(actx, t, "analyze", "-roots", l.caFile, "-quiet", "-o", report, scanDir); err != nil {
+		t.Fatal(err)
 	}
 	hosts, err := parquet.ReadFile[analyze.HostRow](filepath.Join(report, "hosts.parquet"))
 	if err != nil {

@@ -29,9 +29,11 @@ GO=${GO:-go}
 # benchmark runs, and every process of one benchmark must be the same build.
 mkdir -p bin/bench
 "$GO" build -o bin/bench/mxsurvey ./cmd/mxsurvey
-for t in harness tlsloop dnsloop profiled; do
+for t in harness tlsloop dnsloop; do
   "$GO" build -o "bin/bench/$t" "./bench/$t"
 done
+# The same command with runtime/pprof around it (cmd/mxsurvey/profiled.go).
+"$GO" build -tags profiled -o bin/bench/profiled ./cmd/mxsurvey
 ulimit -n 20000 2>/dev/null || true
 if [ "$smoke" = 1 ]; then
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/mxsurvey-bench-smoke.XXXXXX")

@@ -9,8 +9,6 @@
 package main
 
 import (
-	"github.com/mxsurvey/mxsurvey/internal/cli"
-
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +18,14 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mxsurvey/mxsurvey/analyze"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
+
+// errUsage wraps every error in a command line (unknown flag, impossible
+// value, missing argument): run prints it and exits 2, before any traffic.
+var errUsage = errors.New("usage")
 
 type command struct {
 	name, summary string
@@ -32,8 +33,8 @@ type command struct {
 }
 
 var commands = []command{
-	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", pipeline.Command},
-	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyze.Command},
+	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", scanCommand},
+	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyzeCommand},
 	{"lab", "run a simulated mail internet on loopback, with ground truth", lab.Command},
 }
 
@@ -46,7 +47,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(profile(os.Args[1:], run))
 }
 
 func run(args []string) int {
@@ -78,7 +79,7 @@ func run(args []string) int {
 		switch {
 		case err == nil:
 			return 0
-		case errors.Is(err, cli.ErrUsage):
+		case errors.Is(err, errUsage):
 			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
 			return 2
 		case errors.Is(err, pipeline.ErrInterrupted):

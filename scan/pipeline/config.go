@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -156,8 +157,19 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// ErrConfig is wrapped by the errors of Run that reject its Config, before
+// any traffic is sent.
+var ErrConfig = errors.New("invalid scan configuration")
+
 // validate rejects impossible settings before any traffic is sent.
 func (c *Config) validate() error {
+	if err := c.check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return nil
+}
+
+func (c *Config) check() error {
 	switch {
 	case c.Input == "":
 		return fmt.Errorf("no input: give a domain list file, or - for stdin")

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
-	"github.com/mxsurvey/mxsurvey/internal/cli"
 )
 
 // TestNeverContactsSpecialOrBlockedAddresses points MX records at addresses
@@ -70,56 +68,6 @@ func TestNeverContactsSpecialOrBlockedAddresses(t *testing.T) {
 	}
 	if p := probes["127.63.0.1|mx.fine.test"]; p.Outcome != survey.OutcomeConnect || p.ErrorClass != survey.ErrRefused {
 		t.Errorf("allowed target: %s/%s", p.Outcome, p.ErrorClass)
-	}
-}
-
-// TestBadInputFailsBeforeTraffic: every bad command line ends with a
-// one-line error and ErrUsage (exit 2) before any DNS or SMTP traffic.
-func TestBadInputFailsBeforeTraffic(t *testing.T) {
-	d := startDNS(t, []string{"a.test. MX 10 mx.a.test."})
-	dir := t.TempDir()
-	list := filepath.Join(dir, "d.txt")
-	os.WriteFile(list, []byte("a.test\n"), 0o644)
-	base := []string{"-resolver", d.addr, "-ehlo-name", "scanner.test", "-quiet"}
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"unknown flag", []string{"-frobnicate", list}, "flag provided but not defined"},
-		{"shard K > N", []string{"-shard", "3/2", "-o", dir + "/o", list}, "between 1 and N"},
-		{"shard garbage", []string{"-shard", "half", "-o", dir + "/o", list}, "want K/N"},
-		{"negative rate", []string{"-rate", "-5", "-o", dir + "/o", list}, "rates must be"},
-		{"negative concurrency", []string{"-concurrency", "-1", "-o", dir + "/o", list}, "concurrency"},
-		{"port out of range", []string{"-port", "70000", "-o", dir + "/o", list}, "-port"},
-		{"no output", []string{list}, "-o DIR"},
-		{"no input", []string{"-o", dir + "/o"}, "no domain list"},
-		{"two inputs", []string{"-o", dir + "/o", list, list}, "one domain list"},
-		{"bad resolver", []string{"-resolver", "dns.example:53", "-o", dir + "/o", list}, "-resolver"},
-		{"bad allow", []string{"-allow", "10.0.0.0/33", "-o", dir + "/o", list}, "-allow"},
-		{"unreadable blocklist", []string{"-blocklist", dir + "/missing.txt", "-o", dir + "/o", list}, "blocklist"},
-		{"unknown tls group", []string{"-tls-groups", "x448", "-o", dir + "/o", list}, "unknown group"},
-		{"unknown format", []string{"-format", "xml", "-o", dir + "/o", list}, "format"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			err := Command(context.Background(), append(append([]string{}, base...), tt.args...), &stderr, &stderr)
-			if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want ErrUsage mentioning %q", err, tt.want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error is not one line: %q", err)
-			}
-		})
-	}
-	if n := d.count("a.test", "MX"); n != 0 {
-		t.Errorf("bad command lines sent %d DNS queries", n)
-	}
-	// No -ehlo-name.
-	err := Command(context.Background(), []string{"-resolver", d.addr, "-o", dir + "/o", list}, &bytes.Buffer{}, &bytes.Buffer{})
-	if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "-ehlo-name") {
-		t.Errorf("missing -ehlo-name: %v", err)
 	}
 }
 

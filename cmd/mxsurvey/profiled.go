@@ -1,40 +1,26 @@
-// Old appliances still send certificates with negative serial numbers, which
-// Go rejects since 1.23: as in cmd/mxsurvey.
-//go:debug x509negativeserial=1
+//go:build profiled
 
-// Command profiled runs one mxsurvey command (scan, analyze or lab) exactly as
-// bin/mxsurvey does, with runtime/pprof around it: a CPU profile of the whole
-// run, and a heap profile taken whenever the in-use heap plus goroutine
-// stacks reach a new peak (checked every -mem-every), with the runtime's
-// memory figures at that peak in FILE.json.
+// A profiled build of mxsurvey (go build -tags profiled, as scripts/bench.sh
+// makes bin/bench/profiled) runs one command exactly as bin/mxsurvey does,
+// with runtime/pprof around it: a CPU profile of the whole run, and a heap
+// profile taken whenever the in-use heap plus goroutine stacks reach a new
+// peak (checked every -mem-every), with the runtime's memory figures at that
+// peak in FILE.json. Being the same main package, it cannot drift from the
+// command it measures.
 //
 //	profiled [-cpuprofile F] [-memprofile F] [-mem-every 1s] scan|analyze|lab ARGS...
+
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"syscall"
 	"time"
-
-	"github.com/mxsurvey/mxsurvey/analyze"
-	"github.com/mxsurvey/mxsurvey/lab"
-	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
-
-var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"scan":    pipeline.Command,
-	"analyze": analyze.Command,
-	"lab":     lab.Command,
-}
 
 // peak is written next to the heap profile.
 type peak struct {
@@ -46,29 +32,25 @@ type peak struct {
 	HeapObjects uint64 `json:"heap_objects"`
 }
 
-func main() {
-	fs := flag.NewFlagSet("profiled", flag.ExitOnError)
+// profile parses the profiling flags in front of the command and runs the
+// command under them.
+func profile(args []string, run func([]string) int) int {
+	fs := flag.NewFlagSet("profiled", flag.ContinueOnError)
 	cpuFile := fs.String("cpuprofile", "", "write a CPU profile of the whole command here")
 	memFile := fs.String("memprofile", "", "write the heap profile at the peak of heap+stack in use here")
 	every := fs.Duration("mem-every", time.Second, "how often to check for a new memory peak")
-	_ = fs.Parse(os.Args[1:])
-	if fs.NArg() < 1 || commands[fs.Arg(0)] == nil {
-		fmt.Fprintln(os.Stderr, "usage: profiled [-cpuprofile F] [-memprofile F] scan|analyze|lab ARGS...")
-		os.Exit(2)
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
 	if *cpuFile != "" {
 		f, err := os.Create(*cpuFile)
 		if err != nil {
-			fatal(err)
+			fmt.Fprintln(os.Stderr, "profiled:", err)
+			return 2
 		}
 		if err := pprof.StartCPUProfile(f); err != nil {
-			fatal(err)
+			fmt.Fprintln(os.Stderr, "profiled:", err)
+			return 2
 		}
 		defer func() {
 			pprof.StopCPUProfile()
@@ -102,14 +84,10 @@ func main() {
 	} else {
 		close(memDone)
 	}
-	err := commands[fs.Arg(0)](ctx, fs.Args()[1:], os.Stdout, os.Stderr)
+	code := run(fs.Args())
 	close(done)
 	<-memDone
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "profiled:", err)
-		pprof.StopCPUProfile()
-		os.Exit(1)
-	}
+	return code
 }
 
 func writeHeap(path string, p peak) {
@@ -123,9 +101,4 @@ func writeHeap(path string, p peak) {
 	_ = os.Rename(path+".tmp", path)
 	b, _ := json.MarshalIndent(p, "", "  ")
 	_ = os.WriteFile(path+".json", b, 0o644)
-}
-
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "profiled:", err)
-	os.Exit(2)
 }

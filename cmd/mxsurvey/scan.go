@@ -1,8 +1,6 @@
-package pipeline
+package main
 
 import (
-	"github.com/mxsurvey/mxsurvey/internal/cli"
-
 	"context"
 	"errors"
 	"flag"
@@ -13,17 +11,15 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
+	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
-
-// ErrUsage marks errors in the command line: the caller exits 2.
-var ErrUsage = cli.ErrUsage
 
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-const usage = `usage: mxsurvey scan [flags] DOMAINS
+const scanUsage = `usage: mxsurvey scan [flags] DOMAINS
 
 Resolve the MX hosts of every domain in DOMAINS (a file, or - for stdin;
 one domain per line or "rank,domain" CSV; gzip is detected), probe every
@@ -37,16 +33,16 @@ with -blocklist.
 Flags:
 `
 
-// Command is the "mxsurvey scan" subcommand.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// scanCommand is "mxsurvey scan".
+func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, scanUsage)
 		fs.PrintDefaults()
 	}
 	var (
-		cfg       Config
+		cfg       pipeline.Config
 		resolvers listFlag
 		allow     listFlag
 		format    = fs.String("format", "auto", "input format: auto (list or rank,domain CSV per line), list, csv, zone (a DNS zone file: its delegated names)")
@@ -80,44 +76,44 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	var err error
 	if cfg.Format, err = domains.ParseFormat(*format); err != nil {
-		return fmt.Errorf("%w: -format: %v", ErrUsage, err)
+		return fmt.Errorf("%w: -format: %v", errUsage, err)
 	}
 	switch fs.NArg() {
 	case 0:
-		return fmt.Errorf("%w: no domain list given: mxsurvey scan [flags] DOMAINS (a file, or - for stdin)", ErrUsage)
+		return fmt.Errorf("%w: no domain list given: mxsurvey scan [flags] DOMAINS (a file, or - for stdin)", errUsage)
 	case 1:
 		cfg.Input = fs.Arg(0)
 	default:
-		return fmt.Errorf("%w: one domain list expected, got %d arguments (flags go before the list)", ErrUsage, fs.NArg())
+		return fmt.Errorf("%w: one domain list expected, got %d arguments (flags go before the list)", errUsage, fs.NArg())
 	}
 	if *shard != "" {
-		if cfg.Shard, err = ParseShard(*shard); err != nil {
-			return fmt.Errorf("%w: %v", ErrUsage, err)
+		if cfg.Shard, err = pipeline.ParseShard(*shard); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
-	if cfg.TLSGroups, err = ParseTLSGroups(*groups); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if cfg.TLSGroups, err = pipeline.ParseTLSGroups(*groups); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	for _, a := range allow {
 		p, err := guard.ParsePrefix(a)
 		if err != nil {
-			return fmt.Errorf("%w: -allow: %v", ErrUsage, err)
+			return fmt.Errorf("%w: -allow: %v", errUsage, err)
 		}
 		cfg.Allow = append(cfg.Allow, p)
 	}
 	if *blocklist != "" {
 		if cfg.Block, err = guard.ReadBlocklist(*blocklist); err != nil {
-			return fmt.Errorf("%w: %v", ErrUsage, err)
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
 	for _, r := range resolvers {
 		if _, err := netip.ParseAddrPort(r); err != nil {
 			if _, aerr := netip.ParseAddr(r); aerr != nil {
-				return fmt.Errorf("%w: -resolver %q: want IP:PORT (or IP for port 53)", ErrUsage, r)
+				return fmt.Errorf("%w: -resolver %q: want IP:PORT (or IP for port 53)", errUsage, r)
 			}
 		}
 	}
@@ -129,11 +125,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg.Progress = stderr
 	}
 	cfg.Args = append([]string{"scan"}, args...)
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	_, err = pipeline.Run(ctx, cfg)
+	if errors.Is(err, pipeline.ErrConfig) {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	_, err = Run(ctx, cfg)
 	return err
 }
 

@@ -1,20 +1,19 @@
-package analyze
+package main
 
 import (
-	"github.com/mxsurvey/mxsurvey/internal/cli"
-
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/mxsurvey/mxsurvey/analyze"
 )
 
-// Command is "mxsurvey analyze": the dispatcher in cmd/mxsurvey hands it the
-// arguments after the command name. -h prints the usage and returns nil, so
-// that asking for help is not reported as a failure.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// analyzeCommand is "mxsurvey analyze". -h prints the usage and returns
+// nil, so that asking for help is not reported as a failure.
+func analyzeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	roots := fs.String("roots", "", "PEM `bundle` of trusted roots (default: the system roots)")
@@ -38,17 +37,17 @@ Flags:
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *out == "" || fs.NArg() == 0 {
-		return fmt.Errorf("%w: -o REPORTDIR and at least one SCANDIR are required (mxsurvey analyze -h)", cli.ErrUsage)
+		return fmt.Errorf("%w: -o REPORTDIR and at least one SCANDIR are required (mxsurvey analyze -h)", errUsage)
 	}
 	level := slog.LevelInfo
 	progress := stderr
 	if *quiet {
 		level, progress = slog.LevelWarn, nil
 	}
-	opts := Options{
+	opts := analyze.Options{
 		Dirs:      fs.Args(),
 		RootsFile: *roots,
 		OutDir:    *out,
@@ -57,12 +56,12 @@ Flags:
 		Progress:  progress,
 		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
-	s, err := Analyze(ctx, opts)
+	s, err := analyze.Analyze(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
 	fmt.Fprintf(stdout, "analyzed %d hosts and %d domains; %d hosts with a certificate, %s match the MX name\nreport: %s\n",
 		s.Hosts["total"], s.Domains["total"], s.Hosts["with_cert"],
-		share(s.Hosts["match_mx"], s.Hosts["with_cert"]), *out)
+		analyze.Share(s.Hosts["match_mx"], s.Hosts["with_cert"]), *out)
 	return nil
 }
