@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -310,10 +309,6 @@ func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup,
 	}
 }
 
-// invalidKey keys an invalid input line by its text, apart from every
-// valid domain name.
-func invalidKey(input string) string { return "\x00invalid:" + input }
-
 // resolveDomain resolves one domain, emits its mx rows as one batch (so they
 // are committed together) and queues its new targets.
 func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
@@ -387,11 +382,6 @@ func (r *run) addTarget(ctx context.Context, t target) {
 	}
 }
 
-func skippedRow(t target, port int, class, reason string) survey.ProbeRow {
-	return survey.ProbeRow{IP: t.ip.String(), Port: int32(port), MXHost: t.mxHost, StartedAt: time.Now().UTC(),
-		Outcome: survey.OutcomeSkipped, ErrorClass: class, Error: reason}
-}
-
 func (r *run) emitProbe(ctx context.Context, row survey.ProbeRow) {
 	select {
 	case r.probeRows <- row:
@@ -459,137 +449,4 @@ func (r *run) ptr(ctx context.Context, ip netip.Addr) (string, string) {
 	r.ptrCache[ip] = [2]string{name, status}
 	r.ptrMu.Unlock()
 	return name, status
-}
-
-// prepareOut creates the output directory, or on -resume reads what an
-// earlier run committed: the domains done, and the targets referenced by
-// committed mx rows that have no committed probe row.
-func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *survey.Manifest, err error) {
-	done = domains.NewDedup()
-	old, merr := store.ReadManifest(r.cfg.Out)
-	switch {
-	case merr == nil && !r.cfg.Resume:
-		return nil, nil, nil, fmt.Errorf("%s already holds a scan (status %s): use -resume to continue it, or another -o", r.cfg.Out, old.Status)
-	case merr != nil && !errors.Is(merr, os.ErrNotExist):
-		return nil, nil, nil, fmt.Errorf("output directory %s unusable: %w", r.cfg.Out, merr)
-	}
-	if err := os.MkdirAll(r.cfg.Out, 0o755); err != nil {
-		return nil, nil, nil, fmt.Errorf("creating output directory: %w", err)
-	}
-	host, _ := os.Hostname()
-	m = &survey.Manifest{Tool: "mxsurvey", ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
-		Args: r.cfg.Args, Options: r.cfg.options(), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
-	if old != nil {
-		if old.SchemaVersion != survey.SchemaVersion {
-			return nil, nil, nil, fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", r.cfg.Out, old.SchemaVersion, survey.SchemaVersion)
-		}
-		m.Started = old.Started
-		m.Resumes = append(old.Resumes, time.Now().UTC())
-		referenced := map[string]target{}
-		err := store.ReadAll(survey.MXDir(r.cfg.Out), func(row *survey.MXRow) error {
-			// A row cannot tell an invalid input line from a valid domain
-			// whose resolution failed with "error" (a CNAME loop): mark
-			// both keys done; neither can collide with the other kind.
-			done.Seen(row.Domain)
-			if row.DNSStatus == survey.DNSError && row.MXHost == "" {
-				done.Seen(invalidKey(row.Input))
-			}
-			if row.IP != "" {
-				if ip, perr := netip.ParseAddr(row.IP); perr == nil {
-					t := target{ip: ip, mxHost: row.MXHost}
-					referenced[t.key()] = t
-				}
-			}
-			r.c.resumedMXRows.Add(1)
-			return nil
-		})
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading committed mx rows to resume: %w", err)
-		}
-		err = store.ReadAll(survey.ProbesDir(r.cfg.Out), func(row *survey.ProbeRow) error {
-			k := survey.TargetKey(row.IP, row.MXHost)
-			r.targets[k] = struct{}{}
-			delete(referenced, k)
-			r.c.resumedProbeRows.Add(1)
-			return nil
-		})
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading committed probe rows to resume: %w", err)
-		}
-		for _, t := range referenced {
-			carried = append(carried, t)
-		}
-		slog.Info("resuming", "dir", r.cfg.Out, "domains_done", done.Len(), "probes_done", len(r.targets), "targets_to_reprobe", len(carried))
-	}
-	if err := store.WriteManifest(r.cfg.Out, m); err != nil {
-		return nil, nil, nil, err
-	}
-	return done, carried, m, nil
-}
-
-func (c *Config) options() map[string]any {
-	groups := "go-default"
-	if len(c.TLSGroups) > 0 {
-		groups = ""
-		for i, g := range c.TLSGroups {
-			if i > 0 {
-				groups += ","
-			}
-			groups += g.String()
-		}
-	}
-	return map[string]any{
-		"input": c.Input, "format": string(c.Format), "shard": c.Shard.String(),
-		"resolvers": c.Resolvers, "dns_timeout": c.DNSTimeout.String(), "dns_retries": c.DNSRetries,
-		"dns_concurrency": c.DNSConcurrency, "dns_rate": c.DNSRate, "ptr": c.PTR,
-		"concurrency": c.Concurrency, "rate": c.Rate, "per_ip_concurrency": c.PerIPConcurrency,
-		"ip_interval": c.IPInterval.String(), "port": c.Port, "ehlo_name": c.EHLOName,
-		"probe_timeout": c.ProbeTimeout.String(), "step_timeout": c.StepTimeout.String(),
-		"checkpoint": c.Checkpoint.String(), "ipv6": c.IPv6, "tls_groups": groups, "allow": prefixes(c.Allow), "blocklist_entries": len(c.Block),
-	}
-}
-
-func prefixes(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
-}
-
-// keepManifest rewrites the manifest every 30 seconds so a killed scan
-// leaves its counts behind.
-func (r *run) keepManifest(m *survey.Manifest) (stop func()) {
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				snapshot := *m
-				r.fillCounts(&snapshot)
-				if err := store.WriteManifest(r.cfg.Out, &snapshot); err != nil {
-					slog.Warn("updating manifest", "err", err)
-				}
-			}
-		}
-	}()
-	return func() { close(quit); wg.Wait() }
-}
-
-func (r *run) fillManifest(m *survey.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {
-	r.fillCounts(m)
-	mxParts, _ := store.Parts(survey.MXDir(r.cfg.Out))
-	probeParts, _ := store.Parts(survey.ProbesDir(r.cfg.Out))
-	m.Parts = map[string]int{survey.MXTable: len(mxParts), survey.ProbesTable: len(probeParts)}
-	_, mxRows := mxw.Committed()
-	_, probeRows := pw.Committed()
-	m.Counts["mx_rows_written"] = mxRows
-	m.Counts["probe_rows_written"] = probeRows
 }

@@ -53,32 +53,6 @@ func (c *counters) dnsStatus(s string) {
 	c.mu.Unlock()
 }
 
-func (r *run) fillCounts(m *survey.Manifest) {
-	c := &r.c
-	m.Counts = map[string]int64{
-		"input_lines":        c.read.Load(),
-		"duplicates":         c.duplicates.Load(),
-		"invalid":            c.invalid.Load(),
-		"domains_resolved":   c.resolved.Load(),
-		"mx_rows":            c.mxRows.Load() + c.invalid.Load(),
-		"targets":            c.targets.Load(),
-		"probes":             c.probes.Load(),
-		"resumed_skipped":    c.resumedSkip.Load(),
-		"resumed_mx_rows":    c.resumedMXRows.Load(),
-		"resumed_probe_rows": c.resumedProbeRows.Load(),
-	}
-	st := r.resolver.Stats()
-	m.Counts["dns_queries"] = int64(st.Queries)
-	m.Counts["dns_retries"] = int64(st.Retries)
-	m.Counts["dns_tcp_fallbacks"] = int64(st.TCPFallbacks)
-	m.Counts["dns_cache_hits"] = int64(st.CacheHits)
-	c.mu.Lock()
-	m.Outcomes = maps.Clone(c.outcomes)
-	m.ErrorClasses = maps.Clone(c.errorClasses)
-	m.DNSStatuses = maps.Clone(c.dnsStatuses)
-	c.mu.Unlock()
-}
-
 // progress prints a line every ProgressEvery on the progress writer
 // (stderr from the command): what a researcher watching a long scan needs
 // to know whether it is healthy and when it will end.
