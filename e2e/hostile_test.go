@@ -20,6 +20,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
@@ -49,10 +50,10 @@ func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Du
 	}
 	t.Cleanup(func() { l.Close() })
 	scanDir = filepath.Join(t.TempDir(), "scan")
-	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir, Resolvers: []string{l.DNSAddr},
-		DNSTimeout: 2 * time.Second, DNSRetries: 2, DNSConcurrency: 50, PTR: true,
-		Concurrency: 200, Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", IPv6: true,
-		ProbeTimeout: probeTimeout, StepTimeout: stepTimeout,
+	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir,
+		Resolve:        resolve.Config{Servers: []string{l.DNSAddr}, Timeout: 2 * time.Second, Retries: 2},
+		DNSConcurrency: 50, PTR: true, Concurrency: 200, IPv6: true,
+		Probe: probe.Config{Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", Timeout: probeTimeout, StepTimeout: stepTimeout},
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 	t0 := time.Now()
 	res, err := pipeline.Run(ctx, cfg)

@@ -8,10 +8,13 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
 type listFlag []string
@@ -33,6 +36,14 @@ with -blocklist.
 Flags:
 `
 
+// The command's defaults are those of a polite internet scan (README,
+// "Running a real scan responsibly"); a zero pipeline.Config means no limit.
+const (
+	defaultRate       = 200         // new SMTP connections per second
+	defaultDNSRate    = 2000        // DNS queries per second
+	defaultIPInterval = time.Second // between two connections to one address
+)
+
 // scanCommand is "mxsurvey scan".
 func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
@@ -43,7 +54,6 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var (
 		cfg       pipeline.Config
-		resolvers listFlag
 		allow     listFlag
 		format    = fs.String("format", "auto", "input format: auto (list or rank,domain CSV per line), list, csv, zone (a DNS zone file: its delegated names)")
 		shard     = fs.String("shard", "", "scan only the K-th of N hash slices of the input, as K/N (e.g. 1/4)")
@@ -53,24 +63,24 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	)
 	fs.StringVar(&cfg.Out, "o", "", "output directory for the dataset (required)")
 	fs.BoolVar(&cfg.Resume, "resume", false, "continue the interrupted or killed scan in -o: domains and targets already committed are not redone")
-	fs.DurationVar(&cfg.Checkpoint, "checkpoint", 0, "commit the open Parquet parts at least this often: the most work a crash can lose (default 30s)")
-	fs.Var(&resolvers, "resolver", "recursive DNS resolver HOST:PORT (repeatable; default: /etc/resolv.conf)")
-	fs.DurationVar(&cfg.DNSTimeout, "dns-timeout", 0, "per DNS query attempt (default 3s)")
-	fs.IntVar(&cfg.DNSRetries, "dns-retries", 2, "extra attempts after a DNS timeout or SERVFAIL, with backoff")
-	fs.IntVar(&cfg.DNSConcurrency, "dns-concurrency", 200, "domains resolved at once")
-	fs.Float64Var(&cfg.DNSRate, "dns-rate", 2000, "DNS queries per second, all resolvers together (0 = unlimited)")
+	fs.DurationVar(&cfg.Checkpoint, "checkpoint", pipeline.DefaultCheckpoint, "commit the open Parquet parts at least this often: the most work a crash can lose")
+	fs.Var((*listFlag)(&cfg.Resolve.Servers), "resolver", "recursive DNS resolver HOST:PORT (repeatable; default: /etc/resolv.conf)")
+	fs.DurationVar(&cfg.Resolve.Timeout, "dns-timeout", resolve.DefaultTimeout, "per DNS query attempt")
+	fs.IntVar(&cfg.Resolve.Retries, "dns-retries", resolve.DefaultRetries, "extra attempts after a DNS timeout or SERVFAIL, with backoff")
+	fs.IntVar(&cfg.DNSConcurrency, "dns-concurrency", pipeline.DefaultDNSConcurrency, "domains resolved at once")
+	fs.Float64Var(&cfg.DNSRate, "dns-rate", defaultDNSRate, "DNS queries per second, all resolvers together (0 = unlimited)")
 	fs.BoolVar(&cfg.PTR, "ptr", true, "look up the PTR name of every probed address")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 1000, "probes in flight")
-	fs.Float64Var(&cfg.Rate, "rate", 200, "new SMTP connections per second (0 = unlimited)")
-	fs.IntVar(&cfg.PerIPConcurrency, "per-ip-concurrency", 1, "connections at once to one address")
-	fs.DurationVar(&cfg.IPInterval, "ip-interval", 0, "minimum time between the end of one connection to an address and the next (default 1s)")
-	fs.IntVar(&cfg.Port, "port", 25, "SMTP port")
-	fs.StringVar(&cfg.EHLOName, "ehlo-name", "", "name sent in EHLO/HELO (required: name your scanner)")
-	fs.DurationVar(&cfg.ProbeTimeout, "timeout", 0, "deadline for one whole probe (default 30s)")
-	fs.DurationVar(&cfg.StepTimeout, "step-timeout", 0, "deadline for each step: connect, each reply, the TLS handshake (default 10s)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", pipeline.DefaultConcurrency, "probes in flight")
+	fs.Float64Var(&cfg.Rate, "rate", defaultRate, "new SMTP connections per second (0 = unlimited)")
+	fs.IntVar(&cfg.PerIPConcurrency, "per-ip-concurrency", pipeline.DefaultPerIPConcurrency, "connections at once to one address")
+	fs.DurationVar(&cfg.IPInterval, "ip-interval", defaultIPInterval, "minimum time between the end of one connection to an address and the next")
+	fs.IntVar(&cfg.Probe.Port, "port", probe.DefaultPort, "SMTP port")
+	fs.StringVar(&cfg.Probe.EHLOName, "ehlo-name", "", "name sent in EHLO/HELO (required: name your scanner)")
+	fs.DurationVar(&cfg.Probe.Timeout, "timeout", probe.DefaultTimeout, "deadline for one whole probe")
+	fs.DurationVar(&cfg.Probe.StepTimeout, "step-timeout", probe.DefaultStepTimeout, "deadline for each step: connect, each reply, the TLS handshake")
 	fs.BoolVar(&cfg.IPv6, "ipv6", false, "probe IPv6 addresses too (they are always recorded)")
 	fs.Var(&allow, "allow", "CIDR that may be contacted although special-purpose, e.g. 127.0.0.0/8 for a lab (repeatable)")
-	fs.DurationVar(&cfg.ProgressEvery, "progress", 0, "interval between progress lines on stderr (default 5s)")
+	fs.DurationVar(&cfg.ProgressEvery, "progress", pipeline.DefaultProgressEvery, "interval between progress lines on stderr")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,7 +105,7 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
-	if cfg.TLSGroups, err = pipeline.ParseTLSGroups(*groups); err != nil {
+	if cfg.Probe.CurvePreferences, err = pipeline.ParseTLSGroups(*groups); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	for _, a := range allow {
@@ -110,16 +120,12 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
-	for _, r := range resolvers {
+	for _, r := range cfg.Resolve.Servers {
 		if _, err := netip.ParseAddrPort(r); err != nil {
 			if _, aerr := netip.ParseAddr(r); aerr != nil {
 				return fmt.Errorf("%w: -resolver %q: want IP:PORT (or IP for port 53)", errUsage, r)
 			}
 		}
-	}
-	cfg.Resolvers = resolvers
-	if cfg.IPInterval == 0 && !flagSet(fs, "ip-interval") {
-		cfg.IPInterval = defaultIPInterval
 	}
 	if !*quiet {
 		cfg.Progress = stderr
@@ -130,16 +136,4 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return err
-}
-
-const defaultIPInterval = 1_000_000_000 // 1s
-
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			set = true
-		}
-	})
-	return set
 }

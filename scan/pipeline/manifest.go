@@ -1,70 +1,78 @@
 package pipeline
 
 import (
+	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
-	"sync"
+	"os"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
-func (c *Config) options() map[string]any {
-	groups := "go-default"
-	if len(c.TLSGroups) > 0 {
-		groups = ""
-		for i, g := range c.TLSGroups {
-			if i > 0 {
-				groups += ","
+// newManifest starts the manifest of this run, status running.
+func (r *run) newManifest() *survey.Manifest {
+	host, _ := os.Hostname() // provenance only: an unknown host is ""
+	return &survey.Manifest{Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
+		Args: r.cfg.Args, Options: options(r.cfg), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
+}
+
+// options are the manifest's record of cfg (defaults applied): every field
+// tagged `option:"name"` in Config and in the configurations it embeds, by
+// that name. A duration or other fmt.Stringer is recorded as its text, a
+// list of Stringers as a list of texts, a field tagged "name,len" as its
+// length, anything else as it is. So an option added to a configuration is
+// recorded by its tag, and a recorded value is the one the scan used.
+func options(cfg Config) map[string]any {
+	m := map[string]any{}
+	addOptions(m, reflect.ValueOf(cfg))
+	return m
+}
+
+var stringerType = reflect.TypeFor[fmt.Stringer]()
+
+func addOptions(m map[string]any, v reflect.Value) {
+	for i := range v.NumField() {
+		f, fv := v.Type().Field(i), v.Field(i)
+		tag, ok := f.Tag.Lookup("option")
+		if !ok {
+			if fv.Kind() == reflect.Struct {
+				addOptions(m, fv) // Resolve, Probe
 			}
-			groups += g.String()
+			continue
 		}
-	}
-	return map[string]any{
-		"input": c.Input, "format": string(c.Format), "shard": c.Shard.String(),
-		"resolvers": c.Resolvers, "dns_timeout": c.DNSTimeout.String(), "dns_retries": c.DNSRetries,
-		"dns_concurrency": c.DNSConcurrency, "dns_rate": c.DNSRate, "ptr": c.PTR,
-		"concurrency": c.Concurrency, "rate": c.Rate, "per_ip_concurrency": c.PerIPConcurrency,
-		"ip_interval": c.IPInterval.String(), "port": c.Port, "ehlo_name": c.EHLOName,
-		"probe_timeout": c.ProbeTimeout.String(), "step_timeout": c.StepTimeout.String(),
-		"checkpoint": c.Checkpoint.String(), "ipv6": c.IPv6, "tls_groups": groups, "allow": prefixes(c.Allow), "blocklist_entries": len(c.Block),
+		name, how, _ := strings.Cut(tag, ",")
+		switch {
+		case how == "len":
+			m[name] = fv.Len()
+		case f.Type.Implements(stringerType):
+			m[name] = fv.Interface().(fmt.Stringer).String()
+		case fv.Kind() == reflect.Slice && f.Type.Elem().Implements(stringerType):
+			texts := make([]string, fv.Len())
+			for j := range texts {
+				texts[j] = fv.Index(j).Interface().(fmt.Stringer).String()
+			}
+			m[name] = texts
+		default:
+			m[name] = fv.Interface()
+		}
 	}
 }
 
-func prefixes(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
-}
+// manifestEvery is how often the manifest is rewritten while a scan runs,
+// so that a killed scan leaves its counts behind.
+const manifestEvery = 30 * time.Second
 
-// keepManifest rewrites the manifest every 30 seconds so a killed scan
-// leaves its counts behind.
-func (r *run) keepManifest(m *survey.Manifest) (stop func()) {
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				snapshot := *m
-				r.fillCounts(&snapshot)
-				if err := store.WriteManifest(r.cfg.Out, &snapshot); err != nil {
-					slog.Warn("updating manifest", "err", err)
-				}
-			}
-		}
-	}()
-	return func() { close(quit); wg.Wait() }
+// refreshManifest rewrites a snapshot of m with the counts so far.
+func (r *run) refreshManifest(m *survey.Manifest) {
+	snapshot := *m
+	r.fillCounts(&snapshot)
+	if err := store.WriteManifest(r.cfg.Out, &snapshot); err != nil {
+		slog.Warn("updating manifest", "err", err)
+	}
 }
 
 func (r *run) fillManifest(m *survey.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {

@@ -2,6 +2,13 @@
 // write. Stages talk through bounded channels under one context, so a slow
 // stage pushes back on the ones before it instead of growing memory, and a
 // channel between two stages can later become a work queue between machines.
+//
+// It writes the dataset that package survey defines, through package store.
+// Its Config embeds the prober's and the resolver's configurations, and the
+// manifest records them from their tags. By file: pipeline.go wires the
+// stages, rows.go maps outcomes to rows, resume.go reads what an earlier run
+// committed, manifest.go writes the manifest, progress.go counts and reports.
+// Command-line flags are the command's (cmd/mxsurvey).
 package pipeline
 
 import (
@@ -74,27 +81,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r := &run{cfg: cfg, targets: map[string]struct{}{}, ptrCache: map[netip.Addr][2]string{}}
 	r.c.init()
-	var dnsLimiter *rate.Limiter
-	if cfg.DNSRate > 0 {
-		dnsLimiter = rate.NewLimiter(rate.Limit(cfg.DNSRate), burst(cfg.DNSRate))
-	}
 	if cfg.Rate > 0 {
 		r.connRate = rate.NewLimiter(rate.Limit(cfg.Rate), burst(cfg.Rate))
 	}
+	rc := cfg.Resolve
+	if cfg.DNSRate > 0 {
+		rc.Limiter = rate.NewLimiter(rate.Limit(cfg.DNSRate), burst(cfg.DNSRate))
+	}
 	var err error
-	retries := cfg.DNSRetries
-	if retries == 0 {
-		retries = -1 // the resolver reads 0 as "its default"; here 0 means none
-	}
-	r.resolver, err = resolve.New(resolve.Config{Servers: cfg.Resolvers, Timeout: cfg.DNSTimeout,
-		Retries: retries, Limiter: dnsLimiter})
-	if err != nil {
+	if r.resolver, err = resolve.New(rc); err != nil {
 		return nil, err
 	}
-	r.prober, err = probe.New(probe.Config{Port: cfg.Port, EHLOName: cfg.EHLOName, Timeout: cfg.ProbeTimeout,
-		StepTimeout: cfg.StepTimeout, CurvePreferences: cfg.TLSGroups, Dial: cfg.Dial})
-	if err != nil {
-		return nil, err
+	if r.prober, err = probe.New(cfg.Probe); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err) // e.g. an EHLO name with a space
 	}
 	r.policy = guard.New(cfg.Allow, cfg.Block)
 
@@ -141,8 +140,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// address, keeps going meanwhile; a target costs under 100 bytes.
 	r.sched = polite.New[target](work, cfg.PerIPConcurrency, cfg.IPInterval, max(100*cfg.Concurrency, 250_000))
 
-	stopManifest := r.keepManifest(m)
-	stopProgress := r.progress()
+	stopManifest := every(manifestEvery, func() { r.refreshManifest(m) })
+	stopProgress := func() {}
+	if cfg.Progress != nil {
+		stopProgress = every(cfg.ProgressEvery, func() { fmt.Fprintln(cfg.Progress, r.progressLine()) })
+	}
 
 	var writers errgroup.Group
 	writers.Go(func() error {
@@ -292,10 +294,8 @@ func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup,
 		if e.Err != "" {
 			r.c.invalid.Add(1)
 			r.c.dnsStatus(survey.DNSError)
-			row := survey.MXRow{Domain: e.Input, Rank: e.Rank, Input: e.Input, DNSStatus: survey.DNSError,
-				DNSError: e.Err, ResolvedAt: time.Now().UTC()}
 			select {
-			case r.mxRows <- []survey.MXRow{row}:
+			case r.mxRows <- []survey.MXRow{invalidRow(e, time.Now().UTC())}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -319,32 +319,7 @@ func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
 	if ctx.Err() != nil {
 		return // interrupted mid-lookup: the outcome is not the domain's, resume redoes it
 	}
-	now := time.Now().UTC()
-	base := survey.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
-		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: now}
-	var rows []survey.MXRow
-	var targets []target
-	for _, h := range d.Hosts {
-		hr := base
-		hr.MXHost, hr.MXPreference, hr.MXHostStatus, hr.MXHostError = h.Name, int32(h.Preference), h.Status, h.Error
-		if len(h.Addrs) == 0 {
-			rows = append(rows, hr)
-			continue
-		}
-		for _, a := range h.Addrs {
-			ar := hr
-			ar.IP = a.String()
-			ar.IPVersion = 4
-			if a.Is6() && !a.Is4In6() {
-				ar.IPVersion = 6
-			}
-			rows = append(rows, ar)
-			targets = append(targets, target{ip: a, mxHost: h.Name})
-		}
-	}
-	if len(rows) == 0 {
-		rows = append(rows, base)
-	}
+	rows, targets := mxRows(e, d, time.Now().UTC())
 	r.c.resolved.Add(1)
 	r.c.dnsStatus(d.Status)
 	select {
@@ -370,11 +345,11 @@ func (r *run) addTarget(ctx context.Context, t target) {
 	r.targetsMu.Unlock()
 	r.c.targets.Add(1)
 	if ok, reason := r.policy.Check(t.ip); !ok {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, survey.ErrBlocked, reason))
+		r.emitProbe(ctx, skippedRow(t, r.cfg.Probe.Port, survey.ErrBlocked, reason))
 		return
 	}
 	if t.ip.Is6() && !t.ip.Is4In6() && !r.cfg.IPv6 {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, survey.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
+		r.emitProbe(ctx, skippedRow(t, r.cfg.Probe.Port, survey.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
 		return
 	}
 	if err := r.sched.Add(ctx, t.ip, t); err != nil {
@@ -409,7 +384,7 @@ func (r *run) probeOne(ctx context.Context, t target, release func()) {
 		release()
 		if p := recover(); p != nil {
 			slog.Error("probe worker panic", "target", t.key(), "panic", p, "stack", string(debug.Stack()))
-			row := skippedRow(t, r.cfg.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
+			row := skippedRow(t, r.cfg.Probe.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
 			row.Outcome = survey.OutcomeConnect
 			r.emitProbe(ctx, row)
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
 var testZone = []string{
@@ -73,9 +75,9 @@ func startTestWorld(t *testing.T, delay time.Duration) *lab {
 }
 
 func (l *lab) config(out string) Config {
-	return Config{Input: l.input, Out: out, Resolvers: []string{l.dns.addr}, DNSTimeout: 300 * time.Millisecond,
-		DNSRetries: 0, Port: l.port, EHLOName: "scanner.test", PTR: true, Concurrency: 8, DNSConcurrency: 4,
-		ProbeTimeout: 5 * time.Second, StepTimeout: 2 * time.Second,
+	return Config{Input: l.input, Out: out, Resolve: resolve.Config{Servers: []string{l.dns.addr}, Timeout: 300 * time.Millisecond},
+		Probe: probe.Config{Port: l.port, EHLOName: "scanner.test", Timeout: 5 * time.Second, StepTimeout: 2 * time.Second},
+		PTR:   true, Concurrency: 8, DNSConcurrency: 4,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.61.0.0/16")}}
 }
 

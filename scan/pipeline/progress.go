@@ -53,32 +53,29 @@ func (c *counters) dnsStatus(s string) {
 	c.mu.Unlock()
 }
 
-// progress prints a line every ProgressEvery on the progress writer
-// (stderr from the command): what a researcher watching a long scan needs
-// to know whether it is healthy and when it will end.
-func (r *run) progress() (stop func()) {
-	if r.cfg.Progress == nil {
-		return func() {}
-	}
+// every calls fn every d in a goroutine of its own until stop is called;
+// stop returns once fn is no longer running.
+func every(d time.Duration, fn func()) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(r.cfg.ProgressEvery)
+	wg.Go(func() {
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-quit:
 				return
 			case <-t.C:
-				fmt.Fprintln(r.cfg.Progress, r.progressLine())
+				fn()
 			}
 		}
-	}()
+	})
 	return func() { close(quit); wg.Wait() }
 }
 
+// progressLine is what a researcher watching a long scan needs to know
+// whether it is healthy and when it will end; Run prints one every
+// ProgressEvery on the progress writer (stderr from the command).
 func (r *run) progressLine() string {
 	c := &r.c
 	el := time.Since(c.start).Seconds()

@@ -16,6 +16,8 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
 // TestNeverContactsSpecialOrBlockedAddresses points MX records at addresses
@@ -38,18 +40,18 @@ func TestNeverContactsSpecialOrBlockedAddresses(t *testing.T) {
 	os.WriteFile(in, []byte("evil.test\noptout.test\nfine.test\n"), 0o644)
 	var mu sync.Mutex
 	var dialed []string
-	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolvers: []string{d.addr}, DNSRetries: 0, EHLOName: "scanner.test",
-		Port: 2525, IPv6: true, ProbeTimeout: time.Second, StepTimeout: time.Second,
+	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolve: resolve.Config{Servers: []string{d.addr}}, IPv6: true,
+		Probe: probe.Config{EHLOName: "scanner.test", Port: 2525, Timeout: time.Second, StepTimeout: time.Second,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				dialed = append(dialed, addr)
+				mu.Unlock()
+				return nil, syscall.ECONNREFUSED
+			}},
 		// The lab range is allowed, but 127.0.0.1 and ::1 are not in it, and
 		// the opt-out range is blocklisted inside it.
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.62.0.0/15")},
-		Block: []netip.Prefix{netip.MustParsePrefix("127.62.0.0/16")},
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			mu.Lock()
-			dialed = append(dialed, addr)
-			mu.Unlock()
-			return nil, syscall.ECONNREFUSED
-		}}
+		Block: []netip.Prefix{netip.MustParsePrefix("127.62.0.0/16")}}
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +84,9 @@ func TestDeadResolverStopsTheScan(t *testing.T) {
 	in := filepath.Join(t.TempDir(), "d.txt")
 	os.WriteFile(in, []byte("a.test\n"), 0o644)
 	out := t.TempDir() + "/s"
-	_, err = Run(context.Background(), Config{Input: in, Out: out, Resolvers: []string{pc.LocalAddr().String()},
-		DNSTimeout: 100 * time.Millisecond, EHLOName: "scanner.test"})
+	_, err = Run(context.Background(), Config{Input: in, Out: out,
+		Resolve: resolve.Config{Servers: []string{pc.LocalAddr().String()}, Timeout: 100 * time.Millisecond},
+		Probe:   probe.Config{EHLOName: "scanner.test"}})
 	if err == nil || !strings.Contains(err.Error(), "does not answer") {
 		t.Fatalf("err = %v", err)
 	}

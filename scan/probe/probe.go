@@ -60,11 +60,14 @@ const (
 )
 
 // Config configures a Prober. Zero fields take the defaults above.
+//
+// The fields tagged `option` are recorded under that name in a scan's
+// manifest (docs/schema.md).
 type Config struct {
-	Port          int           // default 25
-	EHLOName      string        // name sent in EHLO/HELO; required
-	Timeout       time.Duration // whole probe, default 30s
-	StepTimeout   time.Duration // each connect/read/handshake step, default 10s, at most Timeout
+	Port          int           `option:"port"`          // default 25
+	EHLOName      string        `option:"ehlo_name"`     // name sent in EHLO/HELO; required
+	Timeout       time.Duration `option:"probe_timeout"` // whole probe, default 30s
+	StepTimeout   time.Duration `option:"step_timeout"`  // each connect/read/handshake step, default 10s, at most Timeout
 	Limits        smtpreply.Limits
 	MaxProbeBytes int64 // bytes read from the server per probe, TLS included; default 256 KiB
 	MaxChainCerts int   // certificates of the chain kept, leaf first; default 20
@@ -72,7 +75,7 @@ type Config struct {
 	// (X25519MLKEM768 first). Which groups a survey offers changes what it
 	// measures (tls_group), so it is the caller's choice and belongs in the
 	// scan's manifest.
-	CurvePreferences []tls.CurveID
+	CurvePreferences Groups `option:"tls_groups"`
 	// MinTLSVersion defaults to TLS 1.0, below Go's client default of 1.2, so
 	// that old servers are measured rather than counted as failures.
 	// MaxTLSVersion 0 is Go's default (TLS 1.3).
@@ -85,6 +88,23 @@ type Config struct {
 	// Dial connects to the target; nil uses a net.Dialer. One method, so tests
 	// and the lab can route or refuse connections.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Groups are TLS key exchange groups in order of preference; nil is Go's
+// default preference.
+type Groups []tls.CurveID
+
+// String names the groups as a scan's manifest records them:
+// comma-separated, or "go-default".
+func (g Groups) String() string {
+	if len(g) == 0 {
+		return "go-default"
+	}
+	names := make([]string, len(g))
+	for i, id := range g {
+		names[i] = id.String()
+	}
+	return strings.Join(names, ",")
 }
 
 // Target is one address to probe and the MX host it was found for. The MX host
@@ -109,36 +129,18 @@ func New(cfg Config) (*Prober, error) {
 		// A space or CRLF in the name would inject words or commands.
 		return nil, fmt.Errorf("probe: EHLOName %q is not a single printable ASCII word", cfg.EHLOName)
 	}
-	switch {
-	case cfg.Port == 0:
-		cfg.Port = DefaultPort
-	case cfg.Port < 0 || cfg.Port > 65535:
+	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("probe: port %d out of range", cfg.Port)
 	}
 	if cfg.Timeout < 0 || cfg.StepTimeout < 0 || cfg.MaxProbeBytes < 0 || cfg.MaxChainCerts < 0 {
 		return nil, errors.New("probe: negative timeout or limit")
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.StepTimeout == 0 {
-		cfg.StepTimeout = DefaultStepTimeout
-	}
+	cfg = cfg.WithDefaults()
 	cfg.StepTimeout = min(cfg.StepTimeout, cfg.Timeout)
-	if cfg.MaxProbeBytes == 0 {
-		cfg.MaxProbeBytes = DefaultMaxProbeBytes
-	}
-	if cfg.MaxChainCerts == 0 {
-		cfg.MaxChainCerts = DefaultMaxChainCerts
-	}
-	if cfg.MinTLSVersion == 0 {
-		cfg.MinTLSVersion = tls.VersionTLS10
-	}
 	if cfg.MaxTLSVersion != 0 && cfg.MaxTLSVersion < cfg.MinTLSVersion {
 		return nil, fmt.Errorf("probe: MaxTLSVersion %s below MinTLSVersion %s",
 			tls.VersionName(cfg.MaxTLSVersion), tls.VersionName(cfg.MinTLSVersion))
 	}
-	cfg.Limits = cfg.Limits.WithDefaults()
 	cfg.CurvePreferences = slices.Clone(cfg.CurvePreferences)
 	cfg.CipherSuites = slices.Clone(cfg.CipherSuites)
 	if cfg.Dial == nil {
@@ -147,11 +149,28 @@ func New(cfg Config) (*Prober, error) {
 	return &Prober{cfg: cfg}, nil
 }
 
-// Config returns the configuration in use, defaults filled, for the manifest.
-func (p *Prober) Config() Config {
-	c := p.cfg
-	c.CurvePreferences = slices.Clone(c.CurvePreferences)
-	c.CipherSuites = slices.Clone(c.CipherSuites)
+// WithDefaults returns c with the defaults above in its zero fields, as New
+// uses it (New also bounds StepTimeout by Timeout).
+func (c Config) WithDefaults() Config {
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.StepTimeout == 0 {
+		c.StepTimeout = DefaultStepTimeout
+	}
+	if c.MaxProbeBytes == 0 {
+		c.MaxProbeBytes = DefaultMaxProbeBytes
+	}
+	if c.MaxChainCerts == 0 {
+		c.MaxChainCerts = DefaultMaxChainCerts
+	}
+	if c.MinTLSVersion == 0 {
+		c.MinTLSVersion = tls.VersionTLS10
+	}
+	c.Limits = c.Limits.WithDefaults()
 	return c
 }
 

@@ -546,14 +546,19 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := pr.Config()
+	c := pr.cfg
+	noDial := c
+	noDial.Dial = nil
+	if !reflect.DeepEqual(noDial, Config{EHLOName: ehloName}.WithDefaults()) {
+		t.Errorf("New's defaults are not WithDefaults'")
+	}
 	if c.Port != 25 || c.Timeout != 30*time.Second || c.StepTimeout != 10*time.Second || c.MaxProbeBytes != 256<<10 ||
 		c.MaxChainCerts != 20 || c.MinTLSVersion != tls.VersionTLS10 || c.MaxTLSVersion != 0 || c.Dial == nil ||
 		c.Limits.MaxLineBytes != 2048 || c.Limits.MaxLines != 1000 || c.Limits.MaxBytes != 65536 || c.CurvePreferences != nil {
 		t.Errorf("defaults: %+v", c)
 	}
 	pr, err = New(Config{EHLOName: ehloName, Timeout: time.Second})
-	if err != nil || pr.Config().StepTimeout != time.Second {
+	if err != nil || pr.cfg.StepTimeout != time.Second {
 		t.Errorf("StepTimeout not bounded by Timeout: %v", err)
 	}
 	for _, bad := range []Config{

@@ -23,7 +23,7 @@ func BenchmarkResolve(b *testing.B) {
 		{"uncached", "u"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r, err := New(Config{Servers: []string{srv.addr}, Timeout: time.Second, Retries: -1})
+			r, err := New(Config{Servers: []string{srv.addr}, Timeout: time.Second})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -34,7 +34,8 @@ import (
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields, except DefaultRetries,
+// which is what a command offers (Config.Retries 0 means no retries).
 const (
 	DefaultTimeout   = 3 * time.Second
 	DefaultRetries   = 2
@@ -44,17 +45,19 @@ const (
 )
 
 // Config configures a Resolver. Zero values take the defaults above.
+//
+// The fields tagged `option` are recorded under that name in a scan's
+// manifest (docs/schema.md).
 type Config struct {
 	// Servers are the recursive resolvers, HOST:PORT (a bare address gets
 	// port 53). Empty means the nameservers of /etc/resolv.conf.
-	Servers []string
+	Servers []string `option:"resolvers"`
 	// Timeout bounds one query attempt (dial, send, and wait for the reply).
-	Timeout time.Duration
+	Timeout time.Duration `option:"dns_timeout"`
 	// Retries is the number of extra attempts after a timeout, SERVFAIL,
 	// network error or rejected reply, each on the next server, after an
-	// exponential backoff with jitter starting at 100ms. 0 means
-	// DefaultRetries; a negative value means no retries.
-	Retries int
+	// exponential backoff with jitter starting at 100ms. 0 means none.
+	Retries int `option:"dns_retries"`
 	// MaxCNAME bounds the CNAME chain followed for one lookup.
 	MaxCNAME int
 	// Limiter, when set, is waited on before every query sent, retries and
@@ -99,9 +102,31 @@ type counters struct {
 	queries, retries, tcpFallbacks, timeouts, cacheHits, cacheMisses atomic.Uint64
 }
 
-// New returns a Resolver for cfg. It fails when no server is configured or
-// a server address does not parse.
+// WithDefaults returns c with the defaults above in its zero fields, as New
+// uses it.
+func (c Config) WithDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxCNAME == 0 {
+		c.MaxCNAME = DefaultMaxCNAME
+	}
+	if c.MaxMX == 0 {
+		c.MaxMX = DefaultMaxMX
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	return c
+}
+
+// New returns a Resolver for cfg. It fails when no server is configured, a
+// server address does not parse, or a timeout or bound is negative.
 func New(cfg Config) (*Resolver, error) {
+	if cfg.Timeout < 0 || cfg.Retries < 0 || cfg.MaxCNAME < 0 || cfg.MaxMX < 0 {
+		return nil, errors.New("resolve: negative timeout, retries or bound")
+	}
+	cfg = cfg.WithDefaults()
 	servers := cfg.Servers
 	if len(servers) == 0 {
 		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
@@ -128,30 +153,11 @@ func New(cfg Config) (*Resolver, error) {
 		}
 		r.servers = append(r.servers, hp)
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	switch {
-	case r.retries == 0:
-		r.retries = DefaultRetries
-	case r.retries < 0:
-		r.retries = 0
-	}
-	if r.maxCNAME <= 0 {
-		r.maxCNAME = DefaultMaxCNAME
-	}
-	if r.maxMX <= 0 {
-		r.maxMX = DefaultMaxMX
-	}
-	switch {
-	case cfg.CacheSize == 0:
-		r.cache = newHostCache(DefaultCacheSize)
-	case cfg.CacheSize > 0:
+	if cfg.CacheSize > 0 {
 		r.cache = newHostCache(cfg.CacheSize)
 	}
-	r.udp = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
-	r.tcp = &dns.Client{Net: "tcp", Timeout: timeout}
+	r.udp = &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsSize}
+	r.tcp = &dns.Client{Net: "tcp", Timeout: cfg.Timeout}
 	return r, nil
 }
 

@@ -153,7 +153,7 @@ func TestResolve(t *testing.T) {
 		{name: "nxdomain", domain: "missing.test", status: survey.DNSNXDomain, errHas: "NXDOMAIN"},
 		{
 			name: "servfail retried", domain: "servfail.test", status: survey.DNSServfail,
-			cfg: func(c *Config) { c.Retries = 0 }, // the default: 2 retries
+			cfg: func(c *Config) { c.Retries = 2 },
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if s := r.Stats(); s.Queries != 3 || s.Retries != 2 {
 					t.Errorf("stats = %+v, want 3 queries, 2 retries", s)
@@ -469,11 +469,14 @@ func TestNewConfig(t *testing.T) {
 	if !slices.Equal(r.servers, want) {
 		t.Errorf("servers = %v, want %v", r.servers, want)
 	}
-	if r.retries != DefaultRetries || r.maxCNAME != DefaultMaxCNAME || r.cache == nil {
+	if r.retries != 0 || r.maxCNAME != DefaultMaxCNAME || r.maxMX != DefaultMaxMX || r.cache == nil {
 		t.Errorf("defaults not applied: %+v", r)
 	}
 	if _, err := New(Config{Servers: []string{"not an address"}}); err == nil {
 		t.Error("bad server accepted")
+	}
+	if _, err := New(Config{Servers: []string{"127.0.0.1"}, Retries: -1}); err == nil {
+		t.Error("negative Retries accepted")
 	}
 }
 
@@ -507,7 +510,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	dead, _ := New(Config{Servers: []string{f.addr, pc.LocalAddr().String()}, Timeout: 100 * time.Millisecond, Retries: -1})
+	dead, _ := New(Config{Servers: []string{f.addr, pc.LocalAddr().String()}, Timeout: 100 * time.Millisecond})
 	err = dead.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), pc.LocalAddr().String()) || !strings.Contains(err.Error(), "-resolver") {
 		t.Fatalf("a dead server passed the check: %v", err)
