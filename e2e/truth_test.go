@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -80,13 +78,8 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 	}
 	reachable = map[string]bool{}
 	for _, d := range truth.Domains {
-		want := map[string]bool{} // "host pref status ip"
 		for _, m := range capMX(d.MX) {
-			if len(m.IPs) == 0 {
-				want[fmt.Sprintf("%s %d %s -", m.Host, m.Preference, m.HostStatus)] = true
-			}
 			for _, ip := range m.IPs {
-				want[fmt.Sprintf("%s %d %s %s", m.Host, m.Preference, m.HostStatus, ip)] = true
 				reachable[survey.TargetKey(ip, m.Host)] = true
 			}
 		}
@@ -95,23 +88,8 @@ func checkAgainstTruth(t *testing.T, truth *lab.Truth, scanDir string, each func
 			report("%s %v: no mx row", d.Domain, d.Cases)
 			continue
 		}
-		got := map[string]bool{}
-		for _, r := range rows {
-			ip := r.IP
-			if ip == "" {
-				ip = "-"
-			}
-			if r.MXHost != "" {
-				got[fmt.Sprintf("%s %d %s %s", r.MXHost, r.MXPreference, r.MXHostStatus, ip)] = true
-			}
-			if r.DNSStatus != d.DNSStatus || r.ImplicitMX != d.ImplicitMX || r.Rank != d.Rank || !sameStrings(r.CNAMEs, d.CNAMEs) {
-				report("%s %v: dns_status=%s implicit=%v rank=%d cnames=%v (%s); truth %s %v %d %v", d.Domain, d.Cases,
-					r.DNSStatus, r.ImplicitMX, r.Rank, r.CNAMEs, r.DNSError, d.DNSStatus, d.ImplicitMX, d.Rank, d.CNAMEs)
-				break
-			}
-		}
-		if !reflect.DeepEqual(got, want) {
-			report("%s %v: mx rows %v, truth %v", d.Domain, d.Cases, keys(got), keys(want))
+		for _, diff := range compareMX(d, rows) {
+			report("%s %v: %s", d.Domain, d.Cases, diff)
 		}
 	}
 
@@ -176,52 +154,10 @@ func analyzeAgainstTruth(t *testing.T, truth *lab.Truth, labDir, scanDir string,
 	return reportDir
 }
 
+// compareProbe holds a probe row to its truth host, column by column (see
+// columns_test.go for how the truth of a column is found).
 func compareProbe(h lab.TruthHost, p survey.ProbeRow) []string {
-	var diffs []string
-	eq := func(name string, got, want any) {
-		if !reflect.DeepEqual(got, want) {
-			diffs = append(diffs, fmt.Sprintf("%s = %#v, truth %#v", name, got, want))
-		}
-	}
-	eq("port", p.Port, h.Port)
-	eq("outcome", p.Outcome, h.Outcome)
-	eq("error_class", p.ErrorClass, h.ErrorClass)
-	eq("ptr_host", p.PTRHost, h.PTRHost)
-	eq("ptr_status", p.PTRStatus, h.PTRStatus)
-	eq("banner_code", p.BannerCode, h.BannerCode)
-	eq("banner_host", p.BannerHost, h.BannerHost)
-	eq("ehlo_verb", p.EHLOVerb, h.EHLOVerb)
-	eq("ehlo_code", p.EHLOCode, h.EHLOCode)
-	eq("ehlo_host", p.EHLOHost, h.EHLOHost)
-	eq("ehlo_extensions", nilIfEmpty(p.EHLOExtensions), nilIfEmpty(h.EHLOExtensions))
-	eq("starttls_offered", p.STARTTLSOffered, h.STARTTLSOffered)
-	eq("starttls_code", p.STARTTLSCode, h.STARTTLSCode)
-	eq("tls_version", p.TLSVersion, h.TLSVersion)
-	eq("cert_subject_cn", p.CertSubjectCN, h.CertSubjectCN)
-	eq("cert_san_dns", nilIfEmpty(p.CertSANDNS), nilIfEmpty(h.CertSANDNS))
-	eq("cert_issuer", p.CertIssuer, h.CertIssuer)
-	eq("cert_sha256", p.CertSHA256, h.CertSHA256)
-	eq("cert_chain_len", int(p.CertChainLen), h.CertChainLen)
-	eq("cert_key_type", p.CertKeyType, h.CertKeyType)
-	eq("cert_key_bits", p.CertKeyBits, h.CertKeyBits)
-	eq("cert_self_signed", p.CertSelfSigned, h.CertSelfSigned)
-	eq("post_tls_ehlo_code", p.PostTLSEHLOCode, h.PostTLSEHLOCode)
-	eq("post_tls_ehlo_host", p.PostTLSEHLOHost, h.PostTLSEHLOHost)
-	eq("post_tls_ehlo_extensions", nilIfEmpty(p.PostTLSEHLOExtensions), nilIfEmpty(h.PostTLSEHLOExtensions))
-	if h.CertNotAfter != nil {
-		eq("cert_not_after", p.CertNotAfter.UTC(), h.CertNotAfter.UTC().Truncate(time.Millisecond))
-		eq("cert_not_before", p.CertNotBefore.UTC(), h.CertNotBefore.UTC().Truncate(time.Millisecond))
-	}
-	if h.EHLOCode != 0 && p.EHLONameSent != "scanner.mxsurvey.test" {
-		diffs = append(diffs, "ehlo_name_sent = "+p.EHLONameSent)
-	}
-	if h.Outcome != survey.OutcomeSkipped && p.StartedAt.IsZero() {
-		diffs = append(diffs, "started_at not set")
-	}
-	if h.TLSVersion != "" && (p.TLSCipher == "" || len(p.CertChain) == 0) {
-		diffs = append(diffs, "tls_cipher or cert_chain empty after a handshake")
-	}
-	return diffs
+	return compareRow("probes", &p, truthColumns(h))
 }
 
 // truthFigures counts the summary's figures from the truth's own facts.
@@ -356,22 +292,4 @@ func truthFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains m
 		}
 	}
 	return hosts, domains
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
-func sameStrings(a, b []string) bool { return reflect.DeepEqual(nilIfEmpty(a), nilIfEmpty(b)) }
-
-func keys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
