@@ -8,6 +8,11 @@
 // Memory is bounded by distinct certificates and targets, never by rows:
 // probe rows are streamed once, keeping a one-byte summary per target, and mx
 // rows are then streamed domain by domain and joined to those summaries.
+//
+// It reads the dataset through packages survey (the contract: rows, the
+// join key, the certificate description) and store (the files), and imports
+// nothing of the scanner: any engine that writes the contract can be
+// analyzed.
 package analyze
 
 import (

@@ -10,6 +10,10 @@
 // §3, RFC 8461 §4.2): the chain as sent (intermediates = chain[1:]), the given
 // roots, the probe's start as the current time, any extended key usage, and
 // names ignored (name checks are the job of package match).
+//
+// What a leaf is (subject, names, issuer, dates, key type and bits,
+// self-signed) is not decided here: it is survey.DescribeCert's, the same
+// description the scanner wrote into the dataset's cert_* columns.
 package certs
 
 import (

@@ -376,7 +376,7 @@ func writeReport(c config) error {
 	targets(&b, rs)
 
 	p("\n## Profiles (go tool pprof -top)\n\n")
-	p("Taken with bench/profiled (the same commands with runtime/pprof around them) at the size shown, latency off\n")
+	p("Taken with bin/bench/profiled (mxsurvey built with -tags profiled: the same commands with runtime/pprof around them) at the size shown, latency off\n")
 	p("unless stated; the lab profile covers the whole latency-off phase of that size.\n")
 	for _, r := range rs {
 		keys := []struct{ k, title string }{

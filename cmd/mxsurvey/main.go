@@ -6,6 +6,11 @@
 // scans MX hosts with SMTP STARTTLS into a Parquet dataset (scan), turns a
 // dataset into statistics and reports (analyze), and runs a simulated mail
 // internet on loopback with known truth (lab).
+//
+// The command line is this package's alone: each subcommand's flag set is
+// in a file of its own (scan.go, analyze.go), and turns flags into the
+// configuration struct of the package that does the work, so that library
+// packages never parse flags and every command line error exits 2.
 package main
 
 import (
