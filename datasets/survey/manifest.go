@@ -40,21 +40,38 @@ const (
 // rewrites it atomically at the start, periodically, and at the end, so a
 // killed scan still says "running" and what it had counted by then.
 type Manifest struct {
-	Tool          string            `json:"tool"`
-	ToolVersion   string            `json:"tool_version"`
-	SchemaVersion int               `json:"schema_version"`
-	Args          []string          `json:"args"`
-	Options       map[string]any    `json:"options"`
-	Host          string            `json:"host"`
-	Started       time.Time         `json:"started"`
-	Ended         *time.Time        `json:"ended,omitempty"`
-	Status        string            `json:"status"`
-	Error         string            `json:"error,omitempty"`
-	Resumes       []time.Time       `json:"resumes,omitempty"`
-	Counts        map[string]int64  `json:"counts"`
-	Outcomes      map[string]int64  `json:"outcomes"`
-	ErrorClasses  map[string]int64  `json:"error_classes"`
-	DNSStatuses   map[string]int64  `json:"dns_statuses"`
-	Parts         map[string]int    `json:"parts"`
-	Extra         map[string]string `json:"extra,omitempty"`
+	Tool          string           `json:"tool"`
+	ToolVersion   string           `json:"tool_version"`
+	SchemaVersion int              `json:"schema_version"`
+	Args          []string         `json:"args"`
+	Options       map[string]any   `json:"options"`
+	Host          string           `json:"host"`
+	Started       time.Time        `json:"started"`
+	Ended         *time.Time       `json:"ended,omitempty"`
+	Status        string           `json:"status"`
+	Error         string           `json:"error,omitempty"`
+	Resumes       []time.Time      `json:"resumes,omitempty"`
+	Counts        map[string]int64 `json:"counts"`
+	Outcomes      map[string]int64 `json:"outcomes"`
+	ErrorClasses  map[string]int64 `json:"error_classes"`
+	DNSStatuses   map[string]int64 `json:"dns_statuses"`
+	Parts         map[string]int   `json:"parts"`
+	// Workers are the processes of a cluster scan that sent rows (none
+	// for a scan on one machine).
+	Workers []Worker          `json:"workers,omitempty"`
+	Extra   map[string]string `json:"extra,omitempty"`
+}
+
+// Worker is one "mxsurvey worker" process that took part in a cluster scan:
+// who it was, and how much of the dataset it resolved and probed.
+type Worker struct {
+	ID             string    `json:"id"`
+	Host           string    `json:"host"`
+	ToolVersion    string    `json:"tool_version"`
+	Concurrency    int       `json:"concurrency"`
+	DNSConcurrency int       `json:"dns_concurrency"`
+	FirstSeen      time.Time `json:"first_seen"`
+	LastSeen       time.Time `json:"last_seen"`
+	Domains        int64     `json:"domains"` // domains whose rows it sent and the coordinator kept
+	Probes         int64     `json:"probes"`  // probe rows it sent and the coordinator kept
 }

@@ -160,8 +160,10 @@ func (c *Config) setDefaults() {
 // any traffic is sent.
 var ErrConfig = errors.New("invalid scan configuration")
 
-// validate rejects impossible settings before any traffic is sent.
-func (c *Config) validate() error {
+// Validate fills c's zero fields with the defaults and rejects impossible
+// settings, before any traffic is sent.
+func (c *Config) Validate() error {
+	c.setDefaults()
 	if err := c.check(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}

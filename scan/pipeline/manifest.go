@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -14,10 +15,10 @@ import (
 )
 
 // newManifest starts the manifest of this run, status running.
-func (r *run) newManifest() *survey.Manifest {
+func (s *Scan) newManifest() *survey.Manifest {
 	host, _ := os.Hostname() // provenance only: an unknown host is ""
 	return &survey.Manifest{Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
-		Args: r.cfg.Args, Options: options(r.cfg), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
+		Args: s.cfg.Args, Options: options(s.cfg), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
 }
 
 // options are the manifest's record of cfg (defaults applied): every field
@@ -66,28 +67,41 @@ func addOptions(m map[string]any, v reflect.Value) {
 // so that a killed scan leaves its counts behind.
 const manifestEvery = 30 * time.Second
 
-// refreshManifest rewrites a snapshot of m with the counts so far.
-func (r *run) refreshManifest(m *survey.Manifest) {
-	snapshot := *m
-	r.fillCounts(&snapshot)
-	if err := store.WriteManifest(r.cfg.Out, &snapshot); err != nil {
+// refreshManifest rewrites a snapshot of the manifest with the counts so
+// far.
+func (s *Scan) refreshManifest() {
+	snapshot := *s.m
+	s.fillCounts(&snapshot)
+	if err := store.WriteManifest(s.cfg.Out, &snapshot); err != nil {
 		slog.Warn("updating manifest", "err", err)
 	}
 }
 
-func (r *run) fillManifest(m *survey.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {
-	r.fillCounts(m)
-	mxParts, _ := store.Parts(survey.MXDir(r.cfg.Out))
-	probeParts, _ := store.Parts(survey.ProbesDir(r.cfg.Out))
-	m.Parts = map[string]int{survey.MXTable: len(mxParts), survey.ProbesTable: len(probeParts)}
-	_, mxRows := mxw.Committed()
-	_, probeRows := pw.Committed()
-	m.Counts["mx_rows_written"] = mxRows
-	m.Counts["probe_rows_written"] = probeRows
+func (s *Scan) fillManifest(m *survey.Manifest) {
+	s.fillCounts(m)
+	m.Parts = map[string]int{}
+	for _, t := range s.sink.tables {
+		parts, _ := store.Parts(filepath.Join(s.cfg.Out, t.name()))
+		m.Parts[t.name()] = len(parts)
+	}
+	for _, t := range s.sink.tables {
+		_, rows := t.committed()
+		m.Counts[rowsWrittenKey(t.name())] = rows
+	}
 }
 
-func (r *run) fillCounts(m *survey.Manifest) {
-	c := &r.c
+// rowsWrittenKey names the manifest's count of the rows committed to a
+// table: TABLE_rows_written, but probe_rows_written for probes (its name
+// since schema version 1).
+func rowsWrittenKey(table string) string {
+	if table == survey.ProbesTable {
+		return "probe_rows_written"
+	}
+	return table + "_rows_written"
+}
+
+func (s *Scan) fillCounts(m *survey.Manifest) {
+	c := &s.c
 	m.Counts = map[string]int64{
 		"input_lines":        c.read.Load(),
 		"duplicates":         c.duplicates.Load(),
@@ -100,7 +114,7 @@ func (r *run) fillCounts(m *survey.Manifest) {
 		"resumed_mx_rows":    c.resumedMXRows.Load(),
 		"resumed_probe_rows": c.resumedProbeRows.Load(),
 	}
-	st := r.resolver.Stats()
+	st := s.wiring.DNSStats()
 	m.Counts["dns_queries"] = int64(st.Queries)
 	m.Counts["dns_retries"] = int64(st.Retries)
 	m.Counts["dns_tcp_fallbacks"] = int64(st.TCPFallbacks)
@@ -110,4 +124,7 @@ func (r *run) fillCounts(m *survey.Manifest) {
 	m.ErrorClasses = maps.Clone(c.errorClasses)
 	m.DNSStatuses = maps.Clone(c.dnsStatuses)
 	c.mu.Unlock()
+	if s.wiring.Manifest != nil {
+		s.wiring.Manifest(m)
+	}
 }

@@ -1,37 +1,31 @@
 // Package pipeline runs one scan: input -> resolve -> targets -> probe ->
 // write. Stages talk through bounded channels under one context, so a slow
-// stage pushes back on the ones before it instead of growing memory, and a
-// channel between two stages can later become a work queue between machines.
+// stage pushes back on the ones before it instead of growing memory.
+//
+// A scan has two halves, so that the same code runs it on one machine or
+// spread over many (package cluster): Scan holds what needs the whole scan
+// in view (the input and what of it is done, target deduplication, the
+// per-address schedule, the writers, the manifest), and Stages do the work
+// that talks to the network (resolve a domain into rows, probe a target
+// into a row). Run wires them together in one process.
 //
 // It writes the dataset that package survey defines, through package store.
 // Its Config embeds the prober's and the resolver's configurations, and the
-// manifest records them from their tags. By file: pipeline.go wires the
-// stages, rows.go maps outcomes to rows, resume.go reads what an earlier run
-// committed, manifest.go writes the manifest, progress.go counts and reports.
-// Command-line flags are the command's (cmd/mxsurvey).
+// manifest records them from their tags. By file: pipeline.go wires a local
+// scan, scan.go is the Scan, stages.go the Stages, sink.go the writers,
+// rows.go maps outcomes to rows, resume.go reads what an earlier run
+// committed, manifest.go writes the manifest, progress.go counts and
+// reports. Command-line flags are the command's (cmd/mxsurvey).
 package pipeline
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"net/netip"
-	"runtime/debug"
 	"sync"
-	"time"
-
-	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
-	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
-	"github.com/mxsurvey/mxsurvey/scan/polite"
-	"github.com/mxsurvey/mxsurvey/scan/probe"
-
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -44,384 +38,82 @@ type Result struct {
 	Manifest *survey.Manifest
 }
 
-type target struct {
-	ip     netip.Addr
-	mxHost string
-}
-
-func (t target) key() string { return survey.TargetKey(t.ip.String(), t.mxHost) }
-
-// run holds the state shared by the stages of one scan.
-type run struct {
-	cfg      Config
-	resolver *resolve.Resolver
-	prober   *probe.Prober
-	policy   *guard.Policy
-	connRate *rate.Limiter
-	sched    *polite.Scheduler[target]
-
-	mxRows    chan []survey.MXRow
-	probeRows chan survey.ProbeRow
-
-	targetsMu sync.Mutex
-	targets   map[string]struct{} // (ip|mx_host) queued or done in this dataset
-
-	ptrMu    sync.Mutex
-	ptrCache map[netip.Addr][2]string
-
-	c counters
-}
-
-// Run performs the scan described by cfg. It returns ErrInterrupted (wrapped)
-// when ctx ended first; the manifest then says "interrupted".
+// Run performs the scan described by cfg on this machine. It returns
+// ErrInterrupted (wrapped) when ctx ended first; the manifest then says
+// "interrupted".
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	r := &run{cfg: cfg, targets: map[string]struct{}{}, ptrCache: map[netip.Addr][2]string{}}
-	r.c.init()
-	if cfg.Rate > 0 {
-		r.connRate = rate.NewLimiter(rate.Limit(cfg.Rate), burst(cfg.Rate))
 	}
 	rc := cfg.Resolve
-	if cfg.DNSRate > 0 {
-		rc.Limiter = rate.NewLimiter(rate.Limit(cfg.DNSRate), burst(cfg.DNSRate))
+	if l := NewLimiter(cfg.DNSRate); l != nil {
+		rc.Limiter = l
 	}
-	var err error
-	if r.resolver, err = resolve.New(rc); err != nil {
-		return nil, err
-	}
-	if r.prober, err = probe.New(cfg.Probe); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err) // e.g. an EHLO name with a space
-	}
-	r.policy = guard.New(cfg.Allow, cfg.Block)
-
-	in, err := domains.Open(cfg.Input, cfg.Format)
-	if err != nil {
-		return nil, fmt.Errorf("opening input: %w", err)
-	}
-	defer in.Close()
-	if err := r.resolver.Check(ctx); err != nil {
-		return nil, err
-	}
-
-	done, carried, m, err := r.prepareOut()
+	res, err := resolve.New(rc)
 	if err != nil {
 		return nil, err
 	}
-	mxw, err := store.NewPartWriter[survey.MXRow](survey.MXDir(cfg.Out), store.PartOptions{})
+	st, err := NewStages(StageConfig{Probe: cfg.Probe, PTR: cfg.PTR, Guard: guard.New(cfg.Allow, cfg.Block)}, res)
 	if err != nil {
 		return nil, err
 	}
-	pw, err := store.NewPartWriter[survey.ProbeRow](survey.ProbesDir(cfg.Out), store.PartOptions{GroupRows: 2000})
+	s, err := Open(ctx, cfg, Wiring{Before: res.Check, DNSStats: res.Stats})
 	if err != nil {
 		return nil, err
 	}
-
-	if cfg.Input != "-" {
-		go func() {
-			if n, err := domains.Count(cfg.Input, cfg.Format); err == nil {
-				r.c.inputTotal.Store(n)
-			}
-		}()
+	work := s.Context()
+	// The connection rate is taken right before the dial, after the
+	// address's turn came, so waits elsewhere cannot bunch connections.
+	var beforeDial func(context.Context) error
+	if l := NewLimiter(cfg.Rate); l != nil {
+		beforeDial = l.Wait
 	}
-
-	r.mxRows = make(chan []survey.MXRow, 256)
-	r.probeRows = make(chan survey.ProbeRow, 256)
-	// The work context ends with the caller's, or when a writer fails (a
-	// full disk must stop the scan, not let it probe into the void); the
-	// writers outlive it so that everything finished is still committed.
-	work, cancelWork := context.WithCancelCause(ctx)
-	defer cancelWork(nil)
-	// The queue must hold the backlog of the busiest addresses (a provider
-	// whose per-domain MX names share a few addresses has tens of thousands
-	// of targets waiting their turn) so that resolution, and every other
-	// address, keeps going meanwhile; a target costs under 100 bytes.
-	r.sched = polite.New[target](work, cfg.PerIPConcurrency, cfg.IPInterval, max(100*cfg.Concurrency, 250_000))
-
-	stopManifest := every(manifestEvery, func() { r.refreshManifest(m) })
-	stopProgress := func() {}
-	if cfg.Progress != nil {
-		stopProgress = every(cfg.ProgressEvery, func() { fmt.Fprintln(cfg.Progress, r.progressLine()) })
-	}
-
-	var writers errgroup.Group
-	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []survey.MXRow) []survey.MXRow { return rows })
-	})
-	writers.Go(func() error {
-		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row survey.ProbeRow) []survey.ProbeRow {
-			return []survey.ProbeRow{row}
-		})
-	})
 
 	names := make(chan domains.Entry, 4*cfg.DNSConcurrency)
 	var readErr error
 	var stages sync.WaitGroup
-	stages.Add(1)
-	go func() {
-		defer stages.Done()
+	stages.Go(func() {
 		defer close(names)
-		readErr = r.read(work, in, done, names)
-	}()
-	// Targets referenced by committed mx rows of an earlier run but without a
-	// committed probe row (lost when that run was killed) are probed first.
-	for _, t := range carried {
-		r.addTarget(work, t)
-	}
-	var resolvers sync.WaitGroup
-	for i := 0; i < cfg.DNSConcurrency; i++ {
-		resolvers.Add(1)
-		go func() {
-			defer resolvers.Done()
-			for e := range names {
-				r.resolveDomain(work, e)
-			}
-		}()
-	}
-	var probers sync.WaitGroup
-	for i := 0; i < cfg.Concurrency; i++ {
-		probers.Add(1)
-		go func() {
-			defer probers.Done()
-			r.probeLoop(work)
-		}()
-	}
-	resolvers.Wait()
-	stages.Wait()
-	r.sched.Close()
-	probers.Wait()
-	close(r.mxRows)
-	close(r.probeRows)
-	writeErr := writers.Wait()
-	stopProgress()
-	stopManifest()
-
-	now := time.Now().UTC()
-	m.Ended = &now
-	r.fillManifest(m, mxw, pw)
-	var runErr error
-	switch {
-	case writeErr != nil:
-		m.Status, runErr = survey.StatusFailed, writeErr
-	case readErr != nil && !errors.Is(readErr, context.Canceled):
-		m.Status, runErr = survey.StatusFailed, readErr
-	case ctx.Err() != nil:
-		m.Status, runErr = survey.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
-	default:
-		m.Status = survey.StatusComplete
-	}
-	if runErr != nil {
-		m.Error = runErr.Error()
-	}
-	if err := store.WriteManifest(cfg.Out, m); err != nil && runErr == nil {
-		runErr = err
-	}
-	r.summary(m)
-	return &Result{Manifest: m}, runErr
-}
-
-func burst(perSecond float64) int {
-	return max(1, int(perSecond/10))
-}
-
-// writeAll drains ch into w, committing the open part every checkpoint
-// interval. After a write error it keeps draining (so no stage blocks) but
-// drops the open part, leaving only committed parts.
-func writeAll[T, R any](w *store.PartWriter[R], ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
-	var firstErr error
-	fail := func(err error) {
-		firstErr = err
-		w.Abort()
-		stop(err)
-	}
-	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case v, ok := <-ch:
-			if !ok {
-				if firstErr != nil {
-					return firstErr
-				}
-				return w.Close()
-			}
-			if firstErr == nil {
-				if err := w.Write(rows(v)); err != nil {
-					fail(err)
-				}
-			}
-		case <-tick.C:
-			if firstErr == nil {
-				if err := w.CommitIfOlder(checkpoint); err != nil {
-					fail(err)
-				}
-			}
-		}
-	}
-}
-
-// read streams the input into names: invalid lines become error rows at
-// once, duplicates, other shards' domains and domains already in the
-// dataset are skipped.
-func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup, names chan<- domains.Entry) error {
-	seen := domains.NewDedup()
-	for {
-		e, err := in.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("reading input: %w", err)
-		}
-		r.c.read.Add(1)
-		key := e.Domain
-		if e.Err != "" {
-			key = invalidKey(e.Input)
-		}
-		if !r.cfg.Shard.includes(key) {
-			continue
-		}
-		if seen.Seen(key) {
-			r.c.duplicates.Add(1)
-			continue
-		}
-		if done.Seen(key) {
-			r.c.resumedSkip.Add(1)
-			continue
-		}
-		if e.Err != "" {
-			r.c.invalid.Add(1)
-			r.c.dnsStatus(survey.DNSError)
+		readErr = s.Read(work, func(ctx context.Context, e domains.Entry) error {
 			select {
-			case r.mxRows <- []survey.MXRow{invalidRow(e, time.Now().UTC())}:
+			case names <- e:
+				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			continue
-		}
-		select {
-		case names <- e:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		})
+	})
+	var resolvers sync.WaitGroup
+	for range cfg.DNSConcurrency {
+		resolvers.Go(func() {
+			for e := range names {
+				if rows, ok := st.Resolve(work, e); ok {
+					s.AcceptDomain(work, rows, nil)
+				}
+			}
+		})
 	}
-}
-
-// resolveDomain resolves one domain, emits its mx rows as one batch (so they
-// are committed together) and queues its new targets.
-func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
-	if ctx.Err() != nil {
-		return
+	var probers sync.WaitGroup
+	for range cfg.Concurrency {
+		probers.Go(func() {
+			for {
+				t, release, ok := s.Next(work)
+				if !ok {
+					return
+				}
+				s.Probing(1)
+				row, ok := st.Probe(work, t, beforeDial)
+				release()
+				s.Probing(-1)
+				if ok && st.PTR(work, &row) {
+					s.AcceptProbe(work, row, nil)
+				}
+			}
+		})
 	}
-	d := r.resolver.Resolve(ctx, e.Domain)
-	if ctx.Err() != nil {
-		return // interrupted mid-lookup: the outcome is not the domain's, resume redoes it
-	}
-	rows, targets := mxRows(e, d, time.Now().UTC())
-	r.c.resolved.Add(1)
-	r.c.dnsStatus(d.Status)
-	select {
-	case r.mxRows <- rows:
-	case <-ctx.Done():
-		return
-	}
-	r.c.mxRows.Add(int64(len(rows)))
-	for _, t := range targets {
-		r.addTarget(ctx, t)
-	}
-}
-
-// addTarget queues t unless it is already queued or done; targets that must
-// not be contacted get their row at once.
-func (r *run) addTarget(ctx context.Context, t target) {
-	r.targetsMu.Lock()
-	if _, ok := r.targets[t.key()]; ok {
-		r.targetsMu.Unlock()
-		return
-	}
-	r.targets[t.key()] = struct{}{}
-	r.targetsMu.Unlock()
-	r.c.targets.Add(1)
-	if ok, reason := r.policy.Check(t.ip); !ok {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Probe.Port, survey.ErrBlocked, reason))
-		return
-	}
-	if t.ip.Is6() && !t.ip.Is4In6() && !r.cfg.IPv6 {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Probe.Port, survey.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
-		return
-	}
-	if err := r.sched.Add(ctx, t.ip, t); err != nil {
-		return // interrupted: the target stays unprobed, resume finds it
-	}
-}
-
-func (r *run) emitProbe(ctx context.Context, row survey.ProbeRow) {
-	select {
-	case r.probeRows <- row:
-		r.c.probe(row)
-	case <-ctx.Done():
-	}
-}
-
-func (r *run) probeLoop(ctx context.Context) {
-	for {
-		t, release, ok := r.sched.Next(ctx)
-		if !ok {
-			return
-		}
-		r.probeOne(ctx, t, release)
-	}
-}
-
-// probeOne probes one target. A panic here (in our code, not the prober's,
-// which recovers its own) is recorded as data rather than ending the scan.
-func (r *run) probeOne(ctx context.Context, t target, release func()) {
-	r.c.inFlight.Add(1)
-	defer func() {
-		r.c.inFlight.Add(-1)
-		release()
-		if p := recover(); p != nil {
-			slog.Error("probe worker panic", "target", t.key(), "panic", p, "stack", string(debug.Stack()))
-			row := skippedRow(t, r.cfg.Probe.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
-			row.Outcome = survey.OutcomeConnect
-			r.emitProbe(ctx, row)
-		}
-	}()
-	var ptrHost, ptrStatus string
-	if r.cfg.PTR {
-		ptrHost, ptrStatus = r.ptr(ctx, t.ip)
-	}
-	// The connection rate is taken right before the dial, after the PTR
-	// lookup, so DNS waits cannot bunch connections together.
-	if r.connRate != nil {
-		if err := r.connRate.Wait(ctx); err != nil {
-			return
-		}
-	}
-	row := r.prober.Probe(ctx, probe.Target{IP: t.ip, MXHost: t.mxHost})
-	if ctx.Err() != nil {
-		return // abandoned by an interrupt: not a property of the server
-	}
-	row.PTRHost, row.PTRStatus = ptrHost, ptrStatus
-	r.emitProbe(ctx, row)
-}
-
-// ptr looks up an address once per scan however many MX names share it.
-func (r *run) ptr(ctx context.Context, ip netip.Addr) (string, string) {
-	r.ptrMu.Lock()
-	v, ok := r.ptrCache[ip]
-	r.ptrMu.Unlock()
-	if ok {
-		return v[0], v[1]
-	}
-	name, status := r.resolver.PTR(ctx, ip)
-	r.ptrMu.Lock()
-	if len(r.ptrCache) >= 1_000_000 {
-		clear(r.ptrCache) // a bound, not an LRU: PTR lookups are cheap to redo
-	}
-	r.ptrCache[ip] = [2]string{name, status}
-	r.ptrMu.Unlock()
-	return name, status
+	resolvers.Wait()
+	stages.Wait()
+	s.CloseQueue()
+	probers.Wait()
+	return s.Finish(ctx, readErr)
 }

@@ -76,8 +76,8 @@ func every(d time.Duration, fn func()) (stop func()) {
 // progressLine is what a researcher watching a long scan needs to know
 // whether it is healthy and when it will end; Run prints one every
 // ProgressEvery on the progress writer (stderr from the command).
-func (r *run) progressLine() string {
-	c := &r.c
+func (s *Scan) progressLine() string {
+	c := &s.c
 	el := time.Since(c.start).Seconds()
 	done := c.resolved.Load() + c.invalid.Load() + c.duplicates.Load() + c.resumedSkip.Load()
 	var b strings.Builder
@@ -89,10 +89,13 @@ func (r *run) progressLine() string {
 			fmt.Fprintf(&b, " eta %s", eta.Round(time.Second))
 		}
 	}
-	pending, _ := r.sched.Stats()
 	fmt.Fprintf(&b, " | %.0f dom/s | probes %d done, %d in flight, %d queued, %.0f/s | dns %d queries",
-		float64(c.resolved.Load())/el, c.probes.Load(), c.inFlight.Load(), pending,
-		float64(c.probes.Load())/el, r.resolver.Stats().Queries)
+		float64(c.resolved.Load())/el, c.probes.Load(), c.inFlight.Load(), s.Queued(),
+		float64(c.probes.Load())/el, s.wiring.DNSStats().Queries)
+	if s.wiring.Note != nil {
+		b.WriteString(" | ")
+		b.WriteString(s.wiring.Note())
+	}
 	c.mu.Lock()
 	if len(c.errorClasses) > 0 {
 		b.WriteString(" | errors")
@@ -105,20 +108,20 @@ func (r *run) progressLine() string {
 }
 
 // summary prints the end-of-scan summary on the progress writer.
-func (r *run) summary(m *survey.Manifest) {
-	if r.cfg.Progress == nil {
+func (s *Scan) summary(m *survey.Manifest) {
+	if s.cfg.Progress == nil {
 		return
 	}
-	w := r.cfg.Progress
+	w := s.cfg.Progress
 	fmt.Fprintf(w, "mxsurvey: scan %s in %s: %d input lines, %d domains resolved, %d invalid, %d duplicates; %d targets, %d probe rows written\n",
-		m.Status, time.Since(r.c.start).Round(time.Millisecond), m.Counts["input_lines"], m.Counts["domains_resolved"],
+		m.Status, time.Since(s.c.start).Round(time.Millisecond), m.Counts["input_lines"], m.Counts["domains_resolved"],
 		m.Counts["invalid"], m.Counts["duplicates"], m.Counts["targets"], m.Counts["probe_rows_written"])
 	fmt.Fprintf(w, "mxsurvey: outcomes %s\n", formatCounts(m.Outcomes))
 	if len(m.ErrorClasses) > 0 {
 		fmt.Fprintf(w, "mxsurvey: error classes %s\n", formatCounts(m.ErrorClasses))
 	}
 	fmt.Fprintf(w, "mxsurvey: dns %s\n", formatCounts(m.DNSStatuses))
-	fmt.Fprintf(w, "mxsurvey: dataset in %s\n", r.cfg.Out)
+	fmt.Fprintf(w, "mxsurvey: dataset in %s\n", s.cfg.Out)
 }
 
 func formatCounts(m map[string]int64) string {

@@ -75,8 +75,8 @@ func TestRatesAreNeverExceeded(t *testing.T) {
 	// them: judge them over two-second windows with 100 ms of jitter.
 	connMax := maxInWindow(dials, time.Second)
 	dnsMax := maxInWindow(queries, 2*time.Second)
-	connLimit := connRate + burst(connRate) + 1 // +1: a dial may lag its token by a scheduling slice
-	dnsLimit := 2*dnsRate + burst(dnsRate) + dnsRate/10
+	connLimit := connRate + Burst(connRate) + 1 // +1: a dial may lag its token by a scheduling slice
+	dnsLimit := 2*dnsRate + Burst(dnsRate) + dnsRate/10
 	t.Logf("%d connections and %d DNS queries in %v; busiest second: %d connections (limit %d); busiest two seconds: %d queries (limit %d)",
 		len(dials), len(queries), el.Round(time.Millisecond), connMax, connLimit, dnsMax, dnsLimit)
 	if connMax > connLimit {
@@ -86,7 +86,7 @@ func TestRatesAreNeverExceeded(t *testing.T) {
 		t.Errorf("DNS rate exceeded: %d queries in two seconds, -dns-rate %d", dnsMax, dnsRate)
 	}
 	// The limits also bind: without them this scan takes milliseconds.
-	if min := time.Duration(float64(targets-burst(connRate)) / connRate * float64(time.Second)); el < min {
+	if min := time.Duration(float64(targets-Burst(connRate)) / connRate * float64(time.Second)); el < min {
 		t.Errorf("scan took %v, faster than -rate allows (%v)", el, min)
 	}
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
@@ -8,15 +9,48 @@ import (
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
+// Rows are the rows one piece of work produced, by table: what the writers
+// commit together per table (all rows of one domain in one part), and what
+// a cluster worker sends its coordinator. A table added to the dataset is a
+// field here and a line in newSink.
+type Rows struct {
+	MX     []survey.MXRow    `json:"mx,omitempty"`
+	Probes []survey.ProbeRow `json:"probes,omitempty"`
+}
+
+// Target is one (address, MX host) to probe once per scan, however many
+// domains lead to it: the join key of the two tables.
+type Target struct {
+	IP     netip.Addr `json:"ip"`
+	MXHost string     `json:"mx_host"`
+}
+
+// Key is the target's survey.TargetKey.
+func (t Target) Key() string { return survey.TargetKey(t.IP.String(), t.MXHost) }
+
+// TargetsOf lists the targets mx rows reference, in row order: what a
+// domain's resolution adds to a scan, and what a resume finds in committed
+// rows.
+func TargetsOf(rows []survey.MXRow) []Target {
+	var targets []Target
+	for _, r := range rows {
+		if r.IP == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(r.IP); err == nil {
+			targets = append(targets, Target{IP: ip, MXHost: r.MXHost})
+		}
+	}
+	return targets
+}
+
 // mxRows maps the resolution of one domain to its mx rows, which are
 // committed together: one per (MX host, address), one per MX host without
-// an address, and one for the domain when it has no MX host. It returns the
-// targets the rows reference, in row order.
-func mxRows(e domains.Entry, d resolve.Domain, at time.Time) ([]survey.MXRow, []target) {
+// an address, and one for the domain when it has no MX host.
+func mxRows(e domains.Entry, d resolve.Domain, at time.Time) []survey.MXRow {
 	base := survey.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
 		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: at}
 	var rows []survey.MXRow
-	var targets []target
 	for _, h := range d.Hosts {
 		hr := base
 		hr.MXHost, hr.MXPreference, hr.MXHostStatus, hr.MXHostError = h.Name, int32(h.Preference), h.Status, h.Error
@@ -32,13 +66,12 @@ func mxRows(e domains.Entry, d resolve.Domain, at time.Time) ([]survey.MXRow, []
 				ar.IPVersion = 6
 			}
 			rows = append(rows, ar)
-			targets = append(targets, target{ip: a, mxHost: h.Name})
 		}
 	}
 	if len(rows) == 0 {
 		rows = append(rows, base)
 	}
-	return rows, targets
+	return rows
 }
 
 // invalidRow is the mx row of an input line that is not a domain: the line
@@ -49,8 +82,8 @@ func invalidRow(e domains.Entry, at time.Time) survey.MXRow {
 }
 
 // skippedRow is the probe row of a target that is not contacted.
-func skippedRow(t target, port int, class, reason string) survey.ProbeRow {
-	return survey.ProbeRow{IP: t.ip.String(), Port: int32(port), MXHost: t.mxHost, StartedAt: time.Now().UTC(),
+func skippedRow(t Target, port int, class, reason string) survey.ProbeRow {
+	return survey.ProbeRow{IP: t.IP.String(), Port: int32(port), MXHost: t.MXHost, StartedAt: time.Now().UTC(),
 		Outcome: survey.OutcomeSkipped, ErrorClass: class, Error: reason}
 }
 

@@ -112,6 +112,10 @@ func (s *Scheduler[T]) Next(ctx context.Context) (item T, done func(), ok bool) 
 	}
 }
 
+// Done is closed when the scheduler has stopped: it was closed and every
+// item was handed out and released, or its context ended.
+func (s *Scheduler[T]) Done() <-chan struct{} { return s.stopped }
+
 // Stats reports queued items and tracked addresses.
 func (s *Scheduler[T]) Stats() (pending, addrs int) {
 	return int(s.pending.Load()), int(s.tracked.Load())

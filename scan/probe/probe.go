@@ -86,8 +86,9 @@ type Config struct {
 	// suites here measures them instead. TLS 1.3 suites are not configurable.
 	CipherSuites []uint16
 	// Dial connects to the target; nil uses a net.Dialer. One method, so tests
-	// and the lab can route or refuse connections.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// and the lab can route or refuse connections. A process's own, never
+	// sent to a cluster worker with the rest of the configuration.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error) `json:"-"`
 }
 
 // Groups are TLS key exchange groups in order of preference; nil is Go's

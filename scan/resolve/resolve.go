@@ -29,7 +29,6 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
@@ -61,8 +60,10 @@ type Config struct {
 	// MaxCNAME bounds the CNAME chain followed for one lookup.
 	MaxCNAME int
 	// Limiter, when set, is waited on before every query sent, retries and
-	// TCP fallbacks included, so it is the scan's global DNS query rate.
-	Limiter *rate.Limiter
+	// TCP fallbacks included, so it is the scan's global DNS query rate:
+	// a *rate.Limiter in one process, leases of the coordinator's tokens
+	// in a cluster worker. A process's own object, never sent.
+	Limiter Limiter `json:"-"`
 	// CacheSize bounds the MX-host address cache (entries). 0 means
 	// DefaultCacheSize; a negative value disables the cache.
 	CacheSize int
@@ -72,6 +73,12 @@ type Config struct {
 	MaxMX int
 }
 
+// Limiter paces queries. Wait returns when one query may be sent, or an
+// error when ctx ends first or would end while waiting.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
 // Resolver resolves domains to MX hosts and addresses. It is safe for
 // concurrent use; share one per scan so the host cache is shared.
 type Resolver struct {
@@ -79,7 +86,7 @@ type Resolver struct {
 	retries  int
 	maxCNAME int
 	maxMX    int
-	limiter  *rate.Limiter
+	limiter  Limiter
 	udp      *dns.Client
 	tcp      *dns.Client
 	cache    *hostCache // nil when disabled
