@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -22,6 +23,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		hostile   bool
 		truthWait bool
 		duration  time.Duration
+		connLog   string
 	)
 	fs.IntVar(&cfg.Domains, "domains", 10000, "number of domains")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "world seed: same seed, same world")
@@ -38,6 +40,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&cfg.NoTruth, "no-truth", false, "do not write the truth files (load tests)")
 	fs.BoolVar(&truthWait, "truth-wait", false, "write lab.json only once the truth files are written (default: serve and write lab.json at once, truth_ready when the truth files appear)")
 	fs.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
+	fs.StringVar(&connLog, "conn-log", "", "file getting one line per SMTP connection as it ends: address, start and end in Unix nanoseconds")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mxsurvey lab -out DIR [flags]\n\n"+
 			"Starts a simulated mail internet on loopback: authoritative DNS for .test and\n"+
@@ -81,6 +84,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	cfg.TruthBackground = !truthWait
+	if connLog != "" {
+		f, err := os.Create(connLog)
+		if err != nil {
+			return fmt.Errorf("lab: -conn-log: %w", err)
+		}
+		defer f.Close()
+		cfg.ConnLog = f
+	}
 	l, err := Start(ctx, cfg)
 	if err != nil {
 		return err

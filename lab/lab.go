@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -49,6 +50,11 @@ type Config struct {
 	// truth_ready (WaitTruth, ReadTruth wait for that). Without it Start
 	// returns after the truth files are written.
 	TruthBackground bool
+	// ConnLog, when set, gets one line per SMTP connection when it ends:
+	// "ADDRESS START END", the address the client dialed and the accept and
+	// close times in Unix nanoseconds, by the lab's clock. It is what a
+	// test counts politeness with: the servers' own view.
+	ConnLog io.Writer
 }
 
 // Lab is a running lab.
@@ -270,6 +276,7 @@ func (l *Lab) listen(cfg Config) error {
 	}
 	l.SMTPPort = sl.Addr().(*net.TCPAddr).Port
 	l.smtp = newSMTPServer(l.world, l.auth, sl)
+	l.smtp.connLog = cfg.ConnLog
 	l.smtp.wg.Add(1)
 	go l.smtp.serve()
 	return nil

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -551,4 +552,40 @@ func benchDomains() int {
 		return n
 	}
 	return 100_000
+}
+
+// TestConnLog: one line per SMTP connection, naming the address dialed,
+// with its accept and close times; what cluster tests count politeness by.
+func TestConnLog(t *testing.T) {
+	var log bytes.Buffer
+	l, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 200, Seed: 3}, DNSAddr: "127.0.0.1:0",
+		OutDir: t.TempDir(), NoTruth: true, ConnLog: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := l.world.slotAddr(0)
+	before := time.Now().UnixNano()
+	for range 2 {
+		c, err := net.Dial("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(l.SMTPPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		bufio.NewReader(c).ReadString('\n')
+		c.Close()
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("conn log %q: want 2 lines", log.String())
+	}
+	for _, line := range lines {
+		var addr string
+		var start, end int64
+		if _, err := fmt.Sscanf(line, "%s %d %d", &addr, &start, &end); err != nil || addr != ip.String() || start < before || end < start {
+			t.Errorf("line %q: want %s, start after %d, end after start (%v)", line, ip, before, err)
+		}
+	}
 }

@@ -178,10 +178,11 @@ type smtpServer struct {
 	ln   net.Listener
 	done chan struct{}
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+	connLog io.Writer // Config.ConnLog, written under mu
 }
 
 func newSMTPServer(w *World, auth *authority, ln net.Listener) *smtpServer {
@@ -210,9 +211,10 @@ func (s *smtpServer) serve() {
 			return
 		}
 		s.wg.Add(1)
+		start := time.Now()
 		go func() {
 			defer s.wg.Done()
-			defer s.untrack(c)
+			defer s.untrack(c, start)
 			s.handle(c)
 		}()
 	}
@@ -228,10 +230,13 @@ func (s *smtpServer) track(c net.Conn) bool {
 	return true
 }
 
-func (s *smtpServer) untrack(c net.Conn) {
+func (s *smtpServer) untrack(c net.Conn, start time.Time) {
 	c.Close()
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.connLog != nil {
+		fmt.Fprintf(s.connLog, "%s %d %d\n", addrOf(c.LocalAddr()), start.UnixNano(), time.Now().UnixNano())
+	}
 	s.mu.Unlock()
 }
 
