@@ -40,7 +40,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&cfg.NoTruth, "no-truth", false, "do not write the truth files (load tests)")
 	fs.BoolVar(&truthWait, "truth-wait", false, "write lab.json only once the truth files are written (default: serve and write lab.json at once, truth_ready when the truth files appear)")
 	fs.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
-	fs.StringVar(&connLog, "conn-log", "", "file getting one line per SMTP connection as it ends: address, start and end in Unix nanoseconds")
+	fs.StringVar(&connLog, "conn-log", "", "file getting one line per SMTP connection as it ends: address dialed, start and end in Unix nanoseconds, client address")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mxsurvey lab -out DIR [flags]\n\n"+
 			"Starts a simulated mail internet on loopback: authoritative DNS for .test and\n"+

@@ -51,9 +51,10 @@ type Config struct {
 	// returns after the truth files are written.
 	TruthBackground bool
 	// ConnLog, when set, gets one line per SMTP connection when it ends:
-	// "ADDRESS START END", the address the client dialed and the accept and
-	// close times in Unix nanoseconds, by the lab's clock. It is what a
-	// test counts politeness with: the servers' own view.
+	// "ADDRESS START END CLIENT", the address the client dialed, the accept
+	// and close times in Unix nanoseconds by the lab's clock, and the
+	// client's address. It is what a test counts politeness with: the
+	// servers' own view.
 	ConnLog io.Writer
 }
 

@@ -582,10 +582,10 @@ func TestConnLog(t *testing.T) {
 		t.Fatalf("conn log %q: want 2 lines", log.String())
 	}
 	for _, line := range lines {
-		var addr string
+		var addr, client string
 		var start, end int64
-		if _, err := fmt.Sscanf(line, "%s %d %d", &addr, &start, &end); err != nil || addr != ip.String() || start < before || end < start {
-			t.Errorf("line %q: want %s, start after %d, end after start (%v)", line, ip, before, err)
+		if _, err := fmt.Sscanf(line, "%s %d %d %s", &addr, &start, &end, &client); err != nil || addr != ip.String() || start < before || end < start || client != "127.0.0.1" {
+			t.Errorf("line %q: want %s, start after %d, end after start, client 127.0.0.1 (%v)", line, ip, before, err)
 		}
 	}
 }

@@ -235,7 +235,7 @@ func (s *smtpServer) untrack(c net.Conn, start time.Time) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	if s.connLog != nil {
-		fmt.Fprintf(s.connLog, "%s %d %d\n", addrOf(c.LocalAddr()), start.UnixNano(), time.Now().UnixNano())
+		fmt.Fprintf(s.connLog, "%s %d %d %s\n", addrOf(c.LocalAddr()), start.UnixNano(), time.Now().UnixNano(), addrOf(c.RemoteAddr()))
 	}
 	s.mu.Unlock()
 }

@@ -11,6 +11,10 @@
 // in a file of its own (scan.go, analyze.go), and turns flags into the
 // configuration struct of the package that does the work, so that library
 // packages never parse flags and every command line error exits 2.
+//
+// Exit statuses: 0 done, 1 failed, 2 a bad command line or a NATS server
+// that cannot be used (before any traffic), 3 every worker refused a
+// cluster scan (another version), 130 interrupted (resume with -resume).
 package main
 
 import (
@@ -25,6 +29,7 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
+	"github.com/mxsurvey/mxsurvey/scan/cluster"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
 
@@ -39,6 +44,7 @@ type command struct {
 
 var commands = []command{
 	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", scanCommand},
+	{"worker", "take part in scans coordinated over NATS (scan -nats): resolve and probe", workerCommand},
 	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyzeCommand},
 	{"lab", "run a simulated mail internet on loopback, with ground truth", lab.Command},
 }
@@ -84,9 +90,12 @@ func run(args []string) int {
 		switch {
 		case err == nil:
 			return 0
-		case errors.Is(err, errUsage):
+		case errors.Is(err, errUsage), errors.Is(err, cluster.ErrNATS):
 			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
 			return 2
+		case errors.Is(err, cluster.ErrRefused):
+			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
+			return 3
 		case errors.Is(err, pipeline.ErrInterrupted):
 			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
 			return 130

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/scan/cluster"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
@@ -53,24 +54,28 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.PrintDefaults()
 	}
 	var (
-		cfg       pipeline.Config
-		allow     listFlag
-		format    = fs.String("format", "auto", "input format: auto (list or rank,domain CSV per line), list, csv, zone (a DNS zone file: its delegated names)")
-		shard     = fs.String("shard", "", "scan only the K-th of N hash slices of the input, as K/N (e.g. 1/4)")
-		groups    = fs.String("tls-groups", "default", "TLS key exchange groups offered, in order: default (Go's: X25519MLKEM768, X25519, P-256, ...) or a list such as x25519,p256")
-		blocklist = fs.String("blocklist", "", "file of CIDRs or addresses never to contact (one per line, # comments)")
-		quiet     = fs.Bool("quiet", false, "no progress lines or summary on stderr")
+		cfg    pipeline.Config
+		format = fs.String("format", "auto", "input format: auto (list or rank,domain CSV per line), list, csv, zone (a DNS zone file: its delegated names)")
+		shard  = fs.String("shard", "", "scan only the K-th of N hash slices of the input, as K/N (e.g. 1/4); per-address limits and rates then hold per shard only (divide them by N, or use -nats)")
+		groups = fs.String("tls-groups", "default", "TLS key exchange groups offered, in order: default (Go's: X25519MLKEM768, X25519, P-256, ...) or a list such as x25519,p256")
+		quiet  = fs.Bool("quiet", false, "no progress lines or summary on stderr")
+		guards = addGuardFlags(fs)
+		nats   = addNATSFlags(fs, "coordinate a scan over the workers of this NATS server (nats://HOST:4222, tls://...; docs/distributed.md) instead of scanning from this machine")
+		cc     cluster.CoordinatorConfig
 	)
+	fs.IntVar(&cc.Batch, "nats-batch", cluster.DefaultBatch, "with -nats: domains per message to the workers")
+	fs.DurationVar(&cc.AckWait, "nats-ack-wait", cluster.DefaultAckWait, "with -nats: a domain batch a worker holds this long without word goes to another worker")
+	fs.DurationVar(&cc.StartWindow, "nats-start-window", cluster.DefaultStartWindow, "with -nats: a worker connects within this of the grant of a target, or gives it back")
 	fs.StringVar(&cfg.Out, "o", "", "output directory for the dataset (required)")
 	fs.BoolVar(&cfg.Resume, "resume", false, "continue the interrupted or killed scan in -o: domains and targets already committed are not redone")
 	fs.DurationVar(&cfg.Checkpoint, "checkpoint", pipeline.DefaultCheckpoint, "commit the open Parquet parts at least this often: the most work a crash can lose")
-	fs.Var((*listFlag)(&cfg.Resolve.Servers), "resolver", "recursive DNS resolver HOST:PORT (repeatable; default: /etc/resolv.conf)")
+	fs.Var((*listFlag)(&cfg.Resolve.Servers), "resolver", "recursive DNS resolver HOST:PORT (repeatable; default: /etc/resolv.conf; with -nats: each worker's own)")
 	fs.DurationVar(&cfg.Resolve.Timeout, "dns-timeout", resolve.DefaultTimeout, "per DNS query attempt")
 	fs.IntVar(&cfg.Resolve.Retries, "dns-retries", resolve.DefaultRetries, "extra attempts after a DNS timeout or SERVFAIL, with backoff")
-	fs.IntVar(&cfg.DNSConcurrency, "dns-concurrency", pipeline.DefaultDNSConcurrency, "domains resolved at once")
+	fs.IntVar(&cfg.DNSConcurrency, "dns-concurrency", pipeline.DefaultDNSConcurrency, "domains resolved at once (with -nats: each worker's own)")
 	fs.Float64Var(&cfg.DNSRate, "dns-rate", defaultDNSRate, "DNS queries per second, all resolvers together (0 = unlimited)")
 	fs.BoolVar(&cfg.PTR, "ptr", true, "look up the PTR name of every probed address")
-	fs.IntVar(&cfg.Concurrency, "concurrency", pipeline.DefaultConcurrency, "probes in flight")
+	fs.IntVar(&cfg.Concurrency, "concurrency", pipeline.DefaultConcurrency, "probes in flight (with -nats: each worker's own)")
 	fs.Float64Var(&cfg.Rate, "rate", defaultRate, "new SMTP connections per second (0 = unlimited)")
 	fs.IntVar(&cfg.PerIPConcurrency, "per-ip-concurrency", pipeline.DefaultPerIPConcurrency, "connections at once to one address")
 	fs.DurationVar(&cfg.IPInterval, "ip-interval", defaultIPInterval, "minimum time between the end of one connection to an address and the next")
@@ -79,7 +84,6 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&cfg.Probe.Timeout, "timeout", probe.DefaultTimeout, "deadline for one whole probe")
 	fs.DurationVar(&cfg.Probe.StepTimeout, "step-timeout", probe.DefaultStepTimeout, "deadline for each step: connect, each reply, the TLS handshake")
 	fs.BoolVar(&cfg.IPv6, "ipv6", false, "probe IPv6 addresses too (they are always recorded)")
-	fs.Var(&allow, "allow", "CIDR that may be contacted although special-purpose, e.g. 127.0.0.0/8 for a lab (repeatable)")
 	fs.DurationVar(&cfg.ProgressEvery, "progress", pipeline.DefaultProgressEvery, "interval between progress lines on stderr")
 
 	if err := fs.Parse(args); err != nil {
@@ -108,32 +112,79 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if cfg.Probe.CurvePreferences, err = pipeline.ParseTLSGroups(*groups); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	for _, a := range allow {
+	if cfg.Allow, cfg.Block, err = guards.parse(); err != nil {
+		return err
+	}
+	if err := checkResolvers(cfg.Resolve.Servers); err != nil {
+		return err
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	cfg.Args = append([]string{"scan"}, args...)
+	if nats.URL != "" {
+		cc.NATS, cc.Scan = *nats, cfg
+		_, err = cluster.Coordinate(ctx, cc)
+	} else {
+		_, err = pipeline.Run(ctx, cfg)
+	}
+	if errors.Is(err, pipeline.ErrConfig) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return err
+}
+
+// guardFlags are -allow and -blocklist, of scan and worker.
+type guardFlags struct {
+	allow     listFlag
+	blocklist *string
+}
+
+func addGuardFlags(fs *flag.FlagSet) *guardFlags {
+	g := &guardFlags{}
+	fs.Var(&g.allow, "allow", "CIDR that may be contacted although special-purpose, e.g. 127.0.0.0/8 for a lab (repeatable)")
+	g.blocklist = fs.String("blocklist", "", "file of CIDRs or addresses never to contact (one per line, # comments)")
+	return g
+}
+
+func (g *guardFlags) parse() (allow, block []netip.Prefix, err error) {
+	for _, a := range g.allow {
 		p, err := guard.ParsePrefix(a)
 		if err != nil {
-			return fmt.Errorf("%w: -allow: %v", errUsage, err)
+			return nil, nil, fmt.Errorf("%w: -allow: %v", errUsage, err)
 		}
-		cfg.Allow = append(cfg.Allow, p)
+		allow = append(allow, p)
 	}
-	if *blocklist != "" {
-		if cfg.Block, err = guard.ReadBlocklist(*blocklist); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+	if *g.blocklist != "" {
+		if block, err = guard.ReadBlocklist(*g.blocklist); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
-	for _, r := range cfg.Resolve.Servers {
+	return allow, block, nil
+}
+
+// checkResolvers rejects a -resolver that is not an address: a name would
+// need a resolver to be found.
+func checkResolvers(servers []string) error {
+	for _, r := range servers {
 		if _, err := netip.ParseAddrPort(r); err != nil {
 			if _, aerr := netip.ParseAddr(r); aerr != nil {
 				return fmt.Errorf("%w: -resolver %q: want IP:PORT (or IP for port 53)", errUsage, r)
 			}
 		}
 	}
-	if !*quiet {
-		cfg.Progress = stderr
-	}
-	cfg.Args = append([]string{"scan"}, args...)
-	_, err = pipeline.Run(ctx, cfg)
-	if errors.Is(err, pipeline.ErrConfig) {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	return err
+	return nil
+}
+
+// addNATSFlags adds -nats and the options of the connection to NATS, of
+// scan and worker.
+func addNATSFlags(fs *flag.FlagSet, usage string) *cluster.NATS {
+	n := &cluster.NATS{}
+	fs.StringVar(&n.URL, "nats", "", usage)
+	fs.StringVar(&n.Creds, "nats-creds", "", "NATS credentials file (JWT and NKey seed)")
+	fs.StringVar(&n.CA, "nats-ca", "", "PEM file of the CAs to verify the NATS server's certificate with (tls:// URLs)")
+	fs.StringVar(&n.Cert, "nats-cert", "", "client certificate for NATS servers that ask for one (with -nats-key)")
+	fs.StringVar(&n.Key, "nats-key", "", "key of -nats-cert")
+	fs.StringVar(&n.Prefix, "nats-prefix", cluster.DefaultPrefix, "names of the NATS streams, bucket and subjects: scan and workers must agree")
+	return n
 }

@@ -9,10 +9,21 @@ import (
 const Tool = "mxsurvey"
 
 // Version is the tool version written into every part and manifest: the
-// module version when built from a tagged module, else the VCS revision.
+// module version when built from a tagged module, else the VCS revision,
+// unless the build set one:
+//
+//	go build -ldflags "-X github.com/mxsurvey/mxsurvey/datasets/survey.buildVersion=v1.2.3"
+//
+// A cluster's workers refuse a scan whose coordinator has another.
 var Version = toolVersion()
 
+// buildVersion is set by the linker (-X), never by code.
+var buildVersion string
+
 func toolVersion() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "devel"

@@ -13,23 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/internal/connlog"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
-
-// maxInWindow is the most events within any window of length w.
-func maxInWindow(ts []time.Time, w time.Duration) int {
-	ts = slices.Clone(ts)
-	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
-	most, j := 0, 0
-	for i := range ts {
-		for ts[i].Sub(ts[j]) >= w {
-			j++
-		}
-		most = max(most, i-j+1)
-	}
-	return most
-}
 
 // TestRatesAreNeverExceeded measures the connection and DNS query rates a
 // scan actually produces and checks them against -rate and -dns-rate:
@@ -73,8 +60,8 @@ func TestRatesAreNeverExceeded(t *testing.T) {
 	// are timed where the test server handles them, after the kernel and
 	// the scheduler (slow under -race, on a loaded machine), which bunches
 	// them: judge them over two-second windows with 100 ms of jitter.
-	connMax := maxInWindow(dials, time.Second)
-	dnsMax := maxInWindow(queries, 2*time.Second)
+	connMax := connlog.MaxEventsInWindow(dials, time.Second)
+	dnsMax := connlog.MaxEventsInWindow(queries, 2*time.Second)
 	connLimit := connRate + Burst(connRate) + 1 // +1: a dial may lag its token by a scheduling slice
 	dnsLimit := 2*dnsRate + Burst(dnsRate) + dnsRate/10
 	t.Logf("%d connections and %d DNS queries in %v; busiest second: %d connections (limit %d); busiest two seconds: %d queries (limit %d)",

@@ -145,6 +145,10 @@ func Open(ctx context.Context, cfg Config, w Wiring) (*Scan, error) {
 // a writer failed.
 func (s *Scan) Context() context.Context { return s.work }
 
+// Stop ends the scan's work context with cause: what is in flight is
+// abandoned, what was accepted is still committed by Finish.
+func (s *Scan) Stop(cause error) { s.cancelWork(cause) }
+
 // Config is the scan's configuration with its defaults applied.
 func (s *Scan) Config() Config { return s.cfg }
 
@@ -359,4 +363,12 @@ func NewLimiter(perSecond float64) *rate.Limiter {
 // Burst is the burst of NewLimiter(perSecond).
 func Burst(perSecond float64) int {
 	return max(1, int(perSecond/10))
+}
+
+// Done reports whether domain is in the dataset: committed by an earlier
+// run, or accepted by this one (Wiring.Redelivered).
+func (s *Scan) Done(domain string) bool {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	return s.done.Has(domain)
 }
