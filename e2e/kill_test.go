@@ -3,31 +3,67 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/datasetcheck"
 	"github.com/mxsurvey/mxsurvey/lab"
 )
 
 // buildBinary builds cmd/mxsurvey once per test binary run.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mxsurvey")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/mxsurvey")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building mxsurvey: %v\n%s", err, out)
+	return build(t, "mxsurvey", "../cmd/mxsurvey")
+}
+
+var (
+	buildMu  sync.Mutex
+	builtDir string
+	built    = map[string]string{}
+)
+
+// build builds a Go main package into a directory shared by the tests of
+// this run, once per name; extra are go build flags.
+func build(t *testing.T, name, pkg string, extra ...string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[name]; ok {
+		return bin
 	}
+	if builtDir == "" {
+		d, err := os.MkdirTemp("", "mxsurvey-e2e-bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builtDir = d
+	}
+	bin := filepath.Join(builtDir, name)
+	start := time.Now()
+	cmd := exec.Command("go", append(append([]string{"build", "-o", bin}, extra...), pkg)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	t.Logf("built %s in %v", name, time.Since(start).Round(time.Millisecond))
+	built[name] = bin
 	return bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
 }
 
 type labProcess struct {
@@ -36,12 +72,12 @@ type labProcess struct {
 }
 
 // startLabProcess runs "mxsurvey lab" without truth files and waits for
-// its lab.json.
-func startLabProcess(t *testing.T, bin string, domains int) *labProcess {
+// its lab.json; extra are more lab flags.
+func startLabProcess(t *testing.T, bin string, domains int, extra ...string) *labProcess {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "lab")
-	cmd := exec.Command(bin, "lab", "-domains", strconv.Itoa(domains), "-seed", "5", "-dns", "127.0.0.1:0",
-		"-smtp-port", "0", "-no-truth", "-out", dir)
+	cmd := exec.Command(bin, append([]string{"lab", "-domains", strconv.Itoa(domains), "-seed", "5", "-dns", "127.0.0.1:0",
+		"-smtp-port", "0", "-no-truth", "-out", dir}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -150,84 +186,20 @@ func TestKillAndResume(t *testing.T) {
 		t.Log("no run was killed (all finished early): the test checked a plain scan")
 	}
 
-	// Every input domain exactly once: all its rows in one part.
-	in, err := domains.Open(l.domains, domains.FormatAuto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]bool{}
-	for {
-		e, err := in.Next()
-		if err != nil {
-			break
-		}
-		want[e.Domain] = true
-	}
-	in.Close()
-	partOf := map[string]string{}
-	referenced := map[string]bool{}
-	mxParts, _ := store.Parts(survey.MXDir(out))
-	dupDomains := 0
-	err = readEachPart[survey.MXRow](survey.MXDir(out), func(part string, r *survey.MXRow) {
-		if prev, ok := partOf[r.Domain]; ok && prev != part {
-			dupDomains++
-		}
-		partOf[r.Domain] = part
-		if r.IP != "" {
-			referenced[survey.TargetKey(r.IP, r.MXHost)] = true
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dupDomains > 0 {
-		t.Errorf("%d domains appear in more than one part (scanned twice)", dupDomains)
-	}
-	missing := 0
-	for d := range want {
-		if _, ok := partOf[d]; !ok {
-			missing++
-		}
-	}
-	if missing > 0 || len(partOf) != len(want) {
-		t.Errorf("dataset has %d domains, input %d, %d input domains missing", len(partOf), len(want), missing)
-	}
-	probed := map[string]int{}
-	err = readEachPart[survey.ProbeRow](survey.ProbesDir(out), func(part string, r *survey.ProbeRow) {
-		probed[survey.TargetKey(r.IP, r.MXHost)]++
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	twice := 0
-	for _, n := range probed {
-		if n > 1 {
-			twice++
-		}
-	}
-	unprobed := 0
-	for k := range referenced {
-		if probed[k] == 0 {
-			unprobed++
-		}
-	}
-	if twice > 0 || unprobed > 0 || len(probed) != len(referenced) {
-		t.Errorf("targets: %d referenced, %d with probe rows, %d probed twice, %d never probed",
-			len(referenced), len(probed), twice, unprobed)
-	}
-	t.Logf("%d domains, %d targets after %d kills, 1 interrupt and resumes; %d mx parts", len(partOf), len(probed), kills, len(mxParts))
+	domains, targets, parts := checkExactlyOnce(t, l.domains, out)
+	t.Logf("%d domains, %d targets after %d kills, 1 interrupt and resumes; %d mx parts", domains, targets, kills, parts)
 }
 
-// readEachPart reads every committed part whole, naming the part of each row.
-func readEachPart[T any](dir string, fn func(part string, r *T)) error {
-	parts, err := store.Parts(dir)
+// checkExactlyOnce holds the dataset in out to its input
+// (datasetcheck.ExactlyOnce).
+func checkExactlyOnce(t *testing.T, input, out string) (domainCount, targetCount, mxPartCount int) {
+	t.Helper()
+	n, problems, err := datasetcheck.ExactlyOnce(input, out)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	for _, p := range parts {
-		if err := store.ReadPart(p, func(r *T) error { fn(p, r); return nil }); err != nil {
-			return fmt.Errorf("part %s does not read back whole: %w", p, err)
-		}
+	for _, p := range problems {
+		t.Error(p)
 	}
-	return nil
+	return n.Domains, n.Targets, n.MXParts
 }

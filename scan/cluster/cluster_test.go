@@ -18,10 +18,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/internal/connlog"
-	"github.com/mxsurvey/mxsurvey/internal/datasetdiff"
+	"github.com/mxsurvey/mxsurvey/internal/datasetcheck"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
@@ -51,7 +50,7 @@ func TestClusterScanIsTheLocalScan(t *testing.T) {
 	res, err = coordinate(context.Background(), url, cfg, nil)
 	mustComplete(t, res, err)
 
-	diffs, err := datasetdiff.Diff(local, dist, 20)
+	diffs, err := datasetcheck.Diff(local, dist, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +275,7 @@ func TestWorkTakenOver(t *testing.T) {
 	if batches.Load() != 1 || leased.Load() == 0 {
 		t.Fatalf("the dead worker took %d batches and %d leases: nothing was taken over", batches.Load(), leased.Load())
 	}
-	checkOnce(t, cfg.Out)
+	checkOnce(t, cfg.Input, cfg.Out)
 	conns, _ := l.log.since(t, mark)
 	for _, v := range connlog.Judge(conns).Violations(1, cfg.IPInterval) {
 		t.Error(v)
@@ -294,39 +293,16 @@ func waitBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
 	return nil
 }
 
-// checkOnce: every domain of the mx table in one part only, and every
-// target referenced by an mx row probed exactly once.
-func checkOnce(t *testing.T, dir string) {
+// checkOnce holds the dataset in dir to its input
+// (datasetcheck.ExactlyOnce).
+func checkOnce(t *testing.T, input, dir string) {
 	t.Helper()
-	partOf := map[string]string{}
-	referenced := map[string]bool{}
-	parts, _ := store.Parts(survey.MXDir(dir))
-	for _, p := range parts {
-		store.ReadPart(p, func(r *survey.MXRow) error {
-			if q, ok := partOf[r.Domain]; ok && q != p {
-				t.Errorf("domain %s in parts %s and %s", r.Domain, q, p)
-			}
-			partOf[r.Domain] = p
-			if r.IP != "" {
-				referenced[survey.TargetKey(r.IP, r.MXHost)] = true
-			}
-			return nil
-		})
+	_, problems, err := datasetcheck.ExactlyOnce(input, dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	probed := map[string]int{}
-	store.ReadAll(survey.ProbesDir(dir), func(r *survey.ProbeRow) error {
-		probed[survey.TargetKey(r.IP, r.MXHost)]++
-		return nil
-	})
-	for k, n := range probed {
-		if n != 1 {
-			t.Errorf("target %s probed %d times", k, n)
-		}
-	}
-	for k := range referenced {
-		if probed[k] == 0 {
-			t.Errorf("target %s never probed", k)
-		}
+	for _, p := range problems {
+		t.Error(p)
 	}
 }
 

@@ -14,11 +14,17 @@ import (
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
-// newManifest starts the manifest of this run, status running.
+// newManifest starts the manifest of this run, status running, with the
+// wiring's facts from the start (a killed coordinator's -resume needs its
+// scan's NATS name).
 func (s *Scan) newManifest() *survey.Manifest {
 	host, _ := os.Hostname() // provenance only: an unknown host is ""
-	return &survey.Manifest{Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
+	m := &survey.Manifest{Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
 		Args: s.cfg.Args, Options: options(s.cfg), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
+	if s.wiring.Manifest != nil {
+		s.wiring.Manifest(m)
+	}
+	return m
 }
 
 // options are the manifest's record of cfg (defaults applied): every field

@@ -35,7 +35,9 @@ func (s *Scan) prepareOut() error {
 		}
 		s.m.Started = old.Started
 		s.m.Resumes = append(old.Resumes, time.Now().UTC())
-		s.m.Workers = old.Workers
+		if s.m.Workers == nil {
+			s.m.Workers = old.Workers // a cluster scan resumed on one machine
+		}
 		if err := s.resume(); err != nil {
 			return err
 		}

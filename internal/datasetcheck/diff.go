@@ -1,11 +1,13 @@
-// Package datasetdiff compares two scan datasets row for row, as the tests
-// that hold a cluster scan to a local one need: every column of every row
-// of every table, keyed by the row's identity, except what depends on when
+// Package datasetcheck holds a scan dataset to what tests expect of it.
+// ExactlyOnce: every input domain and every target once, every Parquet
+// file whole, whatever crashed on the way. Diff: two datasets the same row
+// for row (a cluster scan and a local one): every column of every row of
+// every table, keyed by the row's identity, except what depends on when
 // and from where a scan ran: times and durations, and in text the
 // scanner's own socket address (Go's error text), the client address a
 // server echoes ("Hello [192.0.2.1]") and the server's clock ("Sun, 06
 // Dec 2026 21:49:01 +0000"), so also the count of bytes read.
-package datasetdiff
+package datasetcheck
 
 import (
 	"fmt"

@@ -1,0 +1,108 @@
+package datasetcheck
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+)
+
+// Once is what ExactlyOnce counted.
+type Once struct {
+	Domains, Targets, MXParts int
+}
+
+// ExactlyOnce holds the dataset in dir to its input: every valid input
+// domain in the mx table, each with all its rows in one part (a domain
+// written twice lands in two); every target an mx row references with
+// exactly one probe row; every part readable to its end. It returns the
+// counts and what is wrong (nil when nothing is).
+func ExactlyOnce(input, dir string) (Once, []string, error) {
+	in, err := domains.Open(input, domains.FormatAuto)
+	if err != nil {
+		return Once{}, nil, err
+	}
+	want := map[string]bool{}
+	for {
+		e, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			in.Close()
+			return Once{}, nil, err
+		}
+		if e.Err == "" {
+			want[e.Domain] = true
+		}
+	}
+	in.Close()
+	var problems []string
+	partOf := map[string]string{}
+	referenced := map[string]bool{}
+	twice := map[string]bool{}
+	mxParts, err := eachPart(survey.MXDir(dir), func(part string, r *survey.MXRow) {
+		if prev, ok := partOf[r.Domain]; ok && prev != part {
+			twice[r.Domain] = true
+		}
+		partOf[r.Domain] = part
+		if r.IP != "" {
+			referenced[survey.TargetKey(r.IP, r.MXHost)] = true
+		}
+	})
+	if err != nil {
+		return Once{}, nil, err
+	}
+	if len(twice) > 0 {
+		problems = append(problems, fmt.Sprintf("%d domains in more than one part (written twice)", len(twice)))
+	}
+	missing := 0
+	for d := range want {
+		if _, ok := partOf[d]; !ok {
+			missing++
+		}
+	}
+	if missing > 0 || len(partOf) != len(want) {
+		problems = append(problems, fmt.Sprintf("dataset has %d domains, input %d, %d input domains missing", len(partOf), len(want), missing))
+	}
+	probed := map[string]int{}
+	if _, err := eachPart(survey.ProbesDir(dir), func(_ string, r *survey.ProbeRow) {
+		probed[survey.TargetKey(r.IP, r.MXHost)]++
+	}); err != nil {
+		return Once{}, nil, err
+	}
+	dup, unprobed := 0, 0
+	for _, n := range probed {
+		if n > 1 {
+			dup++
+		}
+	}
+	for k := range referenced {
+		if probed[k] == 0 {
+			unprobed++
+		}
+	}
+	if dup > 0 || unprobed > 0 || len(probed) != len(referenced) {
+		problems = append(problems, fmt.Sprintf("targets: %d referenced, %d with probe rows, %d probed twice, %d never probed",
+			len(referenced), len(probed), dup, unprobed))
+	}
+	return Once{Domains: len(partOf), Targets: len(probed), MXParts: mxParts}, problems, nil
+}
+
+// eachPart reads every committed part whole, naming the part of each row,
+// and returns the number of parts.
+func eachPart[T any](dir string, fn func(part string, r *T)) (int, error) {
+	parts, err := store.Parts(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range parts {
+		if err := store.ReadPart(p, func(r *T) error { fn(p, r); return nil }); err != nil {
+			return 0, fmt.Errorf("part %s does not read back whole: %w", p, err)
+		}
+	}
+	return len(parts), nil
+}
