@@ -14,6 +14,9 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"scan", "-frobnicate"}, 2},
 		{[]string{"scan"}, 2},
 		{[]string{"analyze", "-frobnicate"}, 2},
+		{[]string{"worker"}, 2},
+		{[]string{"worker", "-h"}, 0},
+		{[]string{"worker", "-nats", "nats://127.0.0.1:1", "-resolver", "127.0.0.1:1"}, 2}, // nothing listens: ErrNATS
 		{[]string{"analyze"}, 2},
 		{[]string{"-h"}, 0},
 		{[]string{"scan", "-h"}, 0},

@@ -59,6 +59,9 @@ func TestBadScanCommandLines(t *testing.T) {
 		{"unknown tls group", []string{"-tls-groups", "x448", "-o", dir + "/o", list}, "unknown group"},
 		{"unknown format", []string{"-format", "xml", "-o", dir + "/o", list}, "format"},
 		{"no ehlo name", []string{"-ehlo-name", "", "-o", dir + "/o", list}, "-ehlo-name"},
+		{"bad nats prefix", []string{"-nats", "nats://127.0.0.1:1", "-nats-prefix", "a.b", "-o", dir + "/o", list}, "-nats-prefix"},
+		{"nats cert without key", []string{"-nats", "nats://127.0.0.1:1", "-nats-cert", "c.pem", "-o", dir + "/o", list}, "-nats-key"},
+		{"nats batch zero", []string{"-nats", "nats://127.0.0.1:1", "-nats-batch", "-1", "-o", dir + "/o", list}, "-nats-batch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,9 +92,36 @@ func TestScanHelp(t *testing.T) {
 	}
 	for _, f := range []string{"-o", "-ehlo-name", "-resume", "-checkpoint", "-format", "-shard", "-resolver", "-dns-timeout",
 		"-dns-retries", "-dns-concurrency", "-dns-rate", "-ptr", "-concurrency", "-rate", "-per-ip-concurrency",
-		"-ip-interval", "-port", "-timeout", "-step-timeout", "-tls-groups", "-ipv6", "-allow", "-blocklist", "-quiet", "-progress"} {
+		"-ip-interval", "-port", "-timeout", "-step-timeout", "-tls-groups", "-ipv6", "-allow", "-blocklist", "-quiet", "-progress",
+		"-nats", "-nats-creds", "-nats-ca", "-nats-cert", "-nats-key", "-nats-prefix", "-nats-batch", "-nats-ack-wait", "-nats-start-window"} {
 		if !strings.Contains(stderr.String(), "\n  "+f+" ") && !strings.Contains(stderr.String(), "\n  "+f+"\n") {
 			t.Errorf("usage lacks %s", f)
 		}
+	}
+}
+
+// Every bad worker command line: one line, errUsage, before NATS is asked.
+func TestBadWorkerCommandLines(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no nats", nil, "-nats URL is required"},
+		{"unknown flag", []string{"-nats", "nats://127.0.0.1:1", "-frobnicate"}, "flag provided but not defined"},
+		{"argument", []string{"-nats", "nats://127.0.0.1:1", "extra"}, "unexpected arguments"},
+		{"bad id", []string{"-nats", "nats://127.0.0.1:1", "-id", "a.b"}, "-id"},
+		{"bad resolver", []string{"-nats", "nats://127.0.0.1:1", "-resolver", "dns.example"}, "-resolver"},
+		{"bad allow", []string{"-nats", "nats://127.0.0.1:1", "-allow", "10.0.0.0/33"}, "-allow"},
+		{"negative concurrency", []string{"-nats", "nats://127.0.0.1:1", "-concurrency", "-2"}, "concurrency"},
+		{"bad prefix", []string{"-nats", "nats://127.0.0.1:1", "-nats-prefix", "a b"}, "-nats-prefix"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			err := workerCommand(context.Background(), tt.args, &stderr, &stderr)
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line of errUsage mentioning %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -229,6 +229,7 @@ type scanRunner struct {
 
 	batchMu  sync.Mutex
 	batchCon jetstream.Consumer
+	waiting  atomic.Int64 // domains of the batches held that wait for a DNS slot
 	domains  atomic.Int64
 	probes   atomic.Int64
 }
@@ -265,39 +266,41 @@ func (r *scanRunner) stop() {
 
 func (r *scanRunner) run() {
 	var wg sync.WaitGroup
-	batchers := max(1, r.w.cfg.DNSConcurrency/max(r.spec.Batch, 1)) + 1
-	for range batchers {
-		wg.Go(func() {
-			for r.taking.Err() == nil {
-				r.takeBatch()
-			}
-		})
-	}
+	wg.Go(r.domainLoop)
 	wg.Go(r.probeLoop)
 	wg.Wait()
 	slog.Info("left scan", "scan", r.spec.Scan, "domains", r.domains.Load(), "probes", r.probes.Load())
 }
 
-// takeBatch resolves one batch of domains, publishes their rows and only
-// then acknowledges the batch. Stopped meanwhile, it hands the batch back.
-func (r *scanRunner) takeBatch() {
-	cons, err := r.batchConsumer()
-	if err != nil {
-		waitFor(r.taking, time.Second)
-		return
-	}
-	msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		r.resetBatchConsumer()
-		waitFor(r.taking, time.Second)
-		return
-	}
-	for msg := range msgs.Messages() {
-		r.resolveBatch(msg)
-	}
-	if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		r.resetBatchConsumer()
-		waitFor(r.taking, 250*time.Millisecond)
+// domainLoop takes domain batches while fewer domains wait for a DNS slot
+// than there are slots: so one slow domain (a resolver timing out) holds
+// its own slot, not its batch's share of the worker.
+func (r *scanRunner) domainLoop() {
+	var batches sync.WaitGroup
+	defer batches.Wait()
+	for r.taking.Err() == nil {
+		if r.waiting.Load() >= int64(cap(r.w.dnsSlots)) {
+			waitFor(r.taking, 20*time.Millisecond)
+			continue
+		}
+		cons, err := r.batchConsumer()
+		if err != nil {
+			waitFor(r.taking, time.Second)
+			continue
+		}
+		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			r.resetBatchConsumer()
+			waitFor(r.taking, time.Second)
+			continue
+		}
+		for msg := range msgs.Messages() {
+			batches.Go(func() { r.resolveBatch(msg) })
+		}
+		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			r.resetBatchConsumer()
+			waitFor(r.taking, 250*time.Millisecond)
+		}
 	}
 }
 
@@ -322,6 +325,9 @@ func (r *scanRunner) resetBatchConsumer() {
 	r.batchMu.Unlock()
 }
 
+// resolveBatch resolves one batch of domains, publishes their rows and
+// only then acknowledges the batch. Stopped meanwhile, it hands the batch
+// back.
 func (r *scanRunner) resolveBatch(msg jetstream.Msg) {
 	if r.taking.Err() != nil {
 		msg.Nak()
@@ -351,12 +357,20 @@ func (r *scanRunner) resolveBatch(msg jetstream.Msg) {
 	rows := make([]pipeline.Rows, len(b.Entries))
 	ok := make([]bool, len(b.Entries))
 	var wg sync.WaitGroup
+	r.waiting.Add(int64(len(b.Entries)))
 	for i, e := range b.Entries {
+		got := false
 		select {
 		case r.w.dnsSlots <- struct{}{}:
+			got = true
 		case <-r.taking.Done():
 		}
-		if r.taking.Err() != nil {
+		r.waiting.Add(-1)
+		if !got || r.taking.Err() != nil {
+			if got {
+				<-r.w.dnsSlots
+			}
+			r.waiting.Add(-int64(len(b.Entries) - i - 1))
 			break
 		}
 		wg.Go(func() {
