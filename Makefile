@@ -9,7 +9,7 @@ FUZZTIME ?= 30000x
 DEMO_DOMAINS ?= 2000
 DEMO_OUT ?= out/demo
 
-.PHONY: build check test labcheck bench-smoke vet fmt race fuzz fuzz-short bench demo realservers notebook duckdb clean
+.PHONY: build check test labcheck bench-smoke vet fmt race fuzz fuzz-short bench demo demo-cluster realservers notebook duckdb clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mxsurvey
@@ -53,6 +53,10 @@ bench: build
 
 demo: build
 	scripts/demo.sh $(DEMO_DOMAINS) $(DEMO_OUT)
+
+# The same on a NATS server with 3 worker processes (docs/distributed.md).
+demo-cluster: build
+	WORKERS=3 scripts/demo.sh $(DEMO_DOMAINS) out/demo-cluster
 
 realservers:
 	bash realservers/install.sh

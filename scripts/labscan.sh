@@ -4,6 +4,10 @@
 # analyzes the scan against the lab's CA and stops the lab. Leaves
 # OUTDIR/lab (domains, CA, truth), OUTDIR/scan (the dataset) and
 # OUTDIR/report (summary.json, report.md/html, exports).
+# With WORKERS=N (make demo-cluster) the scan is a cluster scan: a NATS
+# server (bin/nats-server, built from its Go module; its store in
+# OUTDIR/nats) and N "mxsurvey worker" processes on this machine, the scan
+# their coordinator (docs/distributed.md); their logs are OUTDIR/*.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:?usage: labscan.sh DOMAINS OUTDIR [scan flags]}
@@ -16,7 +20,8 @@ mkdir -p "$out"
 "$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -latency "${LAB_LATENCY:-0}" \
   -out "$out/lab" ${LAB_FLAGS:-} >"$out/lab.log" 2>&1 &
 labpid=$!
-trap 'kill $labpid 2>/dev/null || true; wait $labpid 2>/dev/null || true' EXIT
+pids=("$labpid")
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
   [ -s "$out/lab/lab.json" ] && break
   kill -0 $labpid 2>/dev/null || { cat "$out/lab.log" >&2; echo "labscan: the lab did not start" >&2; exit 1; }
@@ -25,9 +30,32 @@ done
 [ -s "$out/lab/lab.json" ] || { echo "labscan: lab.json not written within 60s" >&2; exit 1; }
 dns=$(sed -n 's/.*"dns": *"\([^"]*\)".*/\1/p' "$out/lab/lab.json" | head -1)
 port=$(sed -n 's/.*"smtp_port": *\([0-9]*\).*/\1/p' "$out/lab/lab.json" | head -1)
+cluster=()
+if [ "${WORKERS:-0}" -gt 0 ]; then
+  nats=${NATS_SERVER:-bin/nats-server}
+  [ -x "$nats" ] || go build -o "$nats" github.com/nats-io/nats-server/v2
+  mkdir -p "$out/nats"
+  "$nats" -js -sd "$out/nats" -a 127.0.0.1 -p -1 --ports_file_dir "$out/nats" >"$out/nats.log" 2>&1 &
+  natspid=$!
+  pids+=("$natspid")
+  url=
+  for _ in $(seq 1 100); do
+    url=$(cat "$out"/nats/*.ports 2>/dev/null | sed -n 's/.*"\(nats:\/\/[^"]*\)".*/\1/p' | head -1 || true)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { cat "$out/nats.log" >&2; echo "labscan: nats-server did not start" >&2; exit 1; }
+  for i in $(seq 1 "$WORKERS"); do
+    "$bin" worker -nats "$url" -resolver "$dns" -allow 127.0.0.0/8 -allow ::1/128 -id "worker-$i" \
+      >"$out/worker-$i.log" 2>&1 &
+    pids+=("$!")
+  done
+  echo "labscan: nats-server at $url, $WORKERS workers (logs in $out)" >&2
+  cluster=(-nats "$url")
+fi
 # The lab lives on loopback (and ::1 for its connection-refused case), which
 # a real scan never contacts: allow exactly those ranges.
-"$bin" scan -resolver "$dns" -port "$port" -allow 127.0.0.0/8 -allow ::1/128 -ipv6 \
+"$bin" scan "${cluster[@]}" -resolver "$dns" -port "$port" -allow 127.0.0.0/8 -allow ::1/128 -ipv6 \
   -ehlo-name scanner.mxsurvey.test -rate 0 -dns-rate 0 -ip-interval 0 -timeout 10s -step-timeout 5s \
   -o "$out/scan" "$@" "$out/lab/domains.csv"
 "$bin" analyze -roots "$out/lab/ca.pem" -o "$out/report" "$out/scan"
