@@ -106,6 +106,10 @@ func bucket(ctx context.Context, js jetstream.JetStream, n names) (jetstream.Key
 // retried after a lost acknowledgement within it is stored once.
 const duplicateWindow = 2 * time.Minute
 
+// maxAge bounds what an abandoned scan leaves in the streams; a scan
+// resumed later than that redoes what had not been committed.
+const maxAge = 7 * 24 * time.Hour
+
 // streams creates or updates the streams of the prefix: work queues in
 // file storage, so a restarted server loses nothing acknowledged.
 func streams(ctx context.Context, js jetstream.JetStream, n names) error {
@@ -118,6 +122,7 @@ func streams(ctx context.Context, js jetstream.JetStream, n names) error {
 		cfg.Retention = jetstream.WorkQueuePolicy
 		cfg.Storage = jetstream.FileStorage
 		cfg.Duplicates = duplicateWindow
+		cfg.MaxAge = maxAge
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("%w: creating stream %s: %w", ErrNATS, cfg.Name, err)
 		}

@@ -94,7 +94,6 @@ type coordinator struct {
 	mu          sync.Mutex
 	outstanding map[string]struct{} // domains published and not yet accepted
 	room        chan struct{}       // signalled when outstanding shrinks
-	window      int
 	readDone    bool
 	allIn       chan struct{} // closed when the input is read and every domain accepted
 	allInOnce   sync.Once
@@ -113,10 +112,10 @@ func Coordinate(ctx context.Context, cfg CoordinatorConfig) (*pipeline.Result, e
 	if cfg.NATS.Prefix == "" {
 		cfg.NATS.Prefix = DefaultPrefix
 	}
-	cfg.Batch = cmp(cfg.Batch, DefaultBatch)
-	cfg.AckWait = cmp(cfg.AckWait, DefaultAckWait)
-	cfg.StartWindow = cmp(cfg.StartWindow, DefaultStartWindow)
-	cfg.refuseGrace = cmp(cfg.refuseGrace, refuseGrace)
+	cfg.Batch = orDefault(cfg.Batch, DefaultBatch)
+	cfg.AckWait = orDefault(cfg.AckWait, DefaultAckWait)
+	cfg.StartWindow = orDefault(cfg.StartWindow, DefaultStartWindow)
+	cfg.refuseGrace = orDefault(cfg.refuseGrace, refuseGrace)
 	if err := cfg.NATS.check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", pipeline.ErrConfig, err)
 	}
@@ -165,7 +164,8 @@ func Coordinate(ctx context.Context, cfg CoordinatorConfig) (*pipeline.Result, e
 	return c.coordinate(ctx)
 }
 
-func cmp[T int | time.Duration](v, def T) T {
+// orDefault is v, or def when v is zero.
+func orDefault[T int | time.Duration](v, def T) T {
 	if v == 0 {
 		return def
 	}
@@ -174,7 +174,7 @@ func cmp[T int | time.Duration](v, def T) T {
 
 func newID(kind string) string {
 	b := make([]byte, 6)
-	rand.Read(b)
+	rand.Read(b) // never fails (crypto/rand)
 	return kind + hex.EncodeToString(b)
 }
 
@@ -282,7 +282,9 @@ wait:
 		readErr = fatal
 	}
 	res, err := c.scan.Finish(ctx, readErr)
-	c.nc.Flush() // the acknowledgements of the last committed rows
+	// The acknowledgements of the last committed rows; with the server
+	// gone they are lost, and the rows come again and are dropped.
+	c.nc.FlushTimeout(2 * time.Second)
 	c.cleanUp(complete)
 	if errors.Is(fatal, ErrRefused) {
 		err = fatal

@@ -74,8 +74,8 @@ func Work(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.NATS.Prefix == "" {
 		cfg.NATS.Prefix = DefaultPrefix
 	}
-	cfg.Concurrency = cmp(cfg.Concurrency, pipeline.DefaultConcurrency)
-	cfg.DNSConcurrency = cmp(cfg.DNSConcurrency, pipeline.DefaultDNSConcurrency)
+	cfg.Concurrency = orDefault(cfg.Concurrency, pipeline.DefaultConcurrency)
+	cfg.DNSConcurrency = orDefault(cfg.DNSConcurrency, pipeline.DefaultDNSConcurrency)
 	host, _ := os.Hostname() // provenance only
 	if cfg.ID == "" {
 		cfg.ID = strings.NewReplacer(".", "-", " ", "-").Replace(fmt.Sprintf("%s-%d-%s", host, os.Getpid(), newID("")))
@@ -140,7 +140,7 @@ func (w *worker) stop(hb *sync.WaitGroup, err error) error {
 	w.mu.Unlock()
 	w.wg.Wait()
 	hb.Wait()
-	w.nc.Flush()
+	w.nc.FlushTimeout(2 * time.Second) // a lost heartbeat or ack is repeated or redelivered
 	slog.Info("worker stopped", "id", w.cfg.ID)
 	return err
 }
