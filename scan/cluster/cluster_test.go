@@ -33,7 +33,7 @@ import (
 // interval, and the busiest address must have been probed by more than one
 // worker (or politeness across workers was not put to the test).
 func TestClusterScanIsTheLocalScan(t *testing.T) {
-	l := startLab(t, 300)
+	l := startLab(t, 200)
 	const interval = 100 * time.Millisecond
 	local := outDir(t, "local")
 	cfg := l.scanConfig(local)
@@ -337,7 +337,7 @@ func TestRefusedScan(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	kv := waitBucket(t, js)
 	spec, _ := encode(&Spec{Scan: "sfuture", Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion + 1,
-		Probe: probe.Config{EHLOName: "x.test"}})
+		Stages: pipeline.StageConfig{Probe: probe.Config{EHLOName: "x.test"}}})
 	if _, err := kv.Put(context.Background(), "sfuture", spec); err != nil {
 		t.Fatal(err)
 	}

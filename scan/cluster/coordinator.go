@@ -342,9 +342,8 @@ func (c *coordinator) prepareStreams(ctx context.Context) error {
 func (c *coordinator) announce(ctx context.Context) error {
 	sc := c.cfg.Scan
 	spec := Spec{Scan: c.n.scan, Run: c.run, Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
-		Probe: sc.Probe, Resolve: sc.Resolve, PTR: sc.PTR, DNSRate: sc.DNSRate,
+		Stages: sc.StageConfig(), Resolve: sc.Resolve, DNSRate: sc.DNSRate,
 		StartWindow: c.cfg.StartWindow, AckWait: c.cfg.AckWait, Batch: c.cfg.Batch}
-	spec.Probe.Dial = nil
 	spec.Resolve.Servers = nil
 	data, err := encode(&spec)
 	if err != nil {

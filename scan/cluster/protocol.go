@@ -43,7 +43,6 @@ import (
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
-	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -88,9 +87,8 @@ type Spec struct {
 	ToolVersion   string `json:"tool_version"`
 	SchemaVersion int    `json:"schema_version"`
 
-	Probe   probe.Config   `json:"probe"`
-	Resolve resolve.Config `json:"resolve"` // Servers are the worker's own
-	PTR     bool           `json:"ptr"`
+	Stages  pipeline.StageConfig `json:"stages"`  // Guard is the worker's own
+	Resolve resolve.Config       `json:"resolve"` // Servers are the worker's own
 	// DNSRate > 0: every DNS query spends a token leased from the
 	// coordinator, which holds the scan's one limiter.
 	DNSRate float64 `json:"dns_rate"`

@@ -181,7 +181,7 @@ func (w *worker) update(ctx context.Context, e jetstream.KeyValueEntry) {
 		return
 	}
 	w.scans[id] = r
-	slog.Info("joined scan", "scan", id, "ehlo_name", spec.Probe.EHLOName, "port", spec.Probe.Port)
+	slog.Info("joined scan", "scan", id, "ehlo_name", spec.Stages.Probe.EHLOName, "port", spec.Stages.Probe.Port)
 	w.wg.Go(func() { r.run() })
 }
 
@@ -245,9 +245,10 @@ func (w *worker) newRunner(ctx context.Context, spec Spec) (*scanRunner, error) 
 	if err != nil {
 		return nil, err
 	}
-	pc := spec.Probe
-	pc.Dial = w.cfg.Dial
-	st, err := pipeline.NewStages(pipeline.StageConfig{Probe: pc, PTR: spec.PTR, Guard: guard.New(w.cfg.Allow, w.cfg.Block)}, res)
+	sc := spec.Stages
+	sc.Probe.Dial = w.cfg.Dial
+	sc.Guard = guard.New(w.cfg.Allow, w.cfg.Block)
+	st, err := pipeline.NewStages(sc, res)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := NewStages(StageConfig{Probe: cfg.Probe, PTR: cfg.PTR, Guard: guard.New(cfg.Allow, cfg.Block)}, res)
+	sc := cfg.StageConfig()
+	sc.Guard = guard.New(cfg.Allow, cfg.Block)
+	st, err := NewStages(sc, res)
 	if err != nil {
 		return nil, err
 	}

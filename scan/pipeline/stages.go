@@ -32,13 +32,20 @@ type Stages struct {
 	ptrCache map[netip.Addr][2]string
 }
 
-// StageConfig configures Stages.
+// StageConfig configures Stages: the scan's options for the work that
+// talks to the network. A cluster's coordinator sends it to the workers as
+// JSON, so an option added here reaches them; Guard is each machine's own.
 type StageConfig struct {
-	Probe probe.Config
-	PTR   bool // look up the PTR name of every probed address
+	Probe probe.Config `json:"probe"`
+	PTR   bool         `json:"ptr"` // look up the PTR name of every probed address
 	// Guard is checked again right before every connection: a worker's own
 	// allow list and blocklist hold whatever the scan asked.
-	Guard *guard.Policy
+	Guard *guard.Policy `json:"-"`
+}
+
+// StageConfig is the configuration of the scan's Stages (without Guard).
+func (c Config) StageConfig() StageConfig {
+	return StageConfig{Probe: c.Probe, PTR: c.PTR}
 }
 
 // NewStages returns the stages of a scan resolving with res. It fails
