@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -51,10 +52,17 @@ type Run struct {
 	WorkerRSSKiB  int64   `json:"worker_max_rss_kib"` // the largest worker's
 	NATSCPUS      float64 `json:"nats_cpu_s"`
 	LabCPUS       float64 `json:"lab_cpu_s"`
-	NATSInBytes   int64   `json:"nats_in_bytes"`  // from clients to the server
-	NATSOutBytes  int64   `json:"nats_out_bytes"` // from the server to clients
-	NATSStoreByte int64   `json:"nats_store_bytes"`
+	NATSInBytes   int64   `json:"nats_in_bytes"`         // from clients to the server
+	NATSOutBytes  int64   `json:"nats_out_bytes"`        // from the server to clients
+	NATSStoreByte int64   `json:"nats_store_peak_bytes"` // the file store, sampled every second
 	Probes        int64   `json:"probes"`
+	// Load is the machine's 1-minute load average at the end: the cores
+	// are shared with whatever else runs.
+	Load float64 `json:"load_average"`
+	// PeakProbeRate is the highest probe rate over any 4 s of the
+	// coordinator's progress lines: the steady state, without the start
+	// (every domain resolved at once) and the tail.
+	PeakProbeRate float64 `json:"peak_probes_per_s"`
 }
 
 // Results are the figures of one invocation.
@@ -250,22 +258,34 @@ func scan(c config, n int, dir string) (Run, error) {
 	coord, err := start(dir, "coordinator", c.bin, "scan", "-nats", url, "-resolver", info.DNS, "-port", strconv.Itoa(info.Port),
 		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6", "-ehlo-name", "scanner.mxsurvey.test",
 		"-rate", "0", "-dns-rate", "0", "-ip-interval", "0", "-per-ip-concurrency", "100000",
-		"-timeout", "10s", "-step-timeout", "5s", "-dns-timeout", "2s", "-progress", "5s",
+		"-timeout", "10s", "-step-timeout", "5s", "-dns-timeout", "2s", "-progress", "1s",
 		"-o", filepath.Join(dir, "scan"), filepath.Join(labDir, "domains.csv"))
 	if err != nil {
 		return run, err
 	}
-	select {
-	case <-coord.done:
-	case <-time.After(time.Hour):
-		coord.stop()
-		return run, fmt.Errorf("the scan did not end within an hour")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+wait:
+	for deadline := time.After(time.Hour); ; {
+		select {
+		case <-coord.done:
+			break wait
+		case <-tick.C:
+			run.NATSStoreByte = max(run.NATSStoreByte, du(store))
+		case <-deadline:
+			coord.stop()
+			return run, fmt.Errorf("the scan did not end within an hour")
+		}
 	}
 	run.WallS = time.Since(t0).Seconds()
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &run.Load)
+	}
 	if !coord.cmd.ProcessState.Success() {
 		return run, fmt.Errorf("coordinator: %v (log %s)", coord.cmd.ProcessState, filepath.Join(dir, "coordinator.log"))
 	}
 	run.CoordCPUS, run.CoordRSSKiB = usage(coord.cmd.ProcessState)
+	run.PeakProbeRate = peakRate(filepath.Join(dir, "coordinator.log"), 4)
 	v1, err := varz(mon)
 	if err != nil {
 		return run, err
@@ -278,7 +298,6 @@ func scan(c config, n int, dir string) (Run, error) {
 	}
 	run.NATSCPUS, _ = nats.stop()
 	run.LabCPUS, _ = lab.stop()
-	run.NATSStoreByte = du(store)
 	var m struct {
 		Counts map[string]int64 `json:"counts"`
 	}
@@ -286,6 +305,35 @@ func scan(c config, n int, dir string) (Run, error) {
 		run.Probes = m.Counts["probe_rows_written"]
 	}
 	return run, nil
+}
+
+var reTick = regexp.MustCompile(`^mxsurvey: (\d+)s .* probes (\d+) done`)
+
+// peakRate is the highest rate of probes done over any window of at least
+// win seconds between the progress lines of log.
+func peakRate(log string, win int) float64 {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return 0
+	}
+	var ts, ps []int
+	for _, l := range strings.Split(string(b), "\n") {
+		if m := reTick.FindStringSubmatch(l); m != nil {
+			t, _ := strconv.Atoi(m[1])
+			p, _ := strconv.Atoi(m[2])
+			ts, ps = append(ts, t), append(ps, p)
+		}
+	}
+	best := 0.0
+	for i := range ts {
+		for j := i + 1; j < len(ts); j++ {
+			if ts[j]-ts[i] >= win {
+				best = max(best, float64(ps[j]-ps[i])/float64(ts[j]-ts[i]))
+				break
+			}
+		}
+	}
+	return best
 }
 
 type varzInfo struct {
@@ -335,11 +383,11 @@ func render(r Results) string {
 		"(each `-concurrency %d -dns-concurrency %d`) through one nats-server, all on this machine (%d cores); no per-address or global "+
 		"limit, so the workers' throughput is measured, not the politeness tail. Medians of %d runs (%s). docs/distributed.md has the design.\n\n",
 		r.Runs[0].Domains, r.Latency, r.Concurrency, r.DNSConc, r.NProc, len(r.Runs)/max(1, countWorkers(r)), r.Date)
-	fmt.Fprintf(&b, "| workers | wall | domains/s | speed-up | coordinator CPU/domain | coordinator peak RSS | NATS bytes/domain (in+out) | NATS store peak | CPU used, all processes |\n")
-	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var base float64
+	fmt.Fprintf(&b, "| workers | wall | domains/s | speed-up | probes/s, best 4 s | speed-up | coordinator CPU/domain | coordinator peak RSS | NATS bytes/domain (in+out) | NATS store peak | CPU used, all processes | machine load |\n")
+	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var base, peakBase float64
 	for _, n := range workerCounts(r) {
-		var wall, ccpu, crss, bytesPer, store, busy []float64
+		var wall, ccpu, crss, bytesPer, store, busy, load, peak []float64
 		for _, run := range r.Runs {
 			if run.Workers != n {
 				continue
@@ -351,17 +399,21 @@ func render(r Results) string {
 			bytesPer = append(bytesPer, float64(run.NATSInBytes+run.NATSOutBytes)/d)
 			store = append(store, float64(run.NATSStoreByte))
 			busy = append(busy, (run.CoordCPUS+run.WorkersCPUS+run.NATSCPUS+run.LabCPUS)/run.WallS)
+			load = append(load, run.Load)
+			peak = append(peak, run.PeakProbeRate)
 		}
 		rate := float64(r.Runs[0].Domains) / median(wall)
 		if base == 0 {
-			base = rate / float64(n)
+			base, peakBase = rate/float64(n), median(peak)/float64(n)
 		}
-		fmt.Fprintf(&b, "| %d | %.1f s | %.0f | %.2fx | %.0f µs | %.0f MiB | %.1f KiB | %.1f MiB | %.2f of %d cores |\n",
-			n, median(wall), rate, rate/base, median(ccpu)*1e6, median(crss)/1024, median(bytesPer)/1024,
-			median(store)/(1<<20), median(busy), r.NProc)
+		fmt.Fprintf(&b, "| %d | %.1f s | %.0f | %.2fx | %.0f | %.2fx | %.0f µs | %.0f MiB | %.1f KiB | %.1f MiB | %.2f of %d cores | %.1f |\n",
+			n, median(wall), rate, rate/base, median(peak), median(peak)/peakBase, median(ccpu)*1e6, median(crss)/1024, median(bytesPer)/1024,
+			median(store)/(1<<20), median(busy), r.NProc, median(load))
 	}
-	fmt.Fprintf(&b, "\nSpeed-up is against one worker; the target is at least 0.8 x the number of workers while the cores are not saturated "+
-		"(the last column: the lab's servers run on the same cores as the scanners here, on the internet they do not). "+
+	fmt.Fprintf(&b, "\nSpeed-up is against one worker, of the whole scan (wall) and of its steady state (the best 4 s of probes, without the "+
+		"start, where every domain is resolved at once, and the tail); the target is at least 0.8 x the number of workers while the cores are not saturated "+
+		"(CPU used: of this benchmark's processes; the lab's servers run on the same cores as the scanners here, on the internet they do not; "+
+		"machine load: the 1-minute load average at the end of the run, everything else on the machine included). "+
 		"NATS bytes are the server's in_bytes + out_bytes (/varz) over the scan; messages are zstd-compressed JSON. "+
 		"The store holds only what is not yet acknowledged.\n")
 	if r.Commands != "" {

@@ -458,10 +458,7 @@ func (r *scanRunner) probeLoop() {
 			continue
 		}
 		for _, l := range g.Leases {
-			probing.Go(func() {
-				defer func() { <-r.w.probeSlots }()
-				r.probe(l, deadline)
-			})
+			probing.Go(func() { r.probe(l, deadline) })
 		}
 	}
 }
@@ -492,7 +489,8 @@ func (r *scanRunner) want(n int) (g grant, deadline time.Time, err error) {
 
 // probe probes a leased target and sends its row, or gives the lease back
 // unused when the start window has passed or the worker was stopped
-// before the row was complete.
+// before the row was complete. Its probe slot is free again once the
+// connection has ended: the PTR lookup and the sending do not hold one.
 func (r *scanRunner) probe(l lease, deadline time.Time) {
 	ctx := r.inFlight
 	row, ok := r.st.Probe(ctx, l.Target, func(context.Context) error {
@@ -501,6 +499,7 @@ func (r *scanRunner) probe(l lease, deadline time.Time) {
 		}
 		return nil
 	})
+	<-r.w.probeSlots
 	res := probeResult{Worker: r.w.cfg.ID, Lease: l.ID, Target: l.Target}
 	if ok && r.st.PTR(ctx, &row) {
 		res.Row = &row
