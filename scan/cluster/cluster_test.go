@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -447,4 +448,74 @@ func scan(s, format string, n *int) bool {
 	}
 	*n = v
 	return true
+}
+
+// TestWorkerTakesOnlyItsScans: a worker takes scans only from the bucket
+// of its prefix in the account its credentials give it. Workers of another
+// account and of another prefix on the same server never touch the scan;
+// one of the right account and prefix does it alone.
+func TestWorkerTakesOnlyItsScans(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	os.WriteFile(conf, []byte(`listen: 127.0.0.1:-1
+jetstream { store_dir: "`+t.TempDir()+`" }
+accounts {
+  A { jetstream: enabled, users: [{user: a, password: a}] }
+  B { jetstream: enabled, users: [{user: b, password: b}] }
+}
+`), 0o644)
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	url := startNATS(t, func(o *server.Options) { *o = *opts })
+	inAccount := func(user string) string { return strings.Replace(url, "nats://", "nats://"+user+":"+user+"@", 1) }
+	d := startCountingDNS(t)
+	dials := map[string]*atomic.Int64{}
+	counting := func(i int, c *WorkerConfig) {
+		n := &atomic.Int64{}
+		dials[c.ID] = n
+		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			n.Add(1)
+			return nil, os.ErrPermission
+		}
+		switch i {
+		case 0:
+			c.NATS.URL = inAccount("a")
+		case 1:
+			c.NATS.URL, c.NATS.Prefix = inAccount("b"), "other"
+		default:
+			c.NATS.URL = inAccount("b")
+		}
+	}
+	startWorkers(t, url, 2, d.addr, counting)
+	in := filepath.Join(t.TempDir(), "d.txt")
+	os.WriteFile(in, []byte("d1.test\n"), 0o644)
+	cfg := pipeline.Config{Input: in, Resolve: resolve.Config{Servers: []string{d.addr}}, Allow: labRanges,
+		Probe: probe.Config{EHLOName: "scanner.test", Timeout: time.Second}}
+	cfg.Out = outDir(t, "unserved")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := coordinate(ctx, inAccount("b"), cfg, nil); !errors.Is(err, pipeline.ErrInterrupted) {
+		t.Fatalf("a scan no worker may take: %v, want it interrupted by the test's deadline", err)
+	}
+	startWorkers(t, url, 1, d.addr, func(_ int, c *WorkerConfig) {
+		c.ID = "right"
+		counting(2, c)
+	})
+	cfg.Out = outDir(t, "served")
+	res, err := coordinate(context.Background(), inAccount("b"), cfg, nil)
+	mustComplete(t, res, err)
+	for id, n := range dials {
+		want := int64(0)
+		if id == "right" {
+			want = 1
+		}
+		if n.Load() != want {
+			t.Errorf("worker %s made %d connections, want %d", id, n.Load(), want)
+		}
+	}
+	if w := res.Manifest.Workers; len(w) != 1 || w[0].ID != "right" {
+		t.Errorf("manifest workers %+v, want the right one alone", w)
+	}
 }

@@ -114,35 +114,44 @@ func Work(ctx context.Context, cfg WorkerConfig) error {
 	defer watch.Stop()
 	slog.Info("worker ready", "id", cfg.ID, "nats", Redact(cfg.NATS.URL), "prefix", cfg.NATS.Prefix,
 		"concurrency", cfg.Concurrency, "dns_concurrency", cfg.DNSConcurrency)
+	hbCtx, stopHeartbeats := context.WithCancel(ctx)
 	var hb sync.WaitGroup
-	hb.Go(func() { w.heartbeats(ctx) })
+	hb.Go(func() { w.heartbeats(hbCtx) })
+	stop := func(err error) error {
+		w.stop()
+		stopHeartbeats()
+		hb.Wait()
+		w.nc.FlushTimeout(2 * time.Second) // a lost heartbeat or ack is repeated or redelivered
+		slog.Info("worker stopped", "id", w.cfg.ID)
+		return err
+	}
 	for {
 		select {
 		case e, ok := <-watch.Updates():
 			if !ok {
-				return w.stop(&hb, errors.New("the scans bucket's watch ended"))
+				if ctx.Err() != nil {
+					return stop(nil)
+				}
+				return stop(errors.New("the watch of the scans bucket ended"))
 			}
 			if e != nil {
 				w.update(ctx, e)
 			}
 		case <-ctx.Done():
-			return w.stop(&hb, nil)
+			return stop(nil)
 		}
 	}
 }
 
-// stop ends every scan runner gracefully, then the heartbeats.
-func (w *worker) stop(hb *sync.WaitGroup, err error) error {
+// stop ends every scan runner gracefully: they stop taking work and return
+// once what they hold is handed back or finished.
+func (w *worker) stop() {
 	w.mu.Lock()
 	for _, r := range w.scans {
 		r.stop()
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
-	hb.Wait()
-	w.nc.FlushTimeout(2 * time.Second) // a lost heartbeat or ack is repeated or redelivered
-	slog.Info("worker stopped", "id", w.cfg.ID)
-	return err
 }
 
 // update follows the scans bucket: a scan announced is joined (or
