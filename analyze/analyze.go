@@ -26,6 +26,7 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/analyze/certs"
 	"github.com/mxsurvey/mxsurvey/analyze/match"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/record"
 	"golang.org/x/net/publicsuffix"
 )
@@ -291,6 +292,9 @@ type hostResult struct {
 }
 
 func (a *analyzer) probe(r *record.ProbeRow) error {
+	// Scans written before the tls_group vocabulary hold Go's spelling
+	// (CurveP256): every figure and export uses docs/schema.md's (P-256).
+	r.TLSGroup = survey.CanonicalTLSGroup(r.TLSGroup)
 	var h hostResult
 	c := &a.hosts
 	c[hTotal]++

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/polite"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
@@ -544,7 +545,7 @@ func (c *Config) options() map[string]any {
 			if i > 0 {
 				groups += ","
 			}
-			groups += g.String()
+			groups += survey.TLSGroupName(g)
 		}
 	}
 	return map[string]any{

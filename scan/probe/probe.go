@@ -32,6 +32,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/record"
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
@@ -386,7 +387,7 @@ func (s *session) handshake(t Target) error {
 	row.TLSVersion = tls.VersionName(st.Version)
 	row.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	if st.CurveID != 0 { // 0: RSA key exchange, no group at all
-		row.TLSGroup = st.CurveID.String()
+		row.TLSGroup = survey.TLSGroupName(st.CurveID)
 	}
 	if sent == nil {
 		// Defensive: the callback has always run for a full handshake, and
