@@ -59,8 +59,17 @@ func TestParseSClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Protocol != "TLSv1.3" || s.Cipher != "TLS_AES_256_GCM_SHA384" || s.TempKey != "X25519" {
-		t.Errorf("got %q %q %q", s.Protocol, s.Cipher, s.TempKey)
+	if s.Protocol != "TLSv1.3" || s.Cipher != "TLS_AES_256_GCM_SHA384" || s.KeyLine != "Server Temp Key: X25519, 253 bits" {
+		t.Errorf("got %q %q %q", s.Protocol, s.Cipher, s.KeyLine)
+	}
+	for out, want := range map[string]string{
+		"Server Temp Key: ECDH, prime256v1, 256 bits  \n": "Server Temp Key: ECDH, prime256v1, 256 bits",
+		"Negotiated TLS1.3 group: X25519MLKEM768\n":       "Negotiated TLS1.3 group: X25519MLKEM768",
+		"Peer signature type: RSA-PSS\n":                  "",
+	} {
+		if got := reKeyLine.FindStringSubmatch(out); (got == nil && want != "") || (got != nil && got[1] != want) {
+			t.Errorf("key line of %q: %q, want %q", out, got, want)
+		}
 	}
 	if s.VerifyCode != 0 || s.VerifyText != "ok" {
 		t.Errorf("verify %d %q", s.VerifyCode, s.VerifyText)
@@ -188,11 +197,6 @@ func TestNormalisers(t *testing.T) {
 	for in, want := range map[string]string{"TLSv1.3": "tls1.3", "TLS 1.3": "tls1.3", "TLS13": "tls1.3", "TLSv1.2": "tls1.2", "tls1.2": "tls1.2"} {
 		if got := normTLSVersion(in); got != want {
 			t.Errorf("normTLSVersion(%q) = %q, want %q", in, got, want)
-		}
-	}
-	for in, want := range map[string]string{"X25519": "x25519", "x25519": "x25519", "CurveP256": "p256", "prime256v1": "p256", "P-256": "p256", "X25519MLKEM768": "x25519mlkem768"} {
-		if got := normGroup(in); got != want {
-			t.Errorf("normGroup(%q) = %q, want %q", in, got, want)
 		}
 	}
 	if got := normFingerprint("76:A7:d6 "); got != "76a7d6" {
