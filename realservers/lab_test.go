@@ -884,9 +884,11 @@ func waitDNS(ctx context.Context, ip string, port int, name string) error {
 // wait does not depend on the DNS library the scanner uses.
 func dnsQuery(id uint16, name string, qtype uint16) []byte {
 	b := []byte{byte(id >> 8), byte(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
-	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		b = append(b, byte(len(label)))
-		b = append(b, label...)
+	if name = strings.TrimSuffix(name, "."); name != "" { // "" is the root
+		for _, label := range strings.Split(name, ".") {
+			b = append(b, byte(len(label)))
+			b = append(b, label...)
+		}
 	}
 	return append(b, 0, byte(qtype>>8), byte(qtype), 0, 1)
 }

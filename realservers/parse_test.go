@@ -216,4 +216,7 @@ func TestDNSQuery(t *testing.T) {
 	if string(q) != want {
 		t.Errorf("dnsQuery = %q", q)
 	}
+	if q := dnsQuery(0x1234, ".", 2); string(q) != "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x01" {
+		t.Errorf("dnsQuery(., NS) = %q", q)
+	}
 }
