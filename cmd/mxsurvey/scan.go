@@ -57,7 +57,7 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		allow     listFlag
 		format    = fs.String("format", "auto", "input format: auto (list or rank,domain CSV per line), list, csv, zone (a DNS zone file: its delegated names)")
 		shard     = fs.String("shard", "", "scan only the K-th of N hash slices of the input, as K/N (e.g. 1/4)")
-		groups    = fs.String("tls-groups", "default", "TLS key exchange groups offered, in order: default (Go's: X25519MLKEM768, X25519, P-256, ...) or a list such as x25519,p256")
+		groups    = fs.String("tls-groups", "default", "TLS key exchange groups offered, in order: default (Go's: X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, P-256, P-384, P-521) or a list such as X25519,P-256 (docs/schema.md's names; x25519,p256 also accepted)")
 		blocklist = fs.String("blocklist", "", "file of CIDRs or addresses never to contact (one per line, # comments)")
 		quiet     = fs.Bool("quiet", false, "no progress lines or summary on stderr")
 	)

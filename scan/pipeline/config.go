@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
@@ -104,31 +105,26 @@ func fnv64(s string) uint64 {
 	return h
 }
 
-var groupNames = map[string]tls.CurveID{
-	"x25519mlkem768": tls.X25519MLKEM768,
-	"x25519":         tls.X25519,
-	"p256":           tls.CurveP256,
-	"secp256r1":      tls.CurveP256,
-	"p384":           tls.CurveP384,
-	"secp384r1":      tls.CurveP384,
-	"p521":           tls.CurveP521,
-	"secp521r1":      tls.CurveP521,
-}
-
-// ParseTLSGroups parses a comma-separated list such as "x25519,p256";
+// ParseTLSGroups parses a comma-separated list of key exchange groups, in
+// the order offered, each in any spelling of the vocabulary
+// (survey.LookupTLSGroup: "X25519,P-256", "x25519,p256", "secp256r1");
 // "default" or "" keeps Go's preference (X25519MLKEM768 first).
 func ParseTLSGroups(v string) ([]tls.CurveID, error) {
-	v = strings.TrimSpace(strings.ToLower(v))
-	if v == "" || v == "default" {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.EqualFold(v, "default") {
 		return nil, nil
 	}
 	var out []tls.CurveID
 	for _, name := range strings.Split(v, ",") {
-		id, ok := groupNames[strings.TrimSpace(name)]
+		g, ok := survey.LookupTLSGroup(name)
 		if !ok {
-			return nil, fmt.Errorf("-tls-groups: unknown group %q (known: x25519mlkem768, x25519, p256, p384, p521)", name)
+			var known []string
+			for _, g := range survey.TLSGroups() {
+				known = append(known, g.Name)
+			}
+			return nil, fmt.Errorf("-tls-groups: unknown group %q (known: %s; see docs/schema.md)", strings.TrimSpace(name), strings.Join(known, ", "))
 		}
-		out = append(out, id)
+		out = append(out, g.ID)
 	}
 	return out, nil
 }

@@ -102,7 +102,7 @@ func (g Groups) String() string {
 	}
 	names := make([]string, len(g))
 	for i, id := range g {
-		names[i] = id.String()
+		names[i] = survey.TLSGroupName(id)
 	}
 	return strings.Join(names, ",")
 }
@@ -406,7 +406,7 @@ func (s *session) handshake(t Target) error {
 	row.TLSVersion = tls.VersionName(st.Version)
 	row.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	if st.CurveID != 0 { // 0: RSA key exchange, no group at all
-		row.TLSGroup = st.CurveID.String()
+		row.TLSGroup = survey.TLSGroupName(st.CurveID)
 	}
 	if sent == nil {
 		// Defensive: the callback has always run for a full handshake, and

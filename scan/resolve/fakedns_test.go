@@ -16,6 +16,7 @@ import (
 type behaviour struct {
 	rcode    int           // reply with this RCODE and no records
 	drop     bool          // never reply
+	dropUDP  bool          // never reply over UDP (a firewall dropping UDP)
 	truncUDP bool          // over UDP, reply with TC set and no records
 	wrongQ   bool          // reply to a different question name
 	noFollow bool          // stop the answer at the first CNAME, as some resolvers do
@@ -108,7 +109,7 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if b.delay > 0 {
 		time.Sleep(b.delay)
 	}
-	if b.drop {
+	if b.drop || (b.dropUDP && !tcp) {
 		return
 	}
 	m := new(dns.Msg)
