@@ -1,4 +1,4 @@
-package lab
+package truth
 
 import (
 	"encoding/json"
