@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
 // Command is `mxsurvey lab`: start a lab, report where it is, serve until
@@ -29,7 +31,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.SMTPPort, "smtp-port", 2525, "SMTP port on 0.0.0.0, tcp4 (0: a free port)")
 	fs.StringVar(&cfg.OutDir, "out", "", "directory for domains.csv, ca.pem, lab.json and the truth files (required)")
 	fs.StringVar(&latency, "latency", "0", "SMTP per-reply delay: 0 (off), a duration (50ms) or a range (20ms-200ms) drawn per address")
-	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest, hostile=X the hostile group (built-in default "+fmt.Sprint(DefaultCaseShare)+", hostile peers "+fmt.Sprint(HostileCaseShare)+", at least 1-3 domains each)")
+	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest, hostile=X the hostile group (built-in default "+fmt.Sprint(world.DefaultCaseShare)+", hostile peers "+fmt.Sprint(world.HostileCaseShare)+", at least 1-3 domains each)")
 	fs.BoolVar(&hostile, "hostile", false, "only the hostile cases (and background domains): -cases default=0,hostile="+fmt.Sprint(hostileOnlyShare)+" unless -cases sets those")
 	fs.Float64Var(&cfg.ProviderShare, "provider-share", 0.70, "share of non-case domains hosted by providers")
 	fs.Float64Var(&cfg.HostingShare, "hosting-share", 0.15, "share of non-case domains on shared hosting; the rest run their own MX")
@@ -45,12 +47,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"CA bundle and the ground truth into DIR.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nCases (names for -cases):\n")
-		for c := caseID(1); c < numCases; c++ {
+		for _, c := range world.AllCases() {
 			mark := ""
-			if caseTable[c].hostile {
+			if c.Hostile {
 				mark = " [hostile]"
 			}
-			fmt.Fprintf(fs.Output(), "  %-30s %s%s\n", caseTable[c].name, caseTable[c].desc, mark)
+			fmt.Fprintf(fs.Output(), "  %-30s %s%s\n", c.Name, c.Desc, mark)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
@@ -70,7 +72,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.LatencyMin, cfg.LatencyMax, err = ParseLatency(latency); err != nil {
 		return err
 	}
-	if cfg.Cases, err = ParseCases(cases); err != nil {
+	if cfg.Cases, err = world.ParseCases(cases); err != nil {
 		return err
 	}
 	if hostile {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
 var (
@@ -63,47 +66,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestWorldDeterminism(t *testing.T) {
-	mk := func(seed int64) *World {
-		w, err := NewWorld(WorldParams{Domains: 5000, Seed: seed})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	a, b, c := mk(1), mk(1), mk(2)
-	differs := 0
-	for i := range 5000 {
-		da, db, dc := a.domain(i), b.domain(i), c.domain(i)
-		if !reflect.DeepEqual(da, db) || !reflect.DeepEqual(a.truthDomain(da), b.truthDomain(db)) {
-			t.Fatalf("domain %d differs between two worlds of seed 1", i)
-		}
-		if !reflect.DeepEqual(a.truthDomain(da), c.truthDomain(dc)) {
-			differs++
-		}
-	}
-	if differs < 2500 {
-		t.Errorf("seed 2 differs from seed 1 in only %d of 5000 domains", differs)
-	}
-	for s := range 2000 {
-		ip := a.slotAddr(s)
-		if got, ok := a.addrSlot(ip); !ok || got != s {
-			t.Fatalf("slot %d -> %s -> %d %v", s, ip, got, ok)
-		}
-		if b := ip.As4(); b[1] == 0 || b[1] == 255 {
-			t.Fatalf("slot %d at %s, outside 127.1-254", s, ip)
-		}
-	}
-	for i := range 5000 {
-		if j, ok := a.parseDomain(a.domainName(i)); !ok || j != i {
-			t.Fatalf("parseDomain(%s) = %d %v", a.domainName(i), j, ok)
-		}
-	}
-}
-
 func TestEveryCasePresent(t *testing.T) {
 	l, tr := testLab(t)
-	for _, name := range CaseNames() {
+	for _, name := range world.CaseNames() {
 		if l.Info.CaseDomains[name] < 3 {
 			t.Errorf("case %s: %d domains at -domains 1000, want >= 3", name, l.Info.CaseDomains[name])
 		}
@@ -130,26 +95,6 @@ func TestEveryCasePresent(t *testing.T) {
 		}
 	}
 	t.Logf("%d domains, %d targets, start %.2fs", len(tr.Domains), len(tr.Hosts), l.Info.StartSeconds)
-}
-
-func TestShares(t *testing.T) {
-	if _, err := ParseCases("nope=0.1"); err == nil {
-		t.Error("unknown case accepted")
-	}
-	m, err := ParseCases("default=0,cert_banner_only=0.05")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWorld(WorldParams{Domains: 2000, Seed: 3, Cases: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w.caseTotal != 100 || w.counts[cCertBannerOnly] != 100 {
-		t.Errorf("case total %d, banner_only %d; want 100", w.caseTotal, w.counts[cCertBannerOnly])
-	}
-	if lo, hi, err := ParseLatency("20ms-200ms"); err != nil || lo != 20*time.Millisecond || hi != 200*time.Millisecond {
-		t.Errorf("ParseLatency: %v %v %v", lo, hi, err)
-	}
 }
 
 func query(t *testing.T, addr, name string, qt uint16, network string, edns bool) (*dns.Msg, error) {
@@ -214,7 +159,7 @@ func TestDNSCases(t *testing.T) {
 		t.Error("100 MX over UDP without EDNS0: TC not set")
 	}
 	r, err := query(t, a, many, dns.TypeMX, "tcp", false)
-	if err != nil || len(r.Answer) != manyMXCount || r.Truncated {
+	if err != nil || len(r.Answer) != 100 || r.Truncated {
 		t.Errorf("100 MX over TCP: %d answers, %v", len(r.Answer), err)
 	}
 	if rc := rcode("example.com", dns.TypeA); rc != dns.RcodeRefused {
@@ -224,8 +169,8 @@ func TestDNSCases(t *testing.T) {
 	// The truth states resolution from the cases; the DNS server answers from
 	// its zones. They must agree for every domain.
 	for _, d := range tr.Domains {
-		if d.DNSStatus == stTimeout || d.DNSStatus == stServfail || d.DNSStatus == stNXDomain || d.DNSStatus == stError ||
-			slices.ContainsFunc(d.MX, func(m TruthMX) bool { return m.HostStatus == stError }) {
+		if d.DNSStatus == world.StatusTimeout || d.DNSStatus == world.StatusServfail || d.DNSStatus == world.StatusNXDomain || d.DNSStatus == world.StatusError ||
+			slices.ContainsFunc(d.MX, func(m TruthMX) bool { return m.HostStatus == world.StatusError }) {
 			continue // checked case by case in TestHostileDNS
 		}
 		r, err := query(t, a, d.Domain, dns.TypeMX, "tcp", false)
@@ -250,7 +195,7 @@ func TestDNSCases(t *testing.T) {
 		if !slices.Equal(cnames, d.CNAMEs) {
 			t.Errorf("%s: cnames %v, truth %v", d.Domain, cnames, d.CNAMEs)
 		}
-		if null != (d.DNSStatus == stNullMX) {
+		if null != (d.DNSStatus == world.StatusNullMX) {
 			t.Errorf("%s: null MX %v, truth %s", d.Domain, null, d.DNSStatus)
 		}
 		if null {
@@ -261,14 +206,14 @@ func TestDNSCases(t *testing.T) {
 		}
 		for k := range hosts {
 			h := &hosts[k]
-			h.HostStatus = stOK
+			h.HostStatus = world.StatusOK
 			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 				r, err := query(t, a, h.Host, qt, "tcp", false)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if r.Rcode == dns.RcodeNameError {
-					h.HostStatus = stNXDomain
+					h.HostStatus = world.StatusNXDomain
 				}
 				for _, rr := range r.Answer {
 					switch rr := rr.(type) {
@@ -279,13 +224,13 @@ func TestDNSCases(t *testing.T) {
 					}
 				}
 			}
-			if h.HostStatus == stOK && len(h.IPs) == 0 {
-				h.HostStatus = stNoAddress
+			if h.HostStatus == world.StatusOK && len(h.IPs) == 0 {
+				h.HostStatus = world.StatusNoAddress
 			}
 		}
 		want := d.MX
-		if d.DNSStatus == stNoMX {
-			want = []TruthMX{{Host: d.Domain, HostStatus: stNoAddress}}
+		if d.DNSStatus == world.StatusNoMX {
+			want = []TruthMX{{Host: d.Domain, HostStatus: world.StatusNoAddress}}
 		}
 		if !reflect.DeepEqual(hosts, want) {
 			t.Errorf("%s (%v): DNS gives %+v, truth %+v", d.Domain, d.Cases, hosts, want)
@@ -353,7 +298,7 @@ func scanHost(line string) string {
 	if strings.Trim(name, "*") == "" {
 		return ""
 	}
-	return sayHost(name)
+	return world.SayHost(name)
 }
 
 // checkTarget runs one conversation against a target and holds every field
@@ -361,7 +306,7 @@ func scanHost(line string) string {
 func checkTarget(t *testing.T, l *Lab, h TruthHost, roots *x509.CertPool) {
 	addr := net.JoinHostPort(h.IP, strconv.Itoa(l.SMTPPort))
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if h.Outcome == outConnect {
+	if h.Outcome == world.OutConnect {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("%s: want refused, got %v", addr, err)
 		}
@@ -375,7 +320,7 @@ func checkTarget(t *testing.T, l *Lab, h TruthHost, roots *x509.CertPool) {
 	}
 	defer conn.Close()
 	s := &smtpClient{c: conn, r: bufio.NewReader(conn)}
-	if h.Outcome == outBanner && h.ErrorClass == errTimeout {
+	if h.Outcome == world.OutBanner && h.ErrorClass == world.ErrTimeout {
 		conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		var ne net.Error
 		if n, err := conn.Read(make([]byte, 10)); n != 0 || !errors.As(err, &ne) || !ne.Timeout() {
@@ -387,7 +332,7 @@ func checkTarget(t *testing.T, l *Lab, h TruthHost, roots *x509.CertPool) {
 	if int32(code) != h.BannerCode || scanHost(lines[0]) != h.BannerHost {
 		t.Errorf("%s banner %d %q, truth %d %q", h.MXHost, code, lines, h.BannerCode, h.BannerHost)
 	}
-	if h.Outcome == outBanner {
+	if h.Outcome == world.OutBanner {
 		if code == 554 {
 			if c, _ := s.cmd(t, "EHLO probe.test"); c != 503 {
 				t.Errorf("after 554: EHLO got %d", c)
@@ -484,7 +429,7 @@ func TestSMTPCases(t *testing.T) {
 	n := 0
 	for _, h := range tr.Hosts {
 		key := strings.Join(h.Cases, "/") + "/" + h.Dialect
-		if seen[key] >= 2 || h.Outcome == outSkipped {
+		if seen[key] >= 2 || h.Outcome == world.OutSkipped {
 			continue
 		}
 		seen[key]++
@@ -551,4 +496,49 @@ func benchDomains() int {
 		return n
 	}
 	return 100_000
+}
+
+// TestTruthBackground: with TruthBackground, Start returns while the truth
+// is written; ReadTruth waits for it and reads what a synchronous lab writes.
+func TestTruthBackground(t *testing.T) {
+	_, want := testLab(t)
+	dir := t.TempDir()
+	l, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 1000, Seed: 7}, DNSAddr: "127.0.0.1:0", OutDir: dir, TruthBackground: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := ReadTruth(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Domains) != len(want.Domains) || len(got.Hosts) != len(want.Hosts) {
+		t.Fatalf("background truth: %d domains %d hosts, synchronous %d %d", len(got.Domains), len(got.Hosts), len(want.Domains), len(want.Hosts))
+	}
+	for i := range got.Hosts {
+		g, w := got.Hosts[i], want.Hosts[i]
+		g.Port, w.Port = 0, 0
+		if g.CertKeyType == "RSA" {
+			g.CertSHA256, w.CertSHA256 = "", "" // one RSA key per run
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("row %d differs:\n%+v\n%+v", i, g, w)
+		}
+	}
+	if err := l.WaitTruth(context.Background()); err != nil || !l.Info.TruthReady || l.Info.Targets != len(got.Hosts) {
+		t.Errorf("WaitTruth: %v, info %+v", err, l.Info)
+	}
+	// No lab.json: the files are read as they are; -no-truth: an error.
+	dir2 := t.TempDir()
+	l2, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 100, Seed: 7}, DNSAddr: "127.0.0.1:0", OutDir: dir2, NoTruth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	if _, err := ReadTruth(dir2); err == nil {
+		t.Error("ReadTruth of a -no-truth lab: no error")
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, ".*.tmp")); len(m) > 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
 }

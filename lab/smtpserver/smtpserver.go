@@ -1,25 +1,28 @@
+// Package smtpserver is the lab's SMTP server: one tcp4 listener on
+// 0.0.0.0 serves every 127.x.y.z address of the world, and the address a
+// client dialed (conn.LocalAddr) selects the server (world.World.ServerAt).
+// Each connection runs its server's script (world.SMTP) in its dialect:
+// greeting, EHLO/HELO, STARTTLS (RFC 3207) with the certificate lab/pki
+// makes for the SNI, QUIT, RSET, NOOP. A survey never sends MAIL, so the
+// lab never needs it, and every byte the lab sends is one the truth has to
+// predict.
 package smtpserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-)
 
-// The SMTP side is deliberately small: greeting, EHLO/HELO, STARTTLS, QUIT,
-// RSET, NOOP. A survey never sends MAIL, so the lab never needs it, and every
-// byte the lab sends is one the truth file has to predict.
+	"github.com/mxsurvey/mxsurvey/lab/pki"
+	"github.com/mxsurvey/mxsurvey/lab/world"
+)
 
 const (
 	maxLine        = 512 // RFC 5321 4.5.3.1.4 command line limit, CRLF included
@@ -27,154 +30,23 @@ const (
 	idleTimeout    = 60 * time.Second
 	silentHold     = 10 * time.Minute // long enough for any scanner's banner timeout
 	handshakeLimit = 30 * time.Second
-)
 
-// extensions is the EHLO reply after its first line, as sent on the wire.
-// STARTTLS is never advertised after TLS (RFC 3207 4.2).
-func extensions(c caseID, postTLS bool) []string {
-	out := []string{"PIPELINING", "SIZE 10240000"}
-	if c == cSMTPEHLOManyExt && !postTLS {
-		out = append(out, "STARTTLS")
-		for k := range manyExtCount - 6 {
-			out = append(out, fmt.Sprintf("X-LAB-EXT-%04d", k+1))
-		}
-		return append(out, "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8")
-	}
-	if postTLS && c == cSMTPPostTLSDiffers {
-		out = append(out, "AUTH PLAIN LOGIN")
-	}
-	if !postTLS {
-		switch c {
-		case cSMTPNoSTARTTLS:
-		case cSMTPSTARTTLSLowercase:
-			out = append(out, "starttls")
-		default:
-			out = append(out, "STARTTLS")
-		}
-	}
-	return append(out, "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8")
-}
-
-// manyExtCount is the number of extensions smtp_ehlo_many_ext advertises.
-const manyExtCount = 5000
-
-// codeChangeLine is the line of smtp_ehlo_code_change's EHLO reply (0-based)
-// whose code is 251 instead of 250.
-const codeChangeLine = 2
-
-// ehloLines is the EHLO reply as sent, codes included, without line endings;
-// helo is the client's EHLO argument and peer its address (Exim and
-// Microsoft echo them).
-func ehloLines(s *server, postTLS bool, helo string, peer netip.Addr) []string {
-	name := s.ehlo
-	if postTLS {
-		name = s.postEHLO
-	}
-	lines := multi("250", s.wireName(name)+replyJunk(s.cas)+helloText(s, helo, peer), serverExtensions(s, postTLS))
-	if s.cas == cSMTPEHLOCodeChange && !postTLS {
-		lines[codeChangeLine] = "251" + lines[codeChangeLine][3:]
-	}
-	return lines
-}
-
-// replyJunk is what smtp_invalid_utf8 and smtp_banner_script add after the
-// host name of the greeting and of the EHLO reply's first line.
-func replyJunk(c caseID) string {
-	switch c {
-	case cSMTPInvalidUTF8:
-		return " caf\xe9 \xff\xfe\xc3\x28 nul\x00here"
-	case cSMTPBannerScript:
-		return " <script>alert(1)</script>"
-	}
-	return ""
-}
-
-// notSMTP is what the non-SMTP services of the lab send on connect.
-func (w *World) notSMTP(s *server) []byte {
-	switch s.cas {
-	case cSMTPHTTP:
-		body := "<html><head><title>400 Bad Request</title></head><body><h1>400 Bad Request</h1></body></html>\r\n"
-		return []byte("HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: " +
-			strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
-	case cSMTPSSH:
-		return []byte("SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n")
-	case cSMTPNULBytes:
-		return append(make([]byte, 64), '\r', '\n')
-	case cSMTPBinary:
-		b := w.garbage(s.slot, 160)
-		b[0], b[1], b[2] = 0x16, 0x00, 0xff // not a digit; a NUL; never valid UTF-8
-		b[100] = '\n'                       // the end of the one "line" a reader takes
-		return b
-	}
-	return nil
-}
-
-// garbage is n seeded bytes without a line feed.
-func (w *World) garbage(slot, n int) []byte {
-	b := make([]byte, 0, n+8)
-	for k := 0; len(b) < n; k++ {
-		b = binary.LittleEndian.AppendUint64(b, w.hash(tagGarbage, slot*64+k))
-	}
-	b = b[:n]
-	for i, c := range b {
-		if c == '\n' {
-			b[i] = 0
-		}
-	}
-	return b
-}
-
-// firstLine is b up to and including its first LF (all of b without one).
-func firstLine(b []byte) []byte {
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		return b[:i+1]
-	}
-	return b
-}
-
-// Hostile streams. The tarpit trickles tarpitLine, over and over; the
-// endless line is endlessHead followed by 'x' until the client leaves (or
-// endlessMax); the 10 MiB greeting is hugeFirst, hugeChunks copies of
-// hugeChunk and greeting().
-const (
+	// The hostile streams' pace and bounds.
 	tarpitInterval = 3 * time.Second
 	tarpitHold     = 10 * time.Minute
 	endlessMax     = 256 << 20
 	hugeChunks     = 160 // of 64 KiB: 10 MiB
-	resetDelay     = 500 * time.Millisecond
+	// resetDelay: not at once. A reset that beats the client's connect(2) to
+	// its SO_ERROR check fails the connect itself (outcome connect), which
+	// would make the case a race; half a second after the accept the client
+	// waits for the greeting.
+	resetDelay = 500 * time.Millisecond
 )
 
-func tarpitLine(s *server) string  { return "220-" + s.banner + " tarpit: one byte every 3 s\r\n" }
-func endlessHead(s *server) string { return "220 " + s.banner + " " }
-func hugeFirst(s *server) string {
-	return "220-" + s.banner + " ESMTP mxsurvey-lab: a 10 MiB greeting follows\r\n"
-}
-
-// hugeChunk is 64 lines of 1 KiB: "220-0123...\r\n".
-var hugeChunk = func() []byte {
-	line := "220-" + strings.Repeat("0123456789abcdef", 63) + "0123456789\r\n"
-	return []byte(strings.Repeat(line, 64))
-}()
-
-var endlessChunk = bytes.Repeat([]byte("x"), 64<<10)
-
-// maxTLS12 says whether a case's server speaks TLS 1.2 at most.
-func maxTLS12(c caseID) bool {
-	switch c {
-	case cTLS12Only, cCertParseLeafTLS12, cCertParseIntermediateTLS12:
-		return true
-	}
-	return false
-}
-
-// startTLSOffered is what the lab advertises, stated from the case.
-func startTLSOffered(c caseID) bool {
-	return c != cSMTPNoSTARTTLS && c != cSMTPHELOOnly
-}
-
-type smtpServer struct {
-	w    *World
-	auth *authority
+// Server is a running SMTP server.
+type Server struct {
+	w    *world.World
+	auth *pki.Authority
 	ln   net.Listener
 	done chan struct{}
 
@@ -184,11 +56,15 @@ type smtpServer struct {
 	wg     sync.WaitGroup
 }
 
-func newSMTPServer(w *World, auth *authority, ln net.Listener) *smtpServer {
-	return &smtpServer{w: w, auth: auth, ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+// Serve serves the world on ln until Close.
+func Serve(w *world.World, auth *pki.Authority, ln net.Listener) *Server {
+	s := &Server{w: w, auth: auth, ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.serve()
+	return s
 }
 
-func (s *smtpServer) serve() {
+func (s *Server) serve() {
 	defer s.wg.Done()
 	for {
 		c, err := s.ln.Accept()
@@ -218,7 +94,7 @@ func (s *smtpServer) serve() {
 	}
 }
 
-func (s *smtpServer) track(c net.Conn) bool {
+func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -228,14 +104,16 @@ func (s *smtpServer) track(c net.Conn) bool {
 	return true
 }
 
-func (s *smtpServer) untrack(c net.Conn) {
+func (s *Server) untrack(c net.Conn) {
 	c.Close()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
 
-func (s *smtpServer) close() error {
+// Close stops accepting, closes every connection and waits for their
+// sessions to end.
+func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	close(s.done)
@@ -245,10 +123,14 @@ func (s *smtpServer) close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
 	return err
 }
 
-func addrOf(a net.Addr) netip.Addr {
+// AddrOf is the address of a TCP endpoint.
+func AddrOf(a net.Addr) netip.Addr {
 	if ta, ok := a.(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
 			return ip.Unmap()
@@ -259,25 +141,25 @@ func addrOf(a net.Addr) netip.Addr {
 
 // session is one SMTP conversation.
 type session struct {
-	s    *smtpServer
-	srv  *server
+	s    *Server
+	srv  *world.Server
 	raw  net.Conn // the TCP connection
 	conn net.Conn
 	r    *bufio.Reader
 	tls  bool
 }
 
-func (s *smtpServer) handle(c net.Conn) {
+func (s *Server) handle(c net.Conn) {
 	// The lab listens on 0.0.0.0 to serve every 127.x address with one
 	// socket; only loopback peers may talk to it.
-	if !addrOf(c.RemoteAddr()).IsLoopback() {
+	if !AddrOf(c.RemoteAddr()).IsLoopback() {
 		return
 	}
-	slot, ok := s.w.addrSlot(addrOf(c.LocalAddr()))
+	slot, ok := s.w.AddrSlot(AddrOf(c.LocalAddr()))
 	if !ok {
 		return
 	}
-	srv, ok := s.w.serverAt(slot)
+	srv, ok := s.w.ServerAt(slot)
 	if !ok {
 		return
 	}
@@ -288,10 +170,10 @@ func (s *smtpServer) handle(c net.Conn) {
 // pause simulates the network and server delay before a reply; false when the
 // lab shuts down meanwhile.
 func (ss *session) pause() bool {
-	if ss.srv.latency <= 0 {
+	if ss.srv.Latency <= 0 {
 		return true
 	}
-	t := time.NewTimer(ss.srv.latency)
+	t := time.NewTimer(ss.srv.Latency)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -350,11 +232,11 @@ func (ss *session) readRecord() bool {
 	return err == nil
 }
 
-// closed is closed when the client leaves (or the lab shuts down): a reader
-// for the streaming cases, which otherwise would notice only at their next
-// write. Reading is harmless there: a client does not talk before the
+// gone is closed when the client leaves (or the lab shuts down): a reader
+// for the streaming greetings, which otherwise would notice only at their
+// next write. Reading is harmless there: a client does not talk before the
 // greeting ends.
-func (ss *session) closed() <-chan struct{} {
+func (ss *session) gone() <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)
@@ -364,14 +246,14 @@ func (ss *session) closed() <-chan struct{} {
 	return ch
 }
 
-// tarpit trickles tarpitLine one byte per tarpitInterval until the client
-// leaves, the lab stops, or tarpitHold passes.
+// tarpit trickles the tarpit line one byte per tarpitInterval until the
+// client leaves, the lab stops, or tarpitHold passes.
 func (ss *session) tarpit() {
 	if !ss.pause() {
 		return
 	}
-	line := tarpitLine(ss.srv)
-	gone := ss.closed()
+	line := ss.srv.TarpitLine()
+	gone := ss.gone()
 	t := time.NewTicker(tarpitInterval)
 	defer t.Stop()
 	end := time.Now().Add(tarpitHold)
@@ -391,16 +273,16 @@ func (ss *session) tarpit() {
 
 // endless sends a greeting line that never ends.
 func (ss *session) endless() {
-	if !ss.send(endlessHead(ss.srv)) {
+	if !ss.send(ss.srv.EndlessHead()) {
 		return
 	}
-	for sent := 0; sent < endlessMax; sent += len(endlessChunk) {
+	for sent := 0; sent < endlessMax; sent += len(world.EndlessChunk) {
 		select {
 		case <-ss.s.done:
 			return
 		default:
 		}
-		if !ss.write(endlessChunk) {
+		if !ss.write(world.EndlessChunk) {
 			return
 		}
 	}
@@ -409,7 +291,7 @@ func (ss *session) endless() {
 // hugeGreeting sends the 10 MiB greeting; a client that reads it all gets an
 // ordinary session after it.
 func (ss *session) hugeGreeting() bool {
-	if !ss.send(hugeFirst(ss.srv)) {
+	if !ss.send(ss.srv.HugeFirst()) {
 		return false
 	}
 	for range hugeChunks {
@@ -418,25 +300,11 @@ func (ss *session) hugeGreeting() bool {
 			return false
 		default:
 		}
-		if !ss.write(hugeChunk) {
+		if !ss.write(world.HugeChunk) {
 			return false
 		}
 	}
-	return ss.write([]byte(greeting(ss.srv, time.Now())))
-}
-
-// multi formats a multi-line reply: code-text for all but the last line.
-func multi(code string, first string, rest []string) []string {
-	all := append([]string{first}, rest...)
-	out := make([]string, len(all))
-	for i, l := range all {
-		sep := "-"
-		if i == len(all)-1 {
-			sep = " "
-		}
-		out[i] = code + sep + l
-	}
-	return out
+	return ss.write([]byte(ss.srv.Greeting(time.Now())))
 }
 
 // readLine reads one command line; ok is false on EOF, timeout or an
@@ -454,51 +322,46 @@ func (ss *session) readLine(timeout time.Duration) (string, bool) {
 	return strings.TrimRight(string(line), "\r\n"), true
 }
 
-func (ss *session) run() {
+// open runs what the script does on connect; false when the session is
+// over.
+func (ss *session) open() bool {
 	srv := ss.srv
-	switch srv.cas {
-	case cSMTPSilent:
+	switch srv.Case.SMTP.Open {
+	case world.OpenSilent:
 		ss.conn.SetReadDeadline(time.Now().Add(silentHold))
 		_, _ = io.Copy(io.Discard, io.LimitReader(ss.conn, 64<<10)) // ends on EOF, deadline or close: all mean "done"
-		return
-	case cSMTPBusy421:
-		ss.reply("421 " + srv.banner + " Service not available, closing transmission channel")
-		return
-	case cSMTPGreeting554:
-		if !ss.reply("554 " + srv.banner + " No SMTP service here") {
-			return
+		return false
+	case world.OpenRefuse:
+		if !ss.reply(srv.RefusalLine()) || !srv.Case.SMTP.WaitQUIT {
+			return false
 		}
 		// RFC 5321 3.1: wait for QUIT, answering 503 meanwhile.
 		for range maxCommands {
 			line, ok := ss.readLine(idleTimeout)
 			if !ok {
-				return
+				return false
 			}
 			if verb(line) == "QUIT" {
 				ss.reply("221 2.0.0 Bye")
-				return
+				return false
 			}
 			if !ss.reply("503 5.5.1 Error: no SMTP service here") {
-				return
+				return false
 			}
 		}
-		return
-	case cSMTPTarpit:
+		return false
+	case world.OpenTarpit:
 		ss.tarpit()
-		return
-	case cSMTPEndlessLine:
+		return false
+	case world.OpenEndless:
 		ss.endless()
-		return
-	case cSMTPHTTP, cSMTPSSH, cSMTPBinary, cSMTPNULBytes:
-		if ss.pause() && ss.write(ss.s.w.notSMTP(srv)) {
+		return false
+	case world.OpenHTTP, world.OpenSSH, world.OpenBinary, world.OpenNUL:
+		if ss.pause() && ss.write(srv.Foreign()) {
 			ss.drain()
 		}
-		return
-	case cSMTPResetConnect:
-		// Not at once: a reset that beats the client's connect(2) to its
-		// SO_ERROR check fails the connect itself (outcome connect), which
-		// would make the case a race. Half a second after the accept the
-		// client waits for the greeting.
+		return false
+	case world.OpenReset:
 		t := time.NewTimer(resetDelay)
 		defer t.Stop()
 		select {
@@ -506,15 +369,19 @@ func (ss *session) run() {
 			ss.reset()
 		case <-ss.s.done:
 		}
-		return
-	case cSMTPGreeting10MB:
-		if !ss.hugeGreeting() {
-			return
-		}
+		return false
+	case world.OpenHuge:
+		return ss.hugeGreeting()
 	}
-	if srv.cas != cSMTPGreeting10MB && !ss.send(greeting(srv, time.Now())) {
+	return ss.send(srv.Greeting(time.Now()))
+}
+
+func (ss *session) run() {
+	if !ss.open() {
 		return
 	}
+	srv, sc := ss.srv, &ss.srv.Case.SMTP
+	peer := AddrOf(ss.raw.RemoteAddr())
 	for range maxCommands {
 		line, ok := ss.readLine(idleTimeout)
 		if !ok {
@@ -523,28 +390,24 @@ func (ss *session) run() {
 		var sent bool
 		switch verb(line) {
 		case "EHLO":
-			if srv.cas == cSMTPHELOOnly {
+			switch sc.EHLO {
+			case world.EHLORefuse:
 				sent = ss.reply("502 5.5.2 Error: command not recognized")
-				break
-			}
-			if srv.cas == cSMTPResetEHLO {
+			case world.EHLOReset:
 				ss.reset()
 				return
+			default:
+				sent = ss.reply(srv.EHLOLines(ss.tls, arg(line), peer)...)
 			}
-			sent = ss.reply(ehloLines(srv, ss.tls, arg(line), addrOf(ss.raw.RemoteAddr()))...)
 		case "HELO":
-			name := srv.ehlo
-			if ss.tls {
-				name = srv.postEHLO
-			}
-			sent = ss.reply("250 " + srv.wireName(name) + helloText(srv, arg(line), addrOf(ss.raw.RemoteAddr())))
+			sent = ss.reply(srv.HELOLine(ss.tls, arg(line), peer))
 		case "STARTTLS":
 			switch {
 			case ss.tls:
 				sent = ss.reply("503 5.5.1 Error: TLS already active")
-			case srv.cas == cSMTPSTARTTLS454:
-				sent = ss.reply("454 4.7.0 TLS not available due to local problem")
-			case !startTLSOffered(srv.cas):
+			case srv.STARTTLSRefusal() != "":
+				sent = ss.reply(srv.STARTTLSRefusal())
+			case !sc.Offered():
 				sent = ss.reply("502 5.5.1 Error: command not implemented")
 			default:
 				if ss.r.Buffered() > 0 {
@@ -553,27 +416,7 @@ func (ss *session) run() {
 					ss.reply("554 5.5.1 Error: pipelining behind STARTTLS")
 					return
 				}
-				if !ss.reply(startTLSReady(srv)) {
-					return
-				}
-				switch srv.cas {
-				case cSMTPResetTLS:
-					if ss.readRecord() {
-						ss.reset()
-					}
-					return
-				case cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage:
-					answer := []byte(greeting(srv, time.Now()))
-					if srv.cas == cSMTPSTARTTLSGarbage {
-						answer = ss.s.w.garbage(srv.slot, 512)
-						answer[0] = 0x00 // no TLS record type: the client gives up on the header
-					}
-					if ss.readRecord() && ss.write(answer) {
-						ss.drain()
-					}
-					return
-				}
-				if !ss.startTLS() {
+				if !ss.reply(srv.STARTTLSReady()) || !ss.afterReady() {
 					return
 				}
 				sent = true
@@ -590,18 +433,43 @@ func (ss *session) run() {
 			return
 		}
 	}
-	ss.reply("421 4.7.0 " + srv.banner + " Error: too many commands")
+	ss.reply("421 4.7.0 " + srv.Banner + " Error: too many commands")
+}
+
+// afterReady does what the script does after the 220 to STARTTLS; true when
+// a TLS session follows.
+func (ss *session) afterReady() bool {
+	srv := ss.srv
+	switch srv.Case.SMTP.AfterReady {
+	case world.AfterReset:
+		if ss.readRecord() {
+			ss.reset()
+		}
+		return false
+	case world.AfterPlaintext, world.AfterGarbage:
+		answer := []byte(srv.Greeting(time.Now()))
+		if srv.Case.SMTP.AfterReady == world.AfterGarbage {
+			answer = srv.Garbage(512)
+			answer[0] = 0x00 // no TLS record type: the client gives up on the header
+		}
+		if ss.readRecord() && ss.write(answer) {
+			ss.drain()
+		}
+		return false
+	}
+	return ss.startTLS()
 }
 
 func (ss *session) startTLS() bool {
 	srv := ss.srv
 	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion:       tls.VersionTLS12,
+		CurvePreferences: world.ServerGroups,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return ss.s.auth.get(specFor(srv, strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))))
+			return ss.s.auth.Get(srv.CertSpec(strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))))
 		},
 	}
-	if maxTLS12(srv.cas) {
+	if srv.Case.TLS.MaxTLS12 {
 		cfg.MaxVersion = tls.VersionTLS12
 	}
 	tc := tls.Server(ss.conn, cfg)

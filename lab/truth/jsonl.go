@@ -52,8 +52,8 @@ func appendJSONTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-// appendTruthDomain appends d as one JSON line.
-func appendTruthDomain(b []byte, d *TruthDomain) []byte {
+// AppendDomain appends d as one JSON line.
+func AppendDomain(b []byte, d *Domain) []byte {
 	b = appendJSONKey(append(b, '{'), true, "domain")
 	b = appendJSONString(b, d.Domain)
 	b = appendJSONKey(b, false, "rank")
@@ -91,12 +91,12 @@ func appendTruthDomain(b []byte, d *TruthDomain) []byte {
 	return append(b, '}', '\n')
 }
 
-// appendTruthHost appends h as one JSON line.
-func appendTruthHost(b []byte, h *TruthHost) []byte {
+// AppendHost appends h as one JSON line.
+func AppendHost(b []byte, h *Host) []byte {
 	if h.Raw != nil {
 		j, err := json.Marshal(h)
 		if err != nil {
-			panic(err) // a TruthHost always marshals
+			panic(err) // a Host always marshals
 		}
 		return append(append(b, j...), '\n')
 	}

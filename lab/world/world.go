@@ -1,3 +1,17 @@
+// Package world is the lab's model of a mail internet, without I/O: which
+// domains exist, what their zones hold, which server runs on which address,
+// how it talks and which certificate it shows. Everything is derived from
+// (seed, index) by hashing; only the few hundred providers are
+// materialised, so a million-domain world costs kilobytes and the servers
+// can answer for any name or address on demand.
+//
+// A behaviour of the lab is one record of the case table (cases.go): its
+// DNS shape, its SMTP script, its TLS limits, its certificate rule and the
+// outcome a scan must record. The DNS server (lab/dnsserver), the SMTP
+// server (lab/smtpserver), the certificate authority (lab/pki) and the truth
+// (lab/truth) all read that record; none of them decides a behaviour of its
+// own. The draws that shape the background (provider styles, dialects,
+// machine names, ...) are weighted tables drawn by one function, pick.
 package world
 
 import (
@@ -10,23 +24,23 @@ import (
 	"time"
 )
 
-// The world is derived, not stored: a domain's kind, provider, case, names and
-// addresses are pure functions of (seed, index). Only the few hundred
-// providers are materialised, so a million-domain world costs kilobytes and
-// the DNS and SMTP servers can answer for any name or address on demand.
-
-type siteKind uint8
+// Kind is what sort of site a domain is.
+type Kind uint8
 
 const (
-	kindCase     siteKind = iota // a case domain: its own server showing one case
-	kindProvider                 // hosted by one of the Zipf-weighted providers
-	kindHosting                  // MX mail.<d> on a shared hosting server
-	kindSelf                     // own MX mx.<leader>, possibly shared by a few sibling domains
+	KindCase     Kind = iota // a case domain: its own server showing one case
+	KindProvider             // hosted by one of the Zipf-weighted providers
+	KindHosting              // MX mail.<d> on a shared hosting server
+	KindSelf                 // own MX mx.<leader>, possibly shared by a few sibling domains
 )
 
-var kindLabel = [...]string{kindCase: "case", kindProvider: "bg_provider", kindHosting: "bg_hosting", kindSelf: "bg_self"}
+// Label is the kind's name in the truth's cases and lab.json (bg_*).
+func (k Kind) Label() string {
+	return [...]string{KindCase: "case", KindProvider: "bg_provider", KindHosting: "bg_hosting", KindSelf: "bg_self"}[k]
+}
 
-// Hash tags keep the derived properties independent of each other.
+// Hash tags keep the derived properties independent of each other. Their
+// values are part of every world: a new tag goes at the end.
 const (
 	tagWord uint64 = iota + 1
 	tagKind
@@ -55,33 +69,6 @@ const (
 	tagSelfDialect
 )
 
-// bgStyle is how a background server names itself and what its certificate
-// says, beyond the case: the ways real mail servers greet with one name while
-// the certificate carries another (README "Background kinds").
-type bgStyle uint8
-
-const (
-	styleNone        bgStyle = iota // case domains and the classic background servers
-	styleSuite                      // provider: MX aspmx.l/altN.aspmx.l.<p>, banner mx.<p>, certificate for the banner and every MX name (Google-like)
-	styleTenant                     // provider: per-domain MX <d-dashed>.mail.<p> on 2 of a shared pool, *.mail.<p> by SNI, banner per server <code>.mail.<p> (Microsoft 365-like)
-	styleGateway                    // provider: per-domain MX <d-dashed>.in.<p> on 2 of a shared pool, *.in.<p>, banner per server mta<k>.int.<p> (filtering gateway)
-	styleInternal                   // provider: shared MX names, certificate for the MX name by SNI, banner per server mta<k>.int.<p>
-	styleAutoSSL                    // hosting: certificate for mail.<d> by SNI (AutoSSL), banner the server's name
-	styleMachine                    // self-hosted: banner the machine's name (FQDN, dotless, localhost), CA certificate for the MX name
-	styleMachineCert                // self-hosted: banner and CA certificate for the machine's FQDN, MX mx.<d>
-	styleDefaultCert                // self-hosted: banner the machine's name, self-signed default certificate for it (FQDN or dotless)
-	numStyles
-)
-
-var styleLabel = [numStyles]string{
-	styleSuite: "provider_suite", styleTenant: "provider_tenant", styleGateway: "provider_gateway",
-	styleInternal: "provider_internal", styleAutoSSL: "hosting_autossl", styleMachine: "self_machine_banner",
-	styleMachineCert: "self_machine_cert", styleDefaultCert: "self_default_cert",
-}
-
-// perDomainMX says whether a provider style gives each domain its own MX name.
-func (st bgStyle) perDomainMX() bool { return st == styleTenant || st == styleGateway }
-
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -106,11 +93,11 @@ var words = []string{
 	"yarrow", "zephyr", "acorn", "basalt", "cedar", "dune", "falcon", "glacier",
 }
 
-// WorldParams are the knobs that shape the world; Config embeds them.
-type WorldParams struct {
+// Params are the knobs that shape the world.
+type Params struct {
 	Domains       int                // number of domains in domains.csv
 	Seed          int64              // same seed, same world
-	Cases         map[string]float64 // case name -> share of domains; "default" sets the rest
+	Cases         map[string]float64 // case name -> share of domains; "default" sets the rest, "hostile" the hostile group
 	ProviderShare float64            // share of non-case domains hosted by providers
 	HostingShare  float64            // share of non-case domains on shared hosting servers
 	Providers     int                // number of providers; 0 = n/2000+5, at most 500
@@ -119,7 +106,7 @@ type WorldParams struct {
 	LatencyMax    time.Duration
 }
 
-func (p *WorldParams) setDefaults() {
+func (p *Params) setDefaults() {
 	if p.Domains == 0 {
 		p.Domains = 1000
 	}
@@ -138,9 +125,9 @@ func (p *WorldParams) setDefaults() {
 // hosts own a contiguous block of address slots.
 type provider struct {
 	name   string // provider3.test
-	cas    caseID
+	cas    *Case
 	shared bool // all MX hosts share one address set: the certificate is chosen by SNI
-	style  bgStyle
+	style  StyleID
 	hosts  []provHost // none for per-domain MX styles
 	pool   []int      // per-domain MX styles: the shared addresses, two per domain
 	first  int        // first slot
@@ -151,19 +138,19 @@ type provHost struct {
 	name  string
 	pref  uint16
 	slots []int
-	v6    string // a 2001:db8::/32 address, or ""
+	v6    netip.Addr // a 2001:db8::/32 address, or the zero Addr
 }
 
 // World is the deterministic model behind the DNS server, the SMTP server and
 // the truth files.
 type World struct {
-	p          WorldParams
+	p          Params
 	seed       uint64
 	n          int
 	permA      uint64
 	permB      uint64
-	counts     [numCases]int
-	cum        [numCases + 1]int
+	counts     []int // domains per case, by Case.index
+	cum        []int
 	caseTotal  int
 	providers  []provider
 	provCum    []float64
@@ -181,8 +168,8 @@ type World struct {
 // loopback services (and 127.0.0.53), 127.255/16 to anything else.
 const addrSpace = 254 * 65536
 
-// NewWorld derives the world; it fails only on impossible parameters.
-func NewWorld(p WorldParams) (*World, error) {
+// New derives the world; it fails only on impossible parameters.
+func New(p Params) (*World, error) {
 	p.setDefaults()
 	if p.Domains < 1 {
 		return nil, fmt.Errorf("lab: -domains must be positive")
@@ -196,10 +183,11 @@ func NewWorld(p WorldParams) (*World, error) {
 		return nil, err
 	}
 	w.counts = counts
-	for c := caseID(1); c < numCases; c++ {
+	w.cum = make([]int, len(cases)+1)
+	for c := range cases {
 		w.cum[c+1] = w.cum[c] + w.counts[c]
 	}
-	w.caseTotal = w.cum[numCases]
+	w.caseTotal = w.cum[len(cases)]
 
 	// Position q = (a*i+b) mod n spreads the case domains over all ranks.
 	w.permA = w.hash(tagPerm, 0)%uint64(w.n) | 1
@@ -227,6 +215,21 @@ func NewWorld(p WorldParams) (*World, error) {
 	return w, nil
 }
 
+// Seed is the world's derived seed: the certificate authority's keys come
+// from it.
+func (w *World) Seed() uint64 { return w.seed }
+
+// Params are the parameters the world was made with, defaults filled in.
+func (w *World) Params() Params { return w.p }
+
+// Len is the number of domains.
+func (w *World) Len() int { return w.n }
+
+// Providers is the number of providers; HostingServers of shared hosting
+// servers.
+func (w *World) Providers() int      { return len(w.providers) }
+func (w *World) HostingServers() int { return w.nHosting }
+
 func gcd(a, b uint64) uint64 {
 	for b != 0 {
 		a, b = b, a%b
@@ -249,28 +252,6 @@ func modInverse(a, m uint64) uint64 {
 	return uint64(t)
 }
 
-var provCaseCycle = []caseID{cCertMX, cCertMX, cCertMX, cCertMX, cCertWildcard, cCertWildcard, cCertBoth, cCertBannerOnly, cTLS12Only, cCertRSA}
-
-// providerStyle: the six largest are suite-like, tenant-like, a filtering
-// gateway, internal-banner, classic, classic; the others are drawn (50%
-// classic, 25% internal banner, 15% tenant, 10% gateway).
-func (w *World) providerStyle(p int) bgStyle {
-	if p < len(topStyles) {
-		return topStyles[p]
-	}
-	switch u := w.hash(tagProvStyle, p) % 20; {
-	case u < 10:
-		return styleNone
-	case u < 15:
-		return styleInternal
-	case u < 18:
-		return styleTenant
-	}
-	return styleGateway
-}
-
-var topStyles = [...]bgStyle{styleSuite, styleTenant, styleGateway, styleInternal, styleNone, styleNone}
-
 func (w *World) buildProviders() {
 	P := max(w.p.Providers, 1)
 	w.providers = make([]provider, P)
@@ -288,11 +269,12 @@ func (w *World) buildProviders() {
 		pr := &w.providers[p]
 		pr.name = "provider" + strconv.Itoa(p+1) + ".test"
 		pr.style = w.providerStyle(p)
-		pr.cas = provCaseCycle[w.hash(tagProvCase, p)%uint64(len(provCaseCycle))]
+		pr.cas = pick(providerCases, w.hash(tagProvCase, p))
 		pr.first = slot
-		switch pr.style {
-		case styleTenant, styleGateway:
-			pr.cas = cCertWildcard
+		if c := styles[pr.style].cas; c != nil {
+			pr.cas = c
+		}
+		if pr.style.perDomainMX() {
 			n := 4
 			if p < 3 {
 				n = 8
@@ -304,27 +286,23 @@ func (w *World) buildProviders() {
 			}
 			pr.nSlots = n
 			continue
-		case styleSuite:
-			pr.cas = cCertBoth
-		case styleInternal:
-			pr.cas = cCertMX
 		}
-		if p == 0 && pr.style == styleNone {
-			pr.cas = cCertMX
+		if p == 0 && pr.style == StyleNone {
+			pr.cas = caseCertMX
 		}
-		pr.shared = p%4 == 1 || pr.style == styleInternal
+		pr.shared = p%4 == 1 || pr.style == StyleInternal
 		nHosts := 1 + int(w.hash(tagProvHosts, p)%3)
 		nAddrs := 1 + int(w.hash(tagProvAddrs, p)%2)
 		if p < 3 {
 			nHosts, nAddrs = 3, 4
 		}
-		samePref := w.hash(tagProvHosts, p)%4 == 0
+		samePref := pick(oneIn4, w.hash(tagProvHosts, p))
 		for k := range nHosts {
 			h := provHost{name: "mx" + strconv.Itoa(k+1) + "." + pr.name, pref: uint16(10 * (k + 1))}
 			if samePref {
 				h.pref = 10
 			}
-			if pr.style == styleSuite {
+			if pr.style == StyleSuite {
 				// aspmx.l (1), alt1.aspmx.l (5), alt2.aspmx.l (5), ...
 				h.name, h.pref = "aspmx.l."+pr.name, 1
 				if k > 0 {
@@ -340,8 +318,8 @@ func (w *World) buildProviders() {
 					slot++
 				}
 			}
-			if w.hash(tagV6, p*16+k)%4 == 0 {
-				h.v6 = fmt.Sprintf("2001:db8:%x::%x", p+1, k+1)
+			if pick(oneIn4, w.hash(tagV6, p*16+k)) {
+				h.v6 = netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::%x", p+1, k+1))
 			}
 			pr.hosts = append(pr.hosts, h)
 		}
@@ -351,18 +329,18 @@ func (w *World) buildProviders() {
 
 // tenantMX is a per-domain provider MX name: amber17.test at a tenant-like
 // provider is amber17-test.mail.<p>.
-func (w *World) tenantMX(d domain) string {
+func (w *World) tenantMX(d Domain) string {
 	pr := &w.providers[d.provider]
-	label := strings.TrimSuffix(d.name, ".test") + "-test"
-	if pr.style == styleGateway {
+	label := strings.TrimSuffix(d.Name, ".test") + "-test"
+	if pr.style == StyleGateway {
 		return label + ".in." + pr.name
 	}
 	return label + ".mail." + pr.name
 }
 
 // tenantPref is the preference of a per-domain provider MX.
-func (w *World) tenantPref(d domain) uint16 {
-	if w.providers[d.provider].style == styleGateway {
+func (w *World) tenantPref(d Domain) uint16 {
+	if w.providers[d.provider].style == StyleGateway {
 		return 10
 	}
 	return 0
@@ -370,38 +348,38 @@ func (w *World) tenantPref(d domain) uint16 {
 
 // tenantSlots are the two pool addresses a per-domain provider MX has, in
 // the order DNS gives them.
-func (w *World) tenantSlots(d domain) [2]int {
+func (w *World) tenantSlots(d Domain) []int {
 	pool := w.providers[d.provider].pool
-	j := int(w.hash(tagTenant, d.idx) % uint64(len(pool)))
-	return [2]int{pool[j], pool[(j+1)%len(pool)]}
+	j := int(w.hash(tagTenant, d.Index) % uint64(len(pool)))
+	return []int{pool[j], pool[(j+1)%len(pool)]}
 }
 
 // tenantDomain maps a per-domain provider MX name back to its domain.
-func (w *World) tenantDomain(label string, p int) (domain, bool) {
+func (w *World) tenantDomain(label string, p int) (Domain, bool) {
 	base, ok := strings.CutSuffix(label, "-test")
 	if !ok {
-		return domain{}, false
+		return Domain{}, false
 	}
 	i, ok := w.parseDomain(base + ".test")
 	if !ok {
-		return domain{}, false
+		return Domain{}, false
 	}
-	d := w.domain(i)
-	if d.kind != kindProvider || d.provider != p {
-		return domain{}, false
+	d := w.Domain(i)
+	if d.Kind != KindProvider || d.provider != p {
+		return Domain{}, false
 	}
 	return d, true
 }
 
-// slotAddr is the IPv4 address of a slot.
-func (w *World) slotAddr(s int) netip.Addr {
+// SlotAddr is the IPv4 address of a slot.
+func (w *World) SlotAddr(s int) netip.Addr {
 	k := (uint64(s)*w.addrA + w.addrB) % addrSpace
 	return netip.AddrFrom4([4]byte{127, byte(1 + k>>16), byte(k >> 8), byte(k)})
 }
 
-// addrSlot is the inverse of slotAddr; ok is false for addresses the world
+// AddrSlot is the inverse of SlotAddr; ok is false for addresses the world
 // does not use.
-func (w *World) addrSlot(a netip.Addr) (int, bool) {
+func (w *World) AddrSlot(a netip.Addr) (int, bool) {
 	if !a.Is4() && !a.Is4In6() {
 		return 0, false
 	}
@@ -417,66 +395,72 @@ func (w *World) addrSlot(a netip.Addr) (int, bool) {
 	return int(s), true
 }
 
-// domain is everything derived about one domain index.
-type domain struct {
-	idx      int
-	name     string
-	kind     siteKind
-	cas      caseID // kindCase only
-	provider int    // kindProvider
-	hosting  int    // kindHosting
-	leader   int    // kindSelf: the domain whose MX names and servers it shares
-	variant  uint8  // kindSelf leaders: 0 one address, 1 two addresses, 2 a second MX host mx2
+// Domain is everything derived about one domain index.
+type Domain struct {
+	Index    int
+	Name     string
+	Kind     Kind
+	Case     *Case // KindCase only
+	provider int   // KindProvider
+	hosting  int   // KindHosting
+	leader   int   // KindSelf: the domain whose MX names and servers it shares
+	variant  uint8 // KindSelf leaders: 0 one address, 1 two addresses, 2 a second MX host mx2
 }
 
-// Len is the number of domains.
-func (w *World) Len() int { return w.n }
+// Self-hosted leaders' MX layouts.
+const (
+	variantOne uint8 = iota // mx.<L> on one address
+	variantTwo              // mx.<L> on two addresses
+	variantMX2              // mx.<L> and mx2.<L> (preference 20), one address each
+)
 
-func (w *World) domainName(i int) string {
+// DomainName is the name of domain i: <word><i+1>.test.
+func (w *World) DomainName(i int) string {
 	return words[w.hash(tagWord, i)%uint64(len(words))] + strconv.Itoa(i+1) + ".test"
 }
 
-func (w *World) kindOf(i int) (siteKind, caseID) {
+func (w *World) kindOf(i int) (Kind, *Case) {
 	q := int((w.permA*uint64(i) + w.permB) % uint64(w.n))
 	if q < w.caseTotal {
-		c := sort.Search(int(numCases), func(c int) bool { return w.cum[c+1] > q })
-		return kindCase, caseID(c)
+		c := sort.Search(len(cases), func(c int) bool { return w.cum[c+1] > q })
+		return KindCase, &cases[c]
 	}
 	u := w.unit(tagKind, i)
 	switch {
 	case u < w.p.ProviderShare:
-		return kindProvider, 0
+		return KindProvider, nil
 	case u < w.p.ProviderShare+w.p.HostingShare:
-		return kindHosting, 0
+		return KindHosting, nil
 	}
-	return kindSelf, 0
+	return KindSelf, nil
 }
 
-func (w *World) isLeaderFlag(i int) bool { return w.hash(tagLeader, i)%3 == 0 }
+func (w *World) isLeader(i int) bool { return pick(oneIn3, w.hash(tagLeader, i)) }
 
-func (w *World) domain(i int) domain {
-	d := domain{idx: i, name: w.domainName(i)}
-	d.kind, d.cas = w.kindOf(i)
-	switch d.kind {
-	case kindProvider:
+// Domain derives domain i.
+func (w *World) Domain(i int) Domain {
+	d := Domain{Index: i, Name: w.DomainName(i)}
+	d.Kind, d.Case = w.kindOf(i)
+	switch d.Kind {
+	case KindProvider:
 		u := w.unit(tagProvider, i)
 		d.provider = sort.SearchFloat64s(w.provCum, u)
 		d.provider = min(d.provider, len(w.providers)-1)
-	case kindHosting:
+	case KindHosting:
 		d.hosting = int(w.hash(tagHosting, i) % uint64(w.nHosting))
-	case kindSelf:
+	case KindSelf:
 		d.leader = i
-		if !w.isLeaderFlag(i) {
+		if !w.isLeader(i) {
 			// A company with several domains points them all at one MX host:
 			// attach to a nearby leader when there is one.
 			for j := i - 1; j >= 0 && j > i-8; j-- {
-				if k, _ := w.kindOf(j); k == kindSelf && w.isLeaderFlag(j) {
+				if k, _ := w.kindOf(j); k == KindSelf && w.isLeader(j) {
 					d.leader = j
 					break
 				}
 			}
 		}
-		d.variant = uint8(w.hash(tagVariant, d.leader) % 3)
+		d.variant = pick(selfVariants, w.hash(tagVariant, d.leader))
 	}
 	return d
 }
@@ -508,332 +492,31 @@ func hostingName(h int) string {
 	return "s" + strconv.Itoa(h+1) + ".hosting" + strconv.Itoa(h%5+1) + ".test"
 }
 
-// Hosting servers take turns: AutoSSL (certificate for mail.<d> by SNI),
-// certificate for the server's own name, Debian snakeoil.
-func (w *World) hostingStyle(h int) bgStyle {
-	if h%5 == 0 || h%5 == 3 {
-		return styleAutoSSL
+// Cases is what the truth and lab.json say of a domain: a case domain its
+// case's name; a background domain its kind, its server's case and, for the
+// kinds that name themselves apart from the MX, its style.
+func (w *World) Cases(d Domain) []string {
+	switch d.Kind {
+	case KindCase:
+		return []string{d.Case.Name}
+	case KindProvider:
+		pr := &w.providers[d.provider]
+		return bgCases(d.Kind, pr.cas, pr.style)
+	case KindHosting:
+		t := pick(hostingTurns, uint64(d.hosting))
+		return bgCases(d.Kind, t.cas, t.style)
+	case KindSelf:
+		st, c := w.selfServer(d.leader)
+		return bgCases(d.Kind, c, st)
 	}
-	return styleNone
+	return nil
 }
 
-func (w *World) hostingCase(h int) caseID {
-	switch h % 5 {
-	case 0, 3:
-		return cCertMX
-	case 4:
-		return cCertSnakeoil
+// bgCases labels a background domain or target: kind, server case and, for
+// the kinds that name themselves apart from the MX, the style.
+func bgCases(k Kind, c *Case, st StyleID) []string {
+	if st == StyleNone {
+		return []string{k.Label(), c.Name}
 	}
-	return cCertBannerOnly
-}
-
-// selfStyle: 40% classic (banner = MX name), 30% machine-name banner with a
-// CA certificate for the MX name, 12% certificate for the machine's name,
-// 18% a self-signed default certificate for the machine's name.
-func (w *World) selfStyle(leader int) bgStyle {
-	switch u := w.hash(tagSelfStyle, leader) % 50; {
-	case u < 20:
-		return styleNone
-	case u < 35:
-		return styleMachine
-	case u < 41:
-		return styleMachineCert
-	}
-	return styleDefaultCert
-}
-
-func (w *World) selfCase(leader int) caseID {
-	switch w.selfStyle(leader) {
-	case styleMachine:
-		return cCertMX
-	case styleMachineCert:
-		return cCertBannerOnly
-	case styleDefaultCert:
-		return cCertSelfSigned
-	}
-	switch w.hash(tagSelfCase, leader) % 20 {
-	case 0, 1:
-		return cCertSelfSigned
-	case 2:
-		return cCertExpired
-	}
-	return cCertMX
-}
-
-// dotlessNames are machine names without a domain, as a default install
-// greets ("220 mail ESMTP Postfix (Debian/GNU)"): a scan's banner_host is empty.
-var dotlessNames = []string{"mail", "srv01", "debian", "ubuntu", "mailserver", "vps"}
-
-// machineName is the name a self-hosted machine on a slot calls itself.
-// styleMachine draws an FQDN of its hoster, a dotless name, localhost or
-// localhost.localdomain; the certificate styles an FQDN (styleMachineCert) or
-// an FQDN or a dotless name (styleDefaultCert).
-func (w *World) machineName(slot int, st bgStyle) string {
-	u := w.hash(tagMachine, slot)
-	fqdn := "vps" + strconv.Itoa(slot) + ".hoster" + strconv.Itoa(int(u>>8%7)+1) + ".test"
-	dotless := dotlessNames[u>>16%uint64(len(dotlessNames))]
-	switch st {
-	case styleMachine:
-		switch u % 8 {
-		case 0, 1, 2:
-			return fqdn
-		case 3, 4:
-			return dotless
-		case 5, 6:
-			return "localhost"
-		}
-		return "localhost.localdomain"
-	case styleDefaultCert:
-		if u%2 == 0 {
-			return dotless
-		}
-	}
-	return fqdn
-}
-
-// sayHost is what a scan writes as banner_host (or ehlo_host) for a name the
-// lab greets with (docs/schema.md): the name, except a dotless one other
-// than localhost, which is no host name: "".
-func sayHost(name string) string {
-	if name != "localhost" && !strings.Contains(name, ".") {
-		return ""
-	}
-	return name
-}
-
-// manyMXCount is how many MX records dns_many_mx domains get: enough to
-// overflow 512 bytes and a 1232-byte EDNS0 buffer. dns_mx_hundreds domains
-// get hundredsMXCount, beyond any scanner's per-domain MX bound.
-const (
-	manyMXCount     = 100
-	hundredsMXCount = 300
-)
-
-// mxCount is the number of MX records of a many-MX case, 0 for other cases.
-func mxCount(c caseID) int {
-	switch c {
-	case cDNSManyMX:
-		return manyMXCount
-	case cDNSMXHundreds:
-		return hundredsMXCount
-	}
-	return 0
-}
-
-func manyMXName(k int, d string) string { return fmt.Sprintf("mx%03d.%s", k+1, d) }
-
-// server is what one address slot does: its case, the names it uses and which
-// certificate name it serves for which SNI.
-type server struct {
-	slot     int
-	ip       netip.Addr
-	kind     siteKind
-	cas      caseID
-	zone     string   // the domain whose wildcard would cover the site's names
-	names    []string // MX names served here; SNI picks among them, names[0] without SNI
-	banner   string
-	ehlo     string
-	postEHLO string
-	ptr      string // "" when the address has no PTR
-	latency  time.Duration
-	shared   bool // certificates reused across many targets: worth caching
-	style    bgStyle
-	dialect  dialect // how it talks (dialect.go); case servers keep the lab's
-	// greetTail are the lines after the first of a multi-line greeting (Exim).
-	greetTail []string
-	w         *World
-	hosting   int      // kindHosting: the server's index
-	san       []string // styleSuite: the names of its certificate
-	// wild are the site's names the lab put one label under zone (cert_wildcard
-	// servers; the target's MX name always is).
-	wild []string
-}
-
-// serverAt describes the server on a slot; ok is false for slots whose
-// domain does not run a server there.
-func (w *World) serverAt(slot int) (*server, bool) {
-	if slot < 0 || slot >= w.nSlots {
-		return nil, false
-	}
-	s := &server{slot: slot, ip: w.slotAddr(slot)}
-	var eximSecond string // the Exim daemon's primary_hostname, on its second address
-	switch {
-	case slot < w.slotHostng:
-		p := int(w.slotOwner[slot])
-		pr := &w.providers[p]
-		s.kind, s.cas, s.zone, s.shared, s.style = kindProvider, pr.cas, pr.name, true, pr.style
-		s.dialect = w.providerDialect(p)
-		k := slot - pr.first + 1
-		for _, h := range pr.hosts {
-			for _, hs := range h.slots {
-				if hs == slot {
-					s.names = append(s.names, h.name)
-				}
-			}
-		}
-		switch pr.style {
-		case styleSuite:
-			s.banner = "mx." + pr.name
-			s.san = []string{s.banner}
-			for _, h := range pr.hosts {
-				s.san = append(s.san, h.name)
-			}
-		case styleTenant:
-			s.zone = "mail." + pr.name
-			s.banner = tenantServerName(k) + "." + s.zone
-			s.wild = []string{s.banner}
-		case styleGateway:
-			s.zone = "in." + pr.name
-			s.banner = "mta" + strconv.Itoa(k) + ".int." + pr.name
-		case styleInternal:
-			s.banner = "mta" + strconv.Itoa(k) + ".int." + pr.name
-		default:
-			s.banner = s.names[0]
-			if s.cas == cCertBannerOnly || s.cas == cCertBoth {
-				s.banner = "smtp" + strconv.Itoa(k) + "." + pr.name
-			}
-			s.wild = append([]string{s.banner}, s.names...)
-		}
-	case slot < w.slotBase:
-		h := slot - w.slotHostng
-		s.kind, s.cas, s.shared, s.style, s.hosting = kindHosting, w.hostingCase(h), true, w.hostingStyle(h), h
-		s.dialect = w.hostingDialect(h)
-		if s.dialect == dialectExim && w.hostingCPanel(h) {
-			s.greetTail = cpanelGreeting
-		}
-		s.banner = hostingName(h)
-		s.zone = s.banner[strings.IndexByte(s.banner, '.')+1:]
-		s.names = []string{s.banner}
-	default:
-		i := (slot - w.slotBase) / 2
-		k := (slot - w.slotBase) % 2
-		d := w.domain(i)
-		switch d.kind {
-		case kindSelf:
-			if d.leader != i || (k == 1 && d.variant == 0) {
-				return nil, false
-			}
-			s.kind, s.cas, s.zone, s.style = kindSelf, w.selfCase(i), d.name, w.selfStyle(i)
-			name := "mx." + d.name
-			if k == 1 && d.variant == 2 {
-				name = "mx2." + d.name
-			}
-			s.names = []string{name}
-			s.banner = name
-			if s.style != styleNone {
-				s.banner = w.machineName(slot, s.style)
-			}
-			s.dialect = w.selfDialect(i)
-			if s.dialect == dialectExim && s.style == styleNone && k == 1 && d.variant == 2 {
-				// One Exim daemon on both addresses (realservers/ 127.77.0.28):
-				// smtp_banner names mx2 in two lines on the second address,
-				// EHLO names the primary_hostname mx.
-				s.greetTail = noUCEGreeting
-				eximSecond = "mx." + d.name
-			}
-		case kindCase:
-			if k != 0 || !caseHasServer(d.cas) {
-				return nil, false
-			}
-			s.kind, s.cas, s.zone = kindCase, d.cas, d.name
-			switch d.cas {
-			case cDNSImplicitMX:
-				s.names = []string{d.name}
-			case cDNSManyMX, cDNSMXHundreds:
-				for m := range mxCount(d.cas) {
-					s.names = append(s.names, manyMXName(m, d.name))
-				}
-			default:
-				s.names = []string{"mx." + d.name}
-			}
-			s.banner = s.names[0]
-			if d.cas == cCertBannerOnly || d.cas == cCertBoth {
-				s.banner = "smtp." + d.name
-			}
-			s.wild = append([]string{s.banner}, s.names...)
-		default:
-			return nil, false
-		}
-	}
-	s.w = w
-	s.ehlo, s.postEHLO = s.banner, s.banner
-	if eximSecond != "" {
-		s.ehlo, s.postEHLO = eximSecond, eximSecond
-	}
-	switch s.cas {
-	case cSMTPEHLODiffers:
-		s.ehlo, s.postEHLO = "smtp."+s.zone, "smtp."+s.zone
-		s.wild = append(s.wild, s.ehlo)
-	case cSMTPPostTLSDiffers:
-		s.postEHLO = "smtp." + s.zone
-		s.wild = append(s.wild, s.postEHLO)
-	}
-	switch w.hash(tagPTR, slot) % 20 {
-	case 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10:
-		// A PTR names a host of some zone, never localhost or a dotless name.
-		if strings.HasSuffix(s.banner, ".test") {
-			s.ptr = s.banner
-			break
-		}
-		fallthrough
-	case 11, 12, 13, 14, 15, 16:
-		b := s.ip.As4()
-		s.ptr = "ip-127-" + strconv.Itoa(int(b[1])) + "-" + strconv.Itoa(int(b[2])) + "-" + strconv.Itoa(int(b[3])) + ".isp.test"
-	}
-	if w.p.LatencyMax > 0 {
-		span := uint64(w.p.LatencyMax - w.p.LatencyMin)
-		s.latency = w.p.LatencyMin
-		if span > 0 {
-			s.latency += time.Duration(w.hash(tagLatency, slot) % (span + 1))
-		}
-	}
-	return s, true
-}
-
-// caseHasServer says whether a case domain runs an SMTP server on its slot.
-func caseHasServer(c caseID) bool {
-	switch c {
-	case cSMTPRefused, cDNSNullMX, cDNSNoMX, cDNSNXDomain, cDNSServfail, cDNSTimeout,
-		cDNSMXNoAddress, cDNSMXNXDomain, cDNSMXPrivate, cDNSMXLinkLocal, cDNSMXDocIPv6,
-		cDNSCNAMELoop, cDNSMXIPLiteral, cDNSWrongID, cDNSWrongQuestion:
-		return false
-	}
-	return true
-}
-
-// certName is the name a server's certificate is made for, given the SNI the
-// client sent: the SNI when the server serves that MX name, else its first
-// (the banner for servers without shared MX names).
-func (s *server) certName(sni string) string {
-	for _, n := range s.names {
-		if n == sni {
-			return n
-		}
-	}
-	if len(s.names) == 0 {
-		return s.banner
-	}
-	return s.names[0]
-}
-
-// autoSSLDomain is the domain whose mail.<d> an SNI names, when that domain
-// is hosted on this (AutoSSL) hosting server.
-func (s *server) autoSSLDomain(sni string) (string, bool) {
-	d, ok := strings.CutPrefix(sni, "mail.")
-	if !ok || s.kind != kindHosting {
-		return "", false
-	}
-	i, ok := s.w.parseDomain(d)
-	if !ok {
-		return "", false
-	}
-	dd := s.w.domain(i)
-	return d, dd.kind == kindHosting && dd.hosting == s.hosting
-}
-
-// tenantServerName is the internal name of a tenant-like provider's k-th
-// server, after Microsoft 365's bn8nam11ft036.
-func tenantServerName(k int) string {
-	regions := [...]string{"bn8", "am6", "db5", "sn1"}
-	return regions[k%4] + "nam" + strconv.Itoa(11+k/4) + "ft" + strconv.Itoa(100 + k)[1:]
+	return []string{k.Label(), c.Name, styles[st].Label}
 }

@@ -1,0 +1,63 @@
+package truth
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/mxsurvey/mxsurvey/lab/pki"
+	"github.com/mxsurvey/mxsurvey/lab/world"
+)
+
+// testTruth states the truth of a 1000-domain world with every case in it.
+func testTruth(t *testing.T) *Truth {
+	t.Helper()
+	w, err := world.New(world.Params{Domains: 1000, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := pki.New(w.Seed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStater(w, auth, 25)
+	tr := &Truth{}
+	add := func(targets []world.Target) {
+		for _, tg := range targets {
+			h, err := st.Host(tg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.Hosts = append(tr.Hosts, h)
+		}
+	}
+	add(w.ProviderTargets())
+	for i := range w.Len() {
+		d := w.Domain(i)
+		tr.Domains = append(tr.Domains, st.Domain(d))
+		add(w.OwnedTargets(d))
+	}
+	return tr
+}
+
+// TestTruthJSON holds the truth encoders against encoding/json.
+func TestTruthJSON(t *testing.T) {
+	tr := testTruth(t)
+	for i := range tr.Domains {
+		want, _ := json.Marshal(&tr.Domains[i])
+		if got := AppendDomain(nil, &tr.Domains[i]); !bytes.Equal(got, append(want, '\n')) {
+			t.Fatalf("domain row differs:\n%s\n%s", got, want)
+		}
+	}
+	for i := range tr.Hosts {
+		want, _ := json.Marshal(&tr.Hosts[i])
+		if got := AppendHost(nil, &tr.Hosts[i]); !bytes.Equal(got, append(want, '\n')) {
+			t.Fatalf("host row differs:\n%s\n%s", got, want)
+		}
+	}
+	odd := Domain{Domain: "a\"<b>\x01é", CNAMEs: []string{}, Cases: []string{"x&y"}}
+	want, _ := json.Marshal(&odd)
+	if got := AppendDomain(nil, &odd); !bytes.Equal(got, append(want, '\n')) {
+		t.Errorf("escaping:\n%s\n%s", got, want)
+	}
+}
