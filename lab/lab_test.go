@@ -379,10 +379,12 @@ func checkTarget(t *testing.T, l *Lab, h TruthHost, roots *x509.CertPool) {
 	}
 	st := tc.ConnectionState()
 	leaf := st.PeerCertificates[0]
-	if tls.VersionName(st.Version) != h.TLSVersion || fmt.Sprintf("%x", sha256.Sum256(leaf.Raw)) != h.CertSHA256 ||
+	if tls.VersionName(st.Version) != h.TLSVersion || world.GroupName(st.CurveID) != h.TLSGroup ||
+		fmt.Sprintf("%x", sha256.Sum256(leaf.Raw)) != h.CertSHA256 ||
 		leaf.Subject.CommonName != h.CertSubjectCN || !slices.Equal(leaf.DNSNames, h.CertSANDNS) ||
 		len(st.PeerCertificates) != h.CertChainLen || leaf.Issuer.String() != h.CertIssuer {
-		t.Errorf("%s: TLS %s cn %q san %q chain %d issuer %q; truth %+v", h.MXHost, tls.VersionName(st.Version), leaf.Subject.CommonName, leaf.DNSNames, len(st.PeerCertificates), leaf.Issuer, h)
+		t.Errorf("%s: TLS %s %s cn %q san %q chain %d issuer %q; truth %+v", h.MXHost, tls.VersionName(st.Version), st.CurveID,
+			leaf.Subject.CommonName, leaf.DNSNames, len(st.PeerCertificates), leaf.Issuer, h)
 	}
 	// Independent oracles for the stated facts: crypto/x509's own chain and
 	// hostname checks (whose wildcard rules agree with RFC 6125 on the

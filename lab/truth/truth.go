@@ -88,6 +88,7 @@ type Host struct {
 	STARTTLSCode    int32 `json:"starttls_code"`
 
 	TLSVersion     string     `json:"tls_version"`
+	TLSGroup       string     `json:"tls_group"` // spelled as docs/schema.md: X25519MLKEM768, X25519, P-256, ...
 	CertSubjectCN  string     `json:"cert_subject_cn"`
 	CertSANDNS     []string   `json:"cert_san_dns"`
 	CertIssuer     string     `json:"cert_issuer"`
@@ -352,6 +353,7 @@ func (st *Stater) Host(t world.Target, memo map[string]pki.Digest) (Host, error)
 		return h, nil
 	}
 	h.TLSVersion = world.TLSVersion(c.TLS.MaxTLS12)
+	h.TLSGroup = world.NegotiatedGroup(c.TLS.MaxTLS12)
 
 	// EHLO after TLS.
 	h.PostTLSEHLOCode, h.PostTLSEHLOHost = 250, world.SayHost(s.PostEHLO)
