@@ -199,9 +199,9 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 		return
 	}
 
-	// The rest greet properly.
+	// The rest greet properly (with the text the truth states, if it does).
 	got, lines, err := rc.reply()
-	if err != nil || !bytes.Equal(got, banner.Bytes) || firstToken(lines[0][4:]) != h.BannerHost {
+	if err != nil || (banner.Bytes != nil && !bytes.Equal(got, banner.Bytes)) || firstToken(lines[0][4:]) != h.BannerHost {
 		fail("greeting %q %v, truth %q", got, err, banner.Bytes)
 		return
 	}
@@ -287,8 +287,12 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 		if (lerr != nil) != (c.Cert.Broken == world.BrokenLeaf) || ierr == nil && c.Cert.Broken == world.BrokenIntermediate {
 			fail("parse: leaf %v, second %v", lerr, ierr)
 		}
-		if leaf != nil && (leaf.Subject.CommonName != h.CertSubjectCN || leaf.Issuer.String() != h.CertIssuer) {
-			fail("leaf %s by %s, truth %+v", leaf.Subject, leaf.Issuer, h)
+		if leaf != nil {
+			kt, kb := keyOf(leaf)
+			if leaf.Subject.CommonName != h.CertSubjectCN || leaf.Issuer.String() != h.CertIssuer ||
+				kt != h.CertKeyType || kb != h.CertKeyBits || selfSigned(leaf) != h.CertSelfSigned {
+				fail("leaf %s by %s, key %s %d, self-signed %v; truth %+v", leaf.Subject, leaf.Issuer, kt, kb, selfSigned(leaf), h)
+			}
 		}
 	}
 }

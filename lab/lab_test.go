@@ -2,7 +2,13 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/dsa"
+	"crypto/ecdsa"
+	"crypto/md5"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -301,6 +307,35 @@ func scanHost(line string) string {
 	return world.SayHost(name)
 }
 
+// keyOf is the test's own reading of a certificate's key, as the dataset
+// names it (cert_key_type, cert_key_bits).
+func keyOf(c *x509.Certificate) (string, int32) {
+	switch k := c.PublicKey.(type) {
+	case *rsa.PublicKey:
+		return "RSA", int32(k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ECDSA", int32(k.Curve.Params().BitSize)
+	case *dsa.PublicKey:
+		return "DSA", int32(k.P.BitLen())
+	}
+	return fmt.Sprintf("%T", c.PublicKey), 0
+}
+
+// selfSigned is the test's own reading of cert_self_signed: issuer ==
+// subject, and the signature verifies under the certificate's own key. An
+// MD5 signature is checked here, since crypto/x509 refuses to.
+func selfSigned(c *x509.Certificate) bool {
+	if !bytes.Equal(c.RawIssuer, c.RawSubject) {
+		return false
+	}
+	if c.SignatureAlgorithm == x509.MD5WithRSA {
+		pub, ok := c.PublicKey.(*rsa.PublicKey)
+		sum := md5.Sum(c.RawTBSCertificate)
+		return ok && rsa.VerifyPKCS1v15(pub, crypto.MD5, sum[:], c.Signature) == nil
+	}
+	return c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+}
+
 // checkTarget runs one conversation against a target and holds every field
 // the truth states against what the server sent.
 func checkTarget(t *testing.T, l *Lab, h TruthHost, roots *x509.CertPool) {
@@ -385,6 +420,10 @@ func checkTarget(t *testing.T, l *Lab, h TruthHost, roots *x509.CertPool) {
 		len(st.PeerCertificates) != h.CertChainLen || leaf.Issuer.String() != h.CertIssuer {
 		t.Errorf("%s: TLS %s %s cn %q san %q chain %d issuer %q; truth %+v", h.MXHost, tls.VersionName(st.Version), st.CurveID,
 			leaf.Subject.CommonName, leaf.DNSNames, len(st.PeerCertificates), leaf.Issuer, h)
+	}
+	if kt, kb := keyOf(leaf); kt != h.CertKeyType || kb != h.CertKeyBits || selfSigned(leaf) != h.CertSelfSigned {
+		t.Errorf("%s %v: key %s %d, self-signed %v; truth %s %d %v", h.MXHost, h.Cases, kt, kb, selfSigned(leaf),
+			h.CertKeyType, h.CertKeyBits, h.CertSelfSigned)
 	}
 	// Independent oracles for the stated facts: crypto/x509's own chain and
 	// hostname checks (whose wildcard rules agree with RFC 6125 on the

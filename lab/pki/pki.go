@@ -11,14 +11,17 @@ package pki
 import (
 	"bytes"
 	"crypto"
+	"crypto/dsa"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	_ "crypto/md5" // crypto.MD5.New, for md5WithRSAEncryption
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
@@ -46,6 +49,10 @@ type Authority struct {
 	rsaOnce sync.Once
 	rsaKey  *rsa.PrivateKey
 	rsaErr  error
+
+	dsaOnce sync.Once
+	dsaKey  *dsa.PrivateKey
+	dsaErr  error
 
 	fillOnce sync.Once
 	fillers  [][]byte // DER of the filler CAs of cert_chain_50
@@ -159,7 +166,8 @@ type issued struct {
 	sha256 string
 }
 
-// leafKey is the key of a spec's leaf.
+// leafKey is the key a spec's leaf is served with: its own, and for a DSA
+// leaf the P-256 key the TLS server signs with instead.
 func (a *Authority) leafKey(sp world.CertSpec, id string) crypto.Signer {
 	switch sp.Key {
 	case world.KeyP384:
@@ -214,7 +222,17 @@ func (a *Authority) make(sp world.CertSpec) (*issued, error) {
 	if sp.Issuer == world.IssuerLab {
 		chain = [][]byte{a.inter.Raw}
 	}
-	der, err := createCertificate(tmpl, parent, tmpl.PublicKey, signer)
+	var spki []byte
+	if sp.Key == world.KeyDSA {
+		k, err := a.dsa()
+		if err != nil {
+			return nil, err
+		}
+		if spki, err = dsaSPKI(&k.PublicKey); err != nil {
+			return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
+		}
+	}
+	der, err := createCertificate(tmpl, parent, tmpl.PublicKey, signer, spki, sp.Sig)
 	if err != nil {
 		return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
 	}
@@ -266,7 +284,14 @@ func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) (
 // encodes the TBSCertificate, the lab signs it as CreateCertificate would
 // (ECDSA per RFC 6979 without a random source, RSA PKCS #1 v1.5, both
 // deterministic) and wraps it. The DER is byte-identical (TestCreateCertificate).
-func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+//
+// Two certificates of the lab are ones CreateCertificate refuses to make:
+// a DSA subject key and an MD5 signature. For those the TBSCertificate it
+// encodes (with a stand-in key, with SHA-256) is edited with
+// encoding/asn1: spki, when not nil, replaces its subjectPublicKeyInfo, and
+// world.SigMD5 its signature algorithm, before the lab signs it. Everything
+// else stays as CreateCertificate writes it.
+func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer, spki []byte, sigAlg world.Sig) ([]byte, error) {
 	capture := &tbsCapture{pub: signer.Public()}
 	if _, err := x509.CreateCertificate(nil, tmpl, parent, pub, capture); !errors.Is(err, errTBSCaptured) {
 		if err == nil {
@@ -274,16 +299,14 @@ func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sig
 		}
 		return nil, err
 	}
-	tbs := capture.tbs
-	// tbsCertificate ::= SEQUENCE { [0] version, serialNumber, signature AlgorithmIdentifier, ... }
-	algID, err := tbsSignatureAlgorithm(tbs)
+	fields, err := tbsFields(capture.tbs)
 	if err != nil {
 		return nil, err
 	}
 	var h crypto.Hash
-	switch signer.Public().(type) {
+	switch k := signer.Public().(type) {
 	case *ecdsa.PublicKey:
-		switch signer.Public().(*ecdsa.PublicKey).Curve {
+		switch k.Curve {
 		case elliptic.P384():
 			h = crypto.SHA384
 		case elliptic.P521():
@@ -296,18 +319,67 @@ func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sig
 	default:
 		return nil, fmt.Errorf("unsupported signer %T", signer.Public())
 	}
+	if sigAlg == world.SigMD5 {
+		if _, ok := signer.Public().(*rsa.PublicKey); !ok {
+			return nil, errors.New("md5WithRSAEncryption needs an RSA signer")
+		}
+		fields[tbsSignature], h = md5WithRSA, crypto.MD5
+	}
+	if spki != nil {
+		fields[tbsSubjectPublicKeyInfo] = spki
+	}
+	tbs := appendDER(nil, 0x30, bytes.Join(fields, nil))
 	hh := h.New()
 	hh.Write(tbs)
 	sig, err := signer.Sign(nil, hh.Sum(nil), h)
 	if err != nil {
 		return nil, err
 	}
+	algID := fields[tbsSignature] // Certificate.signatureAlgorithm repeats it
 	body := make([]byte, 0, len(tbs)+len(algID)+len(sig)+8)
 	body = append(body, tbs...)
 	body = append(body, algID...)
 	body = appendDER(body, 0x03, append([]byte{0}, sig...))
 	return appendDER(make([]byte, 0, len(body)+4), 0x30, body), nil
 }
+
+// The fields of a version 3 TBSCertificate (RFC 5280 4.1), by position:
+// [0] version, serialNumber, signature, issuer, validity, subject,
+// subjectPublicKeyInfo, [3] extensions.
+const (
+	tbsSignature            = 2
+	tbsSubjectPublicKeyInfo = 6
+)
+
+// tbsFields splits a TBSCertificate into the DER of its fields.
+func tbsFields(tbs []byte) ([][]byte, error) {
+	_, content, err := derHeader(tbs)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for len(content) > 0 {
+		var e []byte
+		if e, content, err = derElem(content); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	if len(out) <= tbsSubjectPublicKeyInfo || out[0][0] != 0xa0 || out[tbsSignature][0] != 0x30 {
+		return nil, errors.New("not a version 3 TBSCertificate")
+	}
+	return out, nil
+}
+
+// md5WithRSA is the AlgorithmIdentifier of md5WithRSAEncryption (RFC 3279
+// 2.2.1), NULL parameters.
+var md5WithRSA = func() []byte {
+	b, err := asn1.Marshal(pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 4}, Parameters: asn1.NullRawValue})
+	if err != nil {
+		panic(err) // a constant
+	}
+	return b
+}()
 
 // derElem splits the first DER element off b: its full encoding and the rest.
 func derElem(b []byte) (elem, rest []byte, err error) {
@@ -330,30 +402,6 @@ func derElem(b []byte) (elem, rest []byte, err error) {
 		return nil, nil, errors.New("truncated DER")
 	}
 	return b[:hdr+n], b[hdr+n:], nil
-}
-
-func tbsSignatureAlgorithm(tbs []byte) ([]byte, error) {
-	seq, _, err := derElem(tbs)
-	if err != nil {
-		return nil, err
-	}
-	_, inner, err := derHeader(seq)
-	if err != nil {
-		return nil, err
-	}
-	if len(inner) > 0 && inner[0] == 0xa0 { // [0] EXPLICIT version
-		if _, inner, err = derElem(inner); err != nil {
-			return nil, err
-		}
-	}
-	if _, inner, err = derElem(inner); err != nil { // serialNumber
-		return nil, err
-	}
-	alg, _, err := derElem(inner)
-	if err != nil || alg[0] != 0x30 {
-		return nil, fmt.Errorf("no signature algorithm in the TBSCertificate: %v", err)
-	}
-	return alg, nil
 }
 
 // derHeader returns an element's header and content.

@@ -141,6 +141,16 @@ var cases = indexed([]Case{
 	// A reply to another question is rejected: a malformed answer.
 	{Name: "dns_wrong_question", Desc: "every answer for the domain echoes a different question name", Hostile: true, Share: HostileCaseShare,
 		DNS: DNS{Status: StatusError, Spoil: SpoilQuestion}},
+
+	// Certificates crypto/x509 refuses to make (lab/pki edits the TBS).
+	// Self-signed means issuer == subject and a signature that verifies
+	// under the certificate's own key, MD5 included.
+	{Name: "cert_self_signed_md5", Desc: "self-signed RSA certificate for the MX name, signed with MD5 (md5WithRSAEncryption, which Go refuses to check)",
+		Cert: CertRule{Issuer: IssuerSelf, Key: KeyRSA2048, Sig: SigMD5}},
+	// Go's TLS client gives up at a DSA key, after the certificate came in
+	// clear: the chain is kept, the handshake failed, so there are no facts.
+	{Name: "cert_dsa", Desc: "CA-signed certificate for the MX name with a DSA 1024 key, TLS 1.2 at most (Go's client refuses DSA keys)",
+		TLS: TLS{MaxTLS12: true}, Cert: CertRule{Key: KeyDSA}, End: End{OutTLS, ErrTLSOther}},
 })
 
 // The cases the background servers show, by name.

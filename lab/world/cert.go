@@ -19,6 +19,7 @@ type CertRule struct {
 	Validity Validity
 	Pad      int // unrelated CA certificates appended to the chain
 	Broken   Broken
+	Sig      Sig
 }
 
 // CertNames says which names a certificate carries.
@@ -55,7 +56,12 @@ const (
 	KeyP256 Key = iota
 	KeyP384
 	KeyRSA2048
+	KeyDSA // DSABits; served over TLS 1.2 with another key, since no TLS stack signs with DSA
 )
+
+// DSABits is the size of the lab's DSA key (P's bit length), as old mail
+// servers had them.
+const DSABits = 1024
 
 // KeyFacts are a key's cert_key_type and cert_key_bits as the dataset
 // spells them (docs/schema.md).
@@ -65,9 +71,19 @@ func (k Key) KeyFacts() (string, int32) {
 		return "ECDSA", 384
 	case KeyRSA2048:
 		return "RSA", 2048
+	case KeyDSA:
+		return "DSA", DSABits
 	}
 	return "ECDSA", 256
 }
+
+// Sig is a certificate's signature algorithm.
+type Sig uint8
+
+const (
+	SigDefault Sig = iota // what crypto/x509 picks for the issuer's key: ECDSA with SHA-256 (SHA-384 for P-384), SHA-256 with RSA
+	SigMD5                // md5WithRSAEncryption (RSA issuers only), which crypto/x509 neither writes nor checks
+)
 
 // Validity is a certificate's validity period.
 type Validity uint8
@@ -123,6 +139,7 @@ type CertSpec struct {
 	Validity Validity
 	Pad      int
 	Broken   Broken
+	Sig      Sig
 }
 
 // ID names a spec: equal IDs, equal certificates. The lab's PKI derives the
@@ -149,6 +166,10 @@ func (s CertSpec) ID() string {
 	b = strconv.AppendInt(b, int64(s.Pad), 10)
 	b = append(b, '|')
 	b = strconv.AppendUint(b, uint64(s.Broken), 10)
+	if s.Sig != SigDefault { // added after the other fields: the IDs without it stay those of earlier worlds
+		b = append(b, '|')
+		b = strconv.AppendUint(b, uint64(s.Sig), 10)
+	}
 	return string(b)
 }
 
@@ -166,7 +187,7 @@ func (s *Server) CertRule() *CertRule {
 func (s *Server) CertSpec(sni string) CertSpec {
 	r := s.CertRule()
 	name := s.certName(sni)
-	sp := CertSpec{CN: name, SANs: []string{name}, Issuer: r.Issuer, Key: r.Key, Validity: r.Validity, Pad: r.Pad, Broken: r.Broken}
+	sp := CertSpec{CN: name, SANs: []string{name}, Issuer: r.Issuer, Key: r.Key, Validity: r.Validity, Pad: r.Pad, Broken: r.Broken, Sig: r.Sig}
 	switch r.Names {
 	case CertBanner:
 		sp.CN, sp.SANs = s.Banner, []string{s.Banner}
