@@ -118,13 +118,20 @@ func (w *World) ServerAt(slot int) (*Server, bool) {
 				eximSecond = "mx." + d.Name
 			}
 		case KindCase:
-			if k != 0 || !w.caseServes(d) {
+			if k != 0 || w.Status(d) != StatusOK {
+				return nil, false
+			}
+			// The names of the MX hosts on the domain's own address; none: no
+			// server (the host has no address, or one the lab does not serve).
+			for _, h := range w.MXHosts(d) {
+				if len(h.Slots) > 0 {
+					s.Names = append(s.Names, h.Name)
+				}
+			}
+			if len(s.Names) == 0 {
 				return nil, false
 			}
 			s.Kind, s.Case, s.Zone = KindCase, d.Case, d.Name
-			for _, h := range w.MXHosts(d) {
-				s.Names = append(s.Names, h.Name)
-			}
 			own = "smtp." + d.Name
 		default:
 			return nil, false
@@ -172,20 +179,6 @@ func (w *World) ServerAt(slot int) (*Server, bool) {
 		}
 	}
 	return s, true
-}
-
-// caseServes says whether a case domain runs an SMTP server on its own
-// address: its name resolves, and an MX host of it to that address.
-func (w *World) caseServes(d Domain) bool {
-	if d.Case.DNS.Status != "" {
-		return false
-	}
-	for _, h := range w.MXHosts(d) {
-		if len(h.Slots) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // certName is the name a server's certificate is made for, given the SNI the

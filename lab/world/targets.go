@@ -43,9 +43,15 @@ func (w *World) ProviderTargets() []Target {
 // server, other addresses with the case that put them there.
 func (w *World) targets(hosts []MXHost, unserved *Case) []Target {
 	var out []Target
+	servers := map[int]*Server{} // hosts on one address (dns_many_mx) share its server
 	for _, h := range hosts {
 		for _, s := range h.Slots {
-			if srv, ok := w.ServerAt(s); ok {
+			srv, seen := servers[s]
+			if !seen {
+				srv, _ = w.ServerAt(s)
+				servers[s] = srv
+			}
+			if srv != nil {
 				out = append(out, Target{IP: srv.IP, MX: h.Name, Server: srv})
 			}
 		}

@@ -1,7 +1,6 @@
 package world
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -85,7 +84,8 @@ func (w *World) caseMX(d Domain) []MXHost {
 	case MXMany:
 		out := make([]MXHost, c.Count)
 		for k := range out {
-			out[k] = host(fmt.Sprintf("mx%03d.%s", k+1, d.Name), uint16(10+k))
+			n := strconv.Itoa(1000 + k + 1)[1:] // mx001, ..., mx999
+			out[k] = host("mx"+n+"."+d.Name, uint16(10+k))
 		}
 		return out
 	case MXLiteral:
