@@ -109,6 +109,9 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// CaseNames lists every case of the table in catalogue order.
+func CaseNames() []string { return world.CaseNames() }
+
 // ParseCases reads a -cases spec into WorldParams.Cases: comma-separated
 // name=share pairs; "default" sets every case not named, "hostile" every
 // hostile case not named.

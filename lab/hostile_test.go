@@ -3,17 +3,13 @@ package lab
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -416,34 +412,5 @@ func TestHostileDNS(t *testing.T) {
 	r, err = query(t, a, wq.Domain, dns.TypeMX, "udp", true)
 	if err != nil || len(r.Question) != 1 || r.Question[0].Name != "mismatch."+wq.Domain+"." || len(r.Answer) != 1 || wq.DNSStatus != world.StatusError {
 		t.Errorf("wrong question: %v %v, truth %s", r, err, wq.DNSStatus)
-	}
-}
-
-func TestHostileFlag(t *testing.T) {
-	dir := t.TempDir()
-	var out strings.Builder
-	err := Command(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0",
-		"-no-truth", "-duration", "1ms", "-out", dir}, &out, &out)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	data, err := os.ReadFile(filepath.Join(dir, InfoFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info Info
-	if err := json.Unmarshal(data, &info); err != nil {
-		t.Fatal(err)
-	}
-	hostile := HostileCaseNames()
-	for _, c := range hostile {
-		if info.CaseDomains[c] < 1 {
-			t.Errorf("-hostile: no domain for %s", c)
-		}
-	}
-	for c := range info.CaseDomains {
-		if !strings.HasPrefix(c, "bg_") && !slices.Contains(hostile, c) {
-			t.Errorf("-hostile: case %s is on", c)
-		}
 	}
 }

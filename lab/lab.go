@@ -120,8 +120,8 @@ func (l *Lab) TruthHostsPath() string   { return filepath.Join(l.Dir, TruthHosts
 // renamed). Close stops it.
 func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	t0 := time.Now()
-	if cfg.OutDir == "" {
-		return nil, errors.New("lab: an output directory is required")
+	if err := cfg.checkOutDir(); err != nil {
+		return nil, err
 	}
 	if cfg.DNSAddr == "" {
 		cfg.DNSAddr = "127.0.0.53:5353"
