@@ -45,10 +45,11 @@ const (
 
 // Server is a running SMTP server.
 type Server struct {
-	w    *world.World
-	auth *pki.Authority
-	ln   net.Listener
-	done chan struct{}
+	w      *world.World
+	auth   *pki.Authority
+	groups []tls.CurveID // world.ServerGroups
+	ln     net.Listener
+	done   chan struct{}
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -58,7 +59,7 @@ type Server struct {
 
 // Serve serves the world on ln until Close.
 func Serve(w *world.World, auth *pki.Authority, ln net.Listener) *Server {
-	s := &Server{w: w, auth: auth, ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s := &Server{w: w, auth: auth, groups: world.ServerGroups(), ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go s.serve()
 	return s
@@ -464,7 +465,7 @@ func (ss *session) startTLS() bool {
 	srv := ss.srv
 	cfg := &tls.Config{
 		MinVersion:       tls.VersionTLS12,
-		CurvePreferences: world.ServerGroups,
+		CurvePreferences: ss.s.groups,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return ss.s.auth.Get(srv.CertSpec(strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))))
 		},

@@ -134,10 +134,11 @@ const (
 	OpenTarpit              // a greeting trickled one byte every 3 s, forever
 	OpenEndless             // a greeting line that never ends
 	OpenHuge                // a well-formed 220 greeting of 10 MiB, then an ordinary session
-	OpenHTTP                // an HTTP server's 400 response
-	OpenSSH                 // an SSH server's banner
-	OpenBinary              // binary garbage with one LF
-	OpenNUL                 // NUL bytes and CRLF
+	// Other protocols than SMTP, last (Foreign).
+	OpenHTTP   // an HTTP server's 400 response
+	OpenSSH    // an SSH server's banner
+	OpenBinary // binary garbage with one LF
+	OpenNUL    // NUL bytes and CRLF
 )
 
 // Foreign says whether a server speaks another protocol than SMTP.

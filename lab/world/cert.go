@@ -176,7 +176,7 @@ func (s CertSpec) ID() string {
 // CertRule is the rule of the server's certificate: its style's, else its
 // case's.
 func (s *Server) CertRule() *CertRule {
-	if r := styles[s.Style].Cert; r != nil {
+	if r := styles[s.Style].cert; r != nil {
 		return r
 	}
 	return &s.Case.Cert

@@ -169,13 +169,13 @@ func (s *Server) HugeFirst() string {
 	return "220-" + s.Banner + " ESMTP mxsurvey-lab: a 10 MiB greeting follows\r\n"
 }
 
-// HugeChunk is 64 lines of 1 KiB: "220-0123...\r\n".
+// HugeChunk is 64 lines of 1 KiB: "220-0123...\r\n" (read-only).
 var HugeChunk = func() []byte {
 	line := "220-" + strings.Repeat("0123456789abcdef", 63) + "0123456789\r\n"
 	return []byte(strings.Repeat(line, 64))
 }()
 
-// EndlessChunk is 64 KiB of the endless line.
+// EndlessChunk is 64 KiB of the endless line (read-only).
 var EndlessChunk = bytes.Repeat([]byte("x"), 64<<10)
 
 // SayHost is what a scan writes as banner_host (or ehlo_host) for a name

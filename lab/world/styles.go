@@ -20,15 +20,15 @@ const (
 	numStyles
 )
 
-// Style is the record of a style: its label, the case its servers show and
+// style is the record of a style: its label, the case its servers show and
 // the certificate rule that replaces the case's (nil: the case's own).
-type Style struct {
-	Label string
+type style struct {
+	label string
 	cas   *Case
-	Cert  *CertRule
+	cert  *CertRule
 }
 
-var styles = [numStyles]Style{
+var styles = [numStyles]style{
 	StyleSuite:       {"provider_suite", caseCertBoth, &CertRule{Names: CertListed}},
 	StyleTenant:      {"provider_tenant", caseCertWildcard, nil},
 	StyleGateway:     {"provider_gateway", caseCertWildcard, nil},

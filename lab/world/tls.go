@@ -5,24 +5,27 @@ import (
 	"slices"
 )
 
-// ServerGroups are the key exchange groups the lab's TLS servers allow:
+// serverGroups are the key exchange groups the lab's TLS servers allow:
 // all of those Go 1.26 implements, so that a scan offering any of them
 // completes its handshakes. crypto/tls's CurvePreferences only filters: the
 // server picks a post-quantum hybrid when the client supports one, then a
 // group the client sent a key share for, then in Go's fixed order (TLS
 // 1.3); in TLS 1.2, where the hybrids do not exist, the first of the
 // client's list the server allows.
-var ServerGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
+var serverGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
 	tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
 
-// AssumeClientGroups is the scanner the truth assumes (-tls-groups
+// ServerGroups are the groups the lab's TLS servers allow (a copy).
+func ServerGroups() []tls.CurveID { return slices.Clone(serverGroups) }
+
+// assumeClientGroups is the scanner the truth assumes (-tls-groups
 // default): Go's default client, which offers these groups in this order
 // (also Go's fixed order), with key shares for the first and its
-// classical fallback (AssumeClientKeyShares).
+// classical fallback (assumeClientKeyShares).
 var (
-	AssumeClientGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
+	assumeClientGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
 		tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
-	AssumeClientKeyShares = []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
+	assumeClientKeyShares = []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
 )
 
 // groupNames spell the groups as docs/schema.md does.
@@ -44,8 +47,8 @@ func hybrid(g tls.CurveID) bool {
 // default client's order.
 func NegotiatedGroup(maxTLS12 bool) string {
 	var both []tls.CurveID
-	for _, g := range AssumeClientGroups {
-		if slices.Contains(ServerGroups, g) && !(maxTLS12 && hybrid(g)) {
+	for _, g := range assumeClientGroups {
+		if slices.Contains(serverGroups, g) && !(maxTLS12 && hybrid(g)) {
 			both = append(both, g)
 		}
 	}
@@ -58,7 +61,7 @@ func NegotiatedGroup(maxTLS12 bool) string {
 			if !hybrid(g) {
 				r += 2
 			}
-			if !slices.Contains(AssumeClientKeyShares, g) {
+			if !slices.Contains(assumeClientKeyShares, g) {
 				r++
 			}
 			return r

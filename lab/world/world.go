@@ -518,5 +518,5 @@ func bgCases(k Kind, c *Case, st StyleID) []string {
 	if st == StyleNone {
 		return []string{k.Label(), c.Name}
 	}
-	return []string{k.Label(), c.Name, styles[st].Label}
+	return []string{k.Label(), c.Name, styles[st].label}
 }
