@@ -336,15 +336,15 @@ func (l *Lab) writeTruth(ctx context.Context, info *Info) error {
 	st := truth.NewStater(l.world, l.auth, l.SMTPPort)
 	info.CaseTargets = map[string]int{}
 	info.Targets = 0
+	hosts, err := st.Providers()
+	if err != nil {
+		return err
+	}
 	var pre []byte
-	for _, t := range l.world.ProviderTargets() {
-		h, err := st.Host(t, nil)
-		if err != nil {
-			return err
-		}
-		pre = truth.AppendHost(pre, &h)
+	for i := range hosts {
+		pre = truth.AppendHost(pre, &hosts[i])
 		info.Targets++
-		countTarget(info.CaseTargets, &h)
+		countTarget(info.CaseTargets, &hosts[i])
 	}
 	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre},
 		func(ci int) *chunk { return l.truthChunk(st, ci) }, func(c *chunk) {
@@ -487,20 +487,19 @@ func (l *Lab) truthChunk(st *truth.Stater, ci int) *chunk {
 	w := l.world
 	c := getChunk()
 	memo := map[string]pki.Digest{}
+	var hosts []truth.Host
 	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.Len()); i++ {
-		d := w.Domain(i)
-		td := st.Domain(d)
+		td, hs, err := st.Rows(w.Domain(i), memo, hosts[:0])
+		if err != nil {
+			c.err = err
+			return c
+		}
+		hosts = hs
 		c.a.Write(truth.AppendDomain(c.a.AvailableBuffer(), &td))
-		clear(memo)
-		for _, t := range w.OwnedTargets(d) {
-			h, err := st.Host(t, memo)
-			if err != nil {
-				c.err = err
-				return c
-			}
-			c.b.Write(truth.AppendHost(c.b.AvailableBuffer(), &h))
+		for k := range hosts {
+			c.b.Write(truth.AppendHost(c.b.AvailableBuffer(), &hosts[k]))
 			c.targets++
-			countTarget(c.caseTargets, &h)
+			countTarget(c.caseTargets, &hosts[k])
 		}
 	}
 	return c

@@ -21,22 +21,9 @@ func testTruth(t testing.TB, n int) *Truth {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewStater(w, auth, 25)
-	tr := &Truth{}
-	add := func(targets []world.Target) {
-		for _, tg := range targets {
-			h, err := st.Host(tg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr.Hosts = append(tr.Hosts, h)
-		}
-	}
-	add(w.ProviderTargets())
-	for i := range w.Len() {
-		d := w.Domain(i)
-		tr.Domains = append(tr.Domains, st.Domain(d))
-		add(w.OwnedTargets(d))
+	tr, err := NewStater(w, auth, 25).All()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return tr
 }

@@ -205,6 +205,54 @@ func (st *Stater) Domain(d world.Domain) Domain {
 	return t
 }
 
+// Providers states the rows of the classic providers' targets, which no
+// domain owns; they come first in truth-hosts.jsonl.
+func (st *Stater) Providers() ([]Host, error) {
+	var out []Host
+	for _, t := range st.w.ProviderTargets() {
+		h, err := st.Host(t, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Rows states domain d and appends to hosts the rows of the targets it
+// owns (world.World.OwnedTargets). memo spares making one certificate twice
+// for the domain; it is cleared first.
+func (st *Stater) Rows(d world.Domain, memo map[string]pki.Digest, hosts []Host) (Domain, []Host, error) {
+	clear(memo)
+	for _, t := range st.w.OwnedTargets(d) {
+		h, err := st.Host(t, memo)
+		if err != nil {
+			return Domain{}, hosts, err
+		}
+		hosts = append(hosts, h)
+	}
+	return st.Domain(d), hosts, nil
+}
+
+// All states the whole truth in memory, in the order of the truth files:
+// for small worlds and tests (a lab streams it).
+func (st *Stater) All() (*Truth, error) {
+	hosts, err := st.Providers()
+	if err != nil {
+		return nil, err
+	}
+	t := &Truth{Hosts: hosts}
+	memo := map[string]pki.Digest{}
+	for i := range st.w.Len() {
+		var d Domain
+		if d, t.Hosts, err = st.Rows(st.w.Domain(i), memo, t.Hosts); err != nil {
+			return nil, err
+		}
+		t.Domains = append(t.Domains, d)
+	}
+	return t, nil
+}
+
 // upperKeywords is an extension list as a scan stores it: keyword
 // uppercased, parameters as sent.
 func upperKeywords(ext []string) []string {
