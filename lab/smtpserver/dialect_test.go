@@ -1,4 +1,4 @@
-package lab
+package smtpserver
 
 import (
 	"bufio"
@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/lab/smtpserver"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
@@ -27,7 +26,7 @@ var dialectShapes = map[string]struct{ greeting, ehlo, starttls string }{
 }
 
 func TestDialects(t *testing.T) {
-	l, tr := testLab(t)
+	l, tr := testServer(t)
 	count := map[string]int{}  // background targets per dialect
 	multiline := map[int]int{} // greeting lines -> servers
 	ehloDiffers := 0
@@ -55,7 +54,7 @@ func TestDialects(t *testing.T) {
 		match := func(what, pattern, name, line string) {
 			t.Helper()
 			pattern = strings.ReplaceAll(pattern, "<name>", regexp.QuoteMeta(name))
-			pattern = strings.ReplaceAll(pattern, "<ip>", regexp.QuoteMeta(smtpserver.AddrOf(conn.LocalAddr()).String()))
+			pattern = strings.ReplaceAll(pattern, "<ip>", regexp.QuoteMeta(AddrOf(conn.LocalAddr()).String()))
 			if !regexp.MustCompile(pattern).MatchString(line) {
 				t.Errorf("%s %s (%v): %s %q, want %s", h.Dialect, h.IP, h.Cases, what, line, pattern)
 			}

@@ -1,4 +1,4 @@
-package lab
+package smtpserver
 
 import (
 	"bufio"
@@ -17,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/mxsurvey/mxsurvey/lab/truth"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
@@ -28,7 +27,7 @@ import (
 
 // hostileConversation says whether a target needs checkHostile rather than
 // checkTarget's ordinary conversation.
-func hostileConversation(h TruthHost) bool {
+func hostileConversation(h truth.Host) bool {
 	if len(h.Cases) == 0 {
 		return false
 	}
@@ -46,13 +45,13 @@ func hostileConversation(h TruthHost) bool {
 	return false
 }
 
-func rawOf(h TruthHost, col string) (TruthText, bool) {
+func rawOf(h truth.Host, col string) (truth.Text, bool) {
 	for _, r := range h.Raw {
 		if r.Column == col {
 			return r, true
 		}
 	}
-	return TruthText{}, false
+	return truth.Text{}, false
 }
 
 // rawConn is a connection read byte-exactly, line by line.
@@ -62,7 +61,7 @@ type rawConn struct {
 	r *bufio.Reader
 }
 
-func dialRaw(t *testing.T, l *Lab, h TruthHost) *rawConn {
+func dialRaw(t *testing.T, l *fixture, h truth.Host) *rawConn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", net.JoinHostPort(h.IP, strconv.Itoa(l.SMTPPort)), 2*time.Second)
 	if err != nil {
@@ -101,7 +100,7 @@ func (rc *rawConn) cmd(line string) ([]byte, []string, error) {
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // checkRawBanner holds an exact banner of the truth against the greeting.
-func checkRawBanner(t *testing.T, l *Lab, h TruthHost) {
+func checkRawBanner(t *testing.T, l *fixture, h truth.Host) {
 	want, ok := rawOf(h, "banner")
 	if !ok || !want.Exact {
 		return
@@ -115,7 +114,7 @@ func checkRawBanner(t *testing.T, l *Lab, h TruthHost) {
 
 // checkHostile runs the conversation a hostile case allows and holds what the
 // server does against the truth.
-func checkHostile(t *testing.T, l *Lab, h TruthHost) {
+func checkHostile(t *testing.T, l *fixture, h truth.Host) {
 	c, _ := world.CaseByName(h.Cases[len(h.Cases)-1])
 	sc := &c.SMTP
 	rc := dialRaw(t, l, h)
@@ -232,7 +231,7 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 			fail("EHLO reply of %d lines %v, truth starts %q", len(lines), err, ehloRaw.Bytes)
 			return
 		}
-		if want := extOf(lines[1:AssumeMaxReplyLines]); !slices.Equal(want, h.EHLOExtensions) || !h.STARTTLSOffered ||
+		if want := extOf(lines[1:world.AssumeMaxReplyLines]); !slices.Equal(want, h.EHLOExtensions) || !h.STARTTLSOffered ||
 			!slices.Contains(want, "STARTTLS") {
 			fail("extensions within the cap differ from the truth's (%d vs %d)", len(want), len(h.EHLOExtensions))
 		}
@@ -358,59 +357,4 @@ func clearChain(b []byte) [][]byte {
 		return chain
 	}
 	return nil
-}
-
-func TestHostileDNS(t *testing.T) {
-	l, tr := testLab(t)
-	a := l.DNSAddr
-
-	loop := byCase(tr, "dns_cname_loop")
-	r, err := query(t, a, loop.Domain, dns.TypeMX, "udp", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chain []string
-	for _, rr := range r.Answer {
-		if c, ok := rr.(*dns.CNAME); ok {
-			chain = append(chain, strings.TrimSuffix(c.Hdr.Name, ".")+">"+strings.TrimSuffix(c.Target, "."))
-		}
-	}
-	d := loop.Domain
-	if want := []string{d + ">loop1." + d, "loop1." + d + ">loop2." + d, "loop2." + d + ">" + d}; !slices.Equal(chain, want) ||
-		len(r.Answer) != 3 || loop.DNSStatus != world.StatusError || !slices.Equal(loop.CNAMEs, []string{"loop1." + d, "loop2." + d}) {
-		t.Errorf("cname loop: answer %v; truth %+v", chain, loop)
-	}
-
-	many := byCase(tr, "dns_mx_hundreds")
-	r, err = query(t, a, many.Domain, dns.TypeMX, "tcp", false)
-	if err != nil || len(r.Answer) != 300 || len(many.MX) != 300 {
-		t.Errorf("300 MX over TCP: %d answers (%v), truth %d", len(r.Answer), err, len(many.MX))
-	}
-	if r, err := query(t, a, many.Domain, dns.TypeMX, "udp", true); err != nil || !r.Truncated {
-		t.Errorf("300 MX over UDP: not truncated (%v)", err)
-	}
-
-	lit := byCase(tr, "dns_mx_ip_literal")
-	r, err = query(t, a, lit.Domain, dns.TypeMX, "udp", true)
-	if err != nil || len(r.Answer) != 1 || len(lit.MX) != 1 {
-		t.Fatalf("mx ip literal: %v %v", r, err)
-	}
-	if got := strings.TrimSuffix(r.Answer[0].(*dns.MX).Mx, "."); got != lit.MX[0].Host || lit.MX[0].HostStatus != world.StatusError {
-		t.Errorf("mx ip literal: MX %s, truth %+v", got, lit.MX)
-	}
-
-	// Wrong ID: miekg/dns's UDP client discards it and waits (a timeout);
-	// over TCP it reports ErrId. The records are the right ones.
-	wid := byCase(tr, "dns_wrong_id")
-	if _, err := query(t, a, wid.Domain, dns.TypeMX, "udp", true); !isTimeout(err) || wid.DNSStatus != world.StatusTimeout {
-		t.Errorf("wrong id over UDP: %v, truth %s", err, wid.DNSStatus)
-	}
-	if _, err := query(t, a, wid.Domain, dns.TypeMX, "tcp", false); !errors.Is(err, dns.ErrId) {
-		t.Errorf("wrong id over TCP: %v", err)
-	}
-	wq := byCase(tr, "dns_wrong_question")
-	r, err = query(t, a, wq.Domain, dns.TypeMX, "udp", true)
-	if err != nil || len(r.Question) != 1 || r.Question[0].Name != "mismatch."+wq.Domain+"." || len(r.Answer) != 1 || wq.DNSStatus != world.StatusError {
-		t.Errorf("wrong question: %v %v, truth %s", r, err, wq.DNSStatus)
-	}
 }
