@@ -100,6 +100,7 @@ func New(seed uint64) (*Authority, error) {
 	if a.p384, err = deriveECDSA(elliptic.P384(), seed, "leaf-p384"); err != nil {
 		return nil, err
 	}
+	caFrom, caTo := world.CAValidity()
 	mkCA := func(label, cn string, parent *x509.Certificate, parentKey crypto.Signer, serial int64) (*x509.Certificate, crypto.Signer, error) {
 		k, err := deriveECDSA(elliptic.P256(), seed, label)
 		if err != nil {
@@ -108,8 +109,8 @@ func New(seed uint64) (*Authority, error) {
 		tmpl := &x509.Certificate{
 			SerialNumber:          big.NewInt(serial),
 			Subject:               pkix.Name{CommonName: cn, Organization: []string{"mxsurvey lab"}},
-			NotBefore:             world.CAFrom,
-			NotAfter:              world.CATo,
+			NotBefore:             caFrom,
+			NotAfter:              caTo,
 			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 			BasicConstraintsValid: true,
 			IsCA:                  true,
@@ -463,13 +464,14 @@ func breakVersion(der []byte) ([]byte, error) {
 // lab intermediate; they play no part in any path to the root.
 func (a *Authority) fillerCAs() ([][]byte, error) {
 	a.fillOnce.Do(func() {
+		caFrom, caTo := world.CAValidity()
 		for k := range world.Chain50Pad {
 			key := a.p256[k%len(a.p256)]
 			tmpl := &x509.Certificate{
 				SerialNumber:          big.NewInt(int64(1000 + k)),
 				Subject:               pkix.Name{CommonName: fmt.Sprintf("mxsurvey lab filler CA %d", k+1), Organization: []string{"mxsurvey lab"}},
-				NotBefore:             world.CAFrom,
-				NotAfter:              world.CATo,
+				NotBefore:             caFrom,
+				NotAfter:              caTo,
 				KeyUsage:              x509.KeyUsageCertSign,
 				BasicConstraintsValid: true,
 				IsCA:                  true,

@@ -103,11 +103,12 @@ var (
 	expiredTo   = time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)
 	futureFrom  = time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC)
 	futureTo    = time.Date(2091, 1, 1, 0, 0, 0, 0, time.UTC)
-
-	// CAFrom and CATo bound the lab's CAs.
-	CAFrom = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	CATo   = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	caFrom      = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	caTo        = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 )
+
+// CAValidity is the validity of the lab's CAs.
+func CAValidity() (notBefore, notAfter time.Time) { return caFrom, caTo }
 
 // Dates are the certificate's notBefore and notAfter.
 func (v Validity) Dates() (notBefore, notAfter time.Time) {

@@ -13,8 +13,8 @@ import (
 // writes them and the truth states from them what a scan reads. Replies the
 // truth does not state (502, 503, 221, ...) belong to lab/smtpserver.
 
-// ManyExtCount is the number of extensions EHLOManyExt advertises.
-const ManyExtCount = 5000
+// manyExtCount is the number of extensions EHLOManyExt advertises.
+const manyExtCount = 5000
 
 // CodeChangeLine is the line of an EHLOCodeChange reply (0-based) whose code
 // is 251 instead of 250.
@@ -30,7 +30,7 @@ func labExtensions(c *SMTP, postTLS bool) []string {
 	out := []string{"PIPELINING", "SIZE 10240000"}
 	if c.EHLO == EHLOManyExt && !postTLS {
 		out = append(out, "STARTTLS")
-		for k := range ManyExtCount - 6 {
+		for k := range manyExtCount - 6 {
 			out = append(out, fmt.Sprintf("X-LAB-EXT-%04d", k+1))
 		}
 		return append(out, "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8")
