@@ -30,7 +30,7 @@ func TestManifestOptions(t *testing.T) {
 	want := `{"allow":["127.0.0.0/8"],"blocklist_entries":2,"checkpoint":"30s","concurrency":1000,"dns_concurrency":50,` +
 		`"dns_rate":2000,"dns_retries":2,"dns_timeout":"3s","ehlo_name":"scanner.example","format":"auto","input":"top.csv",` +
 		`"ip_interval":"1s","ipv6":true,"per_ip_concurrency":1,"port":25,"probe_timeout":"30s","ptr":true,"rate":200,` +
-		`"resolvers":["127.0.0.1:53"],"shard":"2/4","step_timeout":"10s","tls_groups":"X25519,CurveP256"}`
+		`"resolvers":["127.0.0.1:53"],"shard":"2/4","step_timeout":"10s","tls_groups":"X25519,P-256"}`
 	if string(got) != want {
 		t.Errorf("options:\n got %s\nwant %s", got, want)
 	}
