@@ -1,4 +1,4 @@
-package probe
+package peer
 
 import (
 	"context"
@@ -11,33 +11,13 @@ import (
 	"syscall"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
-
-	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
 
-// Errors the prober produces itself. They are data in a row, not returns.
-var (
-	// ErrNoSTARTTLS ends a probe whose server did not offer STARTTLS; it is
-	// the expected end for many servers, not a fault.
-	ErrNoSTARTTLS = errors.New("probe: STARTTLS not offered")
-	// ErrByteLimit is returned by reads beyond Config.MaxProbeBytes.
-	ErrByteLimit = errors.New("probe: byte limit reached")
-)
-
-// ReplyError is a reply whose code ended the conversation: a 4xx/5xx refusal
-// (classified rejected) or a code that makes no sense at that point, such as
-// "300" to a greeting (classified protocol).
-type ReplyError struct {
-	Command string // the command answered, or "greeting"
-	Code    int
-}
-
-func (e *ReplyError) Error() string {
-	return fmt.Sprintf("%s: server replied %03d", e.Command, e.Code)
-}
+// ErrByteLimit is returned by reads beyond a Metered connection's cap.
+var ErrByteLimit = errors.New("byte limit reached")
 
 // CertParseError is a TLS handshake that failed because crypto/x509 could not
-// parse a certificate the server sent; the chain is still in the row.
+// parse a certificate the server sent; the chain is still recorded.
 type CertParseError struct {
 	Err       error // from x509.ParseCertificate
 	Handshake error // what the handshake returned
@@ -49,41 +29,55 @@ func (e *CertParseError) Error() string {
 
 func (e *CertParseError) Unwrap() []error { return []error{e.Err, e.Handshake} }
 
-// handshakeError marks an error as coming from the TLS handshake, so that a
+// HandshakeError marks an error as coming from the TLS handshake, so that a
 // handshake failure crypto/tls reports as a plain errors.New still classifies
 // as tls_other.
-type handshakeError struct{ err error }
+type HandshakeError struct{ Err error }
 
-func (e *handshakeError) Error() string { return "tls handshake: " + e.err.Error() }
-func (e *handshakeError) Unwrap() error { return e.err }
+func (e *HandshakeError) Error() string { return "tls handshake: " + e.Err.Error() }
+func (e *HandshakeError) Unwrap() error { return e.Err }
 
-// contextError attributes a failure to the probe's context having ended.
+// contextError attributes a failure to a context having ended.
 type contextError struct{ ctx, err error }
 
 func (e *contextError) Error() string   { return e.err.Error() + " (" + e.ctx.Error() + ")" }
 func (e *contextError) Unwrap() []error { return []error{e.ctx, e.err} }
 
+// InContext attributes err to ctx when ctx has ended and err does not say so
+// already: a conversation whose context ended fails through a deadline pushed
+// into the past or a closed connection, and a cancelled scan must read
+// "canceled" rather than the "timeout" its interrupted read reported.
+func InContext(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return &contextError{ctx: cerr, err: err}
+	}
+	return err
+}
+
 // Classify maps an error to the dataset's stable error class (the survey.Err*
 // constants). It looks only at error identities and types, never at the text,
 // which differs between Go versions and operating systems.
 //
+// proto, when not nil, classifies the errors of the caller's own protocol
+// (SMTP replies, say): it is asked after the context and the byte cap and
+// before the socket and TLS, and returns "" for an error it does not know.
+//
 // The order matters where one error wraps several: the context first (a
 // cancelled scan is "canceled" whatever the interrupted read said), then
-// caps, then SMTP, then the socket, then TLS.
-func Classify(err error) string {
+// caps, then the protocol, then the certificate, the socket, and TLS.
+func Classify(err error, proto func(error) string) string {
 	if err == nil {
 		return survey.ErrNone
 	}
 	var (
 		ne    net.Error
-		re    *ReplyError
 		cpe   *CertParseError
 		ae    tls.AlertError
 		oe    *net.OpError
 		rhe   tls.RecordHeaderError
 		cve   *tls.CertificateVerificationError
 		ech   *tls.ECHRejectionError
-		hse   *handshakeError
+		hse   *HandshakeError
 		isErr = func(targets ...error) bool {
 			for _, t := range targets {
 				if errors.Is(err, t) {
@@ -99,19 +93,17 @@ func Classify(err error) string {
 	case isErr(context.DeadlineExceeded, os.ErrDeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return survey.ErrTimeout
-	case isErr(ErrByteLimit) || smtpreply.IsCap(err):
+	case isErr(ErrByteLimit):
 		return survey.ErrTooLarge
-	case isErr(ErrNoSTARTTLS):
-		return survey.ErrNoSTARTTLS
-	case errors.As(err, &re):
-		if re.Code >= 400 && re.Code < 600 {
-			return survey.ErrRejected
+	}
+	if proto != nil {
+		if c := proto(err); c != "" {
+			return c
 		}
-		return survey.ErrProtocol
+	}
+	switch {
 	case errors.As(err, &cpe):
 		return survey.ErrCertParse
-	case isErr(smtpreply.ErrMalformed):
-		return survey.ErrProtocol
 	case isErr(syscall.ECONNREFUSED):
 		return survey.ErrRefused
 	case isErr(syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED):
