@@ -257,16 +257,19 @@ func TestTLSA(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name, status, dnssec, records, cnames string
+		host, name, status, dnssec, records, cnames string
 	}{
-		{"_25._tcp.mx.signed.test", survey.DNSOK, survey.DNSSECSecure, "3 1 1 abcdef0123", ""},
-		{"_25._tcp.mx.unsigned.test", survey.DNSOK, survey.DNSSECInsecure, "2 0 1 00ff|9 9 9 01", ""},
-		{"_25._tcp.alias.test", survey.DNSOK, survey.DNSSECSecure, "3 1 1 abcdef0123", "_25._tcp.mx.signed.test"},
-		{"_25._tcp.mx.half.test", survey.DNSNXDomain, survey.DNSSECInsecure, "", ""},
+		{"mx.signed.test", "_25._tcp.mx.signed.test", survey.DNSOK, survey.DNSSECSecure, "3 1 1 abcdef0123", ""},
+		{"MX.Unsigned.Test.", "_25._tcp.mx.unsigned.test", survey.DNSOK, survey.DNSSECInsecure, "2 0 1 00ff|9 9 9 01", ""},
+		{"alias.test", "_25._tcp.alias.test", survey.DNSOK, survey.DNSSECSecure, "3 1 1 abcdef0123", "_25._tcp.mx.signed.test"},
+		{"mx.half.test", "_25._tcp.mx.half.test", survey.DNSNXDomain, survey.DNSSECInsecure, "", ""},
+		{"192.0.2.1", "", survey.DNSError, "", "", ""},
+		{"[IPv6:2001:db8::1]", "", survey.DNSError, "", "", ""},
+		{"not a name!", "", survey.DNSError, "", "", ""},
 	} {
-		got := r.TLSA(context.Background(), tt.name)
-		if got.Status != tt.status || got.DNSSEC != tt.dnssec || strings.Join(got.Records, "|") != tt.records || strings.Join(got.CNAMEs, " ") != tt.cnames {
-			t.Errorf("TLSA %s = %+v", tt.name, got)
+		got := r.TLSA(context.Background(), 25, tt.host)
+		if got.Name != tt.name || got.Status != tt.status || got.DNSSEC != tt.dnssec || strings.Join(got.Records, "|") != tt.records || strings.Join(got.CNAMEs, " ") != tt.cnames {
+			t.Errorf("TLSA %s = %+v", tt.host, got)
 		}
 	}
 }

@@ -24,7 +24,7 @@ const (
 // RRset is the outcome of a lookup of one record type at one name, as the
 // tlsa and policies tables record it (docs/schema.md).
 type RRset struct {
-	Name string // the name asked, lowercased, without the trailing dot
+	Name string // the name asked, lowercased, without the trailing dot; empty when not asked
 	// Status is survey.DNSOK with records, survey.DNSNoRecords for an
 	// answer without records of the type (NODATA, also at the end of a
 	// CNAME chain), or the failure (nxdomain, servfail, timeout, refused,
@@ -51,11 +51,17 @@ func (r *Resolver) TXT(ctx context.Context, name string) RRset {
 	})
 }
 
-// TLSA looks up the TLSA records at name (e.g. _25._tcp.mx.example.com).
-// Each record is in presentation form, "usage selector mtype hexdata" with
-// decimal numbers and lower-case hex (RFC 6698 §2.2), as received: records
-// a sender could not use are kept.
-func (r *Resolver) TLSA(ctx context.Context, name string) RRset {
+// TLSA looks up the TLSA records of the TCP service on port at host, at
+// _<port>._tcp.<host> (RFC 6698 §3). Each record is in presentation form,
+// "usage selector mtype hexdata" with decimal numbers and lower-case hex
+// (RFC 6698 §2.2), as received: records a sender could not use are kept. A
+// host that is not a name (an address literal, an invalid name) is not
+// asked: Status error, Name empty.
+func (r *Resolver) TLSA(ctx context.Context, port int, host string) RRset {
+	if h, ok := normalize(host); !ok || isAddrLiteral(h) || !isHostName(h) {
+		return RRset{Status: survey.DNSError, Error: "host is not a name that has TLSA records"}
+	}
+	name := fmt.Sprintf("_%d._tcp.%s", port, host)
 	return r.rrset(ctx, name, dns.TypeTLSA, func(rr dns.RR) (string, bool, bool) {
 		t, ok := rr.(*dns.TLSA)
 		if !ok {
@@ -65,12 +71,26 @@ func (r *Resolver) TLSA(ctx context.Context, name string) RRset {
 	})
 }
 
+// isHostName reports whether a canonical name is made of the letters,
+// digits, hyphens and underscores that host names use: miekg/dns accepts
+// any byte in a label, which a host name to prefix with _25._tcp has none
+// of.
+func isHostName(fqdn string) bool {
+	for i := 0; i < len(fqdn); i++ {
+		c := fqdn[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // rrset looks up (name, qtype) and turns each record into text; text
 // reports whether it cut the record and whether the record is of the type.
 func (r *Resolver) rrset(ctx context.Context, name string, qtype uint16, text func(dns.RR) (s string, cut, ok bool)) RRset {
 	fqdn, ok := normalize(name)
 	if !ok {
-		return RRset{Name: strings.ToLower(strings.TrimSuffix(name, ".")), Status: survey.DNSError, Error: "invalid name"}
+		return RRset{Status: survey.DNSError, Error: "invalid name"}
 	}
 	res, sec := r.lookupSec(ctx, fqdn, qtype)
 	set := RRset{Name: display(fqdn), Status: res.status, DNSSEC: sec, CNAMEs: res.cnames, Error: res.reason}
