@@ -27,7 +27,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
@@ -214,10 +213,9 @@ type session struct {
 	tc   *tls.Conn     // after STARTTLS
 	conn net.Conn      // where commands go: mc, then tc
 	br   *bufio.Reader
-	stop func() bool // unregisters the interrupt
-
-	mu          sync.Mutex // guards interrupted against the interrupt goroutine
-	interrupted bool
+	// steps arms each step's deadline; a cancelled scan must not wait for
+	// one, so it pushes the deadline into the past when ctx ends.
+	steps *peer.Steps
 }
 
 func (s *session) run(t Target) {
@@ -242,9 +240,7 @@ func (s *session) run(t Target) {
 	s.mc = &peer.Metered{Conn: c, Max: s.p.cfg.MaxProbeBytes}
 	s.conn = s.mc
 	s.br = bufio.NewReader(s.mc)
-	// A cancelled scan must not wait for a step deadline: push the deadline
-	// into the past so the blocked read returns now.
-	s.stop = context.AfterFunc(s.ctx, s.interrupt)
+	s.steps = peer.NewSteps(s.ctx, s.mc, s.p.cfg.StepTimeout)
 
 	row.Outcome = survey.OutcomeBanner
 	banner, err := s.read()
@@ -415,31 +411,12 @@ func (s *session) quit() {
 	_, _ = smtpreply.Read(s.br, s.p.cfg.Limits) // the 221 is not part of the dataset
 }
 
-// arm sets the connection deadline for one step: d from now, but never past
-// the probe's deadline, and in the past once the context is done.
-func (s *session) arm(d time.Duration) {
-	dl := time.Now().Add(d)
-	if cd, ok := s.ctx.Deadline(); ok && cd.Before(dl) {
-		dl = cd
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.interrupted {
-		dl = time.Unix(1, 0)
-	}
-	_ = s.mc.SetDeadline(dl) // an error means the conn is closed; the next I/O says so
-}
-
-func (s *session) interrupt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.interrupted = true
-	_ = s.mc.SetDeadline(time.Unix(1, 0)) // as in arm
-}
+// arm sets the connection deadline for one step of length d.
+func (s *session) arm(d time.Duration) { s.steps.Arm(s.mc.SetDeadline, d) }
 
 func (s *session) close() {
-	if s.stop != nil {
-		s.stop()
+	if s.steps != nil {
+		s.steps.Stop()
 	}
 	if s.tc != nil {
 		// Sends close_notify, bounded by the deadline already set.
