@@ -222,6 +222,7 @@ func TestFetch(t *testing.T) {
 			}
 		}},
 		{name: "endless headers", serve: tlsServe(cert, func(_ *server, c *tls.Conn) {
+			http.ReadRequest(bufio.NewReader(c))
 			c.Write([]byte("HTTP/1.1 200 OK\r\n"))
 			for range 10_000 {
 				if _, err := c.Write([]byte("X-Filler: " + strings.Repeat("y", 100) + "\r\n")); err != nil {
@@ -259,6 +260,7 @@ func TestFetch(t *testing.T) {
 		}, class: survey.ErrTLSAlert},
 		{name: "not TLS", serve: func(_ *server, c net.Conn) { c.Write([]byte("220 mx.example.test ESMTP\r\n")) }, class: survey.ErrTLSOther},
 		{name: "not HTTP", serve: tlsServe(cert, func(_ *server, c *tls.Conn) {
+			http.ReadRequest(bufio.NewReader(c))
 			c.Write([]byte("220 mx.example.test ESMTP\r\n"))
 			io.Copy(io.Discard, c)
 		}), class: survey.ErrProtocol},
