@@ -112,7 +112,8 @@ func containsName(names []string, s string) bool {
 // query asks one question with retries and classifies the outcome. The
 // message is returned only for NOERROR (status ok) and NXDOMAIN, the two
 // replies whose content we use. With Config.DNSSEC the query carries the DO
-// bit; cd sets CD, asking the resolver not to validate (dnssec.go).
+// bit; cd sets CD, asking the resolver not to validate, in one attempt
+// (dnssec.go).
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool) (*dns.Msg, string, string) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
@@ -121,7 +122,11 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool
 	m.SetEdns0(ednsSize, r.dnssec)
 	first := int(r.next.Add(1))
 	status, reason := survey.DNSError, "no attempt made"
-	for attempt := 0; attempt <= r.retries; attempt++ {
+	retries := r.retries
+	if cd {
+		retries = 0 // it asks again after a SERVFAIL that was retried already (dnssec.go)
+	}
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)
 			if err := sleep(ctx, backoff(attempt)); err != nil {
@@ -158,8 +163,8 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool
 			return nil, survey.DNSError, "rcode " + dns.RcodeToString[resp.Rcode]
 		}
 	}
-	if r.retries > 0 {
-		reason = fmt.Sprintf("%s (after %d attempts)", reason, r.retries+1)
+	if retries > 0 {
+		reason = fmt.Sprintf("%s (after %d attempts)", reason, retries+1)
 	}
 	return nil, status, reason
 }
