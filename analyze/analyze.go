@@ -296,6 +296,9 @@ type hostResult struct {
 }
 
 func (a *analyzer) probe(r *survey.ProbeRow) error {
+	// Scans written before the tls_group vocabulary hold Go's spelling
+	// (CurveP256): every figure and export uses docs/schema.md's (P-256).
+	r.TLSGroup = survey.CanonicalTLSGroup(r.TLSGroup)
 	var h hostResult
 	c := &a.hosts
 	c[hTotal]++

@@ -93,15 +93,18 @@ func makeFixture(t *testing.T) fixture {
 	r = ok("192.0.2.3", "mx.shared.example", "220 banner.host.example Microsoft ESMTP MAIL Service ready", "banner.host.example",
 		leaf(testpki.Spec{CN: "banner.host.example", DNSNames: []string{"banner.host.example"}, RSABits: 2048}, inter))
 	r.EHLOHost = "banner.host.example"
+	r.TLSGroup = "CurveP384" // Go's spelling, as scans before the tls_group vocabulary wrote it
 	rows = append(rows, r)
-	// 4: self-signed localhost certificate, TLS 1.2.
+	// 4: self-signed localhost certificate, TLS 1.2, P-256 in Go's old spelling.
 	r = ok("192.0.2.4", "mx.self.example", "220 mail.self.example ESMTP Sendmail 8.15", "mail.self.example",
 		leaf(testpki.Spec{CN: "localhost", DNSNames: []string{"localhost"}}, nil))
-	r.TLSVersion = "TLSv1.2"
+	r.TLSVersion, r.TLSGroup = "TLSv1.2", "CurveP256"
 	rows = append(rows, r)
-	// 5: expired.
-	rows = append(rows, ok("192.0.2.5", "mx.expired.example", "220 mx.expired.example ESMTP OpenSMTPD", "mx.expired.example",
-		leaf(testpki.Spec{CN: "mx.expired.example", DNSNames: []string{"mx.expired.example"}, NotAfter: probeTime.Add(-time.Hour)}, inter)))
+	// 5: expired; P-256 in the documented spelling.
+	r = ok("192.0.2.5", "mx.expired.example", "220 mx.expired.example ESMTP OpenSMTPD", "mx.expired.example",
+		leaf(testpki.Spec{CN: "mx.expired.example", DNSNames: []string{"mx.expired.example"}, NotAfter: probeTime.Add(-time.Hour)}, inter))
+	r.TLSGroup = "P-256"
+	rows = append(rows, r)
 	// 6: not yet valid, behind a masking firewall.
 	rows = append(rows, ok("192.0.2.6", "mx.future.example", "220 ********************************2*0*0", "",
 		leaf(testpki.Spec{CN: "mx.future.example", DNSNames: []string{"mx.future.example"}, NotBefore: probeTime.Add(time.Hour)}, inter)))
@@ -210,7 +213,7 @@ var wantTop = map[string]string{
 	"issuers":         "Test Issuing CA / Test PKI=7 " + evil + "=1 Other Root=1 localhost=1",
 	"key_types":       "ECDSA 256=9 RSA 2048=1",
 	"tls_versions":    "TLSv1.3=11 TLSv1.2=1",
-	"tls_groups":      "X25519=10 X25519MLKEM768=1",
+	"tls_groups":      "X25519=7 P-256=2 P-384=1 X25519MLKEM768=1",
 	"mx_providers":    "blocked.example=1 cn.example=1 down.example=1 example.com=1 example.net=1 expired.example=1 nostarttls.example=1 notprobed.example=1 x." + evil + "=1",
 	"server_software": "unknown=3 Postfix=2 Cisco (masked ****)=1 Exim=1 Google=1 Haraka=1 Microsoft ESMTP=1 OpenSMTPD=1 Sendmail=1 Zimbra=1 qmail=1",
 	"outcomes":        "ok=12 skipped=2 connect=1 starttls=1 tls=1",
@@ -307,6 +310,11 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 			t.Errorf("hosts.csv row 2 %s = %q, want %q", name, got, want)
 		}
 	}
+	for line, want := range map[int]string{3: "P-384", 4: "P-256", 5: "P-256", 16: "X25519MLKEM768"} {
+		if got := hosts[line][col("tls_group")]; got != want {
+			t.Errorf("hosts.csv row %d tls_group = %q, want %q", line, got, want)
+		}
+	}
 	if got := hosts[13][col("outcome")]; got != "skipped" {
 		t.Errorf("hosts.csv row 13 outcome = %q", got)
 	}
@@ -355,13 +363,17 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"| Matches the MX name only | 3 of 10 (30.0%) | hosts.with_cert |",
-		"| Primary MX valid for its name on every probed target | domains.primary_mx_valid | 3 of 9 (33.3%) | domains.with_mx |"} {
+		"| Primary MX valid for its name on every probed target | domains.primary_mx_valid | 3 of 9 (33.3%) | domains.with_mx |",
+		"| 2 | P-256 | 2 of 11 (18.2%) |"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
 	if bytes.Contains(md, []byte("<script")) {
 		t.Errorf("report.md contains raw <script")
+	}
+	if bytes.Contains(md, []byte("CurveP")) || bytes.Contains(html, []byte("CurveP")) {
+		t.Errorf("a report spells a group as Go does (CurveP256), not as docs/schema.md does")
 	}
 	checkHTML(t, html)
 	if !bytes.Contains(html, []byte("3 of 10 (30.0%)")) || !bytes.Contains(html, []byte("<svg")) {

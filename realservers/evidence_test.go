@@ -61,7 +61,8 @@ type rawCapture struct {
 	PostTLS  []string // the EHLO reply's lines over TLS
 	// Go's view of the handshake (the scanner's TLS library, so these are
 	// what the scanner should see; openssl's view is in sClient).
-	TLSVersion, TLSCipher, TLSGroup string
+	TLSVersion, TLSCipher string
+	TLSGroup              tls.CurveID // the codepoint; its names are docs/schema.md's business
 }
 
 // capture talks to a server by hand: greeting, EHLO ehloName, STARTTLS, a
@@ -102,7 +103,7 @@ func capture(ctx context.Context, ip string, port int, sni string) (rawCapture, 
 		return rc, fmt.Errorf("handshake: %w", err)
 	}
 	st := tc.ConnectionState()
-	rc.TLSVersion, rc.TLSCipher, rc.TLSGroup = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID.String()
+	rc.TLSVersion, rc.TLSCipher, rc.TLSGroup = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID
 	r = bufio.NewReader(tc)
 	if _, err = fmt.Fprintf(tc, "EHLO %s\r\n", ehloName); err != nil {
 		return rc, err
@@ -173,14 +174,14 @@ type sClient struct {
 	Chain      []string // PEM blocks, in the order printed (-showcerts: as sent)
 	Protocol   string   // "TLSv1.3"
 	Cipher     string   // "TLS_AES_256_GCM_SHA384"
-	TempKey    string   // "X25519" (the key exchange group)
+	KeyLine    string   // the key exchange line as printed: "Server Temp Key: X25519, 253 bits"
 	VerifyCode int      // "Verify return code: N (...)"
 	VerifyText string
 }
 
 var (
 	reNewLine    = regexp.MustCompile(`(?m)^New, (\S+), Cipher is (\S+)\s*$`)
-	reTempKey    = regexp.MustCompile(`(?m)^Server Temp Key: ([^,\s]+)`)
+	reKeyLine    = regexp.MustCompile(`(?m)^((?:Server Temp Key|Negotiated [^:\n]*group): [^\n]*?)\s*$`)
 	reVerify     = regexp.MustCompile(`(?m)^\s*Verify return code: (\d+) \(([^)]*)\)`)
 	rePEM        = regexp.MustCompile(`(?s)-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n?`)
 	reFinger     = regexp.MustCompile(`(?i)^\s*sha-?256 Fingerprint=([0-9a-f:]+)\s*$`)
@@ -195,8 +196,8 @@ func parseSClient(out string) (sClient, error) {
 		return s, errors.New("s_client: no \"New, ..., Cipher is ...\" line (handshake failed?)")
 	}
 	s.Protocol, s.Cipher = m[1], m[2]
-	if m := reTempKey.FindStringSubmatch(out); m != nil {
-		s.TempKey = m[1]
+	if m := reKeyLine.FindStringSubmatch(out); m != nil {
+		s.KeyLine = m[1]
 	}
 	if m := reVerify.FindStringSubmatch(out); m != nil {
 		s.VerifyCode, _ = strconv.Atoi(m[1]) // \d+ of a few digits
@@ -241,21 +242,6 @@ func normTLSVersion(s string) string {
 	s = strings.NewReplacer("v", "", " ", "", "_", "").Replace(s)
 	if len(s) == 5 && strings.HasPrefix(s, "tls1") { // "tls13"
 		s = "tls1." + s[4:]
-	}
-	return s
-}
-
-// normGroup maps "X25519", "x25519", "CurveP256", "prime256v1", "P-256",
-// "secp256r1" to one spelling per group.
-func normGroup(s string) string {
-	s = strings.ToLower(strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.TrimSpace(s)))
-	switch s {
-	case "curvep256", "prime256v1", "secp256r1", "p256":
-		return "p256"
-	case "curvep384", "secp384r1", "p384":
-		return "p384"
-	case "curvep521", "secp521r1", "p521":
-		return "p521"
 	}
 	return s
 }
@@ -306,11 +292,11 @@ func parsePosttlsFinger(out string) (finger, error) {
 // runSClient connects with openssl s_client as a mail administrator would
 // (stdin empty: it closes after the handshake), with SNI = the MX name, the
 // test CA as the only trust anchor and the MX name checked.
-func (l *lab) runSClient(ctx context.Context, s serverSpec) (sClient, string, error) {
+func (l *lab) runSClient(ctx context.Context, ip, mx string) (sClient, string, error) {
 	out, err := run(ctx, "", l.tools.openssl, "s_client",
 		"-starttls", "smtp", "-name", ehloName,
-		"-connect", net.JoinHostPort(s.IP, strconv.Itoa(l.port)), "-servername", s.MX,
-		"-crlf", "-showcerts", "-CAfile", l.caFile, "-verify_hostname", s.MX)
+		"-connect", net.JoinHostPort(ip, strconv.Itoa(l.port)), "-servername", mx,
+		"-crlf", "-showcerts", "-CAfile", l.caFile, "-verify_hostname", mx)
 	if err != nil {
 		return sClient{}, out, err
 	}

@@ -214,6 +214,11 @@ type lab struct {
 	caFile  string
 	certs   map[string]string // spec key -> leaf PEM file
 	procs   []*proc
+	// groups are further listeners of the same Postfix and Exim, each
+	// configured to one key exchange group; docGroups is docs/schema.md's
+	// table of groups they are checked against.
+	groups    []groupListener
+	docGroups []docGroup
 }
 
 // proc is one daemon the lab started, in its own process group.
@@ -232,6 +237,10 @@ type proc struct {
 // Everything is stopped in t.Cleanup. ctx bounds every wait.
 func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 	t.Helper()
+	docGroups, err := readDocGroups()
+	if err != nil {
+		t.Fatalf("realservers: %v", err)
+	}
 	// Not t.TempDir(): its 0700 parents keep the postfix and Debian-exim users
 	// out of their queue and spool directories.
 	dir, err := os.MkdirTemp("", "mxsurvey-realservers-")
@@ -241,7 +250,8 @@ func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{tools: tl, dir: dir, port: smtpPort(), servers: specs(), certs: map[string]string{}}
+	l := &lab{tools: tl, dir: dir, port: smtpPort(), servers: specs(), certs: map[string]string{},
+		groups: groupListeners(), docGroups: docGroups}
 	t.Cleanup(func() {
 		l.stopAll(t)
 		if t.Failed() && os.Getenv("MXSURVEY_REALSERVERS_KEEP") == "1" {
@@ -252,8 +262,8 @@ func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 			t.Logf("realservers: removing %s: %v", dir, err)
 		}
 	})
-	for _, s := range l.servers {
-		if err := checkFree(s.IP, l.port); err != nil {
+	for _, ip := range l.smtpAddrs() {
+		if err := checkFree(ip, l.port); err != nil {
 			t.Fatalf("realservers: %v (set MXSURVEY_REALSERVERS_PORT to use another port)", err)
 		}
 	}
@@ -266,15 +276,27 @@ func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 	l.startPostfix(ctx, t)
 	l.startExim(ctx, t)
 
-	for _, s := range l.servers {
-		if err := waitGreeting(ctx, s.IP, l.port); err != nil {
-			t.Fatalf("realservers: %s (%s) on %s:%d never greeted: %v\n%s", s.Key, s.Software, s.IP, l.port, err, l.logs())
+	for _, ip := range l.smtpAddrs() {
+		if err := waitGreeting(ctx, ip, l.port); err != nil {
+			t.Fatalf("realservers: %s:%d never greeted: %v\n%s", ip, l.port, err, l.logs())
 		}
 	}
 	if err := waitDNS(ctx, dnsAddr, dnsPort, "mx1."+zoneName); err != nil {
 		t.Fatalf("realservers: nsd on %s:%d never answered: %v\n%s", dnsAddr, dnsPort, err, l.logs())
 	}
 	return l
+}
+
+// smtpAddrs are the addresses of every SMTP listener of the lab.
+func (l *lab) smtpAddrs() []string {
+	var out []string
+	for _, s := range l.servers {
+		out = append(out, s.IP)
+	}
+	for _, g := range l.groups {
+		out = append(out, g.IP)
+	}
+	return out
 }
 
 // checkFree fails when something already accepts connections on ip:port.
@@ -573,6 +595,9 @@ func (l *lab) startNSD(ctx context.Context, t *testing.T) {
 		}
 	}
 	fmt.Fprintf(&zone, "%s. IN MX 10 mx1.%s.\n%s. IN MX 20 mx2.%s.\n", multiMXDomain, zoneName, multiMXDomain, zoneName)
+	for _, g := range l.groups {
+		fmt.Fprintf(&zone, "%s. IN MX 10 %s.\n%s. IN A %s\n", g.Domain, g.MX, g.MX, g.IP)
+	}
 	writeFile(t, filepath.Join(d, zoneName+".zone"), zone.String(), 0o644)
 	writeFile(t, filepath.Join(d, revZone+".zone"), rev.String(), 0o644)
 	conf := fmt.Sprintf(`server:
@@ -627,6 +652,12 @@ func (l *lab) startPostfix(ctx context.Context, t *testing.T) {
 	}
 	ca, snake := l.servers[0], l.servers[2]
 	c := l.path("certs")
+	// One listener per key exchange group: tls_eecdh_auto_curves is the
+	// server's whole list of groups, TLS 1.3 included.
+	var groupLines strings.Builder
+	for _, g := range l.groupListenersOf("postfix") {
+		fmt.Fprintf(&groupLines, "%s:%d inet n - n - - smtpd\n  -o tls_eecdh_auto_curves=%s\n", g.IP, l.port, g.Config)
+	}
 	main := fmt.Sprintf(`# mxsurvey realservers: private Postfix instance
 compatibility_level = 3.6
 queue_directory = %s
@@ -662,6 +693,7 @@ disable_dns_lookups = yes
   -o myhostname=%s
   -o { smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU) }
   -o { smtpd_tls_chain_files = %s, %s }
+%s
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -683,7 +715,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `, ca.IP, l.port, snake.IP, l.port, debianHost,
-		filepath.Join(c, snake.Key+".key"), filepath.Join(c, snake.Key+".pem"))
+		filepath.Join(c, snake.Key+".key"), filepath.Join(c, snake.Key+".pem"), groupLines.String())
 	writeFile(t, filepath.Join(conf, "main.cf"), main, 0o644)
 	writeFile(t, filepath.Join(conf, "master.cf"), master, 0o644)
 	p := l.start(t, "postfix", l.tools.postfix, "-c", conf, "start-fg")
@@ -730,6 +762,17 @@ func (l *lab) startExim(ctx context.Context, t *testing.T) {
 	}
 	self, multi := l.servers[1], l.servers[3]
 	c := l.path("certs")
+	// One more address per key exchange group, with a GnuTLS priority
+	// string naming that group only; on the other addresses the lookup
+	// finds nothing, and an empty tls_require_ciphers is GnuTLS's default.
+	interfaces := fmt.Sprintf("%s.%d : %s.%d", self.IP, l.port, multi.IP, l.port)
+	var priorities strings.Builder
+	for _, g := range l.groupListenersOf("exim") {
+		interfaces += fmt.Sprintf(" : %s.%d", g.IP, l.port)
+		fmt.Fprintf(&priorities, "%s: %s\n", g.IP, g.Config)
+	}
+	groupsFile := filepath.Join(d, "tls-groups")
+	writeFile(t, groupsFile, priorities.String(), 0o644)
 	// Exim's compiled-in default banner, as Debian ships it (exim4.conf.template
 	// leaves smtp_banner unset): "$smtp_active_hostname ESMTP Exim $version_number $tod_full".
 	conf := fmt.Sprintf(`# mxsurvey realservers: private Exim configuration
@@ -741,11 +784,12 @@ exim_user = Debian-exim
 exim_group = Debian-exim
 never_users = root
 keep_environment =
-local_interfaces = %s.%d : %s.%d
+local_interfaces = %s
 host_lookup =
 rfc1413_hosts =
 helo_lookup_domains =
 tls_advertise_hosts = *
+tls_require_ciphers = ${lookup{$received_ip_address}lsearch{%s}}
 tls_certificate = ${if eq{$received_ip_address}{%s}{%s}{%s}}
 tls_privatekey = ${if eq{$received_ip_address}{%s}{%s}{%s}}
 smtp_banner = ${if eq{$received_ip_address}{%s}{%s}{$smtp_active_hostname ESMTP Exim $version_number $tod_full}}
@@ -758,7 +802,7 @@ acl_check_rcpt:
 begin routers
 begin transports
 `, l.tools.exim, self.MX, spool, logdir,
-		self.IP, l.port, multi.IP, l.port,
+		interfaces, groupsFile,
 		multi.IP, filepath.Join(c, multi.Key+"-chain.pem"), filepath.Join(c, self.Key+".pem"),
 		multi.IP, filepath.Join(c, multi.Key+".key"), filepath.Join(c, self.Key+".key"),
 		multi.IP, eximMultiBanner)
@@ -840,9 +884,11 @@ func waitDNS(ctx context.Context, ip string, port int, name string) error {
 // wait does not depend on the DNS library the scanner uses.
 func dnsQuery(id uint16, name string, qtype uint16) []byte {
 	b := []byte{byte(id >> 8), byte(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
-	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		b = append(b, byte(len(label)))
-		b = append(b, label...)
+	if name = strings.TrimSuffix(name, "."); name != "" { // "" is the root
+		for _, label := range strings.Split(name, ".") {
+			b = append(b, byte(len(label)))
+			b = append(b, label...)
+		}
 	}
 	return append(b, 0, byte(qtype>>8), byte(qtype), 0, 1)
 }

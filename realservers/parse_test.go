@@ -59,8 +59,17 @@ func TestParseSClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Protocol != "TLSv1.3" || s.Cipher != "TLS_AES_256_GCM_SHA384" || s.TempKey != "X25519" {
-		t.Errorf("got %q %q %q", s.Protocol, s.Cipher, s.TempKey)
+	if s.Protocol != "TLSv1.3" || s.Cipher != "TLS_AES_256_GCM_SHA384" || s.KeyLine != "Server Temp Key: X25519, 253 bits" {
+		t.Errorf("got %q %q %q", s.Protocol, s.Cipher, s.KeyLine)
+	}
+	for out, want := range map[string]string{
+		"Server Temp Key: ECDH, prime256v1, 256 bits  \n": "Server Temp Key: ECDH, prime256v1, 256 bits",
+		"Negotiated TLS1.3 group: X25519MLKEM768\n":       "Negotiated TLS1.3 group: X25519MLKEM768",
+		"Peer signature type: RSA-PSS\n":                  "",
+	} {
+		if got := reKeyLine.FindStringSubmatch(out); (got == nil && want != "") || (got != nil && got[1] != want) {
+			t.Errorf("key line of %q: %q, want %q", out, got, want)
+		}
 	}
 	if s.VerifyCode != 0 || s.VerifyText != "ok" {
 		t.Errorf("verify %d %q", s.VerifyCode, s.VerifyText)
@@ -190,11 +199,6 @@ func TestNormalisers(t *testing.T) {
 			t.Errorf("normTLSVersion(%q) = %q, want %q", in, got, want)
 		}
 	}
-	for in, want := range map[string]string{"X25519": "x25519", "x25519": "x25519", "CurveP256": "p256", "prime256v1": "p256", "P-256": "p256", "X25519MLKEM768": "x25519mlkem768"} {
-		if got := normGroup(in); got != want {
-			t.Errorf("normGroup(%q) = %q, want %q", in, got, want)
-		}
-	}
 	if got := normFingerprint("76:A7:d6 "); got != "76a7d6" {
 		t.Errorf("normFingerprint: %q", got)
 	}
@@ -211,5 +215,8 @@ func TestDNSQuery(t *testing.T) {
 	want := "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03mx1\x04real\x04test\x00\x00\x01\x00\x01"
 	if string(q) != want {
 		t.Errorf("dnsQuery = %q", q)
+	}
+	if q := dnsQuery(0x1234, ".", 2); string(q) != "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x01" {
+		t.Errorf("dnsQuery(., NS) = %q", q)
 	}
 }

@@ -178,7 +178,7 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 			if !ok {
 				t.Fatalf("no probe row for %s (%s)", s.IP, s.MX)
 			}
-			checkProbe(t, s, ev[s.Key], r, started, finished)
+			checkProbe(t, s, ev[s.Key], l.docGroups, r, started, finished)
 		})
 	}
 
@@ -186,7 +186,7 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 }
 
 // checkProbe compares one probe row with the evidence and the lab's truth.
-func checkProbe(t *testing.T, s serverSpec, e *evidence, r survey.ProbeRow, started, finished time.Time) {
+func checkProbe(t *testing.T, s serverSpec, e *evidence, docGroups []docGroup, r survey.ProbeRow, started, finished time.Time) {
 	errorf := func(field string, got, want any) {
 		t.Helper()
 		t.Errorf("%s = %#v, want %#v", field, got, want)
@@ -253,8 +253,8 @@ func checkProbe(t *testing.T, s serverSpec, e *evidence, r survey.ProbeRow, star
 	if r.TLSCipher != e.Raw.TLSCipher {
 		t.Logf("tls_cipher %s; the test's Go client got %s, openssl %s", r.TLSCipher, e.Raw.TLSCipher, e.SClient.Cipher)
 	}
-	if normGroup(r.TLSGroup) != normGroup(e.SClient.TempKey) {
-		errorf("tls_group", r.TLSGroup, e.SClient.TempKey+" (openssl s_client)")
+	if g, ok := docGroupByKeyLine(docGroups, e.SClient.KeyLine); !ok || r.TLSGroup != g.Name {
+		errorf("tls_group", r.TLSGroup, fmt.Sprintf("docs/schema.md's name for openssl's %q: %q", e.SClient.KeyLine, g.Name))
 	}
 
 	// The certificate: fingerprint equal to openssl's, posttls-finger's and

@@ -28,7 +28,6 @@ import (
 	"syscall"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
-	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/cluster"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
@@ -46,7 +45,7 @@ var commands = []command{
 	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", scanCommand},
 	{"worker", "take part in scans coordinated over NATS (scan -nats): resolve and probe", workerCommand},
 	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyzeCommand},
-	{"lab", "run a simulated mail internet on loopback, with ground truth", lab.Command},
+	{"lab", "run a simulated mail internet on loopback, with ground truth", labCommand},
 }
 
 func usage(w io.Writer) {

@@ -16,6 +16,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
 )
 
 type listFlag []string
@@ -27,8 +28,9 @@ const scanUsage = `usage: mxsurvey scan [flags] DOMAINS
 
 Resolve the MX hosts of every domain in DOMAINS (a file, or - for stdin;
 one domain per line or "rank,domain" CSV; gzip is detected), probe every
-(address, MX host) once with SMTP STARTTLS, and write a Parquet dataset
-(docs/schema.md) into -o DIR.
+(address, MX host) once with SMTP STARTTLS, record the domains' transport
+security policies (DANE TLSA, MTA-STS, TLS-RPT; -policies=false skips
+them), and write a Parquet dataset (docs/schema.md) into -o DIR.
 
 Be a good guest: set -ehlo-name to a name whose PTR and web page explain
 the scan, keep -rate and the per-address limits modest, honour opt-outs
@@ -57,7 +59,7 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		cfg    pipeline.Config
 		format = fs.String("format", "auto", "input format: auto (list or rank,domain CSV per line), list, csv, zone (a DNS zone file: its delegated names)")
 		shard  = fs.String("shard", "", "scan only the K-th of N hash slices of the input, as K/N (e.g. 1/4); per-address limits and rates then hold per shard only (divide them by N, or use -nats)")
-		groups = fs.String("tls-groups", "default", "TLS key exchange groups offered, in order: default (Go's: X25519MLKEM768, X25519, P-256, ...) or a list such as x25519,p256")
+		groups = fs.String("tls-groups", "default", "TLS key exchange groups offered, in order: default (Go's: X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, P-256, P-384, P-521) or a list such as X25519,P-256 (docs/schema.md's names; x25519,p256 also accepted)")
 		quiet  = fs.Bool("quiet", false, "no progress lines or summary on stderr")
 		guards = addGuardFlags(fs)
 		nats   = addNATSFlags(fs, "coordinate a scan over the workers of this NATS server (nats://HOST:4222, tls://...; docs/distributed.md) instead of scanning from this machine")
@@ -84,6 +86,9 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&cfg.Probe.Timeout, "timeout", probe.DefaultTimeout, "deadline for one whole probe")
 	fs.DurationVar(&cfg.Probe.StepTimeout, "step-timeout", probe.DefaultStepTimeout, "deadline for each step: connect, each reply, the TLS handshake")
 	fs.BoolVar(&cfg.IPv6, "ipv6", false, "probe IPv6 addresses too (they are always recorded)")
+	fs.BoolVar(&cfg.Policies, "policies", true, "record DNSSEC statuses, TLSA records per MX host, MTA-STS and TLS-RPT records per domain, and fetch MTA-STS policies (the tlsa and policies tables)")
+	fs.IntVar(&cfg.STS.Port, "mta-sts-port", stsfetch.DefaultPort, "HTTPS port of MTA-STS policy fetches (labs)")
+	fs.BoolVar(&cfg.Resolve.TrustAD, "trust-ad", false, "trust the AD bit of resolvers not on loopback (only over a channel you trust to a validating resolver you trust; with -nats: each worker's resolvers)")
 	fs.DurationVar(&cfg.ProgressEvery, "progress", pipeline.DefaultProgressEvery, "interval between progress lines on stderr")
 
 	if err := fs.Parse(args); err != nil {

@@ -35,8 +35,8 @@ func (d *Dedup) Seen(domain string) bool {
 	return false
 }
 
-// Has reports whether domain was passed to Seen before, without recording
-// it.
+// Has reports whether domain was passed to Seen, without recording it. Any
+// number of goroutines may call Has once no goroutine calls Seen any more.
 func (d *Dedup) Has(domain string) bool {
 	_, ok := d.seen[fnv1a(domain)]
 	return ok

@@ -23,7 +23,8 @@ import (
 
 // Aside are the columns not compared, by Parquet name: wall clock, and
 // bytes_read, which counts the server's clock and echo too.
-var Aside = map[string]bool{"resolved_at": true, "started_at": true, "duration_ms": true, "bytes_read": true}
+var Aside = map[string]bool{"resolved_at": true, "started_at": true, "duration_ms": true, "bytes_read": true,
+	"queried_at": true, "sts_started_at": true, "sts_duration_ms": true}
 
 // masks hide, in text columns, what the scanner's time and place put
 // there: its side of a socket in Go's error text ("read tcp
@@ -67,6 +68,24 @@ func Diff(a, b string, limit int) ([]string, error) {
 		return nil, err
 	}
 	out = append(out, compare(survey.ProbesTable, prA, prB)...)
+	tlA, err := read[survey.TLSARow](survey.TLSADir(a), func(r *survey.TLSARow) string { return r.MXHost })
+	if err != nil {
+		return nil, err
+	}
+	tlB, err := read[survey.TLSARow](survey.TLSADir(b), func(r *survey.TLSARow) string { return r.MXHost })
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, compare(survey.TLSATable, tlA, tlB)...)
+	poA, err := read[survey.PolicyRow](survey.PoliciesDir(a), func(r *survey.PolicyRow) string { return r.Domain })
+	if err != nil {
+		return nil, err
+	}
+	poB, err := read[survey.PolicyRow](survey.PoliciesDir(b), func(r *survey.PolicyRow) string { return r.Domain })
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, compare(survey.PoliciesTable, poA, poB)...)
 	if len(out) > limit {
 		out = append(out[:limit], fmt.Sprintf("... and %d more", len(out)-limit))
 	}

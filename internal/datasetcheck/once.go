@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
@@ -12,14 +13,17 @@ import (
 
 // Once is what ExactlyOnce counted.
 type Once struct {
-	Domains, Targets, MXParts int
+	Domains, Targets, MXHosts, MXParts int
 }
 
 // ExactlyOnce holds the dataset in dir to its input: every valid input
 // domain in the mx table, each with all its rows in one part (a domain
 // written twice lands in two); every target an mx row references with
-// exactly one probe row; every part readable to its end. It returns the
-// counts and what is wrong (nil when nothing is).
+// exactly one probe row; with the policy tables (policies on), every domain
+// with exactly one policies row and every MX host with exactly one tlsa row,
+// since a domain's mx rows are never committed before them; every part
+// readable to its end. It returns the counts and what is wrong (nil when
+// nothing is).
 func ExactlyOnce(input, dir string) (Once, []string, error) {
 	in, err := domains.Open(input, domains.FormatAuto)
 	if err != nil {
@@ -44,6 +48,7 @@ func ExactlyOnce(input, dir string) (Once, []string, error) {
 	partOf := map[string]string{}
 	referenced := map[string]bool{}
 	twice := map[string]bool{}
+	mxHosts := map[string]bool{}
 	mxParts, err := eachPart(survey.MXDir(dir), func(part string, r *survey.MXRow) {
 		if prev, ok := partOf[r.Domain]; ok && prev != part {
 			twice[r.Domain] = true
@@ -51,6 +56,9 @@ func ExactlyOnce(input, dir string) (Once, []string, error) {
 		partOf[r.Domain] = part
 		if r.IP != "" {
 			referenced[survey.TargetKey(r.IP, r.MXHost)] = true
+		}
+		if r.MXHost != "" {
+			mxHosts[r.MXHost] = true
 		}
 	})
 	if err != nil {
@@ -89,7 +97,30 @@ func ExactlyOnce(input, dir string) (Once, []string, error) {
 		problems = append(problems, fmt.Sprintf("targets: %d referenced, %d with probe rows, %d probed twice, %d never probed",
 			len(referenced), len(probed), dup, unprobed))
 	}
-	return Once{Domains: len(partOf), Targets: len(probed), MXParts: mxParts}, problems, nil
+	if _, err := os.Stat(survey.PoliciesDir(dir)); err == nil {
+		polRows, tlsaRows := map[string]int{}, map[string]int{}
+		if _, err := eachPart(survey.PoliciesDir(dir), func(_ string, r *survey.PolicyRow) { polRows[r.Domain]++ }); err != nil {
+			return Once{}, nil, err
+		}
+		if _, err := eachPart(survey.TLSADir(dir), func(_ string, r *survey.TLSARow) { tlsaRows[r.MXHost]++ }); err != nil {
+			return Once{}, nil, err
+		}
+		for what, rows := range map[string]struct {
+			got  map[string]int
+			want map[string]bool
+		}{"domains' policies": {polRows, want}, "MX hosts' tlsa": {tlsaRows, mxHosts}} {
+			bad := 0
+			for k := range rows.want {
+				if rows.got[k] != 1 {
+					bad++
+				}
+			}
+			if bad > 0 || len(rows.got) != len(rows.want) {
+				problems = append(problems, fmt.Sprintf("%s rows: %d keys, %d wanted, %d without exactly one row", what, len(rows.got), len(rows.want), bad))
+			}
+		}
+	}
+	return Once{Domains: len(partOf), Targets: len(probed), MXHosts: len(mxHosts), MXParts: mxParts}, problems, nil
 }
 
 // eachPart reads every committed part whole, naming the part of each row,

@@ -170,7 +170,7 @@ func TestRatesHoldForTheWholeScan(t *testing.T) {
 
 	url := startNATS(t, nil)
 	startWorkers(t, url, 3, d.addr, nil)
-	cfg := pipeline.Config{Input: in, Out: outDir(t, "s"), Rate: connRate, DNSRate: dnsRate, PTR: true,
+	cfg := pipeline.Config{Input: in, Out: outDir(t, "s"), Rate: connRate, DNSRate: dnsRate, PTR: true, Policies: true,
 		Resolve: resolve.Config{Servers: []string{d.addr}, Timeout: time.Second, Retries: 1},
 		Allow:   labRanges,
 		Probe:   probe.Config{EHLOName: "scanner.test", Port: ln.Addr().(*net.TCPAddr).Port, Timeout: 2 * time.Second}}

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
-	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
@@ -227,7 +226,10 @@ func (c *coordinator) coordinate(ctx context.Context) (*pipeline.Result, error) 
 		})
 	}
 	if err == nil && c.dnsRate != nil {
-		err = subscribe(c.n.tokens(), c.serveTokens)
+		err = subscribe(c.n.tokens(), c.serveTokens(c.dnsRate))
+	}
+	if err == nil && c.connRate != nil && c.cfg.Scan.Policies {
+		err = subscribe(c.n.connTokens(), c.serveTokens(c.connRate))
 	}
 	if err == nil {
 		err = c.announce(ctx)
@@ -342,7 +344,7 @@ func (c *coordinator) prepareStreams(ctx context.Context) error {
 func (c *coordinator) announce(ctx context.Context) error {
 	sc := c.cfg.Scan
 	spec := Spec{Scan: c.n.scan, Run: c.run, Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
-		Stages: sc.StageConfig(), Resolve: sc.Resolve, DNSRate: sc.DNSRate,
+		Stages: sc.StageConfig(), Resolve: sc.ResolveConfig(), DNSRate: sc.DNSRate, Rate: sc.Rate,
 		StartWindow: c.cfg.StartWindow, AckWait: c.cfg.AckWait, Batch: c.cfg.Batch}
 	spec.Resolve.Servers = nil
 	data, err := encode(&spec)
@@ -383,12 +385,12 @@ func (c *coordinator) cleanUp(complete bool) {
 // read publishes the input in batches, at most window domains ahead of
 // the rows accepted.
 func (c *coordinator) read() error {
-	var cur []domains.Entry
+	var cur []pipeline.Task
 	flush := func(ctx context.Context) error {
 		if len(cur) == 0 {
 			return nil
 		}
-		data, err := encode(&batch{Entries: cur})
+		data, err := encode(&batch{Tasks: cur})
 		if err != nil {
 			return err
 		}
@@ -396,11 +398,11 @@ func (c *coordinator) read() error {
 		cur = cur[:0]
 		return publish(ctx, c.js, c.n.domains(), data, id)
 	}
-	err := c.scan.Read(c.work, func(ctx context.Context, e domains.Entry) error {
-		if !c.publishing(ctx, e.Domain) {
+	err := c.scan.Read(c.work, func(ctx context.Context, t pipeline.Task) error {
+		if !c.publishing(ctx, t.Entry.Domain) {
 			return ctx.Err()
 		}
-		cur = append(cur, e)
+		cur = append(cur, t)
 		if len(cur) >= c.cfg.Batch {
 			return flush(ctx)
 		}

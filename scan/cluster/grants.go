@@ -110,25 +110,28 @@ func (c *coordinator) takeBack(t pipeline.Target, release func()) {
 	c.scan.Requeue(c.work, t, release)
 }
 
-// serveTokens leases DNS query tokens from the scan's one limiter: a
-// worker spends them from Wait after it has the answer until Valid after
-// it asked, so queries spent in any window W number at most
-// dns-rate × (W + tokenValidity) + burst.
-func (c *coordinator) serveTokens(m *nats.Msg) {
-	var req tokenRequest
-	if err := decode(m.Data, &req); err != nil || m.Reply == "" {
-		slog.Warn("dropping a malformed token request", "err", err)
-		return
-	}
-	n := min(max(req.N, 1), c.dnsRate.Burst())
-	now := time.Now()
-	r := c.dnsRate.ReserveN(now, n)
-	data, err := encode(&tokenGrant{N: n, Wait: r.DelayFrom(now), Valid: tokenValidity})
-	if err == nil {
-		err = m.Respond(data)
-	}
-	if err != nil {
-		slog.Warn("answering a token request", "err", err)
+// serveTokens leases tokens of one of the scan's limiters (-dns-rate for
+// DNS queries, -rate for the connections of policy fetches): a worker
+// spends them from Wait after it has the answer until Valid after it
+// asked, so tokens spent in any window W number at most rate × (W +
+// tokenValidity) + burst (docs/distributed.md).
+func (c *coordinator) serveTokens(lim *rate.Limiter) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		var req tokenRequest
+		if err := decode(m.Data, &req); err != nil || m.Reply == "" {
+			slog.Warn("dropping a malformed token request", "err", err)
+			return
+		}
+		n := min(max(req.N, 1), lim.Burst())
+		now := time.Now()
+		r := lim.ReserveN(now, n)
+		data, err := encode(&tokenGrant{N: n, Wait: r.DelayFrom(now), Valid: tokenValidity})
+		if err == nil {
+			err = m.Respond(data)
+		}
+		if err != nil {
+			slog.Warn("answering a token request", "err", err)
+		}
 	}
 }
 
@@ -166,5 +169,6 @@ func (c *coordinator) manifest(m *survey.Manifest) {
 	for _, own := range []string{"resolvers", "concurrency", "dns_concurrency"} {
 		m.Options[own] = "per worker"
 	}
+	m.Options["dnssec"] = c.workers.dnssec(c.cfg.Scan.Policies)
 	m.Workers = c.workers.manifest()
 }

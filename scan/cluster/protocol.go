@@ -40,7 +40,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
@@ -68,6 +67,7 @@ func (n names) mxResults() string    { return n.scanSubject("results.mx") }
 func (n names) probeResults() string { return n.scanSubject("results.probes") }
 func (n names) want() string         { return n.scanSubject("want") }
 func (n names) tokens() string       { return n.scanSubject("tokens") }
+func (n names) connTokens() string   { return n.scanSubject("conntokens") }
 func (n names) heartbeats() string   { return n.prefix + ".workers.*" }
 func (n names) heartbeat(w string) string {
 	return n.prefix + ".workers." + w
@@ -90,8 +90,11 @@ type Spec struct {
 	Stages  pipeline.StageConfig `json:"stages"`  // Guard is the worker's own
 	Resolve resolve.Config       `json:"resolve"` // Servers are the worker's own
 	// DNSRate > 0: every DNS query spends a token leased from the
-	// coordinator, which holds the scan's one limiter.
+	// coordinator, which holds the scan's one limiter. Rate > 0: so does
+	// every connection of a policy fetch (the probes' connections are
+	// granted by the coordinator).
 	DNSRate float64 `json:"dns_rate"`
+	Rate    float64 `json:"rate"`
 	// StartWindow: a granted probe connects within this of the grant, or
 	// not at all.
 	StartWindow time.Duration `json:"start_window"`
@@ -112,7 +115,7 @@ func (s *Spec) compatible() string {
 
 // batch is a message of the domains stream.
 type batch struct {
-	Entries []domains.Entry `json:"entries"`
+	Tasks []pipeline.Task `json:"tasks"`
 }
 
 // domainResult is a message of the mx results subject: the rows of every
@@ -180,6 +183,7 @@ type heartbeat struct {
 type scanState struct {
 	Refused string        `json:"refused,omitempty"`
 	DNS     resolve.Stats `json:"dns"`
+	DNSSEC  string        `json:"dnssec,omitempty"` // pipeline.DNSSECOption of the worker's resolvers
 }
 
 // Messages are JSON compressed with zstd: rows repeat their column names

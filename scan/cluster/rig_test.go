@@ -98,7 +98,7 @@ var labRanges = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustP
 func (l *labRig) scanConfig(out string) pipeline.Config {
 	return pipeline.Config{Input: l.lab.DomainsPath(), Out: out, Checkpoint: 200 * time.Millisecond,
 		Resolve:        resolve.Config{Servers: []string{l.lab.DNSAddr}, Timeout: 5 * time.Second, Retries: 3},
-		DNSConcurrency: 10, Concurrency: 60, PTR: true, IPv6: true, Allow: labRanges,
+		DNSConcurrency: 10, Concurrency: 60, PTR: true, IPv6: true, Allow: labRanges, Policies: true,
 		Probe: probe.Config{EHLOName: "scanner.mxsurvey.test", Port: l.lab.SMTPPort, Timeout: 60 * time.Second, StepTimeout: 30 * time.Second}}
 }
 

@@ -57,6 +57,7 @@ type worker struct {
 	js         jetstream.JetStream
 	probeSlots chan struct{}
 	dnsSlots   chan struct{}
+	fetchSlots chan struct{} // policy fetches, as many as probes
 
 	mu    sync.Mutex
 	scans map[string]*scanRunner
@@ -95,7 +96,8 @@ func Work(ctx context.Context, cfg WorkerConfig) error {
 	}
 	w := &worker{cfg: cfg, n: names{prefix: cfg.NATS.Prefix}, host: host,
 		probeSlots: make(chan struct{}, cfg.Concurrency), dnsSlots: make(chan struct{}, cfg.DNSConcurrency),
-		scans: map[string]*scanRunner{}}
+		fetchSlots: make(chan struct{}, cfg.Concurrency),
+		scans:      map[string]*scanRunner{}}
 	if w.nc, w.js, err = connect(ctx, cfg.NATS, "mxsurvey worker "+cfg.ID); err != nil {
 		return err
 	}
@@ -207,6 +209,7 @@ func (w *worker) heartbeats(ctx context.Context) {
 			st := scanState{Refused: r.refused}
 			if r.res != nil {
 				st.DNS = r.res.Stats()
+				st.DNSSEC = pipeline.DNSSECOption(r.spec.Stages.Policies, r.res)
 			}
 			hb.Scans[id] = st
 		}
@@ -257,6 +260,9 @@ func (w *worker) newRunner(ctx context.Context, spec Spec) (*scanRunner, error) 
 	sc := spec.Stages
 	sc.Probe.Dial = w.cfg.Dial
 	sc.Guard = guard.New(w.cfg.Allow, w.cfg.Block)
+	if spec.Rate > 0 {
+		sc.FetchLimiter = newTokens(w.nc, n.connTokens())
+	}
 	st, err := pipeline.NewStages(sc, res)
 	if err != nil {
 		return nil, err
@@ -364,11 +370,11 @@ func (r *scanRunner) resolveBatch(msg jetstream.Msg) {
 			}
 		}
 	}()
-	rows := make([]pipeline.Rows, len(b.Entries))
-	ok := make([]bool, len(b.Entries))
+	rows := make([]pipeline.Rows, len(b.Tasks))
+	ok := make([]bool, len(b.Tasks))
 	var wg sync.WaitGroup
-	r.waiting.Add(int64(len(b.Entries)))
-	for i, e := range b.Entries {
+	r.waiting.Add(int64(len(b.Tasks)))
+	for i, task := range b.Tasks {
 		got := false
 		select {
 		case r.w.dnsSlots <- struct{}{}:
@@ -380,12 +386,24 @@ func (r *scanRunner) resolveBatch(msg jetstream.Msg) {
 			if got {
 				<-r.w.dnsSlots
 			}
-			r.waiting.Add(-int64(len(b.Entries) - i - 1))
+			r.waiting.Add(-int64(len(b.Tasks) - i - 1))
 			break
 		}
 		wg.Go(func() {
-			defer func() { <-r.w.dnsSlots }()
-			rows[i], ok[i] = r.st.Resolve(r.taking, e)
+			rs, resolved := r.st.Resolve(r.taking, task)
+			<-r.w.dnsSlots
+			if resolved && rs.NeedsFetch() {
+				// The policy fetch holds a slot of its own, not a
+				// DNS one.
+				select {
+				case r.w.fetchSlots <- struct{}{}:
+					resolved = r.st.Fetch(r.taking, &rs)
+					<-r.w.fetchSlots
+				case <-r.taking.Done():
+					resolved = false
+				}
+			}
+			rows[i], ok[i] = rs.Rows, resolved
 		})
 	}
 	wg.Wait()

@@ -127,6 +127,27 @@ func (t *workerTable) refusedOnly(now time.Time, grace time.Duration) (string, b
 	return strings.Join(why, "; "), true
 }
 
+// dnssec is the manifest's "dnssec": how the workers' resolvers filled the
+// DNSSEC columns (pipeline.DNSSECOption), "trusted|untrusted" when they
+// differ, and "unknown" before any worker said.
+func (t *workerTable) dnssec(policies bool) string {
+	if !policies {
+		return survey.DNSSECOff
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := map[string]bool{}
+	for _, w := range t.w {
+		if d := w.hb.Scans[t.scan].DNSSEC; d != "" && w.refused == "" {
+			seen[d] = true
+		}
+	}
+	if len(seen) == 0 {
+		return "unknown"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(seen)), "|")
+}
+
 // credit counts rows a worker sent that the coordinator kept.
 func (t *workerTable) credit(id string, domains, probes int64) {
 	t.mu.Lock()

@@ -74,6 +74,7 @@ const (
 type Policy struct {
 	allow []netip.Prefix
 	block []netip.Prefix
+	also  *Policy // And: must allow too
 }
 
 // New returns a policy that allows the given ranges despite being
@@ -94,7 +95,23 @@ func (p *Policy) Check(addr netip.Addr) (ok bool, reason string) {
 	if contains(specialPurpose, addr) && !contains(p.allow, addr) {
 		return false, ReasonSpecialPurpose
 	}
+	if p.also != nil {
+		return p.also.Check(addr)
+	}
 	return true, ""
+}
+
+// And is a policy that allows an address only when p and q both do: a
+// cluster worker's own allow list and blocklist on top of the scan's, which
+// the scan cannot widen.
+func (p *Policy) And(q *Policy) *Policy {
+	c := *p
+	if c.also != nil {
+		c.also = c.also.And(q)
+	} else {
+		c.also = q
+	}
+	return &c
 }
 
 func contains(prefixes []netip.Prefix, addr netip.Addr) bool {

@@ -77,3 +77,27 @@ func TestParseBlocklist(t *testing.T) {
 		t.Fatalf("bad line error = %v", err)
 	}
 }
+
+// A worker's guard on top of a scan's: an address passes only when both
+// let it, so neither the scan nor the worker can widen the other.
+func TestAnd(t *testing.T) {
+	lab := netip.MustParsePrefix("127.0.0.0/8")
+	scan := New([]netip.Prefix{lab}, []netip.Prefix{netip.MustParsePrefix("127.9.0.0/16")})
+	worker := New([]netip.Prefix{netip.MustParsePrefix("127.1.0.0/16")}, []netip.Prefix{netip.MustParsePrefix("127.1.2.0/24")})
+	both := scan.And(worker)
+	for addr, want := range map[string]bool{
+		"127.1.1.1": true,  // allowed by both
+		"127.1.2.3": false, // the worker's blocklist
+		"127.9.0.1": false, // the scan's blocklist
+		"127.5.0.1": false, // special-purpose, allowed by the scan only
+		"192.0.2.1": false, // documentation: allowed by neither
+		"8.8.8.8":   true,
+	} {
+		if ok, _ := both.Check(netip.MustParseAddr(addr)); ok != want {
+			t.Errorf("%s: allowed %v, want %v", addr, ok, want)
+		}
+	}
+	if ok, _ := scan.Check(netip.MustParseAddr("127.5.0.1")); !ok {
+		t.Error("And changed the scan's own policy")
+	}
+}

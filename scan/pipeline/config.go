@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
 )
 
 // Config is everything one scan needs. The command fills it from flags;
@@ -47,6 +49,14 @@ type Config struct {
 	PerIPConcurrency int           `option:"per_ip_concurrency"`
 	IPInterval       time.Duration `option:"ip_interval"` // pause between two connections to one address
 	IPv6             bool          `option:"ipv6"`
+
+	// Policies adds the transport security policies (policies.go): DNSSEC
+	// statuses (the DO bit on every query), TLSA per MX host, MTA-STS and
+	// TLS-RPT records per domain, and the MTA-STS policy fetch, configured
+	// by STS (its port; its deadlines and TLS offer are Probe's, its
+	// connections count against Rate, its addresses pass the same guard).
+	Policies bool `option:"policies"`
+	STS      stsfetch.Config
 
 	Allow []netip.Prefix `option:"allow"`                 // special-purpose ranges that may be contacted
 	Block []netip.Prefix `option:"blocklist_entries,len"` // never contacted; the manifest counts them
@@ -104,31 +114,26 @@ func fnv64(s string) uint64 {
 	return h
 }
 
-var groupNames = map[string]tls.CurveID{
-	"x25519mlkem768": tls.X25519MLKEM768,
-	"x25519":         tls.X25519,
-	"p256":           tls.CurveP256,
-	"secp256r1":      tls.CurveP256,
-	"p384":           tls.CurveP384,
-	"secp384r1":      tls.CurveP384,
-	"p521":           tls.CurveP521,
-	"secp521r1":      tls.CurveP521,
-}
-
-// ParseTLSGroups parses a comma-separated list such as "x25519,p256";
+// ParseTLSGroups parses a comma-separated list of key exchange groups, in
+// the order offered, each in any spelling of the vocabulary
+// (survey.LookupTLSGroup: "X25519,P-256", "x25519,p256", "secp256r1");
 // "default" or "" keeps Go's preference (X25519MLKEM768 first).
 func ParseTLSGroups(v string) ([]tls.CurveID, error) {
-	v = strings.TrimSpace(strings.ToLower(v))
-	if v == "" || v == "default" {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.EqualFold(v, "default") {
 		return nil, nil
 	}
 	var out []tls.CurveID
 	for _, name := range strings.Split(v, ",") {
-		id, ok := groupNames[strings.TrimSpace(name)]
+		g, ok := survey.LookupTLSGroup(name)
 		if !ok {
-			return nil, fmt.Errorf("-tls-groups: unknown group %q (known: x25519mlkem768, x25519, p256, p384, p521)", name)
+			var known []string
+			for _, g := range survey.TLSGroups() {
+				known = append(known, g.Name)
+			}
+			return nil, fmt.Errorf("-tls-groups: unknown group %q (known: %s; see docs/schema.md)", strings.TrimSpace(name), strings.Join(known, ", "))
 		}
-		out = append(out, id)
+		out = append(out, g.ID)
 	}
 	return out, nil
 }
@@ -154,6 +159,7 @@ func (c *Config) setDefaults() {
 	}
 	c.Resolve = c.Resolve.WithDefaults()
 	c.Probe = c.Probe.WithDefaults()
+	c.STS = c.STS.WithDefaults()
 }
 
 // ErrConfig is wrapped by the errors of Run that reject its Config, before
@@ -186,6 +192,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("durations must not be negative")
 	case c.Probe.Port < 1 || c.Probe.Port > 65535:
 		return fmt.Errorf("-port %d: want 1-65535", c.Probe.Port)
+	case c.STS.Port < 1 || c.STS.Port > 65535:
+		return fmt.Errorf("-mta-sts-port %d: want 1-65535", c.STS.Port)
 	case c.Resolve.Retries < 0:
 		return fmt.Errorf("-dns-retries must not be negative")
 	case c.Resolve.Limiter != nil:

@@ -86,22 +86,22 @@ func (s *Scan) refreshManifest() {
 func (s *Scan) fillManifest(m *survey.Manifest) {
 	s.fillCounts(m)
 	m.Parts = map[string]int{}
-	for _, t := range s.sink.tables {
-		parts, _ := store.Parts(filepath.Join(s.cfg.Out, t.name()))
+	for _, t := range s.sink.tables() {
+		parts, _ := store.Parts(filepath.Join(s.cfg.Out, t.name())) // a listing error leaves the count at 0; the rows counts below still hold
 		m.Parts[t.name()] = len(parts)
-	}
-	for _, t := range s.sink.tables {
-		_, rows := t.committed()
-		m.Counts[rowsWrittenKey(t.name())] = rows
+		_, m.Counts[rowsWrittenKey(t.name())] = t.committed()
 	}
 }
 
 // rowsWrittenKey names the manifest's count of the rows committed to a
-// table: TABLE_rows_written, but probe_rows_written for probes (its name
-// since schema version 1).
+// table: TABLE_rows_written, in the singular where the manifest always
+// said so (probe_rows_written, policy_rows_written).
 func rowsWrittenKey(table string) string {
-	if table == survey.ProbesTable {
+	switch table {
+	case survey.ProbesTable:
 		return "probe_rows_written"
+	case survey.PoliciesTable:
+		return "policy_rows_written"
 	}
 	return table + "_rows_written"
 }
@@ -125,6 +125,13 @@ func (s *Scan) fillCounts(m *survey.Manifest) {
 	m.Counts["dns_retries"] = int64(st.Retries)
 	m.Counts["dns_tcp_fallbacks"] = int64(st.TCPFallbacks)
 	m.Counts["dns_cache_hits"] = int64(st.CacheHits)
+	if s.cfg.Policies {
+		m.Counts["policy_rows"] = c.pol.rows.Load()
+		m.Counts["tlsa_rows"] = c.pol.tlsaRows.Load()
+		m.Counts["sts_fetches"] = c.pol.fetched.Load()
+		m.Counts["resumed_policy_rows"] = c.pol.resumedRows.Load()
+		m.Counts["resumed_tlsa_rows"] = c.pol.resumedTLSA.Load()
+	}
 	c.mu.Lock()
 	m.Outcomes = maps.Clone(c.outcomes)
 	m.ErrorClasses = maps.Clone(c.errorClasses)

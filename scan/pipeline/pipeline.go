@@ -23,9 +23,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
-	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -45,7 +43,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	rc := cfg.Resolve
+	rc := cfg.ResolveConfig()
 	if l := NewLimiter(cfg.DNSRate); l != nil {
 		rc.Limiter = l
 	}
@@ -53,44 +51,66 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The connection rate is taken right before each dial, after the
+	// address's turn came, so waits elsewhere cannot bunch connections;
+	// policy fetches take it too.
+	connRate := NewLimiter(cfg.Rate)
+	var beforeDial func(context.Context) error
 	sc := cfg.StageConfig()
-	sc.Guard = guard.New(cfg.Allow, cfg.Block)
+	if connRate != nil {
+		beforeDial, sc.FetchLimiter = connRate.Wait, connRate
+	}
+	var s *Scan
+	sc.TLSADone = func(host string) bool { return s.TLSAWritten(host) }
 	st, err := NewStages(sc, res)
 	if err != nil {
 		return nil, err
 	}
-	s, err := Open(ctx, cfg, Wiring{Before: res.Check, DNSStats: res.Stats})
+	s, err = Open(ctx, cfg, Wiring{Before: res.Check, DNSStats: res.Stats,
+		Manifest: func(m *survey.Manifest) { m.Options["dnssec"] = DNSSECOption(cfg.Policies, res) }})
 	if err != nil {
 		return nil, err
 	}
 	work := s.Context()
-	// The connection rate is taken right before the dial, after the
-	// address's turn came, so waits elsewhere cannot bunch connections.
-	var beforeDial func(context.Context) error
-	if l := NewLimiter(cfg.Rate); l != nil {
-		beforeDial = l.Wait
-	}
 
-	names := make(chan domains.Entry, 4*cfg.DNSConcurrency)
+	tasks := make(chan Task, 4*cfg.DNSConcurrency)
 	var readErr error
 	var stages sync.WaitGroup
 	stages.Go(func() {
-		defer close(names)
-		readErr = s.Read(work, func(ctx context.Context, e domains.Entry) error {
+		defer close(tasks)
+		readErr = s.Read(work, func(ctx context.Context, t Task) error {
 			select {
-			case names <- e:
+			case tasks <- t:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		})
 	})
-	var resolvers sync.WaitGroup
+	// A policy fetch holds a slot of its own, not a resolver: a slow
+	// policy server must not stall the DNS stage.
+	fetchSlots := make(chan struct{}, cfg.Concurrency)
+	var resolvers, fetches sync.WaitGroup
 	for range cfg.DNSConcurrency {
 		resolvers.Go(func() {
-			for e := range names {
-				if rows, ok := st.Resolve(work, e); ok {
-					s.AcceptDomain(work, rows, nil)
+			for t := range tasks {
+				rs, ok := st.Resolve(work, t)
+				switch {
+				case !ok:
+				case rs.NeedsFetch():
+					select {
+					case fetchSlots <- struct{}{}:
+					case <-work.Done():
+						continue
+					}
+					fetches.Go(func() {
+						defer func() { <-fetchSlots }()
+						if st.Fetch(work, &rs) {
+							s.AcceptDomain(work, rs.Rows, nil)
+						}
+					})
+				default:
+					s.AcceptDomain(work, rs.Rows, nil)
 				}
 			}
 		})
@@ -115,6 +135,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	resolvers.Wait()
 	stages.Wait()
+	fetches.Wait()
 	s.CloseQueue()
 	probers.Wait()
 	return s.Finish(ctx, readErr)

@@ -23,6 +23,7 @@ type counters struct {
 	resolved, mxRows, targets       atomic.Int64
 	probes, inFlight                atomic.Int64
 	resumedMXRows, resumedProbeRows atomic.Int64
+	pol                             policyCounts
 
 	mu           sync.Mutex
 	outcomes     map[string]int64
@@ -92,6 +93,9 @@ func (s *Scan) progressLine() string {
 	fmt.Fprintf(&b, " | %.0f dom/s | probes %d done, %d in flight, %d queued, %.0f/s | dns %d queries",
 		float64(c.resolved.Load())/el, c.probes.Load(), c.inFlight.Load(), s.Queued(),
 		float64(c.probes.Load())/el, s.wiring.DNSStats().Queries)
+	if s.cfg.Policies {
+		fmt.Fprintf(&b, " | policies %d, tlsa %d, sts fetches %d", c.pol.rows.Load(), c.pol.tlsaRows.Load(), c.pol.fetched.Load())
+	}
 	if s.wiring.Note != nil {
 		b.WriteString(" | ")
 		b.WriteString(s.wiring.Note())
@@ -121,6 +125,10 @@ func (s *Scan) summary(m *survey.Manifest) {
 		fmt.Fprintf(w, "mxsurvey: error classes %s\n", formatCounts(m.ErrorClasses))
 	}
 	fmt.Fprintf(w, "mxsurvey: dns %s\n", formatCounts(m.DNSStatuses))
+	if s.cfg.Policies {
+		fmt.Fprintf(w, "mxsurvey: policies: %d policies rows, %d tlsa rows written, %d MTA-STS policies fetched; dnssec %v\n",
+			m.Counts["policy_rows_written"], m.Counts["tlsa_rows_written"], m.Counts["sts_fetches"], m.Options["dnssec"])
+	}
 	fmt.Fprintf(w, "mxsurvey: dataset in %s\n", s.cfg.Out)
 }
 

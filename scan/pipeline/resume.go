@@ -33,12 +33,18 @@ func (s *Scan) prepareOut() error {
 		if old.SchemaVersion != survey.SchemaVersion {
 			return fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", s.cfg.Out, old.SchemaVersion, survey.SchemaVersion)
 		}
+		if err := s.checkResumePolicies(old); err != nil {
+			return err
+		}
 		s.m.Started = old.Started
 		s.m.Resumes = append(old.Resumes, time.Now().UTC())
 		if s.m.Workers == nil {
 			s.m.Workers = old.Workers // a cluster scan resumed on one machine
 		}
 		if err := s.resume(); err != nil {
+			return err
+		}
+		if err := s.resumePolicies(); err != nil {
 			return err
 		}
 	}

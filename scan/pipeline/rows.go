@@ -13,9 +13,24 @@ import (
 // commit together per table (all rows of one domain in one part), and what
 // a cluster worker sends its coordinator. A table added to the dataset is a
 // field here and a line in newSink.
+//
+// A domain's Rows hold its mx rows, its policies row and the tlsa row of
+// each of its MX hosts (policies on); the Scan writes a host's tlsa row
+// once, with the first domain that has it, so that a domain whose mx rows
+// are committed has its hosts' tlsa rows committed too.
 type Rows struct {
-	MX     []survey.MXRow    `json:"mx,omitempty"`
-	Probes []survey.ProbeRow `json:"probes,omitempty"`
+	MX       []survey.MXRow     `json:"mx,omitempty"`
+	Policies []survey.PolicyRow `json:"policies,omitempty"`
+	TLSA     []survey.TLSARow   `json:"tlsa,omitempty"`
+	Probes   []survey.ProbeRow  `json:"probes,omitempty"`
+}
+
+// Task is one domain to resolve, with what the Scan already holds of it.
+type Task struct {
+	Entry domains.Entry `json:"entry"`
+	// SkipPolicies: an earlier run committed the domain's policies row
+	// (without its mx rows): its policy records are not asked again.
+	SkipPolicies bool `json:"skip_policies,omitempty"`
 }
 
 // Target is one (address, MX host) to probe once per scan, however many
@@ -49,11 +64,12 @@ func TargetsOf(rows []survey.MXRow) []Target {
 // an address, and one for the domain when it has no MX host.
 func mxRows(e domains.Entry, d resolve.Domain, at time.Time) []survey.MXRow {
 	base := survey.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
-		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: at}
+		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: at, MXDNSSEC: d.DNSSEC}
 	var rows []survey.MXRow
 	for _, h := range d.Hosts {
 		hr := base
 		hr.MXHost, hr.MXPreference, hr.MXHostStatus, hr.MXHostError = h.Name, int32(h.Preference), h.Status, h.Error
+		hr.MXHostCNAMEs, hr.AddrDNSSEC = h.CNAMEs, h.DNSSECA
 		if len(h.Addrs) == 0 {
 			rows = append(rows, hr)
 			continue
@@ -63,7 +79,7 @@ func mxRows(e domains.Entry, d resolve.Domain, at time.Time) []survey.MXRow {
 			ar.IP = a.String()
 			ar.IPVersion = 4
 			if a.Is6() && !a.Is4In6() {
-				ar.IPVersion = 6
+				ar.IPVersion, ar.AddrDNSSEC = 6, h.DNSSECAAAA
 			}
 			rows = append(rows, ar)
 		}

@@ -44,6 +44,13 @@ type Scan struct {
 	done   *domains.Dedup // domains committed by an earlier run, and accepted by this one when Redelivered
 	probed *domains.Dedup // Redelivered: targets whose probe row was accepted
 
+	tlsaMu    sync.Mutex
+	tlsaHosts map[string]struct{} // MX hosts whose tlsa row is written (policies on)
+	// polDone are the domains whose policies row an earlier run committed
+	// without their mx rows: resolved again, their policies not asked
+	// again. Read-only once the scan runs.
+	polDone map[string]bool
+
 	carried  []Target
 	carrying sync.WaitGroup
 
@@ -83,7 +90,8 @@ func Open(ctx context.Context, cfg Config, w Wiring) (*Scan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening input: %w", err)
 	}
-	s := &Scan{cfg: cfg, wiring: w, in: in, policy: guard.New(cfg.Allow, cfg.Block), targets: map[string]struct{}{}}
+	s := &Scan{cfg: cfg, wiring: w, in: in, policy: guard.New(cfg.Allow, cfg.Block), targets: map[string]struct{}{},
+		tlsaHosts: map[string]struct{}{}, polDone: map[string]bool{}}
 	if w.DNSStats == nil {
 		s.wiring.DNSStats = func() resolve.Stats { return resolve.Stats{} }
 	}
@@ -107,7 +115,7 @@ func Open(ctx context.Context, cfg Config, w Wiring) (*Scan, error) {
 	// The work context ends with the caller's, or when a writer fails (a
 	// full disk must stop the scan, not let it probe into the void); the
 	// writers outlive it so that everything finished is still committed.
-	if s.sink, err = newSink(cfg.Out, cfg.Checkpoint, s.cancelWork); err != nil {
+	if s.sink, err = newSink(cfg.Out, cfg.Policies, cfg.Checkpoint, s.cancelWork); err != nil {
 		s.cancelWork(err)
 		return fail(err)
 	}
@@ -156,7 +164,7 @@ func (s *Scan) Config() Config { return s.cfg }
 // done yet: invalid lines become error rows at once; duplicates, other
 // shards' domains and domains already in the dataset are skipped. It
 // returns nil at the end of the input.
-func (s *Scan) Read(ctx context.Context, emit func(context.Context, domains.Entry) error) error {
+func (s *Scan) Read(ctx context.Context, emit func(context.Context, Task) error) error {
 	defer s.in.Close()
 	seen := domains.NewDedup()
 	for {
@@ -194,7 +202,7 @@ func (s *Scan) Read(ctx context.Context, emit func(context.Context, domains.Entr
 			}
 			continue
 		}
-		if err := emit(ctx, e); err != nil {
+		if err := emit(ctx, Task{Entry: e, SkipPolicies: s.polDone[e.Domain]}); err != nil {
 			return err
 		}
 	}
@@ -217,12 +225,14 @@ func (s *Scan) AcceptDomain(ctx context.Context, rows Rows, ack *Ack) bool {
 			return false
 		}
 	}
+	rows.TLSA = s.newTLSA(rows.TLSA)
 	if !s.sink.write(ctx, &rows, ack) {
 		return false
 	}
 	s.c.resolved.Add(1)
 	s.c.dnsStatus(rows.MX[0].DNSStatus)
 	s.c.mxRows.Add(int64(len(rows.MX)))
+	s.c.policies(rows)
 	for _, t := range TargetsOf(rows.MX) {
 		s.addTarget(ctx, t)
 	}
@@ -247,6 +257,30 @@ func (s *Scan) AcceptProbe(ctx context.Context, row survey.ProbeRow, ack *Ack) b
 	}
 	s.c.probe(row)
 	return true
+}
+
+// newTLSA keeps the tlsa rows of hosts whose row is not written yet, and
+// counts them as written: they go with the first domain that has them.
+func (s *Scan) newTLSA(rows []survey.TLSARow) []survey.TLSARow {
+	var out []survey.TLSARow
+	s.tlsaMu.Lock()
+	defer s.tlsaMu.Unlock()
+	for _, r := range rows {
+		if _, ok := s.tlsaHosts[r.MXHost]; !ok {
+			s.tlsaHosts[r.MXHost] = struct{}{}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TLSAWritten reports whether the tlsa row of an MX host is in the
+// dataset or on its way there (StageConfig.TLSADone).
+func (s *Scan) TLSAWritten(host string) bool {
+	s.tlsaMu.Lock()
+	defer s.tlsaMu.Unlock()
+	_, ok := s.tlsaHosts[host]
+	return ok
 }
 
 // Probed reports whether t's row has been accepted (Wiring.Redelivered).

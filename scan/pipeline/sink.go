@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -56,46 +57,82 @@ func (a *Ack) fail() {
 	}
 }
 
-// sink writes Rows into the dataset's tables: one writer goroutine per
-// table, each committing its open part at least every checkpoint.
+// sink writes Rows into the dataset's tables. Tables are written in
+// groups, each by one goroutine: a domain's tables (tlsa, policies, mx, in
+// that order, the mx writer committing the other two before each of its
+// parts: store.CommitBefore), and the probes. Each group commits its open
+// parts at least every checkpoint.
 type sink struct {
-	tables  []tableSink
+	groups  []*group
 	writers errgroup.Group
 }
 
-// tableSink is one table's writer; table[R] for each row type R.
-type tableSink interface {
-	send(ctx context.Context, r *Rows, ack *Ack) bool
-	run(checkpoint time.Duration, stop context.CancelCauseFunc) error
-	close()
-	committed() (parts int, rows int64)
-	name() string
-}
-
-// newSink opens a part writer for every table of the dataset in out.
-func newSink(out string, checkpoint time.Duration, stop context.CancelCauseFunc) (*sink, error) {
+// newSink opens a part writer for every table of the dataset in out: mx and
+// probes, and tlsa and policies with policies on.
+func newSink(out string, policies bool, checkpoint time.Duration, stop context.CancelCauseFunc) (*sink, error) {
 	mx, err := newTable(survey.MXTable, survey.MXDir(out), store.PartOptions{},
 		func(r *Rows) []survey.MXRow { return r.MX })
 	if err != nil {
 		return nil, err
+	}
+	domain := &group{}
+	if policies {
+		tlsa, err := newTable(survey.TLSATable, survey.TLSADir(out), store.PartOptions{},
+			func(r *Rows) []survey.TLSARow { return r.TLSA })
+		if err != nil {
+			return nil, err
+		}
+		pol, err := newTable(survey.PoliciesTable, survey.PoliciesDir(out), store.PartOptions{GroupRows: 2000},
+			func(r *Rows) []survey.PolicyRow { return r.Policies })
+		if err != nil {
+			return nil, err
+		}
+		mx.w.CommitBefore(tlsa.w, pol.w)
+		domain.tables = []tableWriter{tlsa, pol, mx}
+	} else {
+		domain.tables = []tableWriter{mx}
 	}
 	probes, err := newTable(survey.ProbesTable, survey.ProbesDir(out), store.PartOptions{GroupRows: 2000},
 		func(r *Rows) []survey.ProbeRow { return r.Probes })
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{tables: []tableSink{mx, probes}}
-	for _, t := range s.tables {
-		s.writers.Go(func() error { return t.run(checkpoint, stop) })
+	s := &sink{groups: []*group{domain, {tables: []tableWriter{probes}}}}
+	for _, g := range s.groups {
+		g.ch = make(chan groupBatch, 256)
+		s.writers.Go(func() error { return g.run(checkpoint, stop) })
 	}
 	return s, nil
 }
 
-// write hands every table its rows of r; false when ctx ended first (the
-// rows not handed over are not written, and ack never runs).
+// tables lists every table, for the manifest.
+func (s *sink) tables() []tableWriter {
+	var ts []tableWriter
+	for _, g := range s.groups {
+		ts = append(ts, g.tables...)
+	}
+	return ts
+}
+
+// write hands every group the rows of r it writes; false when ctx ended
+// first (the rows not handed over are not written, and ack never runs).
 func (s *sink) write(ctx context.Context, r *Rows, ack *Ack) bool {
-	for _, t := range s.tables {
-		if !t.send(ctx, r, ack) {
+	for _, g := range s.groups {
+		n := 0
+		for _, t := range g.tables {
+			if t.has(r) {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		for range n {
+			ack.hold()
+		}
+		select {
+		case g.ch <- groupBatch{r, ack}:
+		case <-ctx.Done():
 			ack.fail()
 			return false
 		}
@@ -106,22 +143,117 @@ func (s *sink) write(ctx context.Context, r *Rows, ack *Ack) bool {
 // close ends the writers once everything sent is committed, and returns
 // the first write error.
 func (s *sink) close() error {
-	for _, t := range s.tables {
-		t.close()
+	for _, g := range s.groups {
+		close(g.ch)
 	}
 	return s.writers.Wait()
+}
+
+// group is tables written by one goroutine, in order.
+type group struct {
+	tables []tableWriter
+	ch     chan groupBatch
+}
+
+type groupBatch struct {
+	rows *Rows
+	ack  *Ack
+}
+
+// tableWriter is one table's part writer; table[R] for each row type R.
+type tableWriter interface {
+	name() string
+	has(r *Rows) bool
+	// write writes the table's rows of r, remembering ack for their part.
+	write(r *Rows, ack *Ack) error
+	committed() (parts int, rows int64)
+	// settle completes the acks of the rows in parts committed since the
+	// last call.
+	settle()
+	failPending()
+	commitIfOlder(age time.Duration) error
+	close() error
+	abort()
+}
+
+// run drains the group's channel into its tables, committing open parts
+// every checkpoint interval and completing the Acks of the rows a commit
+// made durable. After a write error it keeps draining (so no stage blocks)
+// but drops the open parts, leaving only committed ones, and stops the
+// scan's work.
+func (g *group) run(checkpoint time.Duration, stop context.CancelCauseFunc) error {
+	var firstErr error
+	fail := func(err error) {
+		firstErr = err
+		for _, t := range g.tables {
+			t.abort()
+			t.failPending()
+		}
+		stop(err)
+	}
+	// settle completes the acks of whatever the last step committed: a
+	// part filled up, its age, or the mx part committing the others first.
+	settle := func() {
+		for _, t := range g.tables {
+			t.settle()
+		}
+	}
+	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case b, ok := <-g.ch:
+			if !ok {
+				if firstErr != nil {
+					return firstErr
+				}
+				var errs []error
+				for i := len(g.tables) - 1; i >= 0; i-- { // mx first: it commits the others first
+					errs = append(errs, g.tables[i].close())
+				}
+				settle()
+				return errors.Join(errs...)
+			}
+			if firstErr != nil {
+				b.ack.fail()
+				continue
+			}
+			for _, t := range g.tables {
+				if !t.has(b.rows) {
+					continue
+				}
+				if err := t.write(b.rows, b.ack); err != nil {
+					b.ack.fail()
+					fail(err)
+					break
+				}
+			}
+			if firstErr == nil {
+				settle()
+			}
+		case <-tick.C:
+			if firstErr != nil {
+				continue
+			}
+			for i := len(g.tables) - 1; i >= 0; i-- {
+				if err := g.tables[i].commitIfOlder(checkpoint); err != nil {
+					fail(err)
+					break
+				}
+			}
+			if firstErr == nil {
+				settle()
+			}
+		}
+	}
 }
 
 type table[R any] struct {
 	tableName string
 	pick      func(*Rows) []R
 	w         *store.PartWriter[R]
-	ch        chan tableBatch[R]
-}
-
-type tableBatch[R any] struct {
-	rows []R
-	ack  *Ack
+	pending   []*Ack // of the rows in the open part
+	parts     int    // committed parts when pending was last settled
 }
 
 func newTable[R any](name, dir string, opts store.PartOptions, pick func(*Rows) []R) (*table[R], error) {
@@ -129,88 +261,49 @@ func newTable[R any](name, dir string, opts store.PartOptions, pick func(*Rows) 
 	if err != nil {
 		return nil, err
 	}
-	return &table[R]{tableName: name, pick: pick, w: w, ch: make(chan tableBatch[R], 256)}, nil
+	return &table[R]{tableName: name, pick: pick, w: w}, nil
 }
 
-func (t *table[R]) name() string                       { return t.tableName }
-func (t *table[R]) committed() (parts int, rows int64) { return t.w.Committed() }
-func (t *table[R]) close()                             { close(t.ch) }
+func (t *table[R]) name() string                          { return t.tableName }
+func (t *table[R]) has(r *Rows) bool                      { return len(t.pick(r)) > 0 }
+func (t *table[R]) committed() (parts int, rows int64)    { return t.w.Committed() }
+func (t *table[R]) commitIfOlder(age time.Duration) error { return t.w.CommitIfOlder(age) }
+func (t *table[R]) close() error                          { return t.w.Close() }
+func (t *table[R]) abort()                                { t.w.Abort() }
 
-func (t *table[R]) send(ctx context.Context, r *Rows, ack *Ack) bool {
-	rows := t.pick(r)
-	if len(rows) == 0 {
-		return true
+// write writes r's rows of the table. A full part is committed inside
+// Write before they go into the next one, so the acks pending before are
+// settled first.
+func (t *table[R]) write(r *Rows, ack *Ack) error {
+	before, _ := t.w.Committed()
+	err := t.w.Write(t.pick(r))
+	if after, _ := t.w.Committed(); after > before {
+		t.settle()
 	}
-	ack.hold()
-	select {
-	case t.ch <- tableBatch[R]{rows, ack}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// run drains the table's channel into its part writer, committing the open
-// part every checkpoint interval and completing the Acks of the rows a
-// commit made durable. After a write error it keeps draining (so no stage
-// blocks) but drops the open part, leaving only committed parts, and stops
-// the scan's work.
-func (t *table[R]) run(checkpoint time.Duration, stop context.CancelCauseFunc) error {
-	var firstErr error
-	var pending []*Ack // of the rows in the open part
-	fail := func(err error) {
-		firstErr = err
-		t.w.Abort()
-		for _, a := range pending {
-			a.fail()
-		}
-		pending = nil
-		stop(err)
-	}
-	// commit runs f, which may commit the open part, and completes the
-	// Acks of the rows that were in it if it did.
-	commit := func(f func() error) error {
-		before, _ := t.w.Committed()
-		err := f()
-		if after, _ := t.w.Committed(); after > before {
-			for _, a := range pending {
-				a.done()
-			}
-			pending = pending[:0]
-		}
+	if err != nil {
 		return err
 	}
-	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case b, ok := <-t.ch:
-			if !ok {
-				if firstErr != nil {
-					return firstErr
-				}
-				return commit(t.w.Close)
-			}
-			if firstErr != nil {
-				b.ack.fail()
-				continue
-			}
-			// A full part is committed inside Write, before b's rows go
-			// into the next one.
-			if err := commit(func() error { return t.w.Write(b.rows) }); err != nil {
-				b.ack.fail()
-				fail(err)
-				continue
-			}
-			if b.ack != nil {
-				pending = append(pending, b.ack)
-			}
-		case <-tick.C:
-			if firstErr == nil {
-				if err := commit(func() error { return t.w.CommitIfOlder(checkpoint) }); err != nil {
-					fail(err)
-				}
-			}
-		}
+	if ack != nil {
+		t.pending = append(t.pending, ack)
 	}
+	return nil
+}
+
+func (t *table[R]) settle() {
+	parts, _ := t.w.Committed()
+	if parts == t.parts {
+		return
+	}
+	t.parts = parts
+	for _, a := range t.pending {
+		a.done()
+	}
+	t.pending = t.pending[:0]
+}
+
+func (t *table[R]) failPending() {
+	for _, a := range t.pending {
+		a.fail()
+	}
+	t.pending = nil
 }

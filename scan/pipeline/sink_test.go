@@ -23,9 +23,10 @@ func TestAckRunsOnlyAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stopped atomic.Bool
+	s := &sink{groups: []*group{{tables: []tableWriter{tb}, ch: make(chan groupBatch)}}}
 	done := make(chan error, 1)
 	go func() {
-		done <- tb.run(time.Hour, func(error) { stopped.Store(true) })
+		done <- s.groups[0].run(time.Hour, func(error) { stopped.Store(true) })
 	}()
 	var fired [4]atomic.Bool
 	acks := make([]*Ack, 4)
@@ -34,8 +35,8 @@ func TestAckRunsOnlyAfterCommit(t *testing.T) {
 	}
 	row := func(d string) *Rows { return &Rows{MX: []survey.MXRow{{Domain: d}}} }
 	ctx := context.Background()
-	tb.send(ctx, row("a"), acks[0])
-	tb.send(ctx, row("b"), acks[1])
+	s.write(ctx, row("a"), acks[0])
+	s.write(ctx, row("b"), acks[1])
 	for _, a := range acks[:2] {
 		a.Release()
 	}
@@ -45,7 +46,7 @@ func TestAckRunsOnlyAfterCommit(t *testing.T) {
 	}
 	// The third row fills the part: it is committed before c goes into
 	// the next one.
-	tb.send(ctx, row("c"), acks[2])
+	s.write(ctx, row("c"), acks[2])
 	acks[2].Release()
 	waitFor(t, func() bool { return fired[0].Load() && fired[1].Load() })
 	if fired[2].Load() {
@@ -56,7 +57,7 @@ func TestAckRunsOnlyAfterCommit(t *testing.T) {
 	if !fired[3].Load() {
 		t.Error("an ack with no rows did not run at once")
 	}
-	tb.close()
+	close(s.groups[0].ch)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +78,14 @@ func TestAckNeverRunsForRowsNotWritten(t *testing.T) {
 	}
 	os.RemoveAll(dir) // the part cannot be created
 	var stopped atomic.Bool
+	s := &sink{groups: []*group{{tables: []tableWriter{tb}, ch: make(chan groupBatch)}}}
 	done := make(chan error, 1)
-	go func() { done <- tb.run(time.Hour, func(error) { stopped.Store(true) }) }()
+	go func() { done <- s.groups[0].run(time.Hour, func(error) { stopped.Store(true) }) }()
 	var fired atomic.Bool
 	a := NewAck(func() { fired.Store(true) })
-	tb.send(context.Background(), &Rows{MX: []survey.MXRow{{Domain: "a"}}}, a)
+	s.write(context.Background(), &Rows{MX: []survey.MXRow{{Domain: "a"}}}, a)
 	a.Release()
-	tb.close()
+	close(s.groups[0].ch)
 	if err := <-done; err == nil {
 		t.Fatal("no write error")
 	}
@@ -93,7 +95,7 @@ func TestAckNeverRunsForRowsNotWritten(t *testing.T) {
 	// A row that never reached a writer (the scan ended first).
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	s := &sink{tables: []tableSink{&table[survey.MXRow]{pick: func(r *Rows) []survey.MXRow { return r.MX }, ch: make(chan tableBatch[survey.MXRow])}}}
+	s = &sink{groups: []*group{{tables: []tableWriter{tb}, ch: make(chan groupBatch)}}}
 	b := NewAck(func() { fired.Store(true) })
 	if s.write(ctx, &Rows{MX: []survey.MXRow{{Domain: "b"}}}, b) {
 		t.Error("write after the end reported success")

@@ -9,71 +9,224 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
+	"github.com/mxsurvey/mxsurvey/scan/policy"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
 )
 
 // Stages are the steps of a scan that talk to the network: resolving a
-// domain into its rows, probing a target into its row. A local scan (Run)
-// calls them in-process; a cluster worker calls the same ones for its
-// coordinator. They decide nothing that needs the whole scan: deduplication,
-// scheduling and writing are the Scan's.
+// domain into its rows (with policies on, its policy records and its MX
+// hosts' TLSA records too, and the MTA-STS policy fetch), probing a target
+// into its row. A local scan (Run) calls them in-process; a cluster worker
+// calls the same ones for its coordinator. They decide nothing that needs
+// the whole scan: deduplication, scheduling and writing are the Scan's.
 type Stages struct {
-	res    *resolve.Resolver
-	prober *probe.Prober
-	guard  *guard.Policy
-	port   int
-	ptr    bool
+	res     *resolve.Resolver
+	prober  *probe.Prober
+	fetcher *stsfetch.Fetcher // nil: policies off
+	guard   *guard.Policy
+	port    int
+	ptr     bool
+	// tlsaDone says which MX hosts' tlsa rows the Scan already holds
+	// (committed by an earlier run): they are not asked again.
+	tlsaDone func(host string) bool
 
 	ptrMu    sync.Mutex
 	ptrCache map[netip.Addr][2]string
+
+	tlsaMu    sync.Mutex
+	tlsaCache map[string]*tlsaLookup
 }
 
 // StageConfig configures Stages: the scan's options for the work that
 // talks to the network. A cluster's coordinator sends it to the workers as
-// JSON, so an option added here reaches them; Guard is each machine's own.
+// JSON, so an option added here reaches them; the fields tagged `json:"-"`
+// are each process's own.
 type StageConfig struct {
-	Probe probe.Config `json:"probe"`
-	PTR   bool         `json:"ptr"` // look up the PTR name of every probed address
-	// Guard is checked again right before every connection: a worker's own
-	// allow list and blocklist hold whatever the scan asked.
+	Probe    probe.Config    `json:"probe"`
+	PTR      bool            `json:"ptr"` // look up the PTR name of every probed address
+	Policies bool            `json:"policies"`
+	STS      stsfetch.Config `json:"sts"`  // the policy fetch: its port; the rest follows Probe
+	IPv6     bool            `json:"ipv6"` // policy fetches may use IPv6 addresses
+	// Allow and Block are the scan's guard, checked right before every
+	// connection (probe and policy fetch).
+	Allow []netip.Prefix `json:"allow"`
+	Block []netip.Prefix `json:"block"`
+	// Guard, when set, is checked on top of the scan's: a worker's own
+	// allow list and blocklist, which no scan can widen.
 	Guard *guard.Policy `json:"-"`
+	// FetchLimiter paces the policy fetches' connections: the scan's
+	// connection rate, which the probes share.
+	FetchLimiter resolve.Limiter `json:"-"`
+	// TLSADone says which MX hosts' tlsa rows the Scan already holds.
+	TLSADone func(host string) bool `json:"-"`
 }
 
-// StageConfig is the configuration of the scan's Stages (without Guard).
+// StageConfig is the configuration of the scan's Stages, without the
+// process's own fields.
 func (c Config) StageConfig() StageConfig {
-	return StageConfig{Probe: c.Probe, PTR: c.PTR}
+	return StageConfig{Probe: c.Probe, PTR: c.PTR, Policies: c.Policies, STS: c.STS, IPv6: c.IPv6, Allow: c.Allow, Block: c.Block}
+}
+
+// ResolveConfig is the configuration of the scan's resolvers, without
+// their servers' pace (Limiter): DNSSEC with policies on.
+func (c Config) ResolveConfig() resolve.Config {
+	rc := c.Resolve
+	rc.DNSSEC = c.Policies
+	return rc
 }
 
 // NewStages returns the stages of a scan resolving with res. It fails
-// (wrapping ErrConfig) when the probe configuration is impossible.
+// (wrapping ErrConfig) when the probe or fetch configuration is impossible.
 func NewStages(cfg StageConfig, res *resolve.Resolver) (*Stages, error) {
 	p, err := probe.New(cfg.Probe)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err) // e.g. an EHLO name with a space
 	}
-	g := cfg.Guard
-	if g == nil {
-		g = guard.New(nil, nil)
+	g := guard.New(cfg.Allow, cfg.Block)
+	if cfg.Guard != nil {
+		g = g.And(cfg.Guard)
 	}
-	return &Stages{res: res, prober: p, guard: g, port: cfg.Probe.WithDefaults().Port, ptr: cfg.PTR,
-		ptrCache: map[netip.Addr][2]string{}}, nil
+	st := &Stages{res: res, prober: p, guard: g, port: cfg.Probe.WithDefaults().Port, ptr: cfg.PTR,
+		tlsaDone: cfg.TLSADone, ptrCache: map[netip.Addr][2]string{}, tlsaCache: map[string]*tlsaLookup{}}
+	if cfg.Policies {
+		pc := cfg.Probe.WithDefaults()
+		sc := cfg.STS
+		sc.Timeout, sc.StepTimeout = pc.Timeout, pc.StepTimeout
+		sc.MinTLSVersion, sc.MaxTLSVersion = pc.MinTLSVersion, pc.MaxTLSVersion
+		sc.CurvePreferences = pc.CurvePreferences
+		sc.UserAgent = fmt.Sprintf("%s/%s (%s)", survey.Tool, survey.Version, pc.EHLOName)
+		sc.Guard, sc.IPv6, sc.Limiter, sc.Dial = g, cfg.IPv6, cfg.FetchLimiter, pc.Dial
+		if st.fetcher, err = stsfetch.New(sc, res); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if st.tlsaDone == nil {
+		st.tlsaDone = func(string) bool { return false }
+	}
+	return st, nil
+}
+
+// DNSSECOption is the manifest's "dnssec": whether the DNSSEC columns were
+// filled from a trusted AD bit.
+func DNSSECOption(policies bool, res *resolve.Resolver) string {
+	switch {
+	case !policies:
+		return survey.DNSSECOff
+	case res.TrustsAD():
+		return survey.DNSSECTrusted
+	}
+	return survey.DNSSECUntrusted
+}
+
+// Resolved is a domain resolved; its Rows are complete unless NeedsFetch.
+type Resolved struct {
+	Rows Rows
+}
+
+// NeedsFetch says the domain's MTA-STS record asks for its policy, which
+// Fetch gets: an HTTPS connection, which callers make from a slot of its
+// own, so that a slow policy server holds that slot, not a DNS one.
+func (r *Resolved) NeedsFetch() bool {
+	return len(r.Rows.Policies) == 1 && policy.WantsFetch(&r.Rows.Policies[0])
 }
 
 // Resolve resolves one domain into its rows; false when ctx ended
 // meanwhile (the outcome is then not the domain's: it is redone later).
-func (st *Stages) Resolve(ctx context.Context, e domains.Entry) (Rows, bool) {
+// With policies on it asks the domain's MTA-STS and TLS-RPT records beside
+// its MX lookup (unless the task says the Scan holds them), and adds the
+// tlsa row of each MX host, looked up once per process.
+func (st *Stages) Resolve(ctx context.Context, task Task) (Resolved, bool) {
 	if ctx.Err() != nil {
-		return Rows{}, false
+		return Resolved{}, false
 	}
-	d := st.res.Resolve(ctx, e.Domain)
+	var pol chan survey.PolicyRow
+	if st.fetcher != nil && !task.SkipPolicies {
+		pol = make(chan survey.PolicyRow, 1)
+		go func() { pol <- policy.Records(ctx, st.res, task.Entry.Domain) }()
+	}
+	d := st.res.Resolve(ctx, task.Entry.Domain)
+	var rs Resolved
+	if st.fetcher != nil {
+		for _, h := range d.Hosts {
+			if st.tlsaDone(h.Name) {
+				continue
+			}
+			row, ok := st.tlsa(ctx, h)
+			if !ok {
+				return Resolved{}, false
+			}
+			rs.Rows.TLSA = append(rs.Rows.TLSA, row)
+		}
+	}
+	if pol != nil {
+		rs.Rows.Policies = []survey.PolicyRow{<-pol}
+	}
 	if ctx.Err() != nil {
-		return Rows{}, false
+		return Resolved{}, false
 	}
-	return Rows{MX: mxRows(e, d, time.Now().UTC())}, true
+	rs.Rows.MX = mxRows(task.Entry, d, time.Now().UTC())
+	return rs, true
+}
+
+// Fetch fetches the domain's MTA-STS policy into its policies row; false
+// when ctx ended meanwhile.
+func (st *Stages) Fetch(ctx context.Context, r *Resolved) bool {
+	row := &r.Rows.Policies[0]
+	st.fetcher.Fetch(ctx, row.Domain, row)
+	return ctx.Err() == nil
+}
+
+// tlsaLookup is one MX host's TLSA lookup, shared by every domain that has
+// the host.
+type tlsaLookup struct {
+	done chan struct{}
+	row  survey.TLSARow
+	ok   bool
+}
+
+// tlsa returns the tlsa row of an MX host, looking it up the first time a
+// host is seen here and waiting for that lookup after; false when ctx
+// ended first.
+func (st *Stages) tlsa(ctx context.Context, h resolve.Host) (survey.TLSARow, bool) {
+	if ctx.Err() != nil {
+		return survey.TLSARow{}, false
+	}
+	st.tlsaMu.Lock()
+	l, ok := st.tlsaCache[h.Name]
+	if !ok {
+		if len(st.tlsaCache) >= 1_000_000 {
+			clear(st.tlsaCache) // a bound, not an LRU: a host asked again is one more query
+		}
+		l = &tlsaLookup{done: make(chan struct{})}
+		st.tlsaCache[h.Name] = l
+	}
+	st.tlsaMu.Unlock()
+	if !ok {
+		l.row = policy.TLSA(ctx, st.res, h)
+		l.ok = ctx.Err() == nil
+		if !l.ok {
+			// Interrupted: not the host's answer. The next domain asks.
+			st.tlsaMu.Lock()
+			if st.tlsaCache[h.Name] == l {
+				delete(st.tlsaCache, h.Name)
+			}
+			st.tlsaMu.Unlock()
+		}
+		close(l.done)
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return survey.TLSARow{}, false
+	}
+	if !l.ok {
+		return st.tlsa(ctx, h)
+	}
+	return l.row, true
 }
 
 // Probe probes one target into its row. beforeDial runs right before the

@@ -3,7 +3,6 @@ package resolve
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -492,27 +491,5 @@ func TestHostCacheBounded(t *testing.T) {
 	c.put("old", hostResult{expires: now.Add(-time.Second)})
 	if _, ok := c.get("old", now); ok {
 		t.Error("expired entry served")
-	}
-}
-
-func TestCheck(t *testing.T) {
-	f := newFakeDNS(t, []string{"a.test. A 192.0.2.1"}, nil, nil)
-	r, err := New(Config{Servers: []string{f.addr}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Check(context.Background()); err != nil {
-		t.Fatalf("a live server failed the check: %v", err)
-	}
-	// A UDP socket that never answers and a closed TCP port.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	dead, _ := New(Config{Servers: []string{f.addr, pc.LocalAddr().String()}, Timeout: 100 * time.Millisecond})
-	err = dead.Check(context.Background())
-	if err == nil || !strings.Contains(err.Error(), pc.LocalAddr().String()) || !strings.Contains(err.Error(), "-resolver") {
-		t.Fatalf("a dead server passed the check: %v", err)
 	}
 }
