@@ -134,6 +134,7 @@ func (l *lab) curl(ctx context.Context, c stsCase, ip string, insecure bool) (cu
 // testPolicies checks the harness with the independent tools: if this
 // fails, the harness (or a tool) is wrong, not mxsurvey.
 func testPolicies(ctx context.Context, t *testing.T, l *lab) {
+	ev := newPolicyEvidence()
 	// The cases run in parallel: each is a few short commands.
 	t.Run("dnssec", func(t *testing.T) {
 		for _, c := range l.dane {
@@ -142,14 +143,18 @@ func testPolicies(ctx context.Context, t *testing.T, l *lab) {
 	})
 	t.Run("mta-sts", func(t *testing.T) {
 		for _, c := range l.sts {
-			t.Run(c.Key, func(t *testing.T) { t.Parallel(); checkSTSHost(ctx, t, l, c) })
+			t.Run(c.Key, func(t *testing.T) { t.Parallel(); checkSTSHost(ctx, t, l, c, ev) })
 		}
 	})
 	t.Run("dane", func(t *testing.T) {
 		for _, c := range l.dane {
-			t.Run(c.Key, func(t *testing.T) { t.Parallel(); checkFinger(ctx, t, l, c) })
+			t.Run(c.Key, func(t *testing.T) { t.Parallel(); checkFinger(ctx, t, l, c, ev) })
 		}
 	})
+	if t.Failed() {
+		return // the reference is wrong: comparing the scan with it says nothing
+	}
+	t.Run("scan", func(t *testing.T) { testPolicyScan(ctx, t, l, ev) })
 }
 
 // checkDANEZones asks Unbound (dig) and BIND's validator (delv, against
@@ -236,7 +241,7 @@ func checkDANEZones(ctx context.Context, t *testing.T, l *lab, c daneCase) {
 // checkSTSHost checks a case's TXT records and A record through Unbound
 // (dig), and what nginx serves with curl (the test CA as the only root)
 // and openssl s_client (the chain as sent, its verification).
-func checkSTSHost(ctx context.Context, t *testing.T, l *lab, c stsCase) {
+func checkSTSHost(ctx context.Context, t *testing.T, l *lab, c stsCase, ev *policyEvidence) {
 	for _, q := range []struct {
 		name string
 		want [][]string
@@ -291,16 +296,22 @@ func checkSTSHost(ctx context.Context, t *testing.T, l *lab, c stsCase) {
 	if c.Status == 200 && !bytes.Equal(cr.Body, c.Body) {
 		t.Errorf("curl: body of %d bytes differs from the %d bytes configured", len(cr.Body), len(c.Body))
 	}
+	ev.set(func(e *policyEvidence) { e.curl[c.Key] = cr })
 
 	// The chain as nginx sends it: the leaf only, the file's.
 	sc, out, err := l.runSClientHTTPS(ctx, c)
 	if err != nil {
 		t.Fatalf("openssl s_client: %v\n%s", err, out)
 	}
-	fp, err := l.opensslFingerprint(ctx, sc.Chain[0])
-	if err != nil {
-		t.Fatal(err)
+	var chain []string
+	for _, pem := range sc.Chain {
+		fp, err := l.opensslFingerprint(ctx, pem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, fp)
 	}
+	fp := chain[0]
 	fileFP, err := fileFingerprint(l.certs[c.Cert])
 	if err != nil {
 		t.Fatal(err)
@@ -315,6 +326,7 @@ func checkSTSHost(ctx context.Context, t *testing.T, l *lab, c stsCase) {
 	if len(sc.Chain) != 1 || fp != fileFP || sc.VerifyCode != wantVerify {
 		t.Errorf("s_client: %d certificates, leaf %s (file %s), verify %d (%s), want 1, the file's, %d", len(sc.Chain), fp, fileFP, sc.VerifyCode, sc.VerifyText, wantVerify)
 	}
+	ev.set(func(e *policyEvidence) { e.chain[c.Key], e.tlsVer[c.Key] = chain, sc.Protocol })
 }
 
 // runSClientHTTPS connects to a policy host with SNI, the test CA as the
@@ -333,12 +345,13 @@ func (l *lab) runSClientHTTPS(ctx context.Context, c stsCase) (sClient, string, 
 // checkFinger runs posttls-finger at the dane level on the case's MX host
 // ("[host]": no MX lookup) and on its domain (the MX lookup included, as a
 // sender makes it), and holds its verdicts to the case's truth.
-func checkFinger(ctx context.Context, t *testing.T, l *lab, c daneCase) {
+func checkFinger(ctx context.Context, t *testing.T, l *lab, c daneCase, ev *policyEvidence) {
 	host, out, err := l.fingerDANE(ctx, "["+c.MX+"]")
 	if err != nil {
 		t.Fatalf("posttls-finger [%s]: %v\n%s", c.MX, err, out)
 	}
 	checkFingerVerdict(t, l, c, host, out)
+	ev.set(func(e *policyEvidence) { e.finger[c.Key] = host })
 	t.Logf("posttls-finger [%s]: %+v", c.MX, host)
 
 	dom, out, err := l.fingerDANE(ctx, c.Domain)
