@@ -52,7 +52,7 @@ func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Du
 	scanDir = filepath.Join(t.TempDir(), "scan")
 	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir,
 		Resolve:        resolve.Config{Servers: []string{l.DNSAddr}, Timeout: 2 * time.Second, Retries: 2},
-		DNSConcurrency: 50, PTR: true, Concurrency: 200, IPv6: true, Policies: true,
+		DNSConcurrency: 50, PTR: true, Concurrency: 200, IPv6: true,
 		Probe: probe.Config{Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", Timeout: probeTimeout, StepTimeout: stepTimeout},
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 	t0 := time.Now()
