@@ -32,7 +32,7 @@ func TestManifestOptions(t *testing.T) {
 	want := `{"allow":["127.0.0.0/8"],"blocklist_entries":2,"checkpoint":"30s","concurrency":1000,"dns_concurrency":50,` +
 		`"dns_rate":2000,"dns_retries":2,"dns_timeout":"3s","ehlo_name":"scanner.example","format":"auto","input":"top.csv",` +
 		`"ip_interval":"1s","ipv6":true,"mta_sts_port":8443,"per_ip_concurrency":1,"policies":true,"port":25,"probe_timeout":"30s",` +
-		`"ptr":true,"rate":200,"resolvers":["127.0.0.1:53"],"shard":"2/4","step_timeout":"10s","tls_groups":"X25519,CurveP256",` +
+		`"ptr":true,"rate":200,"resolvers":["127.0.0.1:53"],"shard":"2/4","step_timeout":"10s","tls_groups":"X25519,P-256",` +
 		`"trust_ad":true}`
 	if string(got) != want {
 		t.Errorf("options:\n got %s\nwant %s", got, want)
