@@ -79,12 +79,6 @@ var noTruth = map[string]missingTruth{
 		}
 		return ""
 	}},
-	"probes.tls_group": {"no truth field yet: the lab does not state the negotiated key exchange group", func(row any) string {
-		if p := row.(*survey.ProbeRow); p.TLSVersion == "TLS 1.3" && p.TLSGroup == "" {
-			return "tls_group empty after a TLS 1.3 handshake, which always negotiates one"
-		}
-		return ""
-	}},
 	"probes.cert_chain": {"the DER itself; the truth states its cert_sha256 and cert_chain_len", func(row any) string {
 		if p := row.(*survey.ProbeRow); p.TLSVersion != "" && len(p.CertChain) == 0 {
 			return "cert_chain empty after a handshake"

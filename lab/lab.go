@@ -1,11 +1,14 @@
-// Package lab is the internet in a box (DESIGN 6): an authoritative DNS
-// server for synthetic zones under .test (RFC 2606) and SMTP servers on many
-// 127.x.y.z addresses, each with a known behaviour, plus the ground truth a
-// scan and an analysis of the lab must reproduce.
+// Package lab is the internet in a box (DESIGN 6): it wires the world
+// (lab/world) to an authoritative DNS server for synthetic zones under .test
+// (lab/dnsserver), SMTP servers on many 127.x.y.z addresses (lab/smtpserver)
+// with certificates from the lab's CA (lab/pki), and writes the directory a
+// scan and an analysis start from: the domain list, the CA bundle, lab.json
+// and the ground truth (lab/truth) they must reproduce.
 //
 // The truth is stated from the lab's own configuration (the case that made
 // each server), never by running the scanner's parsers or the analyzer's
-// matcher, so that one bug cannot hide on both sides.
+// matcher, so that one bug cannot hide on both sides: lab imports nothing
+// of scan/, analyze/ or datasets/. README.md is the map.
 package lab
 
 import (
@@ -24,7 +27,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/mxsurvey/mxsurvey/lab/dnsserver"
+	"github.com/mxsurvey/mxsurvey/lab/pki"
+	"github.com/mxsurvey/mxsurvey/lab/smtpserver"
+	"github.com/mxsurvey/mxsurvey/lab/truth"
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
 // Files a lab writes into its directory.
@@ -61,11 +68,10 @@ type Lab struct {
 	// Info is what lab.json holds.
 	Info Info
 
-	world *World
-	auth  *authority
-	udp   *dns.Server
-	tcp   *dns.Server
-	smtp  *smtpServer
+	world *world.World
+	auth  *pki.Authority
+	dns   *dnsserver.Server
+	smtp  *smtpserver.Server
 	once  sync.Once
 	err   error
 
@@ -114,17 +120,17 @@ func (l *Lab) TruthHostsPath() string   { return filepath.Join(l.Dir, TruthHosts
 // renamed). Close stops it.
 func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	t0 := time.Now()
-	if cfg.OutDir == "" {
-		return nil, errors.New("lab: an output directory is required")
+	if err := cfg.checkOutDir(); err != nil {
+		return nil, err
 	}
 	if cfg.DNSAddr == "" {
 		cfg.DNSAddr = "127.0.0.53:5353"
 	}
-	w, err := NewWorld(cfg.WorldParams)
+	w, err := world.New(cfg.WorldParams)
 	if err != nil {
 		return nil, err
 	}
-	auth, err := newAuthority(w.seed)
+	auth, err := pki.New(w.Seed())
 	if err != nil {
 		return nil, err
 	}
@@ -144,12 +150,12 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	l.Info = Info{
 		DNS: l.DNSAddr, SMTPPort: l.SMTPPort, SMTPListen: "0.0.0.0:" + strconv.Itoa(l.SMTPPort),
-		Seed: cfg.Seed, Domains: w.n, Providers: len(w.providers), HostingHosts: w.nHosting,
-		LatencyMin: w.p.LatencyMin.String(), LatencyMax: w.p.LatencyMax.String(),
+		Seed: cfg.Seed, Domains: w.Len(), Providers: w.Providers(), HostingHosts: w.HostingServers(),
+		LatencyMin: w.Params().LatencyMin.String(), LatencyMax: w.Params().LatencyMax.String(),
 		ScannerAssume: "resolver " + l.DNSAddr + ", port " + strconv.Itoa(l.SMTPPort) +
 			", SNI = MX host, TLS 1.3 offered, -ipv6, allow 127.0.0.0/8 and ::1/128, roots " + CAFile +
 			fmt.Sprintf(", reply caps %d lines / %d bytes / %d-byte lines, %d certificates kept, step deadline under 60s",
-				AssumeMaxReplyLines, AssumeMaxReplyBytes, AssumeMaxLineBytes, AssumeMaxChainCerts),
+				world.AssumeMaxReplyLines, world.AssumeMaxReplyBytes, world.AssumeMaxLineBytes, world.AssumeMaxChainCerts),
 		Files:        map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile},
 		TruthWritten: !cfg.NoTruth,
 		PID:          os.Getpid(),
@@ -158,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		l.Close()
 		return nil, err
 	}
-	if err := writeFileAtomic(l.CAPath(), l.auth.rootPEM()); err != nil {
+	if err := writeFileAtomic(l.CAPath(), l.auth.RootPEM()); err != nil {
 		return fail(err)
 	}
 	if err := l.writeDomains(ctx); err != nil {
@@ -223,55 +229,19 @@ func (l *Lab) WaitTruth(ctx context.Context) error {
 }
 
 func (l *Lab) listen(cfg Config) error {
-	var pc net.PacketConn
-	var tl net.Listener
-	var err error
-	// With port 0 the TCP listener must take the port UDP got; that port can
-	// be taken over TCP already, so try a few.
-	for try := 0; try < 10; try++ {
-		pc, err = net.ListenPacket("udp", cfg.DNSAddr)
-		if err != nil {
-			return fmt.Errorf("lab: dns: %w", err)
-		}
-		tl, err = net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-		if _, port, _ := net.SplitHostPort(cfg.DNSAddr); port != "0" {
-			return fmt.Errorf("lab: dns: %w", err)
-		}
-	}
+	ds, err := dnsserver.Start(cfg.DNSAddr, l.world)
 	if err != nil {
-		return fmt.Errorf("lab: dns: %w", err)
+		return err
 	}
-	h := &dnsHandler{w: l.world}
-	l.DNSAddr = pc.LocalAddr().String()
-	l.udp = &dns.Server{PacketConn: pc, Handler: h}
-	l.tcp = &dns.Server{Listener: tl, Handler: h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-	for _, s := range []*dns.Server{l.udp, l.tcp} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		go func() {
-			_ = s.ActivateAndServe() // returns after Shutdown; a failure shows up as started never closing
-		}()
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			return errors.New("lab: dns server did not start")
-		}
-	}
+	l.dns, l.DNSAddr = ds, ds.Addr
 	// tcp4 only: [::1]:port must refuse, which is the smtp_refused case.
 	sl, err := net.Listen("tcp4", "0.0.0.0:"+strconv.Itoa(cfg.SMTPPort))
 	if err != nil {
-		l.udp.Shutdown()
-		l.tcp.Shutdown()
+		ds.Close()
 		return fmt.Errorf("lab: smtp: %w", err)
 	}
 	l.SMTPPort = sl.Addr().(*net.TCPAddr).Port
-	l.smtp = newSMTPServer(l.world, l.auth, sl)
-	l.smtp.wg.Add(1)
-	go l.smtp.serve()
+	l.smtp = smtpserver.Serve(l.world, l.auth, sl)
 	return nil
 }
 
@@ -283,16 +253,11 @@ func (l *Lab) Close() error {
 			l.truthCancel()
 			<-l.truthDone
 		}
-		if l.udp != nil {
-			errs = append(errs, l.udp.Shutdown())
-		}
-		if l.tcp != nil {
-			errs = append(errs, l.tcp.Shutdown())
+		if l.dns != nil {
+			errs = append(errs, l.dns.Close())
 		}
 		if l.smtp != nil {
-			if err := l.smtp.close(); err != nil && !errors.Is(err, net.ErrClosed) {
-				errs = append(errs, err)
-			}
+			errs = append(errs, l.smtp.Close())
 		}
 		l.err = errors.Join(errs...)
 	})
@@ -368,37 +333,43 @@ func (l *Lab) writeDomains(ctx context.Context) error {
 
 // writeTruth writes the two truth files and counts the targets into info.
 func (l *Lab) writeTruth(ctx context.Context, info *Info) error {
-	w := l.world
+	st := truth.NewStater(l.world, l.auth, l.SMTPPort)
 	info.CaseTargets = map[string]int{}
 	info.Targets = 0
-	var pre []byte
-	for _, t := range w.providerTargets() {
-		h, err := w.hostTruth(l.auth, t, l.SMTPPort, nil)
-		if err != nil {
-			return err
-		}
-		pre = appendTruthHost(pre, &h)
-		info.Targets++
-		for _, c := range h.Cases {
-			info.CaseTargets[c]++
-		}
-		if h.Dialect != "" {
-			info.CaseTargets["dialect_"+h.Dialect]++
-		}
+	hosts, err := st.Providers()
+	if err != nil {
+		return err
 	}
-	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre}, l.truthChunk, func(c *chunk) {
-		for k, v := range c.caseTargets {
-			info.CaseTargets[k] += v
-		}
-		info.Targets += c.targets
-	})
+	var pre []byte
+	for i := range hosts {
+		pre = truth.AppendHost(pre, &hosts[i])
+		info.Targets++
+		countTarget(info.CaseTargets, &hosts[i])
+	}
+	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre},
+		func(ci int) *chunk { return l.truthChunk(st, ci) }, func(c *chunk) {
+			for k, v := range c.caseTargets {
+				info.CaseTargets[k] += v
+			}
+			info.Targets += c.targets
+		})
+}
+
+// countTarget counts a truth row under each of its case labels and its
+// dialect (lab.json's case_targets).
+func countTarget(m map[string]int, h *truth.Host) {
+	for _, c := range h.Cases {
+		m[c]++
+	}
+	if h.Dialect != "" {
+		m["dialect_"+h.Dialect]++
+	}
 }
 
 // writeChunked makes the chunks of all domains on every core and writes
 // them in order into files (one or two: chunk.a, chunk.b), each written
 // aside and renamed into place once complete.
 func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, mk func(int) *chunk, merge func(*chunk)) error {
-	w := l.world
 	outs := make([]*bufio.Writer, len(paths))
 	files := make([]*os.File, len(paths))
 	defer func() {
@@ -420,7 +391,8 @@ func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, 
 			return err
 		}
 	}
-	nChunks := (w.n + chunkSize - 1) / chunkSize
+	n := l.world.Len()
+	nChunks := (n + chunkSize - 1) / chunkSize
 	results := make([]chan *chunk, nChunks)
 	for i := range results {
 		results[i] = make(chan *chunk, 1)
@@ -495,14 +467,14 @@ func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, 
 func (l *Lab) domainsChunk(ci int) *chunk {
 	w := l.world
 	c := getChunk()
-	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.n); i++ {
-		d := w.domain(i)
+	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.Len()); i++ {
+		d := w.Domain(i)
 		b := c.a.AvailableBuffer()
 		b = strconv.AppendInt(b, int64(i+1), 10)
 		b = append(b, ',')
-		b = append(b, d.name...)
+		b = append(b, d.Name...)
 		c.a.Write(append(b, '\n'))
-		cases := w.domainCases(d)
+		cases := w.Cases(d)
 		c.caseDomains[cases[0]]++
 		if len(cases) > 1 {
 			c.bgCases[strings.Join(cases, "/")]++
@@ -511,29 +483,23 @@ func (l *Lab) domainsChunk(ci int) *chunk {
 	return c
 }
 
-func (l *Lab) truthChunk(ci int) *chunk {
+func (l *Lab) truthChunk(st *truth.Stater, ci int) *chunk {
 	w := l.world
 	c := getChunk()
-	memo := map[string]certDigest{}
-	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.n); i++ {
-		d := w.domain(i)
-		td := w.truthDomain(d)
-		c.a.Write(appendTruthDomain(c.a.AvailableBuffer(), &td))
-		clear(memo)
-		for _, t := range w.ownedTargets(d) {
-			h, err := w.hostTruth(l.auth, t, l.SMTPPort, memo)
-			if err != nil {
-				c.err = err
-				return c
-			}
-			c.b.Write(appendTruthHost(c.b.AvailableBuffer(), &h))
+	memo := map[string]pki.Digest{}
+	var hosts []truth.Host
+	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.Len()); i++ {
+		td, hs, err := st.Rows(w.Domain(i), memo, hosts[:0])
+		if err != nil {
+			c.err = err
+			return c
+		}
+		hosts = hs
+		c.a.Write(truth.AppendDomain(c.a.AvailableBuffer(), &td))
+		for k := range hosts {
+			c.b.Write(truth.AppendHost(c.b.AvailableBuffer(), &hosts[k]))
 			c.targets++
-			for _, k := range h.Cases {
-				c.caseTargets[k]++
-			}
-			if h.Dialect != "" {
-				c.caseTargets["dialect_"+h.Dialect]++
-			}
+			countTarget(c.caseTargets, &hosts[k])
 		}
 	}
 	return c

@@ -24,7 +24,6 @@ import (
 	"syscall"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
-	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
 
@@ -40,7 +39,7 @@ type command struct {
 var commands = []command{
 	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", scanCommand},
 	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyzeCommand},
-	{"lab", "run a simulated mail internet on loopback, with ground truth", lab.Command},
+	{"lab", "run a simulated mail internet on loopback, with ground truth", labCommand},
 }
 
 func usage(w io.Writer) {

@@ -1,16 +1,27 @@
-package lab
+// Package pki is the lab's certificate authority: a root CA (the ca.pem a
+// scan's analysis trusts), an intermediate that signs the leaves, a CA
+// outside ca.pem, and the leaves the world's certificate specs
+// (world.CertSpec) describe. Keys are derived from the world's seed (RSA
+// excepted) and signatures are deterministic, so a certificate is made on
+// first use, made again when evicted from the cache, and is byte for byte
+// the one whose hash the truth states: a million-domain world never holds
+// its certificates in memory.
+package pki
 
 import (
 	"bytes"
 	"crypto"
+	"crypto/dsa"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	_ "crypto/md5" // crypto.MD5.New, for md5WithRSAEncryption
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
@@ -18,167 +29,13 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"strconv"
 	"sync"
-	"time"
+
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
-// Certificates are made on first use and can be made again: keys are derived
-// from the seed (RSA excepted) and x509.CreateCertificate signs
-// deterministically when given no random source, so the DER the SMTP server
-// sends is the DER whose hash the truth file states, without keeping every
-// certificate of a million-domain world in memory.
-
-type issuerKind uint8
-
-const (
-	issLab     issuerKind = iota // the lab intermediate, chain sent
-	issNoChain                   // the lab intermediate, chain not sent
-	issUnknown                   // a CA outside ca.pem
-	issSelf                      // self-signed
-)
-
-type keyKind uint8
-
-const (
-	keyP256 keyKind = iota
-	keyP384
-	keyRSA2048
-)
-
-type validity uint8
-
-const (
-	validNow validity = iota
-	validExpired
-	validFuture
-)
-
-// Fixed validity dates keep the world reproducible; a scan between 2024 and
-// 2089 sees the intended facts.
-var (
-	validFrom   = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	validUntil  = time.Date(2089, 1, 1, 0, 0, 0, 0, time.UTC)
-	expiredFrom = time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
-	expiredTo   = time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)
-	futureFrom  = time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC)
-	futureTo    = time.Date(2091, 1, 1, 0, 0, 0, 0, time.UTC)
-	caFrom      = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	caTo        = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-// brokenKind is a chain crypto/x509 cannot parse (the cert_parse_* cases).
-type brokenKind uint8
-
-const (
-	brokenNone         brokenKind = iota
-	brokenLeaf                    // the leaf's version field says 6: "x509: invalid version"
-	brokenIntermediate            // the second certificate sent is a DER SEQUENCE that is no certificate
-)
-
-type certSpec struct {
-	cn       string
-	sans     []string // nil: no SAN extension at all
-	issuer   issuerKind
-	key      keyKind
-	validity validity
-	pad      int // unrelated CA certificates appended to the chain (cert_chain_50)
-	broken   brokenKind
-}
-
-func (s certSpec) id() string {
-	// cn|sans|issuer|key|validity|nosan|pad|broken
-	b := make([]byte, 0, 64+len(s.cn)*(1+len(s.sans)))
-	b = append(append(b, s.cn...), '|')
-	for i, n := range s.sans {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, n...)
-	}
-	b = append(b, '|')
-	b = strconv.AppendUint(b, uint64(s.issuer), 10)
-	b = append(b, '|')
-	b = strconv.AppendUint(b, uint64(s.key), 10)
-	b = append(b, '|')
-	b = strconv.AppendUint(b, uint64(s.validity), 10)
-	b = append(b, '|')
-	b = strconv.AppendBool(b, s.sans == nil)
-	b = append(b, '|')
-	b = strconv.AppendInt(b, int64(s.pad), 10)
-	b = append(b, '|')
-	b = strconv.AppendUint(b, uint64(s.broken), 10)
-	return string(b)
-}
-
-// chain50Pad is how many filler CAs cert_chain_50 appends to leaf and
-// intermediate: 50 certificates sent.
-const chain50Pad = 48
-
-// specFor states which certificate a server presents for an SNI. It is the
-// single place where cases become certificates.
-func specFor(s *server, sni string) certSpec {
-	name := s.certName(sni)
-	sp := certSpec{cn: name, sans: []string{name}}
-	switch s.style {
-	case styleSuite:
-		return certSpec{cn: s.banner, sans: s.san}
-	case styleAutoSSL:
-		// Per-domain certificates by SNI; without a hosted domain's name the
-		// server's own.
-		if d, ok := s.autoSSLDomain(sni); ok {
-			return certSpec{cn: sni, sans: []string{sni, d}}
-		}
-		return certSpec{cn: s.banner, sans: []string{s.banner}}
-	case styleDefaultCert:
-		// make-ssl-cert's snakeoil: self-signed for the machine's name.
-		return certSpec{cn: s.banner, sans: []string{s.banner}, issuer: issSelf}
-	}
-	switch s.cas {
-	case cCertBannerOnly:
-		sp = certSpec{cn: s.banner, sans: []string{s.banner}}
-	case cCertBoth:
-		sp = certSpec{cn: name, sans: []string{name, s.banner}}
-	case cCertWildcard:
-		sp = certSpec{cn: "*." + s.zone, sans: []string{"*." + s.zone}}
-	case cCertWildcardMulti:
-		sp = certSpec{cn: "*.*.test", sans: []string{"*.*.test"}}
-	case cCertWildcardPartial:
-		sp = certSpec{cn: "m*." + s.zone, sans: []string{"m*." + s.zone}}
-	case cCertWildcardTLD:
-		sp = certSpec{cn: "*.test", sans: []string{"*.test"}}
-	case cCertCNOnly:
-		sp.sans = nil
-	case cCertSelfSigned:
-		sp.issuer = issSelf
-	case cCertSnakeoil:
-		sp = certSpec{cn: "localhost", sans: []string{"localhost"}, issuer: issSelf, key: keyRSA2048}
-	case cCertExpired:
-		sp.validity = validExpired
-	case cCertNotYetValid:
-		sp.validity = validFuture
-	case cCertUnknownCA:
-		sp.issuer = issUnknown
-	case cCertMissingIntermediate:
-		sp.issuer = issNoChain
-	case cCertRSA:
-		sp.key = keyRSA2048
-	case cCertECDSAP384:
-		sp.key = keyP384
-	case cDNSManyMX, cDNSMXHundreds:
-		sp = certSpec{cn: s.names[0], sans: s.names}
-	case cCertChain50:
-		sp.pad = chain50Pad
-	case cCertParseLeafTLS12, cCertParseLeafTLS13:
-		sp.broken = brokenLeaf
-	case cCertParseIntermediateTLS12:
-		sp.broken = brokenIntermediate
-	}
-	return sp
-}
-
-// authority holds the lab's CAs and keys and the certificate cache.
-type authority struct {
+// Authority holds the lab's CAs and keys and the certificate cache.
+type Authority struct {
 	seed     uint64
 	root     *x509.Certificate
 	rootKey  crypto.Signer
@@ -193,13 +50,17 @@ type authority struct {
 	rsaKey  *rsa.PrivateKey
 	rsaErr  error
 
+	dsaOnce sync.Once
+	dsaKey  *dsa.PrivateKey
+	dsaErr  error
+
 	fillOnce sync.Once
 	fillers  [][]byte // DER of the filler CAs of cert_chain_50
 	fillErr  error
 
 	mu      sync.Mutex
 	cache   map[string]*tls.Certificate
-	digests map[string]certDigest // of shared certificates, for the truth
+	digests map[string]Digest // of shared certificates, for the truth
 }
 
 const maxCachedCerts = 20000
@@ -227,8 +88,9 @@ func deriveECDSA(c elliptic.Curve, seed uint64, label string) (*ecdsa.PrivateKey
 	return nil, fmt.Errorf("lab: cannot derive key %q", label)
 }
 
-func newAuthority(seed uint64) (*authority, error) {
-	a := &authority{seed: seed, cache: map[string]*tls.Certificate{}, digests: map[string]certDigest{}}
+// New makes the authority of a world's seed (world.World.Seed).
+func New(seed uint64) (*Authority, error) {
+	a := &Authority{seed: seed, cache: map[string]*tls.Certificate{}, digests: map[string]Digest{}}
 	var err error
 	for i := range a.p256 {
 		if a.p256[i], err = deriveECDSA(elliptic.P256(), seed, fmt.Sprintf("leaf-%d", i)); err != nil {
@@ -238,6 +100,7 @@ func newAuthority(seed uint64) (*authority, error) {
 	if a.p384, err = deriveECDSA(elliptic.P384(), seed, "leaf-p384"); err != nil {
 		return nil, err
 	}
+	caFrom, caTo := world.CAValidity()
 	mkCA := func(label, cn string, parent *x509.Certificate, parentKey crypto.Signer, serial int64) (*x509.Certificate, crypto.Signer, error) {
 		k, err := deriveECDSA(elliptic.P256(), seed, label)
 		if err != nil {
@@ -274,11 +137,24 @@ func newAuthority(seed uint64) (*authority, error) {
 	return a, nil
 }
 
-func (a *authority) rootPEM() []byte {
+// RootPEM is the lab root CA, PEM-encoded: ca.pem.
+func (a *Authority) RootPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.root.Raw})
 }
 
-func (a *authority) rsa() (*rsa.PrivateKey, error) {
+// IssuerName is the issuer of a spec's certificate as crypto/x509 prints
+// a Name (pkix.Name.String), which is how the dataset's cert_issuer holds it.
+func (a *Authority) IssuerName(sp world.CertSpec) string {
+	switch sp.Issuer {
+	case world.IssuerUnknown:
+		return a.unknown.Subject.String()
+	case world.IssuerSelf:
+		return pkix.Name{CommonName: sp.CN}.String()
+	}
+	return a.inter.Subject.String()
+}
+
+func (a *Authority) rsa() (*rsa.PrivateKey, error) {
 	// Go ignores the random source for key generation, so the RSA key (and
 	// the certificates using it) differ between runs; one key serves all.
 	a.rsaOnce.Do(func() { a.rsaKey, a.rsaErr = rsa.GenerateKey(rand.Reader, 2048) })
@@ -288,91 +164,98 @@ func (a *authority) rsa() (*rsa.PrivateKey, error) {
 // issued is a certificate as served plus what the truth file says about it.
 type issued struct {
 	tls    *tls.Certificate
-	leaf   *x509.Certificate
 	sha256 string
+}
+
+// leafKey is the key a spec's leaf is served with: its own, and for a DSA
+// leaf the P-256 key the TLS server signs with instead.
+func (a *Authority) leafKey(sp world.CertSpec, id string) crypto.Signer {
+	switch sp.Key {
+	case world.KeyP384:
+		return a.p384
+	case world.KeyRSA2048:
+		return a.rsaKey
+	}
+	h := sha256.Sum256([]byte(id))
+	return a.p256[h[8]%16]
 }
 
 // template is the x509 template of a spec, its parent and the signer; the
 // template's PublicKey is the leaf key's.
-func (a *authority) template(sp certSpec) (tmpl, parent *x509.Certificate, signer crypto.Signer) {
-	h := sha256.Sum256([]byte(sp.id()))
+func (a *Authority) template(sp world.CertSpec) (tmpl, parent *x509.Certificate, signer crypto.Signer) {
+	id := sp.ID()
+	h := sha256.Sum256([]byte(id))
 	serial := new(big.Int).SetUint64(binary.BigEndian.Uint64(h[:8]) >> 1)
-	var key crypto.Signer
-	switch sp.key {
-	case keyP256:
-		key = a.p256[h[8]%16]
-	case keyP384:
-		key = a.p384
-	case keyRSA2048:
-		key = a.rsaKey
-	}
+	key := a.leafKey(sp, id)
+	nb, na := sp.Validity.Dates()
 	tmpl = &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: sp.cn},
-		DNSNames:     sp.sans,
+		Subject:      pkix.Name{CommonName: sp.CN},
+		DNSNames:     sp.SANs,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		NotBefore:    validFrom,
-		NotAfter:     validUntil,
+		NotBefore:    nb,
+		NotAfter:     na,
 		PublicKey:    key.Public(),
 	}
-	if sp.key == keyRSA2048 {
+	if sp.Key == world.KeyRSA2048 {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
-	switch sp.validity {
-	case validExpired:
-		tmpl.NotBefore, tmpl.NotAfter = expiredFrom, expiredTo
-	case validFuture:
-		tmpl.NotBefore, tmpl.NotAfter = futureFrom, futureTo
-	}
 	parent, signer = a.inter, a.interKey
-	switch sp.issuer {
-	case issUnknown:
+	switch sp.Issuer {
+	case world.IssuerUnknown:
 		parent, signer = a.unknown, a.unkKey
-	case issSelf:
+	case world.IssuerSelf:
 		parent, signer = tmpl, key
 	}
 	return tmpl, parent, signer
 }
 
-func (a *authority) make(sp certSpec) (*issued, error) {
-	id := sp.id()
-	if sp.key == keyRSA2048 {
+func (a *Authority) make(sp world.CertSpec) (*issued, error) {
+	id := sp.ID()
+	if sp.Key == world.KeyRSA2048 {
 		if _, err := a.rsa(); err != nil {
 			return nil, err
 		}
 	}
 	tmpl, parent, signer := a.template(sp)
-	key := tmpl.PublicKey
 	var chain [][]byte
-	if sp.issuer == issLab {
+	if sp.Issuer == world.IssuerLab {
 		chain = [][]byte{a.inter.Raw}
 	}
-	der, err := createCertificate(tmpl, parent, key, signer)
+	var spki []byte
+	if sp.Key == world.KeyDSA {
+		k, err := a.dsa()
+		if err != nil {
+			return nil, err
+		}
+		if spki, err = dsaSPKI(&k.PublicKey); err != nil {
+			return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
+		}
+	}
+	der, err := createCertificate(tmpl, parent, tmpl.PublicKey, signer, spki, sp.Sig)
 	if err != nil {
 		return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
 	}
-	var leaf *x509.Certificate // nobody needs it parsed: crypto/tls sends the DER
-	priv := a.privateKey(sp.key, id)
-	if sp.pad > 0 {
+	if sp.Pad > 0 {
 		fill, err := a.fillerCAs()
 		if err != nil {
 			return nil, err
 		}
-		chain = append(chain, fill[:min(sp.pad, len(fill))]...)
+		chain = append(chain, fill[:min(sp.Pad, len(fill))]...)
 	}
-	switch sp.broken {
-	case brokenLeaf:
+	switch sp.Broken {
+	case world.BrokenLeaf:
 		if der, err = breakVersion(der); err != nil {
 			return nil, fmt.Errorf("lab: certificate %s: %w", id, err)
 		}
-	case brokenIntermediate:
+	case world.BrokenIntermediate:
 		chain = [][]byte{notACertificate}
 	}
 	sum := sha256.Sum256(der)
+	// crypto/tls sends the DER; nobody needs the leaf parsed.
 	return &issued{
-		tls:    &tls.Certificate{Certificate: append([][]byte{der}, chain...), PrivateKey: priv, Leaf: leaf},
-		leaf:   leaf,
+		tls:    &tls.Certificate{Certificate: append([][]byte{der}, chain...), PrivateKey: a.leafKey(sp, id)},
 		sha256: hex.EncodeToString(sum[:]),
 	}, nil
 }
@@ -402,7 +285,14 @@ func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) (
 // encodes the TBSCertificate, the lab signs it as CreateCertificate would
 // (ECDSA per RFC 6979 without a random source, RSA PKCS #1 v1.5, both
 // deterministic) and wraps it. The DER is byte-identical (TestCreateCertificate).
-func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+//
+// Two certificates of the lab are ones CreateCertificate refuses to make:
+// a DSA subject key and an MD5 signature. For those the TBSCertificate it
+// encodes (with a stand-in key, with SHA-256) is edited with
+// encoding/asn1: spki, when not nil, replaces its subjectPublicKeyInfo, and
+// world.SigMD5 its signature algorithm, before the lab signs it. Everything
+// else stays as CreateCertificate writes it.
+func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer, spki []byte, sigAlg world.Sig) ([]byte, error) {
 	capture := &tbsCapture{pub: signer.Public()}
 	if _, err := x509.CreateCertificate(nil, tmpl, parent, pub, capture); !errors.Is(err, errTBSCaptured) {
 		if err == nil {
@@ -410,16 +300,14 @@ func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sig
 		}
 		return nil, err
 	}
-	tbs := capture.tbs
-	// tbsCertificate ::= SEQUENCE { [0] version, serialNumber, signature AlgorithmIdentifier, ... }
-	algID, err := tbsSignatureAlgorithm(tbs)
+	fields, err := tbsFields(capture.tbs)
 	if err != nil {
 		return nil, err
 	}
 	var h crypto.Hash
-	switch signer.Public().(type) {
+	switch k := signer.Public().(type) {
 	case *ecdsa.PublicKey:
-		switch signer.Public().(*ecdsa.PublicKey).Curve {
+		switch k.Curve {
 		case elliptic.P384():
 			h = crypto.SHA384
 		case elliptic.P521():
@@ -432,18 +320,67 @@ func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sig
 	default:
 		return nil, fmt.Errorf("unsupported signer %T", signer.Public())
 	}
+	if sigAlg == world.SigMD5 {
+		if _, ok := signer.Public().(*rsa.PublicKey); !ok {
+			return nil, errors.New("md5WithRSAEncryption needs an RSA signer")
+		}
+		fields[tbsSignature], h = md5WithRSA, crypto.MD5
+	}
+	if spki != nil {
+		fields[tbsSubjectPublicKeyInfo] = spki
+	}
+	tbs := appendDER(nil, 0x30, bytes.Join(fields, nil))
 	hh := h.New()
 	hh.Write(tbs)
 	sig, err := signer.Sign(nil, hh.Sum(nil), h)
 	if err != nil {
 		return nil, err
 	}
+	algID := fields[tbsSignature] // Certificate.signatureAlgorithm repeats it
 	body := make([]byte, 0, len(tbs)+len(algID)+len(sig)+8)
 	body = append(body, tbs...)
 	body = append(body, algID...)
 	body = appendDER(body, 0x03, append([]byte{0}, sig...))
 	return appendDER(make([]byte, 0, len(body)+4), 0x30, body), nil
 }
+
+// The fields of a version 3 TBSCertificate (RFC 5280 4.1), by position:
+// [0] version, serialNumber, signature, issuer, validity, subject,
+// subjectPublicKeyInfo, [3] extensions.
+const (
+	tbsSignature            = 2
+	tbsSubjectPublicKeyInfo = 6
+)
+
+// tbsFields splits a TBSCertificate into the DER of its fields.
+func tbsFields(tbs []byte) ([][]byte, error) {
+	_, content, err := derHeader(tbs)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for len(content) > 0 {
+		var e []byte
+		if e, content, err = derElem(content); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	if len(out) <= tbsSubjectPublicKeyInfo || out[0][0] != 0xa0 || out[tbsSignature][0] != 0x30 {
+		return nil, errors.New("not a version 3 TBSCertificate")
+	}
+	return out, nil
+}
+
+// md5WithRSA is the AlgorithmIdentifier of md5WithRSAEncryption (RFC 3279
+// 2.2.1), NULL parameters.
+var md5WithRSA = func() []byte {
+	b, err := asn1.Marshal(pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 4}, Parameters: asn1.NullRawValue})
+	if err != nil {
+		panic(err) // a constant
+	}
+	return b
+}()
 
 // derElem splits the first DER element off b: its full encoding and the rest.
 func derElem(b []byte) (elem, rest []byte, err error) {
@@ -466,30 +403,6 @@ func derElem(b []byte) (elem, rest []byte, err error) {
 		return nil, nil, errors.New("truncated DER")
 	}
 	return b[:hdr+n], b[hdr+n:], nil
-}
-
-func tbsSignatureAlgorithm(tbs []byte) ([]byte, error) {
-	seq, _, err := derElem(tbs)
-	if err != nil {
-		return nil, err
-	}
-	_, inner, err := derHeader(seq)
-	if err != nil {
-		return nil, err
-	}
-	if len(inner) > 0 && inner[0] == 0xa0 { // [0] EXPLICIT version
-		if _, inner, err = derElem(inner); err != nil {
-			return nil, err
-		}
-	}
-	if _, inner, err = derElem(inner); err != nil { // serialNumber
-		return nil, err
-	}
-	alg, _, err := derElem(inner)
-	if err != nil || alg[0] != 0x30 {
-		return nil, fmt.Errorf("no signature algorithm in the TBSCertificate: %v", err)
-	}
-	return alg, nil
 }
 
 // derHeader returns an element's header and content.
@@ -521,18 +434,6 @@ func appendDER(b []byte, tag byte, content []byte) []byte {
 	return append(b, content...)
 }
 
-// privateKey is the leaf key of a spec (the one template puts in PublicKey).
-func (a *authority) privateKey(k keyKind, id string) crypto.Signer {
-	switch k {
-	case keyP384:
-		return a.p384
-	case keyRSA2048:
-		return a.rsaKey
-	}
-	h := sha256.Sum256([]byte(id))
-	return a.p256[h[8]%16]
-}
-
 // notACertificate is what brokenIntermediate sends as the second
 // certificate: well-formed DER (a SEQUENCE holding a UTF8String), but no
 // X.509 certificate.
@@ -561,9 +462,10 @@ func breakVersion(der []byte) ([]byte, error) {
 
 // fillerCAs are the unrelated self-signed CAs cert_chain_50 appends after the
 // lab intermediate; they play no part in any path to the root.
-func (a *authority) fillerCAs() ([][]byte, error) {
+func (a *Authority) fillerCAs() ([][]byte, error) {
 	a.fillOnce.Do(func() {
-		for k := range chain50Pad {
+		caFrom, caTo := world.CAValidity()
+		for k := range world.Chain50Pad {
 			key := a.p256[k%len(a.p256)]
 			tmpl := &x509.Certificate{
 				SerialNumber:          big.NewInt(int64(1000 + k)),
@@ -585,10 +487,10 @@ func (a *authority) fillerCAs() ([][]byte, error) {
 	return a.fillers, a.fillErr
 }
 
-// get returns the certificate for a spec, cached: handshakes repeat for the
+// Get returns the certificate for a spec, cached: handshakes repeat for the
 // same server, and provider and hosting certificates serve many targets.
-func (a *authority) get(sp certSpec) (*tls.Certificate, error) {
-	id := sp.id()
+func (a *Authority) Get(sp world.CertSpec) (*tls.Certificate, error) {
+	id := sp.ID()
 	a.mu.Lock()
 	c := a.cache[id]
 	a.mu.Unlock()
@@ -606,4 +508,45 @@ func (a *authority) get(sp certSpec) (*tls.Certificate, error) {
 	a.cache[id] = is.tls
 	a.mu.Unlock()
 	return is.tls, nil
+}
+
+// Digest is what the truth needs of a served certificate.
+type Digest struct {
+	SHA256   string // hex of the leaf's DER
+	ChainLen int    // certificates sent
+}
+
+// Digest makes (or fetches) a certificate for its hash. memo spares making
+// the same certificate twice for one domain (a host with two addresses);
+// shared certificates go through the authority's cache of digests.
+func (a *Authority) Digest(sp world.CertSpec, shared bool, memo map[string]Digest) (Digest, error) {
+	id := sp.ID()
+	if d, ok := memo[id]; ok {
+		return d, nil
+	}
+	if shared {
+		a.mu.Lock()
+		d, ok := a.digests[id]
+		a.mu.Unlock()
+		if ok {
+			return d, nil
+		}
+	}
+	is, err := a.make(sp)
+	if err != nil {
+		return Digest{}, err
+	}
+	d := Digest{SHA256: is.sha256, ChainLen: len(is.tls.Certificate)}
+	if shared {
+		a.mu.Lock()
+		if len(a.digests) >= maxCachedCerts {
+			clear(a.digests)
+		}
+		a.digests[id] = d
+		a.mu.Unlock()
+	}
+	if memo != nil {
+		memo[id] = d
+	}
+	return d, nil
 }

@@ -1,4 +1,4 @@
-package lab
+package main
 
 import (
 	"context"
@@ -8,15 +8,19 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/lab"
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
-// Command is `mxsurvey lab`: start a lab, report where it is, serve until
-// the context ends or -duration passes.
-func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// labCommand is `mxsurvey lab`: start a lab, report where it is, serve until
+// the context ends or -duration passes. A bad command line is a usage
+// error (exit 2) before anything is bound or written.
+func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg       Config
+		cfg       lab.Config
 		latency   string
 		cases     string
 		hostile   bool
@@ -29,7 +33,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.SMTPPort, "smtp-port", 2525, "SMTP port on 0.0.0.0, tcp4 (0: a free port)")
 	fs.StringVar(&cfg.OutDir, "out", "", "directory for domains.csv, ca.pem, lab.json and the truth files (required)")
 	fs.StringVar(&latency, "latency", "0", "SMTP per-reply delay: 0 (off), a duration (50ms) or a range (20ms-200ms) drawn per address")
-	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest, hostile=X the hostile group (built-in default "+fmt.Sprint(DefaultCaseShare)+", hostile peers "+fmt.Sprint(HostileCaseShare)+", at least 1-3 domains each)")
+	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest, hostile=X the hostile group (built-in default "+fmt.Sprint(world.DefaultCaseShare)+", most hostile peers "+fmt.Sprint(world.HostileCaseShare)+", at least 1-3 domains each)")
 	fs.BoolVar(&hostile, "hostile", false, "only the hostile cases (and background domains): -cases default=0,hostile="+fmt.Sprint(hostileOnlyShare)+" unless -cases sets those")
 	fs.Float64Var(&cfg.ProviderShare, "provider-share", 0.70, "share of non-case domains hosted by providers")
 	fs.Float64Var(&cfg.HostingShare, "hosting-share", 0.15, "share of non-case domains on shared hosting; the rest run their own MX")
@@ -45,105 +49,71 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"CA bundle and the ground truth into DIR.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nCases (names for -cases):\n")
-		for c := caseID(1); c < numCases; c++ {
+		for _, c := range world.AllCases() {
 			mark := ""
-			if caseTable[c].hostile {
+			if c.Hostile {
 				mark = " [hostile]"
 			}
-			fmt.Fprintf(fs.Output(), "  %-30s %s%s\n", caseTable[c].name, caseTable[c].desc, mark)
+			fmt.Fprintf(fs.Output(), "  %-30s %s%s\n", c.Name, c.Desc, mark)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return err
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if cfg.OutDir == "" {
-		fs.Usage()
-		return errors.New("lab: -out is required")
+		return fmt.Errorf("%w: -out DIR is required (mxsurvey lab -h)", errUsage)
+	}
+	if duration < 0 {
+		return fmt.Errorf("%w: -duration %v: want 0 (until interrupted) or more", errUsage, duration)
 	}
 	var err error
-	if cfg.LatencyMin, cfg.LatencyMax, err = ParseLatency(latency); err != nil {
-		return err
+	if cfg.LatencyMin, cfg.LatencyMax, err = parseLatency(latency); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if cfg.Cases, err = ParseCases(cases); err != nil {
-		return err
+	if cfg.Cases, err = world.ParseCases(cases); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if hostile {
-		for k, v := range map[string]float64{"default": 0, GroupHostile: hostileOnlyShare} {
+		for k, v := range map[string]float64{"default": 0, world.GroupHostile: hostileOnlyShare} {
 			if _, set := cfg.Cases[k]; !set {
 				cfg.Cases[k] = v
 			}
 		}
 	}
+	if err := cfg.Check(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	cfg.TruthBackground = !truthWait
-	l, err := Start(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	fmt.Fprintf(stdout, "lab: %d domains, seed %d, serving after %.2fs\n", l.Info.Domains, l.Info.Seed, l.Info.StartSeconds)
-	fmt.Fprintf(stdout, "lab: dns %s (udp+tcp), smtp 0.0.0.0:%d (tcp4)\n", l.DNSAddr, l.SMTPPort)
-	fmt.Fprintf(stdout, "lab: files in %s: %s %s %s %s %s\n", l.Dir, DomainsFile, CAFile, InfoFile, TruthDomainsFile, TruthHostsFile)
-	if duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, duration)
-		defer cancel()
-	}
-	truthDone := make(chan error, 1)
-	if l.truthDone != nil {
-		go func() { truthDone <- l.WaitTruth(context.Background()) }()
-	}
-	for pending := l.truthDone != nil; ; {
-		select {
-		case err := <-truthDone:
-			pending = false
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "lab: truth files complete after %.2fs (%d targets)\n", l.Info.TruthSeconds, l.Info.Targets)
-			continue
-		case <-ctx.Done():
-		}
-		// A lab stopped while it writes its truth finishes that first: a
-		// script that scans and stops the lab still gets the whole truth.
-		if pending {
-			fmt.Fprintln(stdout, "lab: finishing the truth files before stopping")
-			if err := <-truthDone; err != nil {
-				return err
-			}
-		}
-		break
-	}
-	fmt.Fprintln(stdout, "lab: stopping")
-	return l.Close()
+	return lab.Run(ctx, cfg, duration, stdout)
 }
 
 // hostileOnlyShare is each hostile case's share under -hostile.
 const hostileOnlyShare = 0.001
 
-// ParseLatency reads "0", "50ms" or "20ms-200ms".
-func ParseLatency(s string) (lo, hi time.Duration, err error) {
+// parseLatency reads -latency: "0", "50ms" or "20ms-200ms".
+func parseLatency(s string) (lo, hi time.Duration, err error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "0" {
 		return 0, 0, nil
 	}
 	a, b, isRange := strings.Cut(s, "-")
 	if lo, err = time.ParseDuration(a); err != nil {
-		return 0, 0, fmt.Errorf("lab: -latency %q: %w", s, err)
+		return 0, 0, fmt.Errorf("-latency %q: %w", s, err)
 	}
 	hi = lo
 	if isRange {
 		if hi, err = time.ParseDuration(b); err != nil {
-			return 0, 0, fmt.Errorf("lab: -latency %q: %w", s, err)
+			return 0, 0, fmt.Errorf("-latency %q: %w", s, err)
 		}
 	}
 	if lo < 0 || hi < lo {
-		return 0, 0, fmt.Errorf("lab: -latency %q: want 0 <= min <= max", s)
+		return 0, 0, fmt.Errorf("-latency %q: want 0 <= min <= max", s)
 	}
 	return lo, hi, nil
 }

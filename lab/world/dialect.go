@@ -1,4 +1,4 @@
-package lab
+package world
 
 import (
 	"net/netip"
@@ -14,23 +14,23 @@ import (
 // byte. The truth states what a scan derives from each dialect (banner_host,
 // ehlo_host, the extensions, starttls_code), never the raw text: Exim and
 // Microsoft put the time of the connection into their greeting.
-type dialect uint8
+type Dialect uint8
 
 const (
-	dialectLab       dialect = iota // "220 <name> ESMTP mxsurvey-lab"
-	dialectPostfix                  // Postfix as Debian ships it
-	dialectExim                     // Exim 4.96 with Debian's default banner
-	dialectMicrosoft                // Exchange / Microsoft 365 style
-	dialectMasked                   // a masking firewall or gateway: "220 ****", the name only in EHLO
+	DialectLab       Dialect = iota // "220 <name> ESMTP mxsurvey-lab"
+	DialectPostfix                  // Postfix as Debian ships it
+	DialectExim                     // Exim 4.96 with Debian's default banner
+	DialectMicrosoft                // Exchange / Microsoft 365 style
+	DialectMasked                   // a masking firewall or gateway: "220 ****", the name only in EHLO
 	numDialects
 )
 
 var dialectLabel = [numDialects]string{
-	dialectLab: "lab", dialectPostfix: "postfix", dialectExim: "exim",
-	dialectMicrosoft: "microsoft", dialectMasked: "masked",
+	DialectLab: "lab", DialectPostfix: "postfix", DialectExim: "exim",
+	DialectMicrosoft: "microsoft", DialectMasked: "masked",
 }
 
-func (d dialect) String() string { return dialectLabel[d] }
+func (d Dialect) String() string { return dialectLabel[d] }
 
 // Extension lists after the EHLO reply's first line, as the servers send
 // them before TLS; after TLS the same without STARTTLS (RFC 3207 4.2).
@@ -44,10 +44,10 @@ var (
 	maskedExtensions = []string{"8BITMIME", "SIZE 10485760", "STARTTLS"} // Cisco ESA (AsyncOS)
 
 	dialectExtensions = [numDialects][2][]string{
-		dialectPostfix:   {postfixExtensions, withoutSTARTTLS(postfixExtensions)},
-		dialectExim:      {eximExtensions, withoutSTARTTLS(eximExtensions)},
-		dialectMicrosoft: {microsoftExtensions, withoutSTARTTLS(microsoftExtensions)},
-		dialectMasked:    {maskedExtensions, withoutSTARTTLS(maskedExtensions)},
+		DialectPostfix:   {postfixExtensions, withoutSTARTTLS(postfixExtensions)},
+		DialectExim:      {eximExtensions, withoutSTARTTLS(eximExtensions)},
+		DialectMicrosoft: {microsoftExtensions, withoutSTARTTLS(microsoftExtensions)},
+		DialectMasked:    {maskedExtensions, withoutSTARTTLS(maskedExtensions)},
 	}
 )
 
@@ -59,18 +59,6 @@ func withoutSTARTTLS(ext []string) []string {
 		}
 	}
 	return out
-}
-
-// serverExtensions is the EHLO reply of s after its first line. The lists
-// are shared: callers copy before changing them.
-func serverExtensions(s *server, postTLS bool) []string {
-	if s.dialect == dialectLab {
-		return extensions(s.cas, postTLS)
-	}
-	if postTLS {
-		return dialectExtensions[s.dialect][1]
-	}
-	return dialectExtensions[s.dialect][0]
 }
 
 // Greeting dates: Exim's $tod_full pads the day, Microsoft's does not.
@@ -89,11 +77,11 @@ var (
 // maskedGreeting is what a masking gateway leaves of the greeting.
 const maskedGreeting = "220 ********************************\r\n"
 
-// wireName is a name as s sends it: Microsoft's servers uppercase their
+// WireName is a name as s sends it: Microsoft's servers uppercase their
 // machine label (BN8NAM11FT036.mail.protection.outlook.com); a scan
 // lowercases host names, so the truth keeps the lowercase name.
-func (s *server) wireName(name string) string {
-	if s.dialect != dialectMicrosoft {
+func (s *Server) WireName(name string) string {
+	if s.Dialect != DialectMicrosoft {
 		return name
 	}
 	label, rest, _ := strings.Cut(name, ".")
@@ -103,52 +91,44 @@ func (s *server) wireName(name string) string {
 	return strings.ToUpper(label) + "." + rest
 }
 
-// bannerHost is the banner_host a scan writes for s's greeting.
-func (s *server) bannerHost() string {
-	if s.dialect == dialectMasked {
-		return ""
-	}
-	return sayHost(s.banner)
-}
-
-// greeting is the 220 greeting of a server that sends an ordinary one; now
-// is the time of the connection (Exim and Microsoft say it).
-func greeting(s *server, now time.Time) string {
-	name := s.wireName(s.banner)
-	switch s.dialect {
-	case dialectPostfix:
+// Greeting is the greeting of a server that sends an ordinary one; now is
+// the time of the connection (Exim and Microsoft say it).
+func (s *Server) Greeting(now time.Time) string {
+	name := s.WireName(s.Banner)
+	switch s.Dialect {
+	case DialectPostfix:
 		return "220 " + name + " ESMTP Postfix (Debian/GNU)\r\n"
-	case dialectExim:
+	case DialectExim:
 		first := name + " ESMTP Exim 4.96 " + now.UTC().Format(eximTime)
 		return strings.Join(multi("220", first, s.greetTail), "\r\n") + "\r\n"
-	case dialectMicrosoft:
+	case DialectMicrosoft:
 		return "220 " + name + " Microsoft ESMTP MAIL Service ready at " + now.UTC().Format(microsoftTime) + "\r\n"
-	case dialectMasked:
+	case DialectMasked:
 		return maskedGreeting
 	}
-	return "220 " + name + replyJunk(s.cas) + " ESMTP mxsurvey-lab\r\n"
+	return "220 " + name + s.Case.SMTP.Junk + " ESMTP mxsurvey-lab\r\n"
 }
 
 // helloText is what follows the server's name on the first line of its
 // EHLO (and HELO) reply: Exim and Microsoft echo the client.
-func helloText(s *server, helo string, peer netip.Addr) string {
-	switch s.dialect {
-	case dialectExim:
+func (s *Server) helloText(helo string, peer netip.Addr) string {
+	switch s.Dialect {
+	case DialectExim:
 		return " Hello " + helo + " [" + peer.String() + "]"
-	case dialectMicrosoft:
+	case DialectMicrosoft:
 		return " Hello [" + peer.String() + "]"
 	}
 	return ""
 }
 
-// startTLSReady is the 220 reply to STARTTLS.
-func startTLSReady(s *server) string {
-	switch s.dialect {
-	case dialectExim:
+// STARTTLSReady is the 220 reply to STARTTLS.
+func (s *Server) STARTTLSReady() string {
+	switch s.Dialect {
+	case DialectExim:
 		return "220 TLS go ahead"
-	case dialectMicrosoft:
+	case DialectMicrosoft:
 		return "220 2.0.0 SMTP server ready"
-	case dialectMasked:
+	case DialectMasked:
 		return "220 Go ahead with TLS"
 	}
 	return "220 2.0.0 Ready to start TLS" // Postfix, and the lab's own
@@ -156,57 +136,39 @@ func startTLSReady(s *server) string {
 
 // Dialect shares, drawn per operator (a provider, a hosting server, a
 // self-hosted leader: all its addresses run one daemon) from the seed.
-//
+var (
+	// classicProviderDialects: 50% Postfix, 25% Exim, 25% lab.
+	classicProviderDialects = []weighted[Dialect]{{2, DialectPostfix}, {1, DialectExim}, {1, DialectLab}}
+	// hostingDialects: shared hosting is mostly cPanel (Exim; half of them
+	// with cPanel's three-line greeting), some Plesk (Postfix).
+	hostingDialects = []weighted[Dialect]{{6, DialectExim}, {3, DialectPostfix}, {1, DialectLab}}
+	// selfDialects: self-hosted machines.
+	selfDialects = []weighted[Dialect]{{9, DialectPostfix}, {4, DialectExim}, {2, DialectMicrosoft}, {1, DialectMasked}, {4, DialectLab}}
+)
+
 // providerDialect: tenant-like providers are Microsoft's, filtering gateways
 // mask their greeting, the suite-like and internal-banner ones keep the
-// lab's; classic providers draw 50% Postfix, 25% Exim, 25% lab.
-func (w *World) providerDialect(p int) dialect {
+// lab's; classic providers draw.
+func (w *World) providerDialect(p int) Dialect {
 	switch w.providers[p].style {
-	case styleTenant:
-		return dialectMicrosoft
-	case styleGateway:
-		return dialectMasked
-	case styleSuite, styleInternal:
-		return dialectLab
+	case StyleTenant:
+		return DialectMicrosoft
+	case StyleGateway:
+		return DialectMasked
+	case StyleSuite, StyleInternal:
+		return DialectLab
 	}
-	switch w.hash(tagProvDialect, p) % 4 {
-	case 0, 1:
-		return dialectPostfix
-	case 2:
-		return dialectExim
-	}
-	return dialectLab
+	return pick(classicProviderDialects, w.hash(tagProvDialect, p))
 }
 
-// hostingDialect: shared hosting is mostly cPanel (Exim; half of them with
-// cPanel's three-line greeting), some Plesk (Postfix): 60% Exim, 30%
-// Postfix, 10% lab.
-func (w *World) hostingDialect(h int) dialect {
-	switch w.hash(tagHostingDialect, h) % 10 {
-	case 0, 1, 2, 3, 4, 5:
-		return dialectExim
-	case 6, 7, 8:
-		return dialectPostfix
-	}
-	return dialectLab
+func (w *World) hostingDialect(h int) Dialect {
+	return pick(hostingDialects, w.hash(tagHostingDialect, h))
 }
 
 // hostingCPanel says whether an Exim hosting server greets with cPanel's
-// three lines.
-func (w *World) hostingCPanel(h int) bool { return w.hash(tagHostingDialect, h)>>32%2 == 0 }
+// three lines: half of them.
+func (w *World) hostingCPanel(h int) bool { return pick(oneIn2, w.hash(tagHostingDialect, h)>>32) }
 
-// selfDialect: self-hosted machines run 45% Postfix, 20% Exim, 10% Exchange,
-// 5% behind a masking firewall, 20% the lab's own.
-func (w *World) selfDialect(leader int) dialect {
-	switch u := w.hash(tagSelfDialect, leader) % 20; {
-	case u < 9:
-		return dialectPostfix
-	case u < 13:
-		return dialectExim
-	case u < 15:
-		return dialectMicrosoft
-	case u < 16:
-		return dialectMasked
-	}
-	return dialectLab
+func (w *World) selfDialect(leader int) Dialect {
+	return pick(selfDialects, w.hash(tagSelfDialect, leader))
 }

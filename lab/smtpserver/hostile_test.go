@@ -1,19 +1,15 @@
-package lab
+package smtpserver
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/mxsurvey/mxsurvey/lab/truth"
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
 // The hostile cases are checked against the servers with the tests' own
@@ -30,28 +27,31 @@ import (
 
 // hostileConversation says whether a target needs checkHostile rather than
 // checkTarget's ordinary conversation.
-func hostileConversation(h TruthHost) bool {
+func hostileConversation(h truth.Host) bool {
 	if len(h.Cases) == 0 {
 		return false
 	}
-	c, _ := caseByName(h.Cases[len(h.Cases)-1])
-	switch c {
-	case cSMTPTarpit, cSMTPEndlessLine, cSMTPGreeting10MB, cSMTPEHLOCodeChange, cSMTPEHLOManyExt,
-		cSMTPHTTP, cSMTPSSH, cSMTPBinary, cSMTPNULBytes,
-		cSMTPResetConnect, cSMTPResetEHLO, cSMTPResetTLS, cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage,
-		cCertParseLeafTLS12, cCertParseLeafTLS13, cCertParseIntermediateTLS12:
+	c, ok := world.CaseByName(h.Cases[len(h.Cases)-1])
+	if !ok {
+		return false
+	}
+	sc := &c.SMTP
+	switch {
+	case sc.Open != world.OpenGreet && sc.Open != world.OpenSilent && sc.Open != world.OpenRefuse,
+		sc.EHLO == world.EHLOReset || sc.EHLO == world.EHLOCodeChange || sc.EHLO == world.EHLOManyExt,
+		c.End.Outcome == world.OutTLS:
 		return true
 	}
 	return false
 }
 
-func rawOf(h TruthHost, col string) (TruthText, bool) {
+func rawOf(h truth.Host, col string) (truth.Text, bool) {
 	for _, r := range h.Raw {
 		if r.Column == col {
 			return r, true
 		}
 	}
-	return TruthText{}, false
+	return truth.Text{}, false
 }
 
 // rawConn is a connection read byte-exactly, line by line.
@@ -61,7 +61,7 @@ type rawConn struct {
 	r *bufio.Reader
 }
 
-func dialRaw(t *testing.T, l *Lab, h TruthHost) *rawConn {
+func dialRaw(t *testing.T, l *fixture, h truth.Host) *rawConn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", net.JoinHostPort(h.IP, strconv.Itoa(l.SMTPPort)), 2*time.Second)
 	if err != nil {
@@ -100,7 +100,7 @@ func (rc *rawConn) cmd(line string) ([]byte, []string, error) {
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // checkRawBanner holds an exact banner of the truth against the greeting.
-func checkRawBanner(t *testing.T, l *Lab, h TruthHost) {
+func checkRawBanner(t *testing.T, l *fixture, h truth.Host) {
 	want, ok := rawOf(h, "banner")
 	if !ok || !want.Exact {
 		return
@@ -114,16 +114,17 @@ func checkRawBanner(t *testing.T, l *Lab, h TruthHost) {
 
 // checkHostile runs the conversation a hostile case allows and holds what the
 // server does against the truth.
-func checkHostile(t *testing.T, l *Lab, h TruthHost) {
-	c, _ := caseByName(h.Cases[len(h.Cases)-1])
+func checkHostile(t *testing.T, l *fixture, h truth.Host) {
+	c, _ := world.CaseByName(h.Cases[len(h.Cases)-1])
+	sc := &c.SMTP
 	rc := dialRaw(t, l, h)
 	banner, _ := rawOf(h, "banner")
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Errorf("%s %v: %s", h.MXHost, h.Cases, fmt.Sprintf(format, args...))
 	}
-	switch c {
-	case cSMTPTarpit:
+	switch {
+	case sc.Open == world.OpenTarpit:
 		b := make([]byte, 8)
 		rc.c.SetReadDeadline(time.Now().Add(time.Second))
 		n, err := rc.c.Read(b)
@@ -135,7 +136,7 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 			fail("a second byte within 1s: %q %v", b[:n], err)
 		}
 		return
-	case cSMTPEndlessLine:
+	case sc.Open == world.OpenEndless:
 		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		got := make([]byte, 1<<20)
 		if _, err := io.ReadFull(rc.r, got); err != nil {
@@ -145,7 +146,7 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 			fail("1 MiB of the endless line: LF at %d, starts %q, truth %q", bytes.IndexByte(got, '\n'), got[:80], banner.Bytes)
 		}
 		return
-	case cSMTPGreeting10MB:
+	case sc.Open == world.OpenHuge:
 		total, lines := 0, 0
 		var first []byte
 		for {
@@ -175,7 +176,7 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 			fail("EHLO after the huge greeting: %q %v", lines, err)
 		}
 		return
-	case cSMTPHTTP, cSMTPSSH, cSMTPBinary, cSMTPNULBytes:
+	case sc.Open.Foreign():
 		rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		line, err := rc.r.ReadBytes('\n')
 		if err != nil || !banner.Exact || !bytes.Equal(line, banner.Bytes) {
@@ -185,7 +186,7 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 			fail("starts with a digit: could pass for a reply")
 		}
 		return
-	case cSMTPResetConnect:
+	case sc.Open == world.OpenReset:
 		rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		if n, err := rc.c.Read(make([]byte, 10)); n != 0 || !isReset(err) {
 			fail("read %d %v, want a reset", n, err)
@@ -193,20 +194,20 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 		return
 	}
 
-	// The rest greet properly.
+	// The rest greet properly (with the text the truth states, if it does).
 	got, lines, err := rc.reply()
-	if err != nil || !bytes.Equal(got, banner.Bytes) || firstToken(lines[0][4:]) != h.BannerHost {
+	if err != nil || (banner.Bytes != nil && !bytes.Equal(got, banner.Bytes)) || firstToken(lines[0][4:]) != h.BannerHost {
 		fail("greeting %q %v, truth %q", got, err, banner.Bytes)
 		return
 	}
 	ehloRaw, _ := rawOf(h, "ehlo_reply")
-	switch c {
-	case cSMTPResetEHLO:
+	switch sc.EHLO {
+	case world.EHLOReset:
 		if _, _, err := rc.cmd("EHLO probe.test"); !isReset(err) {
 			fail("EHLO: %v, want a reset", err)
 		}
 		return
-	case cSMTPEHLOCodeChange:
+	case world.EHLOCodeChange:
 		all, lines, err := rc.cmd("EHLO probe.test")
 		if err != nil || !ehloRaw.Exact || !bytes.HasPrefix(all, ehloRaw.Bytes) {
 			fail("EHLO reply %q %v, truth %q", all, err, ehloRaw.Bytes)
@@ -224,13 +225,13 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 			fail("extensions %q, truth %q starttls %v", want, h.EHLOExtensions, h.STARTTLSOffered)
 		}
 		return
-	case cSMTPEHLOManyExt:
+	case world.EHLOManyExt:
 		all, lines, err := rc.cmd("EHLO probe.test")
 		if err != nil || len(lines) < 2000 || !bytes.HasPrefix(all, ehloRaw.Bytes) || !ehloRaw.Capped {
 			fail("EHLO reply of %d lines %v, truth starts %q", len(lines), err, ehloRaw.Bytes)
 			return
 		}
-		if want := extOf(lines[1:AssumeMaxReplyLines]); !slices.Equal(want, h.EHLOExtensions) || !h.STARTTLSOffered ||
+		if want := extOf(lines[1:world.AssumeMaxReplyLines]); !slices.Equal(want, h.EHLOExtensions) || !h.STARTTLSOffered ||
 			!slices.Contains(want, "STARTTLS") {
 			fail("extensions within the cap differ from the truth's (%d vs %d)", len(want), len(h.EHLOExtensions))
 		}
@@ -258,31 +259,35 @@ func checkHostile(t *testing.T, l *Lab, h TruthHost) {
 	}
 	var rhe tls.RecordHeaderError
 	chain := clearChain(rec.buf)
-	switch c {
-	case cSMTPResetTLS:
+	switch {
+	case sc.AfterReady == world.AfterReset:
 		if !isReset(err) {
 			fail("handshake: %v, want a reset", err)
 		}
-	case cSMTPSTARTTLSPlaintext, cSMTPSTARTTLSGarbage:
+	case sc.AfterReady == world.AfterPlaintext || sc.AfterReady == world.AfterGarbage:
 		if !errors.As(err, &rhe) {
 			fail("handshake: %v, want a record that is no TLS", err)
 		}
-	case cCertParseLeafTLS13:
+	case !c.TLS.MaxTLS12:
 		if chain != nil {
 			fail("certificate chain in clear over TLS 1.3")
 		}
-	case cCertParseLeafTLS12, cCertParseIntermediateTLS12:
+	default: // TLS 1.2: the chain travelled in clear
 		if len(chain) != h.CertChainLen || fmt.Sprintf("%x", sha256.Sum256(chain[0])) != h.CertSHA256 {
 			fail("chain in clear: %d certificates; truth %d, sha %s", len(chain), h.CertChainLen, h.CertSHA256)
 			return
 		}
 		leaf, lerr := x509.ParseCertificate(chain[0])
 		_, ierr := x509.ParseCertificate(chain[1])
-		if (lerr != nil) != (c == cCertParseLeafTLS12) || ierr == nil && c == cCertParseIntermediateTLS12 {
+		if (lerr != nil) != (c.Cert.Broken == world.BrokenLeaf) || ierr == nil && c.Cert.Broken == world.BrokenIntermediate {
 			fail("parse: leaf %v, second %v", lerr, ierr)
 		}
-		if leaf != nil && (leaf.Subject.CommonName != h.CertSubjectCN || leaf.Issuer.String() != h.CertIssuer) {
-			fail("leaf %s by %s, truth %+v", leaf.Subject, leaf.Issuer, h)
+		if leaf != nil {
+			kt, kb := keyOf(leaf)
+			if leaf.Subject.CommonName != h.CertSubjectCN || leaf.Issuer.String() != h.CertIssuer ||
+				kt != h.CertKeyType || kb != h.CertKeyBits || selfSigned(leaf) != h.CertSelfSigned {
+				fail("leaf %s by %s, key %s %d, self-signed %v; truth %+v", leaf.Subject, leaf.Issuer, kt, kb, selfSigned(leaf), h)
+			}
 		}
 	}
 }
@@ -352,127 +357,4 @@ func clearChain(b []byte) [][]byte {
 		return chain
 	}
 	return nil
-}
-
-func TestHostileDNS(t *testing.T) {
-	l, tr := testLab(t)
-	a := l.DNSAddr
-
-	loop := byCase(tr, "dns_cname_loop")
-	r, err := query(t, a, loop.Domain, dns.TypeMX, "udp", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chain []string
-	for _, rr := range r.Answer {
-		if c, ok := rr.(*dns.CNAME); ok {
-			chain = append(chain, strings.TrimSuffix(c.Hdr.Name, ".")+">"+strings.TrimSuffix(c.Target, "."))
-		}
-	}
-	d := loop.Domain
-	if want := []string{d + ">loop1." + d, "loop1." + d + ">loop2." + d, "loop2." + d + ">" + d}; !slices.Equal(chain, want) ||
-		len(r.Answer) != 3 || loop.DNSStatus != stError || !slices.Equal(loop.CNAMEs, []string{"loop1." + d, "loop2." + d}) {
-		t.Errorf("cname loop: answer %v; truth %+v", chain, loop)
-	}
-
-	many := byCase(tr, "dns_mx_hundreds")
-	r, err = query(t, a, many.Domain, dns.TypeMX, "tcp", false)
-	if err != nil || len(r.Answer) != hundredsMXCount || len(many.MX) != hundredsMXCount {
-		t.Errorf("300 MX over TCP: %d answers (%v), truth %d", len(r.Answer), err, len(many.MX))
-	}
-	if r, err := query(t, a, many.Domain, dns.TypeMX, "udp", true); err != nil || !r.Truncated {
-		t.Errorf("300 MX over UDP: not truncated (%v)", err)
-	}
-
-	lit := byCase(tr, "dns_mx_ip_literal")
-	r, err = query(t, a, lit.Domain, dns.TypeMX, "udp", true)
-	if err != nil || len(r.Answer) != 1 || len(lit.MX) != 1 {
-		t.Fatalf("mx ip literal: %v %v", r, err)
-	}
-	if got := strings.TrimSuffix(r.Answer[0].(*dns.MX).Mx, "."); got != lit.MX[0].Host || lit.MX[0].HostStatus != stError {
-		t.Errorf("mx ip literal: MX %s, truth %+v", got, lit.MX)
-	}
-
-	// Wrong ID: miekg/dns's UDP client discards it and waits (a timeout);
-	// over TCP it reports ErrId. The records are the right ones.
-	wid := byCase(tr, "dns_wrong_id")
-	if _, err := query(t, a, wid.Domain, dns.TypeMX, "udp", true); !isTimeout(err) || wid.DNSStatus != stTimeout {
-		t.Errorf("wrong id over UDP: %v, truth %s", err, wid.DNSStatus)
-	}
-	if _, err := query(t, a, wid.Domain, dns.TypeMX, "tcp", false); !errors.Is(err, dns.ErrId) {
-		t.Errorf("wrong id over TCP: %v", err)
-	}
-	wq := byCase(tr, "dns_wrong_question")
-	r, err = query(t, a, wq.Domain, dns.TypeMX, "udp", true)
-	if err != nil || len(r.Question) != 1 || r.Question[0].Name != "mismatch."+wq.Domain+"." || len(r.Answer) != 1 || wq.DNSStatus != stError {
-		t.Errorf("wrong question: %v %v, truth %s", r, err, wq.DNSStatus)
-	}
-}
-
-func TestCaseGroups(t *testing.T) {
-	hostile := HostileCaseNames()
-	if len(hostile) < 25 {
-		t.Fatalf("hostile group: %v", hostile)
-	}
-	count := func(spec string) (on, hostileOn int) {
-		t.Helper()
-		m, err := ParseCases(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := NewWorld(WorldParams{Domains: 300, Seed: 1, Cases: m})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for c := caseID(1); c < numCases; c++ {
-			if w.counts[c] > 0 {
-				on++
-				if caseTable[c].hostile {
-					hostileOn++
-				}
-			}
-		}
-		return on, hostileOn
-	}
-	if on, h := count(""); h != len(hostile) || on != int(numCases)-1 {
-		t.Errorf("default world: %d cases on, %d hostile", on, h)
-	}
-	if on, h := count("hostile=0"); h != 0 || on != int(numCases)-1-len(hostile) {
-		t.Errorf("hostile=0: %d on, %d hostile", on, h)
-	}
-	if on, h := count("default=0,hostile=0.001"); on != len(hostile) || h != len(hostile) {
-		t.Errorf("only hostile: %d on, %d hostile", on, h)
-	}
-	if on, h := count("hostile=0,smtp_tarpit=0.01"); h != 1 || on != int(numCases)-len(hostile) {
-		t.Errorf("a case's own share wins over its group: %d on, %d hostile", on, h)
-	}
-}
-
-func TestHostileFlag(t *testing.T) {
-	dir := t.TempDir()
-	var out strings.Builder
-	err := Command(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0",
-		"-no-truth", "-duration", "1ms", "-out", dir}, &out, &out)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	data, err := os.ReadFile(filepath.Join(dir, InfoFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info Info
-	if err := json.Unmarshal(data, &info); err != nil {
-		t.Fatal(err)
-	}
-	hostile := HostileCaseNames()
-	for _, c := range hostile {
-		if info.CaseDomains[c] < 1 {
-			t.Errorf("-hostile: no domain for %s", c)
-		}
-	}
-	for c := range info.CaseDomains {
-		if !strings.HasPrefix(c, "bg_") && !slices.Contains(hostile, c) {
-			t.Errorf("-hostile: case %s is on", c)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package lab
+package smtpserver
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
 // The dialects as realservers/ saw Postfix and Exim send them (and the two
@@ -24,12 +26,12 @@ var dialectShapes = map[string]struct{ greeting, ehlo, starttls string }{
 }
 
 func TestDialects(t *testing.T) {
-	l, tr := testLab(t)
+	l, tr := testServer(t)
 	count := map[string]int{}  // background targets per dialect
 	multiline := map[int]int{} // greeting lines -> servers
 	ehloDiffers := 0
 	for _, h := range tr.Hosts {
-		if h.Outcome != outOK || !strings.HasPrefix(h.Cases[0], "bg_") {
+		if h.Outcome != world.OutOK || !strings.HasPrefix(h.Cases[0], "bg_") {
 			continue
 		}
 		count[h.Dialect]++
@@ -41,8 +43,8 @@ func TestDialects(t *testing.T) {
 			t.Fatalf("%s: dialect %q", h.IP, h.Dialect)
 		}
 		ip := netip.MustParseAddr(h.IP)
-		slot, _ := l.world.addrSlot(ip)
-		srv, _ := l.world.serverAt(slot)
+		slot, _ := l.world.AddrSlot(ip)
+		srv, _ := l.world.ServerAt(slot)
 		conn, err := net.DialTimeout("tcp", net.JoinHostPort(h.IP, strconv.Itoa(l.SMTPPort)), 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +54,7 @@ func TestDialects(t *testing.T) {
 		match := func(what, pattern, name, line string) {
 			t.Helper()
 			pattern = strings.ReplaceAll(pattern, "<name>", regexp.QuoteMeta(name))
-			pattern = strings.ReplaceAll(pattern, "<ip>", regexp.QuoteMeta(addrOf(conn.LocalAddr()).String()))
+			pattern = strings.ReplaceAll(pattern, "<ip>", regexp.QuoteMeta(AddrOf(conn.LocalAddr()).String()))
 			if !regexp.MustCompile(pattern).MatchString(line) {
 				t.Errorf("%s %s (%v): %s %q, want %s", h.Dialect, h.IP, h.Cases, what, line, pattern)
 			}
@@ -60,7 +62,7 @@ func TestDialects(t *testing.T) {
 		// The greeting's first line, raw.
 		first, _ := c.r.ReadString('\n')
 		first = strings.TrimRight(first, "\r\n")
-		match("greeting", shape.greeting, srv.wireName(srv.banner), first)
+		match("greeting", shape.greeting, srv.WireName(srv.Banner), first)
 		n := 1
 		for len(first) > 3 && first[3] == '-' {
 			first, _ = c.r.ReadString('\n')
@@ -70,7 +72,7 @@ func TestDialects(t *testing.T) {
 		multiline[n]++
 		c.c.Write([]byte("EHLO probe.test\r\n"))
 		line, _ := c.r.ReadString('\n')
-		match("EHLO", shape.ehlo, srv.wireName(srv.ehlo), strings.TrimRight(line, "\r\n"))
+		match("EHLO", shape.ehlo, srv.WireName(srv.EHLO), strings.TrimRight(line, "\r\n"))
 		for !strings.HasPrefix(line, "250 ") {
 			if line, err = c.r.ReadString('\n'); err != nil {
 				t.Fatal(err)
@@ -85,7 +87,7 @@ func TestDialects(t *testing.T) {
 		}
 		tc.Write([]byte("EHLO probe.test\r\n"))
 		line, _ = bufio.NewReader(tc).ReadString('\n')
-		match("post-TLS EHLO", shape.ehlo, srv.wireName(srv.postEHLO), strings.TrimRight(line, "\r\n"))
+		match("post-TLS EHLO", shape.ehlo, srv.WireName(srv.PostEHLO), strings.TrimRight(line, "\r\n"))
 		conn.Close()
 		if h.Dialect == "exim" && h.EHLOHost != h.BannerHost {
 			ehloDiffers++
