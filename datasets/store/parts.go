@@ -297,26 +297,100 @@ const readBatch = 256
 // not fit T (parquet-go panics on those) is an error, not a crash: one
 // foreign file must not end an analysis of a thousand.
 func ReadBatches[T any](ctx context.Context, path string, fn func([]T) error) (err error) {
-	f, err := os.Open(path)
+	f, pf, err := openPart(path)
 	if err != nil {
-		return fmt.Errorf("opening part: %w", err)
+		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("opening part: %w", err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("reading %s: incompatible schema: %v", path, r)
-		}
-	}()
+	defer recoverSchema(path, &err)
 	r := parquet.NewGenericReader[T](pf)
 	defer r.Close()
+	return readBatches(ctx, path, r, fn)
+}
+
+// RowGroup is one row group of a committed part: the unit of work that
+// readers running in parallel share out. The writer bounds its rows
+// (PartOptions.GroupRows), so reading one holds a bounded number of rows.
+type RowGroup struct {
+	Path  string // the part file
+	Index int    // the row group's position in the part
+	Rows  int64
+	First bool // the part's first row group
+	Last  bool // the part's last row group
+}
+
+// RowGroups lists the row groups of every committed part of dir, parts in
+// order and row groups in file order: reading them one after the other
+// reads the table as ReadAll does.
+func RowGroups(dir string) ([]RowGroup, error) {
+	parts, err := Parts(dir)
+	if err != nil {
+		return nil, err
+	}
+	var groups []RowGroup
+	for _, path := range parts {
+		f, pf, err := openPart(path)
+		if err != nil {
+			return nil, err
+		}
+		rgs := pf.RowGroups()
+		for i, rg := range rgs {
+			groups = append(groups, RowGroup{Path: path, Index: i, Rows: rg.NumRows(), First: i == 0, Last: i == len(rgs)-1})
+		}
+		f.Close()
+	}
+	return groups, nil
+}
+
+// ReadRowGroup streams one row group in batches, as ReadBatches streams a
+// file. T may name only some of the part's columns (by their parquet tags,
+// with the same types): the others are not decoded, which is what makes a
+// reader that needs a few columns of a wide table fast.
+func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) (err error) {
+	f, pf, err := openPart(g.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	defer recoverSchema(g.Path, &err)
+	rgs := pf.RowGroups()
+	if g.Index >= len(rgs) {
+		return fmt.Errorf("reading %s: no row group %d", g.Path, g.Index)
+	}
+	r := parquet.NewGenericRowGroupReader[T](rgs[g.Index])
+	defer r.Close()
+	return readBatches(ctx, g.Path, r, fn)
+}
+
+// openPart opens a part without its page index and bloom filters, which no
+// reader here uses.
+func openPart(path string) (*os.File, *parquet.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening part: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("opening part: %w", err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return f, pf, nil
+}
+
+// recoverSchema turns parquet-go's panic on a schema that does not fit the
+// row type into an error.
+func recoverSchema(path string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("reading %s: incompatible schema: %v", path, r)
+	}
+}
+
+func readBatches[T any](ctx context.Context, path string, r *parquet.GenericReader[T], fn func([]T) error) error {
 	buf := make([]T, readBatch)
 	for {
 		if err := ctx.Err(); err != nil {
