@@ -176,7 +176,8 @@ func TestCommitIfOlder(t *testing.T) {
 }
 
 // Row groups read one by one, through a type naming a subset of the columns,
-// give the table's rows in order; a type that does not fit is an error.
+// give the table's rows in order, and leave no part open; a type that does
+// not fit is an error.
 func TestRowGroups(t *testing.T) {
 	dir := t.TempDir()
 	w, err := NewPartWriter[survey.MXRow](dir, PartOptions{MaxPartRows: 5, GroupRows: 2})
@@ -195,10 +196,12 @@ func TestRowGroups(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	groups, err := RowGroups(dir)
+	table, err := ListTable(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer table.Close()
+	groups := table.Groups
 	// 12 rows in parts of 5, 5, 2 rows; row groups of 2.
 	wantGroups := []RowGroup{{Index: 0, Rows: 2, First: true}, {Index: 1, Rows: 2}, {Index: 2, Rows: 1, Last: true},
 		{Index: 0, Rows: 2, First: true}, {Index: 1, Rows: 2}, {Index: 2, Rows: 1, Last: true},
@@ -213,7 +216,7 @@ func TestRowGroups(t *testing.T) {
 	var got []string
 	for i, g := range groups {
 		wg := wantGroups[i]
-		wg.Path = g.Path
+		wg.Path, wg.part = g.Path, g.part
 		if g != wg {
 			t.Errorf("row group %d = %+v, want %+v", i, g, wg)
 		}
@@ -233,10 +236,25 @@ func TestRowGroups(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("domains = %v, want %v", got, want)
 	}
+	for _, p := range table.parts {
+		if p.f != nil || p.left != 0 {
+			t.Errorf("%s left open after all its row groups were read", p.path)
+		}
+	}
 	type wrong struct {
 		Domain int64 `parquet:"domain"`
 	}
-	if err := ReadRowGroup(context.Background(), groups[0], func([]wrong) error { return nil }); err == nil {
+	again, err := ListTable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ReadRowGroup(context.Background(), again.Groups[0], func([]wrong) error { return nil }); err == nil {
 		t.Errorf("a string column read as int64 gave no error")
+	}
+	if err := again.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := ReadRowGroup(context.Background(), again.Groups[1], func([]projection) error { return nil }); err == nil {
+		t.Errorf("a row group of a closed table was read")
 	}
 }
