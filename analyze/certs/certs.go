@@ -88,8 +88,11 @@ type Verifier struct {
 	leaves onceCache[[32]byte, *Leaf]             // nil value: leaf does not parse
 	inters onceCache[[32]byte, *x509.Certificate] // nil value: does not parse
 	trust  onceCache[trustKey, bool]
+	// anchors holds, per intermediate and day, the roots plus that
+	// intermediate, or nil where the shortcut does not apply (anchor.go).
+	anchors onceCache[anchorKey, *x509.CertPool]
 
-	leavesParsed, verifications, trustHits atomic.Int64
+	leavesParsed, verifications, anchoredVerifications, trustHits atomic.Int64
 }
 
 // Stats says how well the caches worked, for the analyzer's log. The
@@ -97,13 +100,19 @@ type Verifier struct {
 type Stats struct {
 	LeavesParsed  int
 	Verifications int
+	Anchored      int // verifications with the intermediate as anchor (anchor.go)
 	TrustHits     int
 }
 
+// trustKey holds no pointer, so the trust cache costs the garbage collector
+// nothing to scan.
 type trustKey struct {
-	leaf, chain [32]byte
-	day         int64
-	inPeriod    string // one '0'/'1' per certificate ('x': an intermediate that does not parse): validity at the probe time
+	leaf [32]byte
+	// chain is the SHA-256 of the intermediates' SHA-256s followed by one
+	// '0'/'1' per certificate, leaf first ('x': an intermediate that does
+	// not parse): the chain and its validity at the probe time.
+	chain [32]byte
+	day   int64
 }
 
 // New returns a Verifier that trusts roots. A nil pool trusts nothing, so
@@ -141,7 +150,7 @@ func LoadRoots(path string) (*x509.CertPool, error) {
 // Stats returns cache counters.
 func (v *Verifier) Stats() Stats {
 	return Stats{LeavesParsed: int(v.leavesParsed.Load()), Verifications: int(v.verifications.Load()),
-		TrustHits: int(v.trustHits.Load())}
+		Anchored: int(v.anchoredVerifications.Load()), TrustHits: int(v.trustHits.Load())}
 }
 
 // Check evaluates chain (DER, leaf first, as sent) at time at. It returns
@@ -187,6 +196,9 @@ func describe(sum [32]byte, der []byte) (*x509.Certificate, *Leaf) {
 	}
 	l := &Leaf{SHA256: sum, Cert: survey.DescribeCert(cert)}
 	l.Names, l.FromCN = match.Names(cert)
+	if slices.Equal(l.Names, l.Cert.SANDNS) {
+		l.Names = l.Cert.SANDNS // one copy of the usual case, for a smaller cache
+	}
 	for _, n := range l.Names {
 		// A partial-label wildcard (m*.example.com) or one in the wrong
 		// place still marks a wildcard certificate; whether it matches
@@ -242,8 +254,10 @@ func (v *Verifier) trusted(leaf *Leaf, parsed *x509.Certificate, leafDER []byte,
 	h := sha256.New()
 	period := make([]byte, 0, 1+len(rest))
 	period = append(period, inPeriod(leaf.Cert.NotBefore, leaf.Cert.NotAfter, at))
+	var sum [32]byte
 	for _, der := range rest {
-		c, sum := v.intermediate(der)
+		var c *x509.Certificate
+		c, sum = v.intermediate(der)
 		h.Write(sum[:])
 		if c == nil {
 			period = append(period, 'x')
@@ -252,11 +266,11 @@ func (v *Verifier) trusted(leaf *Leaf, parsed *x509.Certificate, leafDER []byte,
 		inters = append(inters, c)
 		period = append(period, inPeriod(c.NotBefore, c.NotAfter, at))
 	}
+	h.Write(period)
 	var key trustKey
 	key.leaf = leaf.SHA256
-	copy(key.chain[:], h.Sum(nil))
+	h.Sum(key.chain[:0])
 	key.day = dayOf(at)
-	key.inPeriod = string(period)
 	ok, hit := v.trust.get(key, key.leaf[1], func() bool {
 		cert := parsed
 		if cert == nil {
@@ -265,16 +279,25 @@ func (v *Verifier) trusted(leaf *Leaf, parsed *x509.Certificate, leafDER []byte,
 				return false
 			}
 		}
-		pool := x509.NewCertPool()
-		for _, c := range inters {
-			pool.AddCert(c)
+		opts := x509.VerifyOptions{
+			Roots:       v.roots,
+			CurrentTime: firstInstant(key.day, append([]*x509.Certificate{cert}, inters...), period, at),
+			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 		}
-		_, err := cert.Verify(x509.VerifyOptions{
-			Roots:         v.roots,
-			Intermediates: pool,
-			CurrentTime:   firstInstant(key.day, append([]*x509.Certificate{cert}, inters...), period, at),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-		})
+		var anchors *x509.CertPool
+		if len(rest) == 1 && len(inters) == 1 {
+			anchors = v.anchored(cert, inters[0], sum, key.day, at)
+		}
+		if anchors != nil {
+			opts.Roots = anchors
+			v.anchoredVerifications.Add(1)
+		} else {
+			opts.Intermediates = x509.NewCertPool()
+			for _, c := range inters {
+				opts.Intermediates.AddCert(c)
+			}
+		}
+		_, err := cert.Verify(opts)
 		v.verifications.Add(1)
 		return err == nil
 	})
@@ -337,17 +360,20 @@ func dayOf(t time.Time) int64 {
 // onceCache computes the value of each key once. The first goroutine to ask
 // for a key computes it; those asking meanwhile wait for that result rather
 // than computing it again. Keys are spread over shards, each with its own
-// lock, so that workers rarely wait for each other's lookups.
+// lock, so that workers rarely wait for each other's lookups. Computed
+// values sit in a plain map: with pointer-free keys and values (trust
+// decisions) the garbage collector never scans it.
 type onceCache[K comparable, V any] struct {
 	shards [64]struct {
-		mu sync.Mutex
-		m  map[K]*onceEntry[V]
+		mu       sync.Mutex
+		done     map[K]V
+		inflight map[K]*flight[V]
 	}
 }
 
-type onceEntry[V any] struct {
-	done chan struct{} // closed once v is set
-	v    V
+type flight[V any] struct {
+	wg sync.WaitGroup // done once v is set
+	v  V
 }
 
 // get returns the value of k, computing it with compute when no goroutine
@@ -356,20 +382,28 @@ type onceEntry[V any] struct {
 func (c *onceCache[K, V]) get(k K, shard byte, compute func() V) (v V, hit bool) {
 	s := &c.shards[shard%64]
 	s.mu.Lock()
-	e, found := s.m[k]
-	if !found {
-		if s.m == nil {
-			s.m = make(map[K]*onceEntry[V])
-		}
-		e = &onceEntry[V]{done: make(chan struct{})}
-		s.m[k] = e
+	if v, ok := s.done[k]; ok {
+		s.mu.Unlock()
+		return v, true
 	}
+	if f, ok := s.inflight[k]; ok {
+		s.mu.Unlock()
+		f.wg.Wait()
+		return f.v, true
+	}
+	if s.done == nil {
+		s.done, s.inflight = make(map[K]V), make(map[K]*flight[V])
+	}
+	f := &flight[V]{}
+	f.wg.Add(1)
+	s.inflight[k] = f
 	s.mu.Unlock()
-	if found {
-		<-e.done
-		return e.v, true
-	}
-	e.v = compute()
-	close(e.done)
-	return e.v, false
+
+	f.v = compute()
+	s.mu.Lock()
+	s.done[k] = f.v
+	delete(s.inflight, k)
+	s.mu.Unlock()
+	f.wg.Done()
+	return f.v, false
 }
