@@ -9,6 +9,16 @@
 // probe rows are streamed once, keeping a one-byte summary per target, and mx
 // rows are then streamed domain by domain and joined to those summaries.
 //
+// Each pass over a table (runPass) uses every core the same way: row groups
+// are decoded and each row evaluated (evalProbe, evalDomain: verification,
+// matching, classification, the export row) on Options.Workers goroutines,
+// and the results are counted, joined and exported on one goroutine in the
+// order of a sequential read (countProbe, countDomain). Every figure, top
+// list and export is therefore the same, byte for byte, however many
+// workers ran; a figure from another table (a per-row join) is added to the
+// eval and count functions, a table read before the probes to a pass of
+// its own.
+//
 // It reads the dataset through packages survey (the contract: rows, the
 // join key, the certificate description) and store (the files), and imports
 // nothing of the scanner: any engine that writes the contract can be
@@ -23,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +62,10 @@ type Options struct {
 	// TopN bounds the top lists in summary.json and the reports (the
 	// top_*.csv exports are complete); 0 means 20.
 	TopN int
+	// Workers is how many goroutines decode and evaluate row groups at
+	// once; 0 means GOMAXPROCS. The results do not depend on it, byte for
+	// byte: only the time does.
+	Workers int
 	// Progress receives "rows read" lines; nil for none.
 	Progress io.Writer
 	// Logger receives warnings about the data; nil discards them.
@@ -106,17 +121,16 @@ const (
 
 type analyzer struct {
 	opts     Options
+	workers  int
 	log      *slog.Logger
 	verifier *certs.Verifier
 	hosts    [numHostFigures]int64
 	domains  [numDomainFigures]int64
 	top      map[string]map[string]int64
-	targets  map[string]uint8
+	targets  map[targetID]uint8
 	dupes    int64
 	out      *outputs
 	fallback time.Time // probe time for rows without started_at: the scan's start, else now
-
-	scratchHosts, scratchSeen map[string]bool
 }
 
 // Analyze runs the analysis. It reads only the datasets in opts.Dirs (and
@@ -128,6 +142,10 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	if opts.TopN <= 0 {
 		opts.TopN = 20
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -142,14 +160,12 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	a := &analyzer{
 		opts:     opts,
+		workers:  workers,
 		log:      log,
 		verifier: certs.New(roots),
 		top:      make(map[string]map[string]int64),
-		targets:  make(map[string]uint8),
+		targets:  make(map[targetID]uint8),
 		fallback: time.Now(),
-
-		scratchHosts: make(map[string]bool),
-		scratchSeen:  make(map[string]bool),
 	}
 	for _, t := range topDefs {
 		a.top[t.Name] = make(map[string]int64)
@@ -174,7 +190,8 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 		log.Warn("probe rows repeat a target; the first probed row is used for domain statistics", "rows", a.dupes)
 	}
 	st := a.verifier.Stats()
-	log.Info("certificates", "leaves_parsed", st.LeavesParsed, "verifications", st.Verifications, "cache_hits", st.TrustHits)
+	log.Info("certificates", "leaves_parsed", st.LeavesParsed, "verifications", st.Verifications,
+		"anchored", st.Anchored, "cache_hits", st.TrustHits)
 
 	s := a.summary(scan)
 	if opts.Compare != "" {
