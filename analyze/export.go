@@ -215,6 +215,7 @@ func (t *table[T]) close() error {
 // csvRecords formats rows as CSV records, as the table's csv.Writer would.
 func csvRecords[T any](rows []T) ([]byte, error) {
 	var b bytes.Buffer
+	b.Grow(len(rows) * 256) // about a hosts.csv line: few buffers grow
 	w := csv.NewWriter(&b)
 	var rec []string
 	for i := range rows {
@@ -303,7 +304,8 @@ func (o *outputs) abort() {
 // what it counted, so the certificate is described as the analyzer
 // described it, not as an older scanner may have, and a notebook's recount
 // agrees with summary.json.
-func hostRow(r *probeRow, h *hostResult) HostRow {
+// scratch is the caller's, reused from row to row.
+func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
 	var row HostRow
 	dst, src := reflect.ValueOf(&row).Elem(), reflect.ValueOf(r).Elem()
 	for _, p := range hostFromProbe {
@@ -311,10 +313,10 @@ func hostRow(r *probeRow, h *hostResult) HostRow {
 	}
 	row.CertSHA256 = h.certSHA
 	if h.withCert {
-		var seen survey.ProbeRow
+		seen := scratch
 		seen.SetCert(h.cert.Leaf.Cert, "")
 		seen.CertSHA256 = h.certSHA
-		src := reflect.ValueOf(&seen).Elem()
+		src := reflect.ValueOf(seen).Elem()
 		for _, p := range hostCertFromProbe {
 			dst.Field(p[0]).Set(src.Field(p[1]))
 		}

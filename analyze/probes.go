@@ -50,12 +50,16 @@ type probeRow struct {
 func (a *analyzer) readProbes(ctx context.Context) error {
 	return runPass(ctx, a, survey.ProbesTable, survey.ProbesDir, func(ctx context.Context, g store.RowGroup) (*hostBatch, error) {
 		b := &hostBatch{facts: make([]hostFacts, 0, g.Rows)}
+		var scratch survey.ProbeRow
+		if a.out != nil {
+			b.export.rows = make([]HostRow, 0, g.Rows)
+		}
 		err := store.ReadRowGroup(ctx, g, func(rows []probeRow) error {
 			for i := range rows {
 				f := a.evalProbe(&rows[i])
 				b.facts = append(b.facts, f)
 				if a.out != nil {
-					b.export.rows = append(b.export.rows, hostRow(&rows[i], &f.hostResult))
+					b.export.rows = append(b.export.rows, hostRow(&rows[i], &f.hostResult, &scratch))
 				}
 			}
 			return nil
