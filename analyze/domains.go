@@ -60,8 +60,8 @@ type DomainRow struct {
 type domainBatch struct {
 	head, tail *domainAcc // head == tail when one run fills the row group
 	rows       int
-	export     segment[DomainRow]
-	evaluated  []DomainRow // also in export.rows when there are outputs
+	evaluated  []DomainRow
+	export     *segment[DomainRow] // the evaluated rows; nil without outputs
 }
 
 // readMX is the domain pass. The scanner writes a domain's rows
@@ -70,15 +70,20 @@ type domainBatch struct {
 // joins. Only the rows of the domains of the row groups in flight are held.
 func (a *analyzer) readMX(ctx context.Context) error {
 	var pending *domainAcc // the last run of the previous row group, which may continue
-	flush := func() {
-		if pending != nil {
-			d := a.evalDomain(pending, newDomainScratch())
-			a.countDomain(&d)
-			if a.out != nil {
-				a.out.domains.send(segmentOf(d))
-			}
-			pending = nil
+	flush := func() error {
+		if pending == nil {
+			return nil
 		}
+		d := a.evalDomain(pending, newDomainScratch())
+		pending = nil
+		a.countDomain(&d)
+		if a.out == nil {
+			return nil
+		}
+		seg := a.out.domains.segment(1)
+		err := seg.add(d)
+		a.out.domains.send(seg)
+		return err
 	}
 	return runPass(ctx, a, survey.MXTable, survey.MXDir, func(ctx context.Context, g store.RowGroup) (*domainBatch, error) {
 		return a.domainBatch(ctx, g)
@@ -88,24 +93,28 @@ func (a *analyzer) readMX(ctx context.Context) error {
 				pending.implicitMX = pending.implicitMX || b.head.implicitMX
 				pending.rows = append(pending.rows, b.head.rows...)
 			} else {
-				flush()
+				if err := flush(); err != nil {
+					return 0, err
+				}
 				pending = b.head
 			}
 		}
 		if b.head != b.tail || len(b.evaluated) > 0 {
-			flush() // a later run began: the head's domain has ended
+			if err := flush(); err != nil { // a later run began: the head's domain has ended
+				return 0, err
+			}
 		}
 		for i := range b.evaluated {
 			a.countDomain(&b.evaluated[i])
 		}
-		if a.out != nil && len(b.export.rows) > 0 {
+		if b.export != nil {
 			a.out.domains.send(b.export)
 		}
 		if b.tail != nil && b.tail != b.head {
 			pending = b.tail
 		}
 		if g.Last {
-			flush()
+			return b.rows, flush()
 		}
 		return b.rows, nil
 	})
@@ -145,14 +154,20 @@ func (a *analyzer) domainBatch(ctx context.Context, g store.RowGroup) (*domainBa
 		}
 	}
 	scratch := newDomainScratch()
-	for _, d := range runs[first:max(first, last+1)] {
-		b.evaluated = append(b.evaluated, a.evalDomain(d, scratch))
-	}
+	inner := runs[first:max(first, last+1)]
 	if a.out != nil {
-		b.export.rows = b.evaluated
-		b.export.csv, err = csvRecords(b.evaluated)
+		b.export = a.out.domains.segment(len(inner))
 	}
-	return b, err
+	for _, d := range inner {
+		row := a.evalDomain(d, scratch)
+		b.evaluated = append(b.evaluated, row)
+		if b.export != nil {
+			if err := b.export.add(row); err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
 }
 
 // domainScratch is reused from one domain to the next by one goroutine.

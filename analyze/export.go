@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 
@@ -109,23 +111,27 @@ type table[T any] struct {
 	csv             *bufio.Writer
 	pq              *parquet.GenericWriter[T]
 	buf             []T
-	segments        chan segment[T]
+	segments        chan *segment[T]
 	done            chan error
+	free            sync.Pool // *segment[T] written and ready for reuse
 }
 
 // segment is a run of rows in export order with their CSV records, which
-// the workers format (csvRecords) so that the table's goroutine only
-// writes.
+// the workers format (add) so that the table's goroutine only writes. The
+// table takes segments back once written: a million rows then cost a few
+// segments' worth of memory, not a million rows' worth of garbage.
 type segment[T any] struct {
 	rows []T
-	csv  []byte
+	csv  bytes.Buffer
+	w    *csv.Writer // into csv; flushed by the table
+	rec  []string
 }
 
 // exportRowGroup bounds the rows parquet-go buffers before writing a row group.
 const exportRowGroup = 50_000
 
 func newTable[T any](dir, name string) (*table[T], error) {
-	t := &table[T]{segments: make(chan segment[T], 4), done: make(chan error, 1)}
+	t := &table[T]{segments: make(chan *segment[T], 4), done: make(chan error, 1)}
 	var err error
 	if t.csvFile, err = os.Create(filepath.Join(dir, name+".csv")); err != nil {
 		return nil, fmt.Errorf("creating export: %w", err)
@@ -149,6 +155,26 @@ func newTable[T any](dir, name string) (*table[T], error) {
 	return t, nil
 }
 
+// segment returns an empty segment for about n rows.
+func (t *table[T]) segment(n int) *segment[T] {
+	seg, _ := t.free.Get().(*segment[T])
+	if seg == nil {
+		seg = &segment[T]{}
+		seg.w = csv.NewWriter(&seg.csv)
+	}
+	seg.rows = slices.Grow(seg.rows[:0], n)
+	seg.csv.Reset()
+	return seg
+}
+
+// add appends a row and its CSV record, as the table's csv.Writer would
+// format it.
+func (seg *segment[T]) add(row T) error {
+	seg.rows = append(seg.rows, row)
+	seg.rec = csvRecord(reflect.ValueOf(&seg.rows[len(seg.rows)-1]).Elem(), seg.rec[:0])
+	return seg.w.Write(seg.rec)
+}
+
 // exportBatch rows are buffered before each Parquet write: the same writes
 // whatever the segments, so that the file is the same byte for byte.
 const exportBatch = 256
@@ -158,27 +184,36 @@ const exportBatch = 256
 func (t *table[T]) run() {
 	var err error
 	for seg := range t.segments {
-		if err != nil {
-			continue
+		seg.w.Flush()
+		if err == nil {
+			err = t.write(seg)
 		}
-		if _, err = t.csv.Write(seg.csv); err != nil {
-			err = fmt.Errorf("writing export: %w", err)
-			continue
-		}
-		for _, row := range seg.rows {
-			t.buf = append(t.buf, row)
-			if len(t.buf) == exportBatch {
-				if err = t.flushBuf(); err != nil {
-					break
-				}
-			}
-		}
+		clear(seg.rows)
+		t.free.Put(seg)
 	}
 	t.done <- err
 }
 
-// send hands a segment to the table's goroutine.
-func (t *table[T]) send(seg segment[T]) {
+func (t *table[T]) write(seg *segment[T]) error {
+	if err := seg.w.Error(); err != nil {
+		return fmt.Errorf("writing export: %w", err)
+	}
+	if _, err := t.csv.Write(seg.csv.Bytes()); err != nil {
+		return fmt.Errorf("writing export: %w", err)
+	}
+	for _, row := range seg.rows {
+		t.buf = append(t.buf, row)
+		if len(t.buf) == exportBatch {
+			if err := t.flushBuf(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// send hands a segment to the table's goroutine, which owns it from now.
+func (t *table[T]) send(seg *segment[T]) {
 	t.segments <- seg
 }
 
@@ -210,22 +245,6 @@ func (t *table[T]) abort() {
 
 func (t *table[T]) close() error {
 	return errors.Join(t.csvFile.Close(), t.pqFile.Close())
-}
-
-// csvRecords formats rows as CSV records, as the table's csv.Writer would.
-func csvRecords[T any](rows []T) ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(len(rows) * 256) // about a hosts.csv line: few buffers grow
-	w := csv.NewWriter(&b)
-	var rec []string
-	for i := range rows {
-		rec = csvRecord(reflect.ValueOf(&rows[i]).Elem(), rec[:0])
-		if err := w.Write(rec); err != nil {
-			return nil, err
-		}
-	}
-	w.Flush()
-	return b.Bytes(), w.Error()
 }
 
 func columnNames(rt reflect.Type) []string {
@@ -332,13 +351,6 @@ func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
 		row.MatchPostTLS, row.MatchPTR, row.ValidForMX = h.matchPost, h.matchPTR, h.validForMX
 	}
 	return row
-}
-
-// segmentOf is the export segment of one domain evaluated by the fold.
-func segmentOf(d DomainRow) segment[DomainRow] {
-	rows := []DomainRow{d}
-	text, _ := csvRecords(rows) // a bytes.Buffer does not fail
-	return segment[DomainRow]{rows: rows, csv: text}
 }
 
 func (o *outputs) finish(s *Summary, top map[string]map[string]int64) error {

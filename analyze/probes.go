@@ -52,27 +52,26 @@ func (a *analyzer) readProbes(ctx context.Context) error {
 		b := &hostBatch{facts: make([]hostFacts, 0, g.Rows)}
 		var scratch survey.ProbeRow
 		if a.out != nil {
-			b.export.rows = make([]HostRow, 0, g.Rows)
+			b.export = a.out.hosts.segment(int(g.Rows))
 		}
 		err := store.ReadRowGroup(ctx, g, func(rows []probeRow) error {
 			for i := range rows {
 				f := a.evalProbe(&rows[i])
 				b.facts = append(b.facts, f)
-				if a.out != nil {
-					b.export.rows = append(b.export.rows, hostRow(&rows[i], &f.hostResult, &scratch))
+				if b.export != nil {
+					if err := b.export.add(hostRow(&rows[i], &f.hostResult, &scratch)); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
 		})
-		if err == nil && a.out != nil {
-			b.export.csv, err = csvRecords(b.export.rows)
-		}
 		return b, err
 	}, func(_ store.RowGroup, b *hostBatch) (int, error) {
 		for i := range b.facts {
 			a.countProbe(&b.facts[i])
 		}
-		if a.out != nil {
+		if b.export != nil {
 			a.out.hosts.send(b.export)
 		}
 		return len(b.facts), nil
@@ -82,7 +81,7 @@ func (a *analyzer) readProbes(ctx context.Context) error {
 // hostBatch is what a worker computed for one row group.
 type hostBatch struct {
 	facts  []hostFacts
-	export segment[HostRow]
+	export *segment[HostRow] // nil without outputs
 }
 
 // hostResult is everything computed for one probe row.
