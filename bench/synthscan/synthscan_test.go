@@ -64,6 +64,18 @@ func TestGenerate(t *testing.T) {
 	if c, ok := Cached(cfg); !ok || c.Leaves != res.Leaves {
 		t.Errorf("Cached: %+v, %v", c, ok)
 	}
+	unsharded := Config{Dir: filepath.Join(base, "one"), ProbeRows: 50, Seed: 7}
+	if _, err := Generate(context.Background(), unsharded); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(base, "moved")
+	if err := os.Rename(unsharded.Dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	unsharded.Dir = moved
+	if c, ok := Cached(unsharded); !ok || c.Dirs[0] != filepath.Join(moved, "scan") || c.Roots != filepath.Join(moved, "roots.pem") {
+		t.Errorf("Cached after a move, Shards 0 for 1: %+v, %v", c, ok)
+	}
 	if _, ok := Cached(Config{Dir: cfg.Dir, ProbeRows: 1201, Seed: 7, Shards: 3, PartRows: 250, GroupRows: 40}); ok {
 		t.Errorf("a cached scan of another size was taken")
 	}
