@@ -88,7 +88,7 @@ type Result struct {
 
 // Version changes whenever the same Config would give a different scan, so
 // that a cached scan of an older generator is not taken for a new one.
-const Version = 3
+const Version = 4
 
 // ResultFile is written last: a directory holding it holds a whole scan.
 const ResultFile = "synthscan.json"
