@@ -229,7 +229,7 @@ func (l *Lab) WaitTruth(ctx context.Context) error {
 }
 
 func (l *Lab) listen(cfg Config) error {
-	ds, err := dnsserver.Start(cfg.DNSAddr, l.world)
+	ds, err := dnsserver.Start(cfg.DNSAddr, l.world, l.auth)
 	if err != nil {
 		return err
 	}

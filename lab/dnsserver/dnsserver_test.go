@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxsurvey/mxsurvey/lab/internal/labtest"
+	"github.com/mxsurvey/mxsurvey/lab/pki"
 	"github.com/mxsurvey/mxsurvey/lab/truth"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
@@ -36,10 +37,11 @@ func testServer(t *testing.T) (*fixture, *truth.Truth) {
 	t.Helper()
 	sharedOnce.Do(func() {
 		var w *world.World
-		if w, _, sharedTruth, sharedErr = labtest.World(25); sharedErr != nil {
+		var auth *pki.Authority
+		if w, auth, sharedTruth, sharedErr = labtest.World(25); sharedErr != nil {
 			return
 		}
-		srv, err := Start("127.0.0.1:0", w)
+		srv, err := Start("127.0.0.1:0", w, auth)
 		if err != nil {
 			sharedErr = err
 			return
@@ -182,7 +184,7 @@ func TestDNSCases(t *testing.T) {
 			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 				r, err := query(t, a, h.Host, qt, "tcp", false)
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("%s %v: %s: %v", d.Domain, d.Cases, h.Host, err)
 				}
 				if r.Rcode == dns.RcodeNameError {
 					h.HostStatus = world.StatusNXDomain
