@@ -13,7 +13,7 @@ bin=${MXSURVEY:-bin/mxsurvey}
 [ -x "$bin" ] || go build -o "$bin" ./cmd/mxsurvey
 rm -rf "$out"
 mkdir -p "$out"
-"$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -latency "${LAB_LATENCY:-0}" \
+"$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -mta-sts-port 0 -latency "${LAB_LATENCY:-0}" \
   -out "$out/lab" ${LAB_FLAGS:-} >"$out/lab.log" 2>&1 &
 labpid=$!
 trap 'kill $labpid 2>/dev/null || true; wait $labpid 2>/dev/null || true' EXIT

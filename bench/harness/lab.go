@@ -45,7 +45,7 @@ func startLab(ctx context.Context, argv0 []string, n int, latency, dir string, t
 		return nil, nil, err
 	}
 	argv := append(append([]string{}, argv0...), "lab", "-domains", fmt.Sprint(n), "-seed", "1", "-dns", "127.0.0.1:0",
-		"-smtp-port", "0", "-latency", latency, "-no-truth", "-out", filepath.Join(dir, "lab"))
+		"-smtp-port", "0", "-mta-sts-port", "0", "-latency", latency, "-no-truth", "-out", filepath.Join(dir, "lab"))
 	logf, err := os.Create(filepath.Join(dir, "lab.log"))
 	if err != nil {
 		return nil, nil, err

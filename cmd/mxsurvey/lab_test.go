@@ -17,7 +17,7 @@ import (
 func TestLabHostileFlag(t *testing.T) {
 	dir := t.TempDir()
 	var out strings.Builder
-	err := labCommand(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0",
+	err := labCommand(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0", "-mta-sts-port", "0",
 		"-no-truth", "-duration", "1ms", "-out", dir}, &out, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())

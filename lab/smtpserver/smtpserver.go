@@ -11,7 +11,6 @@ package smtpserver
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -382,16 +381,7 @@ func (ss *session) startTLS() bool {
 		cfg.MaxVersion = tls.VersionTLS12
 	}
 	tc := tls.Server(ss.conn, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeLimit)
-	defer cancel()
-	go func() {
-		select {
-		case <-ss.s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := ss.s.conns.Handshake(tc, handshakeLimit); err != nil {
 		return false
 	}
 	ss.conn = tc

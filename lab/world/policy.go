@@ -229,7 +229,7 @@ var (
 	// record stayed).
 	selfDANE = []weighted[uint8]{{36, daneCurrent}, {4, daneStale}, {60, daneNone}}
 	// MTA-STS publishers, and of them how the policy host is reached.
-	stsProvider = []weighted[bool]{{8, true}, {92, false}}
+	stsProvider = []weighted[bool]{{4, true}, {96, false}}
 	stsHosting  = []weighted[bool]{{2, true}, {98, false}}
 	stsSelf     = []weighted[STSHost]{{36, STSHostOwn}, {4, STSHostNX}, {960, stsNoHost}}
 	stsModes    = []weighted[STSMode]{{10, ModeEnforce}, {8, ModeTesting}, {1, ModeNone}}
@@ -552,7 +552,7 @@ func (w *World) Reply(d Domain, st STS) PolicyReply {
 	r := PolicyReply{Status: 200, ContentType: "text/plain", Body: []byte(policy)}
 	switch st.Serve {
 	case Serve404:
-		r.ContentType, r.Body = "text/plain; charset=utf-8", []byte("404 page not found\n")
+		r.Status, r.ContentType, r.Body = 404, "text/plain; charset=utf-8", []byte("404 page not found\n")
 	case ServeRedirect:
 		r.Status, r.ContentType = 301, "text/html; charset=utf-8"
 		r.Location = "https://www." + d.Name + "/.well-known/mta-sts.txt"

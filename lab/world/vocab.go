@@ -68,6 +68,7 @@ const (
 	AssumeMaxLineBytes  = 2048  // bytes of one reply line
 	AssumeMaxChainCerts = 20    // certificates kept of a chain
 
+	AssumeMaxMX         = 64       // MX hosts kept of a domain, the most preferred (ties by name)
 	AssumeMaxTXTRecords = 64       // TXT (and TLSA) records kept of an RRset
 	AssumeMaxTXTBytes   = 2048     // bytes kept of one TXT record, its strings joined
 	AssumeMaxBodyKept   = 64 << 10 // bytes kept of an MTA-STS policy body

@@ -60,6 +60,11 @@ func (w *World) caseMX(d Domain) []MXHost {
 	slot0 := w.slotBase + 2*d.Index
 	host := func(name string, pref uint16) MXHost {
 		h := MXHost{Name: name, Pref: pref, Status: StatusOK}
+		if d.Case.DNSSEC.Bogus == BogusAddr {
+			// A SERVFAIL for the name's addresses: a resolver has none.
+			h.Status = StatusServfail
+			return h
+		}
 		switch c.Host {
 		case HostServed:
 			h.Slots = []int{slot0}

@@ -6,6 +6,8 @@
 package tcpserve
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -106,6 +108,21 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
+}
+
+// Handshake runs a TLS server handshake on tc, bounded by limit and by
+// Close.
+func (s *Server) Handshake(tc *tls.Conn, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return tc.HandshakeContext(ctx)
 }
 
 // AddrOf is the address of a TCP endpoint.
