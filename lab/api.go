@@ -48,6 +48,11 @@ const (
 	AssumeMaxReplyBytes = world.AssumeMaxReplyBytes
 	AssumeMaxLineBytes  = world.AssumeMaxLineBytes
 	AssumeMaxChainCerts = world.AssumeMaxChainCerts
+	AssumeMaxMX         = world.AssumeMaxMX
+	AssumeMaxTXTRecords = world.AssumeMaxTXTRecords
+	AssumeMaxTXTBytes   = world.AssumeMaxTXTBytes
+	AssumeMaxBodyKept   = world.AssumeMaxBodyKept
+	AssumeMaxBodyRead   = world.AssumeMaxBodyRead
 )
 
 // GroupHostile names the hostile cases in WorldParams.Cases.
