@@ -19,16 +19,17 @@ import (
 // certificate a TLSA record names, because it made them so.
 
 // Policy is the policies row a scan writes for a domain (docs/schema.md,
-// schema 2), its columns by their names.
+// schema 2), its columns by their names (an empty one left out: most
+// domains of a million publish nothing).
 type Policy struct {
 	MTASTSStatus string   `json:"mta_sts_status"`
 	MTASTSDNSSEC string   `json:"mta_sts_dnssec"`
-	MTASTSTXT    []string `json:"mta_sts_txt"`
+	MTASTSTXT    []string `json:"mta_sts_txt,omitempty"`
 	TLSRPTStatus string   `json:"tlsrpt_status"`
 	TLSRPTDNSSEC string   `json:"tlsrpt_dnssec"`
-	TLSRPTTXT    []string `json:"tlsrpt_txt"`
+	TLSRPTTXT    []string `json:"tlsrpt_txt,omitempty"`
 
-	STSFetched       bool   `json:"sts_fetched"`
+	STSFetched       bool   `json:"sts_fetched,omitempty"`
 	STSURL           string `json:"sts_url,omitempty"`
 	STSIP            string `json:"sts_ip,omitempty"`
 	STSErrorClass    string `json:"sts_error_class,omitempty"`
@@ -48,8 +49,8 @@ type TLSA struct {
 	Name    string   `json:"tlsa_name"`
 	Status  string   `json:"tlsa_status"`
 	DNSSEC  string   `json:"tlsa_dnssec"`
-	Records []string `json:"tlsa_records"`
-	CNAMEs  []string `json:"tlsa_cnames"`
+	Records []string `json:"tlsa_records,omitempty"`
+	CNAMEs  []string `json:"tlsa_cnames,omitempty"`
 }
 
 // DANE are the facts of a target under DANE (RFC 7672), from its MX host's
@@ -240,42 +241,64 @@ func stsFailure(s world.STS) string {
 	return ""
 }
 
-// tlsaLookup states the tlsa row of MX host h without its records, and the
-// records as the lab made them. RFC 7672 §2.2.2 as the contract builds it
-// (docs/schema.md): after a secure CNAME chain the expanded name is asked
-// first, and the host's own name when the expanded one has no records or
-// none that are secure.
-func (st *Stater) tlsaLookup(h world.MXHost) (TLSA, []world.TLSARR) {
-	row := TLSA{MXHost: h.Name}
+// mxView is what a resolver finds of an MX host: its address lookup, its
+// tlsa row without the records, and the records as the lab made them.
+type mxView struct {
+	addr answer
+	tlsa TLSA
+	rrs  []world.TLSARR
+}
+
+// views are the mxViews of one domain's MX hosts, each made once.
+type views map[string]mxView
+
+func (st *Stater) view(vs views, h world.MXHost) mxView {
+	if v, ok := st.provViews[h.Name]; ok {
+		return v
+	}
+	if v, ok := vs[h.Name]; ok {
+		return v
+	}
+	v := st.lookupMX(h)
+	vs[h.Name] = v
+	return v
+}
+
+// lookupMX looks up MX host h as a resolver does. RFC 7672 §2.2.2 as the
+// contract builds it (docs/schema.md): after a secure CNAME chain the
+// expanded name's TLSA records are asked first, and the host's own name's
+// when the expanded one has none, or none that are secure.
+func (st *Stater) lookupMX(h world.MXHost) mxView {
+	v := mxView{tlsa: TLSA{MXHost: h.Name}}
 	if h.Status == world.StatusError {
 		// An address, not a name (dns_mx_ip_literal): nothing to ask.
-		row.Status = world.StatusError
-		return row, nil
+		v.tlsa.Status = world.StatusError
+		return v
 	}
+	v.addr = st.lookup(h.Name, hasAny)
 	bases := []string{h.Name}
-	if addr := st.lookup(h.Name, hasAny); len(addr.cnames) > 0 && addr.dnssec == world.DNSSECSecure {
-		bases = []string{addr.cnames[len(addr.cnames)-1], h.Name}
+	if c := v.addr.cnames; len(c) > 0 && v.addr.dnssec == world.DNSSECSecure {
+		bases = []string{c[len(c)-1], h.Name}
 	}
-	var rrs []world.TLSARR
 	for _, b := range bases {
 		a := st.lookup("_25._tcp."+b, hasTLSA)
-		row = TLSA{MXHost: h.Name, Name: "_25._tcp." + b, Status: a.status, DNSSEC: a.dnssec, CNAMEs: a.cnames}
-		rrs = nil
+		v.tlsa = TLSA{MXHost: h.Name, Name: "_25._tcp." + b, Status: a.status, DNSSEC: a.dnssec, CNAMEs: a.cnames}
+		v.rrs = nil
 		if a.status == world.StatusOK {
-			rrs = a.node.TLSA
+			v.rrs = a.node.TLSA
 		}
 		if !(a.status == world.StatusNoRecords || a.status == world.StatusNXDomain ||
 			(a.status == world.StatusOK && a.dnssec != world.DNSSECSecure)) {
 			break
 		}
 	}
-	return row, rrs
+	return v
 }
 
-// TLSARow states the tlsa row of MX host h.
-func (st *Stater) TLSARow(h world.MXHost) (TLSA, error) {
-	row, rrs := st.tlsaLookup(h)
-	recs, err := st.auth.TLSA(rrs)
+// tlsaRow is the tlsa row of a viewed MX host, its records made.
+func (st *Stater) tlsaRow(v mxView) (TLSA, error) {
+	row := v.tlsa
+	recs, err := st.auth.TLSA(v.rrs)
 	if err != nil {
 		return row, err
 	}
@@ -285,10 +308,11 @@ func (st *Stater) TLSARow(h world.MXHost) (TLSA, error) {
 	return row, nil
 }
 
-// dane states the DANE facts of a target whose probe row is h. A target
-// whose handshake did not complete has no certificate a sender accepts.
-func (st *Stater) dane(t world.Target, h *Host) DANE {
-	row, rrs := st.tlsaLookup(t.Host)
+// dane states the DANE facts of a target whose probe row is h and whose MX
+// host is viewed v. A target whose handshake did not complete has no
+// certificate a sender accepts.
+func (st *Stater) dane(t world.Target, h *Host, v mxView) DANE {
+	row, rrs := v.tlsa, v.rrs
 	f := DANE{TLSAPresent: row.Status == world.StatusOK, TLSABogus: row.DNSSEC == world.DNSSECBogus}
 	var usable []world.TLSARR
 	for _, r := range rrs {

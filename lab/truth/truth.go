@@ -33,7 +33,7 @@ type MX struct {
 	// The mx rows' columns of the host (schema 2): the CNAMEs of its
 	// address lookup, and the DNSSEC status of its address RRsets (the
 	// lab's A and AAAA of a name are judged alike).
-	CNAMEs     []string `json:"mx_host_cnames"`
+	CNAMEs     []string `json:"mx_host_cnames,omitempty"`
 	AddrDNSSEC string   `json:"addr_dnssec"`
 }
 
@@ -185,11 +185,12 @@ type Stater struct {
 	port    int
 	stsPort int
 
-	provOnce sync.Once
-	prov     []Host           // the classic providers' targets' rows
-	provTLSA []TLSA           // their MX hosts' tlsa rows
-	provRows map[string]*Host // prov by targetKey
-	provErr  error
+	provOnce  sync.Once
+	prov      []Host           // the classic providers' targets' rows
+	provTLSA  []TLSA           // their MX hosts' tlsa rows
+	provRows  map[string]*Host // prov by targetKey
+	provViews views            // their MX hosts
+	provErr   error
 }
 
 // NewStater states the truth of w with the certificates of auth, for a scan
@@ -199,8 +200,9 @@ func NewStater(w *world.World, auth *pki.Authority, port, stsPort int) *Stater {
 }
 
 // Domain states what resolving d yields, and its policies row; its
-// verdicts need its targets' rows (Rows).
-func (st *Stater) Domain(d world.Domain) Domain {
+// verdicts need its targets' rows (Rows). vs holds the views of its MX
+// hosts made so far, and gets the others.
+func (st *Stater) Domain(d world.Domain, vs views) Domain {
 	w := st.w
 	t := Domain{Domain: d.Name, Rank: int64(d.Index + 1), DNSStatus: w.Status(d), ImplicitMX: w.ImplicitMX(d),
 		CNAMEs: w.CNAMEs(d), Cases: w.Cases(d)}
@@ -214,10 +216,8 @@ func (st *Stater) Domain(d world.Domain) Domain {
 			for _, a := range h.Addrs {
 				m.IPs = append(m.IPs, a.String())
 			}
-			if h.Status != world.StatusError { // an address literal is not looked up
-				a := st.lookup(h.Name, hasAny)
-				m.CNAMEs, m.AddrDNSSEC = a.cnames, a.dnssec
-			}
+			a := st.view(vs, h).addr
+			m.CNAMEs, m.AddrDNSSEC = a.cnames, a.dnssec
 			t.MX = append(t.MX, m)
 		}
 	}
@@ -231,9 +231,18 @@ func (st *Stater) Domain(d world.Domain) Domain {
 // read them.
 func (st *Stater) providers() error {
 	st.provOnce.Do(func() {
+		vs := views{}
+		for _, h := range st.w.ProviderMXHosts() {
+			r, err := st.tlsaRow(st.view(vs, h))
+			if err != nil {
+				st.provErr = err
+				return
+			}
+			st.provTLSA = append(st.provTLSA, r)
+		}
 		st.provRows = map[string]*Host{}
 		for _, t := range st.w.ProviderTargets() {
-			h, err := st.Host(t, nil)
+			h, err := st.host(t, nil, true, vs)
 			if err != nil {
 				st.provErr = err
 				return
@@ -243,14 +252,7 @@ func (st *Stater) providers() error {
 		for i := range st.prov {
 			st.provRows[targetKey(st.prov[i].IP, st.prov[i].MXHost)] = &st.prov[i]
 		}
-		for _, h := range st.w.ProviderMXHosts() {
-			r, err := st.TLSARow(h)
-			if err != nil {
-				st.provErr = err
-				return
-			}
-			st.provTLSA = append(st.provTLSA, r)
-		}
+		st.provViews = vs
 	})
 	return st.provErr
 }
@@ -274,22 +276,23 @@ func (st *Stater) Rows(d world.Domain, memo map[string]pki.Digest, hosts []Host,
 	if err := st.providers(); err != nil {
 		return Domain{}, hosts, tlsa, err
 	}
+	vs := views{}
 	first := len(hosts)
 	for _, t := range st.w.OwnedTargets(d) {
-		h, err := st.Host(t, memo)
+		h, err := st.host(t, memo, true, vs)
 		if err != nil {
 			return Domain{}, hosts, tlsa, err
 		}
 		hosts = append(hosts, h)
 	}
 	for _, h := range st.w.OwnedMXHosts(d) {
-		r, err := st.TLSARow(h)
+		r, err := st.tlsaRow(st.view(vs, h))
 		if err != nil {
 			return Domain{}, hosts, tlsa, err
 		}
 		tlsa = append(tlsa, r)
 	}
-	td := st.Domain(d)
+	td := st.Domain(d, vs)
 	if !td.needsFacts(st.w.STSOf(d)) {
 		td.Facts = st.domainFacts(d, &td, nil)
 		return td, hosts, tlsa, nil
@@ -309,7 +312,8 @@ func (st *Stater) Rows(d world.Domain, memo map[string]pki.Digest, hosts []Host,
 			rows[k] = h
 			continue
 		}
-		h, err := st.Host(t, memo)
+		// Only for the verdicts: the certificate's digest is not needed.
+		h, err := st.host(t, memo, false, vs)
 		if err != nil {
 			return Domain{}, hosts, tlsa, err
 		}
@@ -355,18 +359,24 @@ func upperKeywords(ext []string) []string {
 // Host states the probe row for one target and its facts. memo spares
 // making one certificate twice for a domain.
 func (st *Stater) Host(t world.Target, memo map[string]pki.Digest) (Host, error) {
-	h, err := st.probe(t, memo)
+	return st.host(t, memo, true, views{})
+}
+
+// host is Host, without the certificate's digest (made by making the
+// certificate) unless digest; vs are the views of the domain's MX hosts.
+func (st *Stater) host(t world.Target, memo map[string]pki.Digest, digest bool, vs views) (Host, error) {
+	h, err := st.probe(t, memo, digest)
 	if err != nil {
 		return h, err
 	}
-	h.DANE = st.dane(t, &h)
+	h.DANE = st.dane(t, &h, st.view(vs, t.Host))
 	return h, nil
 }
 
 // probe states the probe row for one target, reading the script of its
 // server's case step by step up to where the case says the conversation
 // ends.
-func (st *Stater) probe(t world.Target, memo map[string]pki.Digest) (Host, error) {
+func (st *Stater) probe(t world.Target, memo map[string]pki.Digest, digest bool) (Host, error) {
 	h := Host{IP: t.IP.String(), Port: int32(st.port), MXHost: t.MX}
 	if t.Server == nil {
 		h.Cases = []string{t.Case.Name}
@@ -476,11 +486,13 @@ func (st *Stater) probe(t world.Target, memo map[string]pki.Digest) (Host, error
 		return h, nil
 	}
 	sp := s.CertSpec(t.MX)
-	dg, err := st.auth.Digest(sp, s.Shared, memo)
-	if err != nil {
-		return h, err
+	if digest {
+		dg, err := st.auth.Digest(sp, s.Shared, memo)
+		if err != nil {
+			return h, err
+		}
+		h.CertSHA256, h.CertChainLen = dg.SHA256, dg.ChainLen
 	}
-	h.CertSHA256, h.CertChainLen = dg.SHA256, dg.ChainLen
 	if sp.Broken == world.BrokenLeaf {
 		return h, nil // nothing of the leaf but its hash
 	}

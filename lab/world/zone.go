@@ -57,48 +57,68 @@ func (w *World) MXHosts(d Domain) []MXHost {
 // caseMX are the MX hosts of a case domain's DNS shape.
 func (w *World) caseMX(d Domain) []MXHost {
 	c := &d.Case.DNS
-	slot0 := w.slotBase + 2*d.Index
-	host := func(name string, pref uint16) MXHost {
-		h := MXHost{Name: name, Pref: pref, Status: StatusOK}
-		if d.Case.DNSSEC.Bogus == BogusAddr {
-			// A SERVFAIL for the name's addresses: a resolver has none.
-			h.Status = StatusServfail
-			return h
-		}
-		switch c.Host {
-		case HostServed:
-			h.Slots = []int{slot0}
-		case HostEmpty:
-			h.Status = StatusNoAddress
-		case HostNX:
-			h.Status = StatusNXDomain
-		case HostCNAME:
-			h.Slots, h.cname = []int{slot0}, "host."+d.Name
-		case HostAddr:
-			h.Addrs = []netip.Addr{c.Addr}
-		case HostDocV6:
-			h.Addrs = []netip.Addr{w.docV6(d.Index)}
-		}
-		return h
-	}
 	switch c.MX {
 	case MXNull, MXNone:
 		return nil
 	case MXImplicit:
-		return []MXHost{{Name: d.Name, Pref: 0, Slots: []int{slot0}, Status: StatusOK}}
+		return []MXHost{{Name: d.Name, Pref: 0, Slots: []int{w.slotBase + 2*d.Index}, Status: StatusOK}}
 	case MXMany:
 		out := make([]MXHost, c.Count)
 		for k := range out {
-			n := strconv.Itoa(1000 + k + 1)[1:] // mx001, ..., mx999
-			out[k] = host("mx"+n+"."+d.Name, uint16(10+k))
+			out[k] = w.caseHost(d, manyName(k)+"."+d.Name, uint16(10+k))
 		}
 		return out
 	case MXLiteral:
 		// The domain's own, unserved, address: a scanner that probed it would
 		// leave a row the truth does not list.
-		return []MXHost{{Name: w.SlotAddr(slot0).String(), Pref: 10, Status: StatusError}}
+		return []MXHost{{Name: w.SlotAddr(w.slotBase + 2*d.Index).String(), Pref: 10, Status: StatusError}}
 	}
-	return []MXHost{host("mx."+d.Name, 10)}
+	return []MXHost{w.caseHost(d, "mx."+d.Name, 10)}
+}
+
+// manyName is the label of the k-th (from 0) of MXMany's hosts: mx001,
+// ..., mx999.
+func manyName(k int) string { return "mx" + strconv.Itoa(1000 + k + 1)[1:] }
+
+// caseHost is an MX host of a case domain as its DNS shape makes it.
+func (w *World) caseHost(d Domain, name string, pref uint16) MXHost {
+	c := &d.Case.DNS
+	slot0 := w.slotBase + 2*d.Index
+	h := MXHost{Name: name, Pref: pref, Status: StatusOK}
+	if d.Case.DNSSEC.Bogus == BogusAddr {
+		// A SERVFAIL for the name's addresses: a resolver has none.
+		h.Status = StatusServfail
+		return h
+	}
+	switch c.Host {
+	case HostServed:
+		h.Slots = []int{slot0}
+	case HostEmpty:
+		h.Status = StatusNoAddress
+	case HostNX:
+		h.Status = StatusNXDomain
+	case HostCNAME:
+		h.Slots, h.cname = []int{slot0}, "host."+d.Name
+	case HostAddr:
+		h.Addrs = []netip.Addr{c.Addr}
+	case HostDocV6:
+		h.Addrs = []netip.Addr{w.docV6(d.Index)}
+	}
+	return h
+}
+
+// hostsUnder are the MX hosts of d that the name sub.<d> may hold: all of
+// them, or, of a case domain with hundreds, the one sub names (a lookup
+// that made all of them would make a scan of the domain quadratic).
+func (w *World) hostsUnder(d Domain, sub string) []MXHost {
+	if d.Kind != KindCase || d.Case.DNS.MX != MXMany {
+		return w.MXHosts(d)
+	}
+	k, err := strconv.Atoi(strings.TrimPrefix(sub, "mx"))
+	if err != nil || k < 1 || k > d.Case.DNS.Count || manyName(k-1) != sub {
+		return nil
+	}
+	return []MXHost{w.caseHost(d, sub+"."+d.Name, uint16(10+k-1))}
 }
 
 // Status is the dns_status a resolver reports for a domain.
@@ -309,7 +329,7 @@ func (w *World) subRecords(d Domain, sub string) (n Node, mxHost bool) {
 		}
 	}
 	name := sub + "." + d.Name
-	for _, h := range w.MXHosts(d) {
+	for _, h := range w.hostsUnder(d, sub) {
 		switch name {
 		case h.cname:
 			return Node{Exists: true, A: w.addrs(h.Slots)}, true
@@ -437,18 +457,18 @@ func (w *World) providerRecords(p int, name, sub string) Node {
 // tlsaNode is the node of _25._tcp.<host>: the TLSA records of the MX host
 // whose addresses host holds, in the zone of host.
 func (w *World) tlsaNode(host string) Node {
-	d, found := Domain{}, false
+	d, sub, found := Domain{}, "", false
 	if i, ok := w.parseDomain(host); ok {
 		d, found = w.Domain(i), true
-	} else if dd, _, ok := w.under(host); ok {
-		d, found = dd, true
+	} else if dd, s, ok := w.under(host); ok {
+		d, sub, found = dd, s, true
 	}
 	if found {
 		if n, ok := answered(d); ok {
 			return n
 		}
 		n := Node{Spoil: spoilOf(d), Sec: w.zoneSec(d)}
-		if h, ok := holder(w.MXHosts(d), host); ok {
+		if h, ok := holder(w.hostsUnder(d, sub), host); ok {
 			n = w.withTLSA(n, h, w.daneOf(d))
 		}
 		if n.Exists && bogus(d) == BogusTLSA {
