@@ -48,10 +48,13 @@ var noTruth = map[string]missingTruth{
 		}
 		return ""
 	}},
-	"mx.dns_error":     {"free text of the resolver; dns_status is the stable part", nil},
-	"mx.mx_host_error": {"free text of the resolver; mx_host_status is the stable part", nil},
-	"mx.ip_version":    {"follows from ip", checkIPVersion},
-	"mx.resolved_at":   {"wall clock", nonZeroTime(func(row any) (time.Time, bool) { return row.(*survey.MXRow).ResolvedAt, true })},
+	"mx.dns_error":      {"free text of the resolver; dns_status is the stable part", nil},
+	"mx.mx_host_error":  {"free text of the resolver; mx_host_status is the stable part", nil},
+	"mx.ip_version":     {"follows from ip", checkIPVersion},
+	"mx.resolved_at":    {"wall clock", nonZeroTime(func(row any) (time.Time, bool) { return row.(*survey.MXRow).ResolvedAt, true })},
+	"mx.mx_dnssec":      {"the lab states no DNSSEC yet (issue 13's lab work)", checkDNSSEC(func(r *survey.MXRow) string { return r.MXDNSSEC })},
+	"mx.addr_dnssec":    {"the lab states no DNSSEC yet (issue 13's lab work)", checkDNSSEC(func(r *survey.MXRow) string { return r.AddrDNSSEC })},
+	"mx.mx_host_cnames": {"the lab states the CNAMEs of MX hosts in no truth field yet (issue 13's lab work)", nil},
 	"probes.started_at": {"wall clock", nonZeroTime(func(row any) (time.Time, bool) {
 		p := row.(*survey.ProbeRow)
 		return p.StartedAt, p.Outcome != survey.OutcomeSkipped
@@ -90,6 +93,18 @@ var noTruth = map[string]missingTruth{
 	}},
 	"probes.cert_parse_error": {"free text of crypto/x509; the truth states which certificates Go cannot parse through error_class", nil},
 	"probes.bytes_read":       {"depends on TLS record sizes; TestHostilePeers bounds it", nil},
+}
+
+// checkDNSSEC holds a DNSSEC column to its vocabulary.
+func checkDNSSEC(get func(*survey.MXRow) string) func(row any) string {
+	return func(row any) string {
+		switch v := get(row.(*survey.MXRow)); v {
+		case survey.DNSSECSecure, survey.DNSSECInsecure, survey.DNSSECBogus, survey.DNSSECUnknown:
+			return ""
+		default:
+			return fmt.Sprintf("DNSSEC status %q not in the vocabulary", v)
+		}
+	}
 }
 
 func checkIPVersion(row any) string {

@@ -166,6 +166,7 @@ func TestKillAndResume(t *testing.T) {
 	in.Close()
 	partOf := map[string]string{}
 	referenced := map[string]bool{}
+	mxHosts := map[string]bool{}
 	mxParts, _ := store.Parts(survey.MXDir(out))
 	dupDomains := 0
 	err = readEachPart[survey.MXRow](survey.MXDir(out), func(part string, r *survey.MXRow) {
@@ -175,6 +176,9 @@ func TestKillAndResume(t *testing.T) {
 		partOf[r.Domain] = part
 		if r.IP != "" {
 			referenced[survey.TargetKey(r.IP, r.MXHost)] = true
+		}
+		if r.MXHost != "" {
+			mxHosts[r.MXHost] = true
 		}
 	})
 	if err != nil {
@@ -215,7 +219,31 @@ func TestKillAndResume(t *testing.T) {
 		t.Errorf("targets: %d referenced, %d with probe rows, %d probed twice, %d never probed",
 			len(referenced), len(probed), twice, unprobed)
 	}
-	t.Logf("%d domains, %d targets after %d kills, 1 interrupt and resumes; %d mx parts", len(partOf), len(probed), kills, len(mxParts))
+	// Policies are on (the command's default): every domain has exactly one
+	// policies row and every MX host one tlsa row, whatever the kills hit,
+	// since a domain's mx rows are never committed before them.
+	polRows, tlsaRows := map[string]int{}, map[string]int{}
+	if err := readEachPart[survey.PolicyRow](survey.PoliciesDir(out), func(_ string, r *survey.PolicyRow) { polRows[r.Domain]++ }); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEachPart[survey.TLSARow](survey.TLSADir(out), func(_ string, r *survey.TLSARow) { tlsaRows[r.MXHost]++ }); err != nil {
+		t.Fatal(err)
+	}
+	for what, rows := range map[string]struct {
+		got  map[string]int
+		want map[string]bool
+	}{"domains' policies": {polRows, want}, "MX hosts' tlsa": {tlsaRows, mxHosts}} {
+		bad := 0
+		for k := range rows.want {
+			if rows.got[k] != 1 {
+				bad++
+			}
+		}
+		if bad > 0 || len(rows.got) != len(rows.want) {
+			t.Errorf("%s rows: %d keys, %d wanted, %d without exactly one row", what, len(rows.got), len(rows.want), bad)
+		}
+	}
+	t.Logf("%d domains, %d targets, %d MX hosts after %d kills, 1 interrupt and resumes; %d mx parts", len(partOf), len(probed), len(mxHosts), kills, len(mxParts))
 }
 
 // readEachPart reads every committed part whole, naming the part of each row.

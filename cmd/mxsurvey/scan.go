@@ -15,6 +15,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
 )
 
 type listFlag []string
@@ -26,8 +27,9 @@ const scanUsage = `usage: mxsurvey scan [flags] DOMAINS
 
 Resolve the MX hosts of every domain in DOMAINS (a file, or - for stdin;
 one domain per line or "rank,domain" CSV; gzip is detected), probe every
-(address, MX host) once with SMTP STARTTLS, and write a Parquet dataset
-(docs/schema.md) into -o DIR.
+(address, MX host) once with SMTP STARTTLS, record the domains' transport
+security policies (DANE TLSA, MTA-STS, TLS-RPT; -policies=false skips
+them), and write a Parquet dataset (docs/schema.md) into -o DIR.
 
 Be a good guest: set -ehlo-name to a name whose PTR and web page explain
 the scan, keep -rate and the per-address limits modest, honour opt-outs
@@ -79,6 +81,9 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&cfg.Probe.Timeout, "timeout", probe.DefaultTimeout, "deadline for one whole probe")
 	fs.DurationVar(&cfg.Probe.StepTimeout, "step-timeout", probe.DefaultStepTimeout, "deadline for each step: connect, each reply, the TLS handshake")
 	fs.BoolVar(&cfg.IPv6, "ipv6", false, "probe IPv6 addresses too (they are always recorded)")
+	fs.BoolVar(&cfg.Policies, "policies", true, "record DNSSEC statuses, TLSA records per MX host, MTA-STS and TLS-RPT records per domain, and fetch MTA-STS policies (the tlsa and policies tables)")
+	fs.IntVar(&cfg.STS.Port, "mta-sts-port", stsfetch.DefaultPort, "HTTPS port of MTA-STS policy fetches (labs)")
+	fs.BoolVar(&cfg.Resolve.TrustAD, "trust-ad", false, "trust the AD bit of resolvers not on loopback (only over a channel you trust to a validating resolver you trust)")
 	fs.Var(&allow, "allow", "CIDR that may be contacted although special-purpose, e.g. 127.0.0.0/8 for a lab (repeatable)")
 	fs.DurationVar(&cfg.ProgressEvery, "progress", pipeline.DefaultProgressEvery, "interval between progress lines on stderr")
 

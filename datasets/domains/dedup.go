@@ -35,6 +35,13 @@ func (d *Dedup) Seen(domain string) bool {
 	return false
 }
 
+// Has reports whether domain was passed to Seen, without recording it. Any
+// number of goroutines may call Has once no goroutine calls Seen any more.
+func (d *Dedup) Has(domain string) bool {
+	_, ok := d.seen[fnv1a(domain)]
+	return ok
+}
+
 // Len returns the number of distinct domains recorded.
 func (d *Dedup) Len() int { return len(d.seen) }
 

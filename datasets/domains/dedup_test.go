@@ -27,6 +27,9 @@ func TestDedup(t *testing.T) {
 	if d.Len() != 4 {
 		t.Errorf("Len() = %d, want 4", d.Len())
 	}
+	if !d.Has("example.org") || d.Has("example.net") || d.Has("example.net") || d.Len() != 4 {
+		t.Errorf("Has: a domain not seen is not recorded by asking, one seen is found")
+	}
 }
 
 func TestDedupManyDistinct(t *testing.T) {

@@ -46,6 +46,14 @@ type PartWriter[T any] struct {
 
 	committedParts int
 	committedRows  int64
+
+	before []Committer // committed before each commit of this writer's part
+}
+
+// Committer is a writer whose open part can be committed on demand: a
+// PartWriter of any row type.
+type Committer interface {
+	Commit() error
 }
 
 // PartOptions bounds parts and row groups. A row group is held in memory
@@ -120,10 +128,26 @@ func (p *PartWriter[T]) Write(rows []T) error {
 
 // Close commits the open part, if any.
 func (p *PartWriter[T]) Close() error {
+	return p.Commit()
+}
+
+// Commit commits the open part now, if there is one.
+func (p *PartWriter[T]) Commit() error {
 	if p.w == nil {
 		return nil
 	}
 	return p.commit()
+}
+
+// CommitBefore makes every commit of p's part, whatever causes it (rotation,
+// CommitIfOlder, Close), commit the open parts of deps first. Rows written to
+// deps before a row written to p are then committed no later than it, so a
+// reader that finds p's row finds theirs: a domain's mx rows are never
+// visible without its policies row and its MX hosts' tlsa rows, which is what
+// lets a resumed scan take "mx rows committed" for "domain done" (docs/schema.md).
+// deps must be used from the goroutine that uses p.
+func (p *PartWriter[T]) CommitBefore(deps ...Committer) {
+	p.before = append(p.before, deps...)
 }
 
 // Abort drops the open part without committing it.
@@ -169,6 +193,11 @@ func (p *PartWriter[T]) CommitIfOlder(age time.Duration) error {
 }
 
 func (p *PartWriter[T]) commit() error {
+	for _, d := range p.before {
+		if err := d.Commit(); err != nil {
+			return err
+		}
+	}
 	final := filepath.Join(p.dir, survey.PartName(p.next))
 	err := p.w.Close()
 	if err == nil {

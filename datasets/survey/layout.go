@@ -13,13 +13,17 @@ import (
 //	DIR/manifest.json
 //	DIR/mx/part-NNNNN.parquet      MXRow
 //	DIR/probes/part-NNNNN.parquet  ProbeRow
+//	DIR/tlsa/part-NNNNN.parquet    TLSARow   (schema 2, when policies were on)
+//	DIR/policies/part-NNNNN.parquet PolicyRow (schema 2, when policies were on)
 //
 // Readers list parts with PartNumber, so that a part still being written
 // (a hidden temporary file) is never read.
 const (
-	ManifestFile = "manifest.json"
-	MXTable      = "mx"
-	ProbesTable  = "probes"
+	ManifestFile  = "manifest.json"
+	MXTable       = "mx"
+	ProbesTable   = "probes"
+	TLSATable     = "tlsa"
+	PoliciesTable = "policies"
 )
 
 // ManifestPath is the manifest of the scan in dir.
@@ -30,6 +34,12 @@ func MXDir(dir string) string { return filepath.Join(dir, MXTable) }
 
 // ProbesDir is the directory of the scan's probes parts.
 func ProbesDir(dir string) string { return filepath.Join(dir, ProbesTable) }
+
+// TLSADir is the directory of the scan's tlsa parts.
+func TLSADir(dir string) string { return filepath.Join(dir, TLSATable) }
+
+// PoliciesDir is the directory of the scan's policies parts.
+func PoliciesDir(dir string) string { return filepath.Join(dir, PoliciesTable) }
 
 // PartName is the file name of part n of a table.
 func PartName(n int) string { return fmt.Sprintf("part-%05d.parquet", n) }

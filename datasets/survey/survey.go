@@ -1,7 +1,8 @@
 // Package survey is the mxsurvey dataset contract (docs/schema.md): the row
-// types of the mx and probes tables (their struct tags are the column names
-// that notebooks, the analyzer and other engines read), the stable
-// vocabularies of dns_status, outcome and error_class, the schema version,
+// types of the mx, probes, tlsa and policies tables (their struct tags are
+// the column names that notebooks, the analyzer and other engines read), the
+// stable vocabularies of dns_status, outcome, error_class and the DNSSEC
+// status, the schema version,
 // the layout of a scan directory and the join key of its tables, the
 // manifest, and the one description of a certificate that fills the cert_*
 // columns.
@@ -17,7 +18,10 @@ import "time"
 
 // SchemaVersion is bumped whenever a column is added, removed, renamed or
 // changes meaning; docs/schema.md documents each version.
-const SchemaVersion = 1
+//
+// Version 2 added the DNSSEC columns of mx and the tlsa and policies tables;
+// readers of version 1 scans find those columns empty and the tables absent.
+const SchemaVersion = 2
 
 // DNS outcomes for a domain (MXRow.DNSStatus) and for an MX host's address
 // lookup (MXRow.MXHostStatus). Stable vocabulary: readers filter on it.
@@ -31,6 +35,37 @@ const (
 	DNSRefused  = "refused"
 	DNSError    = "error"      // invalid input name, CNAME loop, malformed answer, ...
 	DNSNoAddr   = "no_address" // MX host exists but has no A/AAAA (mx_host_status only)
+	// DNSNoRecords is a NOERROR answer without records of the type asked
+	// (NODATA), where that is a result of its own: tlsa_status,
+	// mta_sts_status, tlsrpt_status.
+	DNSNoRecords = "no_records"
+)
+
+// DNSSEC statuses of an RRset lookup (mx_dnssec, addr_dnssec, tlsa_dnssec,
+// mta_sts_dnssec, tlsrpt_dnssec). The scanner does not validate signatures:
+// it reads the AD bit of a validating resolver it trusts (the manifest's
+// dnssec option says whether it did).
+const (
+	// DNSSECSecure: the answer or the denial came with AD=1 (RFC 4035 §3.2.3),
+	// on every response of its CNAME chain.
+	DNSSECSecure = "secure"
+	// DNSSECInsecure: an answer or denial without AD.
+	DNSSECInsecure = "insecure"
+	// DNSSECBogus: SERVFAIL, and an answer (NOERROR or NXDOMAIN) when asked
+	// again with CD=1 (RFC 4035 §3.2.2): the data exists but does not
+	// validate.
+	DNSSECBogus = "bogus"
+	// DNSSECUnknown: not determined: the lookup failed (its status says how),
+	// or the resolver is not trusted for AD, or policies were off.
+	DNSSECUnknown = ""
+)
+
+// Values of the manifest's "dnssec" option: whether the DNSSEC columns were
+// filled from the resolver's AD bit.
+const (
+	DNSSECTrusted   = "trusted"   // the resolver is on loopback, or -trust-ad
+	DNSSECUntrusted = "untrusted" // DO was set, AD ignored: every DNSSEC column is empty
+	DNSSECOff       = "off"       // -policies=false: no DO bit, no DNSSEC columns, no tlsa or policies table
 )
 
 // Probe outcomes: the stage the conversation reached or failed at.
@@ -66,6 +101,9 @@ const (
 	ErrCanceled     = "canceled"      // the scan was interrupted while this probe ran
 	ErrInternal     = "internal"      // a bug in the prober (a recovered panic)
 	ErrOther        = "other"
+	// The MTA-STS fetch's own classes (sts_error_class), besides those above.
+	ErrNoAddress = "no_address" // mta-sts.<domain> does not exist or has no address
+	ErrDNS       = "dns"        // the address lookup of mta-sts.<domain> failed
 )
 
 // MXRow is one row per (domain, MX host, address), and one row per domain
@@ -85,6 +123,70 @@ type MXRow struct {
 	IP           string    `parquet:"ip,dict"`
 	IPVersion    int32     `parquet:"ip_version"` // 4, 6, or 0 when ip is empty
 	ResolvedAt   time.Time `parquet:"resolved_at,timestamp(millisecond)"`
+
+	// Version 2. MXDNSSEC is the status of the MX RRset (of the domain's
+	// address RRset for an implicit MX); MXHostCNAMEs the CNAMEs followed
+	// resolving the host's addresses, which RFC 7672 §2.2.2 needs to place
+	// its TLSA records; AddrDNSSEC the status of the A or AAAA RRset that
+	// yielded ip (of the A lookup when there is no ip).
+	MXDNSSEC     string   `parquet:"mx_dnssec,dict"`
+	MXHostCNAMEs []string `parquet:"mx_host_cnames,list"`
+	AddrDNSSEC   string   `parquet:"addr_dnssec,dict"`
+}
+
+// TLSARow is one row per distinct MX host of a scan: its TLSA records for
+// SMTP (RFC 7672: _25._tcp.<host>) and their DNSSEC status. The analyzer
+// joins it to probes on mx_host.
+type TLSARow struct {
+	MXHost string `parquet:"mx_host,dict"`
+	// TLSAName is the owner name whose answer is recorded: the CNAME-expanded
+	// host's when the host's address chain is secure and TLSA records are
+	// there, else the host's own (RFC 7672 §2.2.2); empty when the host is
+	// not a name that can be asked.
+	TLSAName    string    `parquet:"tlsa_name"`
+	TLSAStatus  string    `parquet:"tlsa_status,dict"` // ok, no_records, or a DNS failure
+	TLSADNSSEC  string    `parquet:"tlsa_dnssec,dict"`
+	TLSARecords []string  `parquet:"tlsa_records,list"` // "usage selector mtype hexdata", lower hex, as received
+	TLSACNAMEs  []string  `parquet:"tlsa_cnames,list"`  // CNAMEs followed from tlsa_name
+	TLSAError   string    `parquet:"tlsa_error"`
+	QueriedAt   time.Time `parquet:"queried_at,timestamp(millisecond)"`
+}
+
+// PolicyRow is one row per valid input domain: its MTA-STS (RFC 8461) and
+// TLS-RPT (RFC 8460) TXT records, and the MTA-STS policy fetch when a record
+// asked for one. Everything is raw: the analyzer decides what is valid.
+type PolicyRow struct {
+	Domain string `parquet:"domain,dict"`
+
+	MTASTSStatus string   `parquet:"mta_sts_status,dict"` // _mta-sts.<domain> TXT: ok, no_records, or a DNS failure
+	MTASTSDNSSEC string   `parquet:"mta_sts_dnssec,dict"`
+	MTASTSTXT    []string `parquet:"mta_sts_txt,list"` // each RR's strings concatenated (RFC 8461 §3.1)
+	MTASTSError  string   `parquet:"mta_sts_error"`
+
+	TLSRPTStatus string   `parquet:"tlsrpt_status,dict"` // _smtp._tls.<domain> TXT
+	TLSRPTDNSSEC string   `parquet:"tlsrpt_dnssec,dict"`
+	TLSRPTTXT    []string `parquet:"tlsrpt_txt,list"`
+	TLSRPTError  string   `parquet:"tlsrpt_error"`
+
+	QueriedAt time.Time `parquet:"queried_at,timestamp(millisecond)"`
+
+	// STSFetched: an MTA-STS TXT record starts with "v=STSv1", so the policy
+	// was fetched; the sts_* columns below are empty otherwise.
+	STSFetched       bool      `parquet:"sts_fetched"`
+	STSURL           string    `parquet:"sts_url"`
+	STSIP            string    `parquet:"sts_ip,dict"`
+	STSStartedAt     time.Time `parquet:"sts_started_at,timestamp(millisecond),optional"`
+	STSDurationMS    int64     `parquet:"sts_duration_ms"`
+	STSErrorClass    string    `parquet:"sts_error_class,dict"` // "" for a complete HTTP response
+	STSError         string    `parquet:"sts_error"`
+	STSHTTPStatus    int32     `parquet:"sts_http_status"`
+	STSContentType   string    `parquet:"sts_content_type"`
+	STSLocation      string    `parquet:"sts_location"`
+	STSBody          []byte    `parquet:"sts_body"`
+	STSBodyLen       int64     `parquet:"sts_body_len"`
+	STSBodyTruncated bool      `parquet:"sts_body_truncated"`
+	STSTLSVersion    string    `parquet:"sts_tls_version,dict"`
+	STSCertChain     [][]byte  `parquet:"sts_cert_chain,list"`
 }
 
 // ProbeRow is one row per probed (ip, mx_host). Server-sent text is stored as

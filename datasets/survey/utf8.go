@@ -25,6 +25,19 @@ func (r *MXRow) MakeValidUTF8() {
 	validStrings(reflect.ValueOf(r).Elem())
 }
 
+// MakeValidUTF8 prepares a tlsa row for writing; store.PartWriter calls it.
+func (r *TLSARow) MakeValidUTF8() {
+	validStrings(reflect.ValueOf(r).Elem())
+}
+
+// MakeValidUTF8 prepares a policies row for writing; store.PartWriter calls
+// it. TXT records are DNS data, not necessarily text: invalid bytes become
+// U+FFFD as everywhere else (a record that needed them is not a valid
+// MTA-STS or TLS-RPT record anyway); the policy body is binary and kept.
+func (r *PolicyRow) MakeValidUTF8() {
+	validStrings(reflect.ValueOf(r).Elem())
+}
+
 // validStrings fixes every string and []string field of a struct in place.
 func validStrings(v reflect.Value) {
 	for i := 0; i < v.NumField(); i++ {

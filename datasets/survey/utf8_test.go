@@ -32,3 +32,20 @@ func TestMakeValidUTF8(t *testing.T) {
 		t.Errorf("mx row = %+v", mx)
 	}
 }
+
+// The new tables' text is made valid like the others, and the policy body,
+// bytes, is kept exactly.
+func TestMakeValidUTF8PolicyAndTLSA(t *testing.T) {
+	body := []byte("version: STSv1\r\nmode: enforce\xff\r\n")
+	p := PolicyRow{Domain: "example.com", MTASTSTXT: []string{"v=STSv1; id=\xfe"}, STSContentType: "text/plain; charset=\xe9",
+		STSBody: body}
+	p.MakeValidUTF8()
+	if p.MTASTSTXT[0] != "v=STSv1; id=\uFFFD" || p.STSContentType != "text/plain; charset=\uFFFD" || string(p.STSBody) != string(body) {
+		t.Errorf("policies row = %+v", p)
+	}
+	r := TLSARow{MXHost: "mx.example", TLSAError: "bad \xff", TLSARecords: []string{"3 1 1 ab"}}
+	r.MakeValidUTF8()
+	if r.TLSAError != "bad \uFFFD" || r.TLSARecords[0] != "3 1 1 ab" {
+		t.Errorf("tlsa row = %+v", r)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
 )
 
 // Config is everything one scan needs. The command fills it from flags;
@@ -48,6 +49,14 @@ type Config struct {
 	PerIPConcurrency int           `option:"per_ip_concurrency"`
 	IPInterval       time.Duration `option:"ip_interval"` // pause between two connections to one address
 	IPv6             bool          `option:"ipv6"`
+
+	// Policies adds the transport security policies (policies.go): DNSSEC
+	// statuses (the DO bit on every query), TLSA per MX host, MTA-STS and
+	// TLS-RPT records per domain, and the MTA-STS policy fetch, configured
+	// by STS (its port; its deadlines and TLS offer are Probe's, its
+	// connections count against Rate, its addresses pass the same guard).
+	Policies bool `option:"policies"`
+	STS      stsfetch.Config
 
 	Allow []netip.Prefix `option:"allow"`                 // special-purpose ranges that may be contacted
 	Block []netip.Prefix `option:"blocklist_entries,len"` // never contacted; the manifest counts them
@@ -150,6 +159,7 @@ func (c *Config) setDefaults() {
 	}
 	c.Resolve = c.Resolve.WithDefaults()
 	c.Probe = c.Probe.WithDefaults()
+	c.STS = c.STS.WithDefaults()
 }
 
 // ErrConfig is wrapped by the errors of Run that reject its Config, before
@@ -180,6 +190,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("durations must not be negative")
 	case c.Probe.Port < 1 || c.Probe.Port > 65535:
 		return fmt.Errorf("-port %d: want 1-65535", c.Probe.Port)
+	case c.STS.Port < 1 || c.STS.Port > 65535:
+		return fmt.Errorf("-mta-sts-port %d: want 1-65535", c.STS.Port)
 	case c.Resolve.Retries < 0:
 		return fmt.Errorf("-dns-retries must not be negative")
 	case c.Resolve.Limiter != nil:

@@ -16,8 +16,10 @@ import (
 // newManifest starts the manifest of this run, status running.
 func (r *run) newManifest() *survey.Manifest {
 	host, _ := os.Hostname() // provenance only: an unknown host is ""
+	opts := options(r.cfg)
+	opts["dnssec"] = r.dnssecOption()
 	return &survey.Manifest{Tool: survey.Tool, ToolVersion: survey.Version, SchemaVersion: survey.SchemaVersion,
-		Args: r.cfg.Args, Options: options(r.cfg), Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
+		Args: r.cfg.Args, Options: opts, Host: host, Started: time.Now().UTC(), Status: survey.StatusRunning}
 }
 
 // options are the manifest's record of cfg (defaults applied): every field
@@ -75,15 +77,25 @@ func (r *run) refreshManifest(m *survey.Manifest) {
 	}
 }
 
-func (r *run) fillManifest(m *survey.Manifest, mxw *store.PartWriter[survey.MXRow], pw *store.PartWriter[survey.ProbeRow]) {
+func (r *run) fillManifest(m *survey.Manifest, tw *tables, pw *store.PartWriter[survey.ProbeRow]) {
 	r.fillCounts(m)
-	mxParts, _ := store.Parts(survey.MXDir(r.cfg.Out))
-	probeParts, _ := store.Parts(survey.ProbesDir(r.cfg.Out))
-	m.Parts = map[string]int{survey.MXTable: len(mxParts), survey.ProbesTable: len(probeParts)}
-	_, mxRows := mxw.Committed()
-	_, probeRows := pw.Committed()
-	m.Counts["mx_rows_written"] = mxRows
-	m.Counts["probe_rows_written"] = probeRows
+	dirs := map[string]string{survey.MXTable: survey.MXDir(r.cfg.Out), survey.ProbesTable: survey.ProbesDir(r.cfg.Out)}
+	if r.cfg.Policies {
+		dirs[survey.TLSATable], dirs[survey.PoliciesTable] = survey.TLSADir(r.cfg.Out), survey.PoliciesDir(r.cfg.Out)
+	}
+	m.Parts = map[string]int{}
+	for table, dir := range dirs {
+		parts, _ := store.Parts(dir) // a listing error leaves the count at 0; the rows counts below still hold
+		m.Parts[table] = len(parts)
+	}
+	written := tw.committed()
+	_, written[survey.ProbesTable] = pw.Committed()
+	m.Counts["mx_rows_written"] = written[survey.MXTable]
+	m.Counts["probe_rows_written"] = written[survey.ProbesTable]
+	if r.cfg.Policies {
+		m.Counts["policy_rows_written"] = written[survey.PoliciesTable]
+		m.Counts["tlsa_rows_written"] = written[survey.TLSATable]
+	}
 }
 
 func (r *run) fillCounts(m *survey.Manifest) {
@@ -105,6 +117,13 @@ func (r *run) fillCounts(m *survey.Manifest) {
 	m.Counts["dns_retries"] = int64(st.Retries)
 	m.Counts["dns_tcp_fallbacks"] = int64(st.TCPFallbacks)
 	m.Counts["dns_cache_hits"] = int64(st.CacheHits)
+	if r.cfg.Policies {
+		m.Counts["policy_rows"] = r.pol.rows.Load()
+		m.Counts["tlsa_rows"] = r.pol.tlsaRows.Load()
+		m.Counts["sts_fetches"] = r.pol.fetched.Load()
+		m.Counts["resumed_policy_rows"] = r.pol.resumedRows.Load()
+		m.Counts["resumed_tlsa_rows"] = r.pol.resumedTLSA.Load()
+	}
 	c.mu.Lock()
 	m.Outcomes = maps.Clone(c.outcomes)
 	m.ErrorClasses = maps.Clone(c.errorClasses)

@@ -60,7 +60,7 @@ type run struct {
 	connRate *rate.Limiter
 	sched    *polite.Scheduler[target]
 
-	mxRows    chan []survey.MXRow
+	batches   chan batch // a domain's rows, for the tables it fills (policies.go)
 	probeRows chan survey.ProbeRow
 
 	targetsMu sync.Mutex
@@ -68,6 +68,8 @@ type run struct {
 
 	ptrMu    sync.Mutex
 	ptrCache map[netip.Addr][2]string
+
+	pol policyState
 
 	c counters
 }
@@ -89,6 +91,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		rc.Limiter = rate.NewLimiter(rate.Limit(cfg.DNSRate), burst(cfg.DNSRate))
 	}
 	var err error
+	rc.DNSSEC = cfg.Policies
 	if r.resolver, err = resolve.New(rc); err != nil {
 		return nil, err
 	}
@@ -96,6 +99,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err) // e.g. an EHLO name with a space
 	}
 	r.policy = guard.New(cfg.Allow, cfg.Block)
+	if err := r.startPolicies(); err != nil {
+		return nil, err
+	}
 
 	in, err := domains.Open(cfg.Input, cfg.Format)
 	if err != nil {
@@ -110,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	mxw, err := store.NewPartWriter[survey.MXRow](survey.MXDir(cfg.Out), store.PartOptions{})
+	tw, err := r.openTables()
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 
-	r.mxRows = make(chan []survey.MXRow, 256)
+	r.batches = make(chan batch, 256)
 	r.probeRows = make(chan survey.ProbeRow, 256)
 	// The work context ends with the caller's, or when a writer fails (a
 	// full disk must stop the scan, not let it probe into the void); the
@@ -148,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var writers errgroup.Group
 	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []survey.MXRow) []survey.MXRow { return rows })
+		return writeAll(tw, r.batches, cfg.Checkpoint, cancelWork, func(b batch) []batch { return []batch{b} })
 	})
 	writers.Go(func() error {
 		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row survey.ProbeRow) []survey.ProbeRow {
@@ -190,9 +196,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	resolvers.Wait()
 	stages.Wait()
+	r.pol.fetches.Wait()
 	r.sched.Close()
 	probers.Wait()
-	close(r.mxRows)
+	close(r.batches)
 	close(r.probeRows)
 	writeErr := writers.Wait()
 	stopProgress()
@@ -200,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	now := time.Now().UTC()
 	m.Ended = &now
-	r.fillManifest(m, mxw, pw)
+	r.fillManifest(m, tw, pw)
 	var runErr error
 	switch {
 	case writeErr != nil:
@@ -226,10 +233,14 @@ func burst(perSecond float64) int {
 	return max(1, int(perSecond/10))
 }
 
-// writeAll drains ch into w, committing the open part every checkpoint
-// interval. After a write error it keeps draining (so no stage blocks) but
-// drops the open part, leaving only committed parts.
-func writeAll[T, R any](w *store.PartWriter[R], ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
+// writeAll drains ch into w (a store.PartWriter, or the tables of
+// policies.go), committing the open part every checkpoint interval. After a
+// write error it keeps draining (so no stage blocks) but drops the open
+// part, leaving only committed parts.
+func writeAll[T, R any](w interface {
+	partWriter
+	Write([]R) error
+}, ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
 	var firstErr error
 	fail := func(err error) {
 		firstErr = err
@@ -295,7 +306,7 @@ func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup,
 			r.c.invalid.Add(1)
 			r.c.dnsStatus(survey.DNSError)
 			select {
-			case r.mxRows <- []survey.MXRow{invalidRow(e, time.Now().UTC())}:
+			case r.batches <- batch{mx: []survey.MXRow{invalidRow(e, time.Now().UTC())}}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -310,21 +321,21 @@ func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup,
 }
 
 // resolveDomain resolves one domain, emits its mx rows as one batch (so they
-// are committed together) and queues its new targets.
+// are committed together), with its policies row and after the tlsa rows of
+// its MX hosts (policies.go), and queues its new targets.
 func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
 	if ctx.Err() != nil {
 		return
 	}
+	pol := r.lookupPolicies(ctx, e.Domain)
 	d := r.resolver.Resolve(ctx, e.Domain)
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !r.lookupTLSA(ctx, d) {
 		return // interrupted mid-lookup: the outcome is not the domain's, resume redoes it
 	}
 	rows, targets := mxRows(e, d, time.Now().UTC())
 	r.c.resolved.Add(1)
 	r.c.dnsStatus(d.Status)
-	select {
-	case r.mxRows <- rows:
-	case <-ctx.Done():
+	if !r.emitDomain(ctx, batch{mx: rows}, pol) {
 		return
 	}
 	r.c.mxRows.Add(int64(len(rows)))

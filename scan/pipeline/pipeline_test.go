@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -61,9 +62,9 @@ type lab struct {
 	input string
 }
 
-func startTestWorld(t *testing.T, delay time.Duration) *lab {
+func startTestWorld(t *testing.T, delay time.Duration, extraZone ...string) *lab {
 	t.Helper()
-	d := startDNS(t, testZone)
+	d := startDNS(t, append(slices.Clone(testZone), extraZone...))
 	s1 := startSMTP(t, "127.61.0.1", 0, "mx1.a.test", delay)
 	s2 := startSMTP(t, "127.61.0.2", s1.port, "mx.shared.test", delay)
 	s3 := startSMTP(t, "127.61.0.3", s1.port, "implicit.test", delay)

@@ -93,6 +93,9 @@ func (r *run) progressLine() string {
 	fmt.Fprintf(&b, " | %.0f dom/s | probes %d done, %d in flight, %d queued, %.0f/s | dns %d queries",
 		float64(c.resolved.Load())/el, c.probes.Load(), c.inFlight.Load(), pending,
 		float64(c.probes.Load())/el, r.resolver.Stats().Queries)
+	if r.cfg.Policies {
+		fmt.Fprintf(&b, " | policies %d, tlsa %d, sts fetches %d", r.pol.rows.Load(), r.pol.tlsaRows.Load(), r.pol.fetched.Load())
+	}
 	c.mu.Lock()
 	if len(c.errorClasses) > 0 {
 		b.WriteString(" | errors")
@@ -118,6 +121,10 @@ func (r *run) summary(m *survey.Manifest) {
 		fmt.Fprintf(w, "mxsurvey: error classes %s\n", formatCounts(m.ErrorClasses))
 	}
 	fmt.Fprintf(w, "mxsurvey: dns %s\n", formatCounts(m.DNSStatuses))
+	if r.cfg.Policies {
+		fmt.Fprintf(w, "mxsurvey: policies: %d policies rows, %d tlsa rows written, %d MTA-STS policies fetched; dnssec %v\n",
+			m.Counts["policy_rows_written"], m.Counts["tlsa_rows_written"], m.Counts["sts_fetches"], m.Options["dnssec"])
+	}
 	fmt.Fprintf(w, "mxsurvey: dataset in %s\n", r.cfg.Out)
 }
 

@@ -34,9 +34,15 @@ func (r *run) prepareOut() (done *domains.Dedup, carried []target, m *survey.Man
 		if old.SchemaVersion != survey.SchemaVersion {
 			return nil, nil, nil, fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", r.cfg.Out, old.SchemaVersion, survey.SchemaVersion)
 		}
+		if err := r.checkResumePolicies(old); err != nil {
+			return nil, nil, nil, err
+		}
 		m.Started = old.Started
 		m.Resumes = append(old.Resumes, time.Now().UTC())
 		if carried, err = r.resume(done); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := r.resumePolicies(done); err != nil {
 			return nil, nil, nil, err
 		}
 	}

@@ -14,12 +14,13 @@ import (
 // targets the rows reference, in row order.
 func mxRows(e domains.Entry, d resolve.Domain, at time.Time) ([]survey.MXRow, []target) {
 	base := survey.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
-		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: at}
+		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: at, MXDNSSEC: d.DNSSEC}
 	var rows []survey.MXRow
 	var targets []target
 	for _, h := range d.Hosts {
 		hr := base
 		hr.MXHost, hr.MXPreference, hr.MXHostStatus, hr.MXHostError = h.Name, int32(h.Preference), h.Status, h.Error
+		hr.MXHostCNAMEs, hr.AddrDNSSEC = h.CNAMEs, h.DNSSECA
 		if len(h.Addrs) == 0 {
 			rows = append(rows, hr)
 			continue
@@ -29,7 +30,7 @@ func mxRows(e domains.Entry, d resolve.Domain, at time.Time) ([]survey.MXRow, []
 			ar.IP = a.String()
 			ar.IPVersion = 4
 			if a.Is6() && !a.Is4In6() {
-				ar.IPVersion = 6
+				ar.IPVersion, ar.AddrDNSSEC = 6, h.DNSSECAAAA
 			}
 			rows = append(rows, ar)
 			targets = append(targets, target{ip: a, mxHost: h.Name})

@@ -19,7 +19,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,12 +27,11 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 
+	"github.com/mxsurvey/mxsurvey/scan/peer"
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
 
@@ -53,10 +51,6 @@ const (
 	// maxErrorBytes caps ProbeRow.Error and CertParseError: error text can
 	// embed server-chosen bytes.
 	maxErrorBytes = 1024
-	// maxSniffBytes caps the copy of the server's handshake bytes kept to
-	// recover a chain crypto/tls refused to parse (see plaintextChain). Real
-	// chains are a few KiB; the cap keeps 10,000 probes in flight cheap.
-	maxSniffBytes = 64 << 10
 )
 
 // Config configures a Prober. Zero fields take the defaults above.
@@ -197,11 +191,11 @@ func (p *Prober) Probe(ctx context.Context, t Target) (row survey.ProbeRow) {
 	defer func() {
 		if v := recover(); v != nil {
 			row.ErrorClass = survey.ErrInternal
-			row.Error = capText(fmt.Sprintf("panic: %v\n%s", v, debug.Stack()), maxErrorBytes)
+			row.Error = peer.CapText(fmt.Sprintf("panic: %v\n%s", v, debug.Stack()), maxErrorBytes)
 		}
 		s.close()
 		if s.mc != nil {
-			row.BytesRead = s.mc.n
+			row.BytesRead = s.mc.N
 		}
 		row.DurationMS = time.Since(start).Milliseconds()
 	}()
@@ -215,14 +209,13 @@ type session struct {
 	ctx context.Context
 	row *survey.ProbeRow
 
-	mc   *meteredConn // the raw connection, counting bytes
-	tc   *tls.Conn    // after STARTTLS
-	conn net.Conn     // where commands go: mc, then tc
+	mc   *peer.Metered // the raw connection, counting bytes
+	tc   *tls.Conn     // after STARTTLS
+	conn net.Conn      // where commands go: mc, then tc
 	br   *bufio.Reader
-	stop func() bool // unregisters the interrupt
-
-	mu          sync.Mutex // guards interrupted against the interrupt goroutine
-	interrupted bool
+	// steps arms each step's deadline; a cancelled scan must not wait for
+	// one, so it pushes the deadline into the past when ctx ends.
+	steps *peer.Steps
 }
 
 func (s *session) run(t Target) {
@@ -244,12 +237,10 @@ func (s *session) run(t Target) {
 		s.fail(fmt.Errorf("connect: %w", err))
 		return
 	}
-	s.mc = &meteredConn{Conn: c, max: s.p.cfg.MaxProbeBytes}
+	s.mc = &peer.Metered{Conn: c, Max: s.p.cfg.MaxProbeBytes}
 	s.conn = s.mc
 	s.br = bufio.NewReader(s.mc)
-	// A cancelled scan must not wait for a step deadline: push the deadline
-	// into the past so the blocked read returns now.
-	s.stop = context.AfterFunc(s.ctx, s.interrupt)
+	s.steps = peer.NewSteps(s.ctx, s.mc, s.p.cfg.StepTimeout)
 
 	row.Outcome = survey.OutcomeBanner
 	banner, err := s.read()
@@ -351,25 +342,6 @@ func (s *session) expect2xx(what string, r smtpreply.Reply) bool {
 // the chain the server sent.
 func (s *session) handshake(t Target) error {
 	row := s.row
-	var sent [][]byte
-	cfg := &tls.Config{
-		// Verification is the analyzer's job, against the roots it is given:
-		// the prober must get to the end of the handshake with any chain.
-		InsecureSkipVerify: true,
-		// Called with the chain as sent; with InsecureSkipVerify it is the
-		// one place the raw DER list is handed over before the connection
-		// state exists.
-		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-			sent = rawCerts
-			return nil
-		},
-		MinVersion:       s.p.cfg.MinTLSVersion,
-		MaxVersion:       s.p.cfg.MaxTLSVersion,
-		CurvePreferences: s.p.cfg.CurvePreferences,
-		CipherSuites:     s.p.cfg.CipherSuites,
-		ServerName:       sniName(t.MXHost),
-		Renegotiation:    tls.RenegotiateNever,
-	}
 	// Bytes the server sent after its 220 are already in br: hand them to
 	// TLS first, as a client reading the socket directly would see them.
 	var pre []byte
@@ -377,45 +349,29 @@ func (s *session) handshake(t Target) error {
 		b, _ := s.br.Peek(n) // cannot fail: n bytes are buffered
 		pre = slices.Clone(b)
 	}
-	hc := &handshakeConn{Conn: s.mc, pre: pre, record: true}
-	s.tc = tls.Client(hc, cfg)
 	s.arm(s.p.cfg.StepTimeout)
-	err := s.tc.HandshakeContext(s.ctx)
-	hc.record = false
+	tc, res, err := peer.Handshake(s.mc, pre, peer.Config{
+		ServerName:       peer.SNIName(t.MXHost),
+		MinVersion:       s.p.cfg.MinTLSVersion,
+		MaxVersion:       s.p.cfg.MaxTLSVersion,
+		CurvePreferences: s.p.cfg.CurvePreferences,
+		CipherSuites:     s.p.cfg.CipherSuites,
+	})
 	if err != nil {
-		// crypto/tls gives up before any callback when a certificate does not
-		// parse. In TLS 1.2 the chain travelled in clear, so it is recovered
-		// from the bytes read; in TLS 1.3 it was encrypted and is lost.
-		chain := sent
-		if chain == nil {
-			chain = plaintextChain(hc.rec)
+		// Not usable: the raw connection is closed, no close_notify.
+		if len(res.Chain) > 0 {
+			s.certs(res.Chain)
 		}
-		hc.rec = nil
-		s.tc = nil // not usable: close the raw connection, no close_notify
-		if len(chain) == 0 {
-			return &handshakeError{err: err}
-		}
-		s.certs(chain)
-		if perr := chainParseError(chain); perr != nil {
-			return &CertParseError{Err: perr, Handshake: err}
-		}
-		return &handshakeError{err: err}
+		return err
 	}
-	hc.rec = nil
-	st := s.tc.ConnectionState()
+	s.tc = tc
+	st := res.State
 	row.TLSVersion = tls.VersionName(st.Version)
 	row.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	if st.CurveID != 0 { // 0: RSA key exchange, no group at all
 		row.TLSGroup = survey.TLSGroupName(st.CurveID)
 	}
-	if sent == nil {
-		// Defensive: the callback has always run for a full handshake, and
-		// the prober keeps no session cache, so no handshake is resumed.
-		for _, c := range st.PeerCertificates {
-			sent = append(sent, c.Raw)
-		}
-	}
-	s.certs(sent)
+	s.certs(res.Chain)
 	s.conn = s.tc
 	s.br = bufio.NewReader(s.tc)
 	return nil
@@ -455,31 +411,12 @@ func (s *session) quit() {
 	_, _ = smtpreply.Read(s.br, s.p.cfg.Limits) // the 221 is not part of the dataset
 }
 
-// arm sets the connection deadline for one step: d from now, but never past
-// the probe's deadline, and in the past once the context is done.
-func (s *session) arm(d time.Duration) {
-	dl := time.Now().Add(d)
-	if cd, ok := s.ctx.Deadline(); ok && cd.Before(dl) {
-		dl = cd
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.interrupted {
-		dl = time.Unix(1, 0)
-	}
-	_ = s.mc.SetDeadline(dl) // an error means the conn is closed; the next I/O says so
-}
-
-func (s *session) interrupt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.interrupted = true
-	_ = s.mc.SetDeadline(time.Unix(1, 0)) // as in arm
-}
+// arm sets the connection deadline for one step of length d.
+func (s *session) arm(d time.Duration) { s.steps.Arm(s.mc.SetDeadline, d) }
 
 func (s *session) close() {
-	if s.stop != nil {
-		s.stop()
+	if s.steps != nil {
+		s.steps.Stop()
 	}
 	if s.tc != nil {
 		// Sends close_notify, bounded by the deadline already set.
@@ -496,83 +433,7 @@ func (s *session) close() {
 // attributed to the context, so a cancelled scan reads "canceled" rather than
 // the "timeout" its interrupted read reported.
 func (s *session) fail(err error) {
-	if cerr := s.ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		err = &contextError{ctx: cerr, err: err}
-	}
+	err = peer.InContext(s.ctx, err)
 	s.row.ErrorClass = Classify(err)
-	s.row.Error = capText(err.Error(), maxErrorBytes)
-}
-
-// sniName is the SNI to send: the MX host without its trailing dot, or none
-// when there is no name (RFC 6066 §3 forbids addresses in SNI).
-func sniName(mx string) string {
-	mx = strings.TrimSuffix(mx, ".")
-	if mx == "" {
-		return ""
-	}
-	if _, err := netip.ParseAddr(strings.Trim(mx, "[]")); err == nil {
-		return ""
-	}
-	return mx
-}
-
-// capText cuts s to at most n bytes without splitting a UTF-8 sequence.
-func capText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && cut > n-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
-
-// meteredConn counts the bytes read from the server and refuses to read more
-// than max of them, so no server can make a probe read without bound; the
-// count is ProbeRow.BytesRead.
-type meteredConn struct {
-	net.Conn
-	max, n int64
-}
-
-func (c *meteredConn) Read(p []byte) (int, error) {
-	left := c.max - c.n
-	if left <= 0 {
-		return 0, ErrByteLimit
-	}
-	if int64(len(p)) > left {
-		p = p[:left]
-	}
-	n, err := c.Conn.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// handshakeConn is what TLS reads from: first the bytes the SMTP reader had
-// already buffered, then the connection; while record is set it keeps a
-// capped copy of what it hands out, for plaintextChain.
-type handshakeConn struct {
-	net.Conn
-	pre    []byte
-	record bool
-	rec    []byte
-}
-
-func (c *handshakeConn) Read(p []byte) (int, error) {
-	var (
-		n   int
-		err error
-	)
-	if len(c.pre) > 0 {
-		n = copy(p, c.pre)
-		c.pre = c.pre[n:]
-	} else {
-		n, err = c.Conn.Read(p)
-	}
-	if c.record {
-		keep := min(n, maxSniffBytes-len(c.rec))
-		c.rec = append(c.rec, p[:keep]...)
-	}
-	return n, err
+	s.row.Error = peer.CapText(err.Error(), maxErrorBytes)
 }

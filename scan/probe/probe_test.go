@@ -627,29 +627,6 @@ func TestNew(t *testing.T) {
 	}
 }
 
-func TestSNIName(t *testing.T) {
-	for in, want := range map[string]string{
-		"mx.example.com.": "mx.example.com", "mx.example.com": "mx.example.com", "": "",
-		"192.0.2.1": "", "2001:db8::1": "", "[2001:db8::1]": "",
-	} {
-		if got := sniName(in); got != want {
-			t.Errorf("sniName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestCapText(t *testing.T) {
-	if got := capText("héllo", 2); got != "h" {
-		t.Errorf("cut inside a rune: %q", got)
-	}
-	if got := capText("hello", 3); got != "hel" {
-		t.Errorf("%q", got)
-	}
-	if got := capText("\xff\xff\xff\xff\xff\xff", 3); len(got) != 3 {
-		t.Errorf("invalid UTF-8 cut to %d", len(got))
-	}
-}
-
 // checkTiming checks and clears StartedAt and DurationMS.
 func checkTiming(t *testing.T, got *survey.ProbeRow, before time.Time, elapsed time.Duration) {
 	t.Helper()

@@ -38,6 +38,10 @@ type hostResult struct {
 	addrs   []netip.Addr
 	cnames  []string
 	expires time.Time
+	// DNSSEC statuses: of the A and AAAA lookups, of the one cnames come
+	// from, and of the one status reports (A's, unless only AAAA gave
+	// addresses or only AAAA failed).
+	dnssecA, dnssecAAAA, cnamesDNSSEC, dnssec string
 }
 
 var errLeaderCanceled = errors.New("shared lookup canceled")
@@ -96,16 +100,19 @@ func (r *Resolver) hostAddrs(ctx context.Context, name string, useCache bool) ho
 // lookupAddrs asks for A and AAAA at once, since both round trips are
 // needed and neither depends on the other.
 func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
-	var six chainResult
+	var (
+		six    chainResult
+		secSix string
+	)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		six = r.lookup(ctx, name, dns.TypeAAAA)
+		six, secSix = r.lookupSec(ctx, name, dns.TypeAAAA)
 	}()
-	four := r.lookup(ctx, name, dns.TypeA)
+	four, secFour := r.lookupSec(ctx, name, dns.TypeA)
 	<-done
 
-	var res hostResult
+	res := hostResult{dnssecA: secFour, dnssecAAAA: secSix, cnamesDNSSEC: secFour, dnssec: secFour}
 	truncated := false
 	add := func(a netip.Addr, ok bool) {
 		if !ok || containsAddr(res.addrs, a) {
@@ -128,7 +135,7 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 		ttl = min(ttl, four.ttl)
 		res.cnames = four.cnames
 	} else {
-		res.cnames = six.cnames
+		res.cnames, res.cnamesDNSSEC = six.cnames, secSix
 	}
 	if six.status == survey.DNSOK {
 		for _, rr := range six.rrs {
@@ -142,6 +149,9 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 	switch {
 	case len(res.addrs) > 0:
 		res.status = survey.DNSOK
+		if !hasAddr4(res.addrs) {
+			res.dnssec = secSix
+		}
 		// Addresses are usable; keep what went wrong with the other half.
 		switch {
 		case four.status != survey.DNSOK:
@@ -162,10 +172,19 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 		}
 		res.expires = time.Now().Add(failCacheTTL)
 	default:
-		res.status, res.reason = six.status, six.reason
+		res.status, res.reason, res.dnssec = six.status, six.reason, secSix
 		res.expires = time.Now().Add(failCacheTTL)
 	}
 	return res
+}
+
+func hasAddr4(addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if a.Is4() {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAddr(addrs []netip.Addr, a netip.Addr) bool {

@@ -37,6 +37,8 @@ type chainResult struct {
 	rrs    []dns.RR // records of the asked type owned by the chain's last name
 	cnames []string // CNAME targets followed, display form
 	ttl    uint32   // smallest TTL among rrs and the CNAMEs followed
+	// unauthenticated: a reply used came without the AD bit (dnssec.go).
+	unauthenticated bool
 }
 
 // lookup asks for (name, qtype) and follows CNAMEs: first within each
@@ -48,11 +50,12 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) chainR
 	res.ttl = ^uint32(0)
 	cur := name
 	for {
-		msg, status, reason := r.query(ctx, cur, qtype)
+		msg, status, reason := r.query(ctx, cur, qtype, false)
 		if msg == nil {
 			res.status, res.reason = status, fmt.Sprintf("%s %s: %s", dns.TypeToString[qtype], display(cur), reason)
 			return res
 		}
+		res.unauthenticated = res.unauthenticated || !msg.AuthenticatedData
 		hops := 0
 		for {
 			var next string
@@ -110,15 +113,22 @@ func containsName(names []string, s string) bool {
 
 // query asks one question with retries and classifies the outcome. The
 // message is returned only for NOERROR (status ok) and NXDOMAIN, the two
-// replies whose content we use.
-func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, string) {
+// replies whose content we use. With Config.DNSSEC the query carries the DO
+// bit; cd sets CD, asking the resolver not to validate, in one attempt
+// (dnssec.go).
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool) (*dns.Msg, string, string) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
-	m.SetEdns0(ednsSize, false)
+	m.CheckingDisabled = cd
+	m.SetEdns0(ednsSize, r.dnssec)
 	first := int(r.next.Add(1))
 	status, reason := survey.DNSError, "no attempt made"
-	for attempt := 0; attempt <= r.retries; attempt++ {
+	retries := r.retries
+	if cd {
+		retries = 0 // it asks again after a SERVFAIL that was retried already (dnssec.go)
+	}
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)
 			if err := sleep(ctx, backoff(attempt)); err != nil {
@@ -155,8 +165,8 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			return nil, survey.DNSError, "rcode " + dns.RcodeToString[resp.Rcode]
 		}
 	}
-	if r.retries > 0 {
-		reason = fmt.Sprintf("%s (after %d attempts)", reason, r.retries+1)
+	if retries > 0 {
+		reason = fmt.Sprintf("%s (after %d attempts)", reason, retries+1)
 	}
 	return nil, status, reason
 }

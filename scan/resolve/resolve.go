@@ -70,6 +70,11 @@ type Config struct {
 	// kept), so a hostile answer with hundreds of MX records cannot fan
 	// out into hundreds of lookups and probes.
 	MaxMX int
+	// DNSSEC sets the DO bit on every query and reports the DNSSEC status
+	// of each lookup, when the servers are trusted for AD (dnssec.go).
+	DNSSEC bool
+	// TrustAD trusts the AD bit of servers that are not on loopback.
+	TrustAD bool `option:"trust_ad"`
 }
 
 // Resolver resolves domains to MX hosts and addresses. It is safe for
@@ -80,6 +85,8 @@ type Resolver struct {
 	maxCNAME int
 	maxMX    int
 	limiter  *rate.Limiter
+	dnssec   bool // DO on every query
+	trustAD  bool // dnssec, and the servers' AD bit is believed
 	udp      *dns.Client
 	tcp      *dns.Client
 	cache    *hostCache // nil when disabled
@@ -156,6 +163,8 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.CacheSize > 0 {
 		r.cache = newHostCache(cfg.CacheSize)
 	}
+	r.dnssec = cfg.DNSSEC
+	r.trustAD = cfg.DNSSEC && (cfg.TrustAD || onLoopback(r.servers))
 	r.udp = &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsSize}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: cfg.Timeout}
 	return r, nil
@@ -202,6 +211,9 @@ type Host struct {
 	// CNAMEs are the targets followed from Name for its A lookup (or AAAA
 	// when the A lookup failed), in order.
 	CNAMEs []string
+	// DNSSEC statuses (survey.DNSSEC*) of the A and of the AAAA lookup,
+	// and of the one CNAMEs come from. Empty without Config.DNSSEC.
+	DNSSECA, DNSSECAAAA, CNAMEsDNSSEC string
 }
 
 // Domain is the DNS outcome for one domain.
@@ -221,6 +233,11 @@ type Domain struct {
 	ImplicitMX bool
 	// CNAMEs are the targets followed from Name for the MX query, in order.
 	CNAMEs []string
+	// DNSSEC is the status of the MX lookup (its answer or denial); for an
+	// implicit MX, and when the implicit MX's address lookup failed, of
+	// that address lookup (the A lookup's, or AAAA's when only AAAA gave
+	// addresses or only AAAA failed).
+	DNSSEC string
 	// Hosts are sorted by Preference then Name.
 	Hosts []Host
 }
@@ -241,8 +258,8 @@ func (r *Resolver) Resolve(ctx context.Context, domain string) Domain {
 		d.Status, d.Error = survey.DNSError, "domain is an address literal"
 		return d
 	}
-	res := r.lookup(ctx, name, dns.TypeMX)
-	d.CNAMEs = res.cnames
+	res, sec := r.lookupSec(ctx, name, dns.TypeMX)
+	d.CNAMEs, d.DNSSEC = res.cnames, sec
 	if res.status != survey.DNSOK {
 		d.Status, d.Error = res.status, res.reason
 		return d
@@ -322,7 +339,7 @@ const hostParallel = 8
 
 func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 	if len(hosts) == 1 {
-		r.fillHost(ctx, &hosts[0])
+		r.fillHost(ctx, &hosts[0], true)
 		return
 	}
 	sem := make(chan struct{}, hostParallel)
@@ -332,13 +349,13 @@ func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			r.fillHost(ctx, &hosts[i])
+			r.fillHost(ctx, &hosts[i], true)
 		}()
 	}
 	wg.Wait()
 }
 
-func (r *Resolver) fillHost(ctx context.Context, h *Host) {
+func (r *Resolver) fillHost(ctx context.Context, h *Host, useCache bool) {
 	if isAddrLiteral(h.Name) {
 		// RFC 5321 §5.1 wants a name here; an address would bypass the
 		// host-name checks the survey is about, so it is not looked up.
@@ -349,10 +366,11 @@ func (r *Resolver) fillHost(ctx context.Context, h *Host) {
 		h.Status, h.Error = survey.DNSError, "mx target is not a valid name"
 		return
 	}
-	a := r.hostAddrs(ctx, dns.Fqdn(h.Name), true)
+	a := r.hostAddrs(ctx, dns.Fqdn(h.Name), useCache)
 	h.Status, h.Error = a.status, a.reason
 	h.Addrs = slices.Clone(a.addrs)
 	h.CNAMEs = slices.Clone(a.cnames)
+	h.DNSSECA, h.DNSSECAAAA, h.CNAMEsDNSSEC = a.dnssecA, a.dnssecAAAA, a.cnamesDNSSEC
 }
 
 // implicitMX applies RFC 5321 §5.1 to a domain whose MX answer is empty.
@@ -362,13 +380,14 @@ func (r *Resolver) implicitMX(ctx context.Context, name string, d Domain) Domain
 	a := r.hostAddrs(ctx, name, false)
 	switch a.status {
 	case survey.DNSOK:
-		d.Status, d.ImplicitMX = survey.DNSOK, true
-		d.Hosts = []Host{{Name: d.Name, Status: a.status, Error: a.reason, Addrs: a.addrs, CNAMEs: a.cnames}}
+		d.Status, d.ImplicitMX, d.DNSSEC = survey.DNSOK, true, a.dnssec
+		d.Hosts = []Host{{Name: d.Name, Status: a.status, Error: a.reason, Addrs: a.addrs, CNAMEs: a.cnames,
+			DNSSECA: a.dnssecA, DNSSECAAAA: a.dnssecAAAA, CNAMEsDNSSEC: a.cnamesDNSSEC}}
 	case survey.DNSNoAddr:
 		d.Status = survey.DNSNoMX
 	default:
 		// We cannot tell "no mail" from "lookup failed": report the failure.
-		d.Status, d.Error = a.status, "implicit mx address lookup: "+a.reason
+		d.Status, d.Error, d.DNSSEC = a.status, "implicit mx address lookup: "+a.reason, a.dnssec
 	}
 	return d
 }
