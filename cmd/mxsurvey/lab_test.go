@@ -66,7 +66,7 @@ func TestLabBadCommandLines(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
-			args := append([]string{"-dns", "127.0.0.1:0", "-smtp-port", "0"}, tc.args...)
+			args := append([]string{"-dns", "127.0.0.1:0", "-smtp-port", "0", "-mta-sts-port", "0"}, tc.args...)
 			err := labCommand(context.Background(), args, &out, &out)
 			if !errors.Is(err, errUsage) {
 				t.Errorf("%v: %v, want a usage error\n%s", tc.args, err, out.String())
