@@ -229,7 +229,19 @@ func (h *handler) answerTest(m *dns.Msg, name string, qtype uint16, cd bool) (an
 			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: net.IP(a.AsSlice())})
 		}
 	case dns.TypeTXT:
+		// No message holds more than 64 KiB: the records beyond are never
+		// sent, and are not made (10,000 of them cost a loaded machine
+		// seconds).
+		room := dns.MaxMsgSize
 		for _, t := range n.TXT {
+			size := 12 // a compressed owner name, type, class, TTL, length
+			for _, str := range t {
+				size += 1 + len(str)
+			}
+			if room -= size; room < 0 {
+				m.Truncated = true
+				break
+			}
 			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(name, dns.TypeTXT), Txt: t})
 		}
 	case dns.TypeTLSA:

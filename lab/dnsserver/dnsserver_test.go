@@ -255,7 +255,7 @@ func stub(t *testing.T, addr, name string, qt uint16) (*dns.Msg, string, string)
 		m.CheckingDisabled = cd
 		r, _, err := (&dns.Client{Net: "udp", Timeout: 500 * time.Millisecond}).Exchange(m, addr)
 		if err == nil && r.Truncated {
-			r, _, err = (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).Exchange(m, addr)
+			r, _, err = (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, addr)
 		}
 		return r, err
 	}

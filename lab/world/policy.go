@@ -382,15 +382,20 @@ func STSTXT(d Domain, st STS) [][]string {
 	case STSInvalid:
 		return [][]string{{"v=STSv1; id=lab-" + strconv.Itoa(d.Index+1) + "!"}}
 	case STSMany:
-		out := make([][]string, STSManyRecords)
-		out[0] = valid
-		for k := 1; k < len(out); k++ {
-			out[k] = []string{"lab filler record " + strconv.Itoa(100000 + k)[1:]}
-		}
-		return out
+		return append(append(make([][]string, 0, STSManyRecords), valid), manyFillers...)
 	}
 	return nil
 }
+
+// manyFillers are the records STSMany publishes after the valid one,
+// shared (read-only) by every lookup of them.
+var manyFillers = func() [][]string {
+	out := make([][]string, STSManyRecords-1)
+	for k := range out {
+		out[k] = []string{"lab filler record " + strconv.Itoa(100000 + k + 1)[1:]}
+	}
+	return out
+}()
 
 // RPTTXT are the TXT records at _smtp._tls.<d>, each as its
 // character-strings.
