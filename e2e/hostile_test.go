@@ -29,8 +29,10 @@ import (
 
 // Bounds the hostile scan must stay within.
 const (
-	hostileProbeTimeout = 4 * time.Second
-	hostileStepTimeout  = 2 * time.Second
+	// With a 2 s step, a few ordinary handshakes timed out under make
+	// check's parallel load once the policy fetches joined the probes.
+	hostileProbeTimeout = 6 * time.Second
+	hostileStepTimeout  = 3 * time.Second
 	hostileScanBound    = 60 * time.Second
 	hostileHeapBound    = 200 << 20 // HeapInuse after GC, lab (same process) included
 	// maxErrorText is the documented cap of error and cert_parse_error
