@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -331,4 +332,226 @@ func (l *lab) runFinger(ctx context.Context, s serverSpec) (finger, string, erro
 func sha256Hex(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
+}
+
+// --- dig
+
+// digResult is what dig printed about one query.
+type digResult struct {
+	Status string   // NOERROR, SERVFAIL, NXDOMAIN, ...
+	Flags  []string // header flags: qr rd ra ad cd
+	Answer []digRR  // the answer section
+}
+
+// digRR is one record of an answer section: owner (lowercase, with the
+// trailing dot), type, and the data as printed.
+type digRR struct {
+	Owner, Type, Data string
+}
+
+var (
+	reDigStatus = regexp.MustCompile(`(?m)^;; ->>HEADER<<- opcode: \w+, status: (\w+), id: \d+$`)
+	reDigFlags  = regexp.MustCompile(`(?m)^;; flags:([a-z ]*);`)
+	// owner TTL class type data; the data as printed (TXT strings keep
+	// their spaces).
+	reDigRR = regexp.MustCompile(`^(\S+)\s+\d+\s+\S+\s+(\S+)\s+(.*?)\s*$`)
+)
+
+// parseDig reads dig's default output (header, sections as comments).
+func parseDig(out string) (digResult, error) {
+	var r digResult
+	m := reDigStatus.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("dig: no header line in %q", tail(out, 300))
+	}
+	r.Status = m[1]
+	if m := reDigFlags.FindStringSubmatch(out); m != nil {
+		r.Flags = strings.Fields(m[1])
+	}
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case line == ";; ANSWER SECTION:":
+			in = true
+		case !in:
+		case strings.TrimSpace(line) == "" || strings.HasPrefix(line, ";"):
+			in = false
+		default:
+			m := reDigRR.FindStringSubmatch(line)
+			if m == nil {
+				return r, fmt.Errorf("dig: answer line %q", line)
+			}
+			r.Answer = append(r.Answer, digRR{Owner: strings.ToLower(m[1]), Type: m[2], Data: m[3]})
+		}
+	}
+	return r, nil
+}
+
+// AD says whether the answer carried the AD bit.
+func (r digResult) AD() bool { return slices.Contains(r.Flags, "ad") }
+
+// Records are the data of the answer's records of one type.
+func (r digResult) Records(rrtype string) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if rr.Type == rrtype {
+			out = append(out, rr.Data)
+		}
+	}
+	return out
+}
+
+// TLSA is a TLSA record's data as dig prints it ("3 1 1 9C37...
+// DF75DAE8": the hex upper case, in groups) in the presentation form the
+// harness writes: lower case, one word.
+func digTLSA(data string) string {
+	f := strings.Fields(data)
+	if len(f) < 4 {
+		return data
+	}
+	return strings.ToLower(strings.Join(f[:3], " ") + " " + strings.Join(f[3:], ""))
+}
+
+// --- delv
+
+// delvResult is BIND's validator's verdict on one lookup.
+type delvResult struct {
+	Validated bool   // "; fully validated" or "; negative response, fully validated"
+	Negative  bool   // the validated answer is a denial
+	Unsigned  bool   // "; unsigned answer"
+	Failure   string // ";; resolution failed: <reason>", when not validated
+}
+
+var reDelvFailed = regexp.MustCompile(`(?m)^;; resolution failed: (.*)$`)
+
+// parseDelv reads delv's output. A validated denial prints "resolution
+// failed: ncache nxdomain" first, then "; negative response, fully
+// validated".
+func parseDelv(out string) (delvResult, error) {
+	var r delvResult
+	for _, line := range strings.Split(out, "\n") {
+		switch strings.TrimSpace(line) {
+		case "; fully validated":
+			r.Validated = true
+		case "; negative response, fully validated":
+			r.Validated, r.Negative = true, true
+		case "; unsigned answer":
+			r.Unsigned = true
+		}
+	}
+	if m := reDelvFailed.FindStringSubmatch(out); m != nil && !r.Validated {
+		r.Failure = m[1]
+	}
+	if !r.Validated && !r.Unsigned && r.Failure == "" {
+		return r, fmt.Errorf("delv: no verdict in %q", tail(out, 300))
+	}
+	return r, nil
+}
+
+// --- posttls-finger at the dane level
+
+// fingerDANE is what posttls-finger -l dane said about one destination.
+type fingerDANE struct {
+	Trust string // Verified, Trusted, Untrusted, Anonymous; "" when no TLS session was made
+	// Matched are the TLSA records it matched ("3 1 1 <hex>", lower case),
+	// with the kind of certificate ("EE", "TA") in MatchedKind.
+	Matched, MatchedKind []string
+	// Unsupported are the TLSA records it refused to use (a usage not for SMTP).
+	Unsupported []string
+	// VerifyError is its certificate verification failure
+	// ("num=65:no matching DANE TLSA records", "num=62:hostname mismatch").
+	VerifyError string
+	// TLSALookupError: the TLSA lookup failed (SERVFAIL), so no session was
+	// attempted, as a DANE sender defers delivery.
+	TLSALookupError bool
+	// Failure is the line saying why no session was made.
+	Failure string
+}
+
+var (
+	reFingerMatched     = regexp.MustCompile(`(?m)Matched DANE (EE|TA) certificate at depth \d+: (\d+ \d+ \d+ [0-9A-Fa-f]+)\s*$`)
+	reFingerUnsupported = regexp.MustCompile(`(?m)warning: \S+ unsupported TLSA [^:]*: (\d+ \d+ \d+ [0-9A-Fa-f]+)\s*$`)
+	reFingerVerifyErr   = regexp.MustCompile(`(?m)certificate verification failed for \S+: (.*?)\s*$`)
+	reFingerTLSAError   = regexp.MustCompile(`(?m)TLSA lookup error for \S+`)
+	reFingerFailure     = regexp.MustCompile(`(?m)^posttls-finger: ((?:Failed to establish session|Destination address lookup failed)[^\n]*?)\s*$`)
+)
+
+// parseFingerDANE reads posttls-finger -l dane -L summary,certmatch output.
+func parseFingerDANE(out string) (fingerDANE, error) {
+	var f fingerDANE
+	if m := reFingerConn.FindStringSubmatch(out); m != nil {
+		f.Trust = m[1]
+	}
+	for _, m := range reFingerMatched.FindAllStringSubmatch(out, -1) {
+		f.MatchedKind = append(f.MatchedKind, m[1])
+		f.Matched = append(f.Matched, strings.ToLower(m[2]))
+	}
+	for _, m := range reFingerUnsupported.FindAllStringSubmatch(out, -1) {
+		f.Unsupported = append(f.Unsupported, strings.ToLower(m[1]))
+	}
+	if m := reFingerVerifyErr.FindStringSubmatch(out); m != nil {
+		f.VerifyError = m[1]
+	}
+	f.TLSALookupError = reFingerTLSAError.MatchString(out)
+	if m := reFingerFailure.FindStringSubmatch(out); m != nil {
+		f.Failure = m[1]
+	}
+	if f.Trust == "" && f.Failure == "" {
+		return f, fmt.Errorf("posttls-finger: neither a TLS session nor a failure in %q", tail(out, 300))
+	}
+	return f, nil
+}
+
+// DANEVerified is a DANE sender's verdict: the session was authenticated
+// by a TLSA record.
+func (f fingerDANE) DANEVerified() bool { return f.Trust == "Verified" && len(f.Matched) > 0 }
+
+// --- curl
+
+// curlResult is what curl got for one URL.
+type curlResult struct {
+	Exit        int    // curl's exit status: 0, 7 (could not connect), 60 (certificate not verified), ...
+	Error       string // its error message (-sS)
+	Status      int
+	ContentType string // the Content-Type header's value as sent
+	Location    string // the Location header's value as sent
+	Body        []byte
+}
+
+// curlWriteOut is the -w format: one marked line after the transfer.
+const curlWriteOut = "\ncurl-w: %{http_code}\n"
+
+var reCurlW = regexp.MustCompile(`(?m)^curl-w: (\d+)$`)
+
+// parseCurl reads curl's combined output (error message, then the -w line)
+// and the header block it dumped (-D).
+func parseCurl(out string, headers []byte) (curlResult, error) {
+	var r curlResult
+	m := reCurlW.FindStringSubmatchIndex(out)
+	if m == nil {
+		return r, fmt.Errorf("curl: no write-out line in %q", tail(out, 300))
+	}
+	r.Status, _ = strconv.Atoi(out[m[2]:m[3]]) // \d+
+	r.Error = strings.TrimSpace(out[:m[0]])
+	// The last header block (a 100-continue or proxy block would come first).
+	blocks := strings.Split(strings.ReplaceAll(string(headers), "\r\n", "\n"), "\n\n")
+	last := ""
+	for _, b := range blocks {
+		if strings.TrimSpace(b) != "" {
+			last = b
+		}
+	}
+	for _, line := range strings.Split(last, "\n")[1:] {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(name) {
+		case "content-type":
+			r.ContentType = strings.TrimSpace(value)
+		case "location":
+			r.Location = strings.TrimSpace(value)
+		}
+	}
+	return r, nil
 }

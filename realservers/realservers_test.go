@@ -306,7 +306,7 @@ func checkProbe(t *testing.T, s serverSpec, e *evidence, docGroups []docGroup, r
 	}
 }
 
-func mapStrings(in []string, f func(string) string) []string {
+func mapStrings[T any](in []T, f func(T) string) []string {
 	out := make([]string, len(in))
 	for i, s := range in {
 		out[i] = f(s)

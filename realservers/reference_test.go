@@ -55,6 +55,7 @@ func TestRealServers(t *testing.T) {
 	}
 	t.Run("scan", func(t *testing.T) { testScan(ctx, t, l, ev) })
 	t.Run("groups", func(t *testing.T) { testGroups(ctx, t, l) })
+	t.Run("policies", func(t *testing.T) { testPolicies(ctx, t, l) })
 	t.Logf("realservers: done in %v", time.Since(start).Round(time.Millisecond))
 }
 

@@ -91,8 +91,12 @@ func TestUnboundInFrontOfLab(t *testing.T) {
 	dir := t.TempDir()
 
 	// Every case but the hostile SMTP peers (a tarpit makes two scans of
-	// one world differ), and the hostile DNS cases a resolver must rewrite.
-	cases, err := mxlab.ParseCases("hostile=0,dns_timeout=0.0001,dns_wrong_id=0.0001,dns_wrong_question=0.0001")
+	// one world differ), and the hostile DNS cases a resolver must rewrite;
+	// and not the bogus DNSSEC cases: the lab answers them as a validating
+	// resolver would (SERVFAIL), while Unbound in front asks it with CD and,
+	// holding no trust anchor for test., passes their data on.
+	cases, err := mxlab.ParseCases("hostile=0,dns_timeout=0.0001,dns_wrong_id=0.0001,dns_wrong_question=0.0001," +
+		"dnssec_mx_bogus=0,dnssec_addr_bogus=0,dane_tlsa_bogus=0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +111,7 @@ func TestUnboundInFrontOfLab(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := checkFree(unboundIP, unboundPort); err != nil {
-		t.Fatalf("realservers: %v (an unbound left behind by a killed test?)", err)
-	}
-	serveSilently(t, net.JoinHostPort(silentRoot, "53"))
-	unboundLog := startUnbound(ctx, t, unbound, dir, lb.DNSAddr)
+	unboundLog := startUnbound(ctx, t, unbound, dir, labUnbound(lb.DNSAddr))
 	defer func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(unboundLog) // for the failure message only
@@ -225,23 +225,78 @@ func serveSilently(t *testing.T, addr string) {
 	})
 }
 
+// unboundConfig is what differs between the suite's Unbound instances:
+// where it listens, which zones go to which authoritative server, and how
+// it validates.
+type unboundConfig struct {
+	addr  string        // listening address, "ip:port"
+	stubs []unboundStub // zones sent to an authoritative server
+	// anchors are trust-anchor RRs (DS or DNSKEY, presentation form): the
+	// root's to validate as Debian's Unbound does, a test zone's own KSK.
+	anchors []string
+	// insecure zones have no chain of trust from an anchor (domain-insecure);
+	// an anchor at or below one of them overrides it.
+	insecure []string
+	// transparent are names Unbound answers locally by default (RFC 6761's
+	// test., the loopback reverse zones) that the stubs must answer instead.
+	transparent []string
+}
+
+// unboundStub sends one zone to one authoritative server.
+type unboundStub struct{ zone, addr string }
+
+// labUnbound is the configuration in front of the lab: its zones are
+// unsigned and have no DS chain, so they are declared insecure beside the
+// root's KSK-2017.
+func labUnbound(labDNS string) unboundConfig {
+	c := unboundConfig{
+		addr:     unboundAddr(),
+		anchors:  []string{rootKSK2017DS},
+		insecure: []string{"test.", "127.in-addr.arpa.", "ip6.arpa."},
+		transparent: []string{"test.", "127.in-addr.arpa.",
+			"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."},
+	}
+	for _, z := range []string{"test.", "127.in-addr.arpa.", "ip6.arpa."} {
+		c.stubs = append(c.stubs, unboundStub{z, labDNS})
+	}
+	return c
+}
+
 // startUnbound writes a configuration and runs unbound in the foreground,
 // stopped in t.Cleanup, and returns the file its output goes to. Stub zones
-// send the lab's zones to the lab's DNS; everything else would go to the
-// (silent) root.
-func startUnbound(ctx context.Context, t *testing.T, bin, dir, labDNS string) string {
+// send the test's zones to their servers; everything else would go to the
+// root, whose hints name the silent server this starts on silentRoot:53.
+func startUnbound(ctx context.Context, t *testing.T, bin, dir string, c unboundConfig) string {
 	t.Helper()
-	ap, err := netip.ParseAddrPort(labDNS)
+	listen, err := netip.ParseAddrPort(c.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := checkFree(listen.Addr().String(), int(listen.Port())); err != nil {
+		t.Fatalf("realservers: %v (an unbound left behind by a killed test?)", err)
+	}
+	serveSilently(t, net.JoinHostPort(silentRoot, "53"))
 	ud := filepath.Join(dir, "unbound")
 	writeFile(t, filepath.Join(ud, "root.hints"), fmt.Sprintf(".\t3600000\tNS\ta.root-servers.net.\na.root-servers.net.\t3600000\tA\t%s\n", silentRoot), 0o644)
-	var stubs strings.Builder
-	for _, z := range []string{"test.", "127.in-addr.arpa.", "ip6.arpa."} {
-		fmt.Fprintf(&stubs, "stub-zone:\n\tname: %q\n\tstub-addr: %s@%d\n", z, ap.Addr(), ap.Port())
+	var zones strings.Builder
+	for _, a := range c.anchors {
+		fmt.Fprintf(&zones, "\ttrust-anchor: %q\n", a)
 	}
-	conf := fmt.Sprintf(`# mxsurvey realservers: Unbound in front of the lab
+	for _, z := range c.insecure {
+		fmt.Fprintf(&zones, "\tdomain-insecure: %q\n", z)
+	}
+	for _, z := range c.transparent {
+		fmt.Fprintf(&zones, "\tlocal-zone: %q transparent\n", z)
+	}
+	var stubs strings.Builder
+	for _, s := range c.stubs {
+		ap, err := netip.ParseAddrPort(s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&stubs, "stub-zone:\n\tname: %q\n\tstub-addr: %s@%d\n", s.zone, ap.Addr(), ap.Port())
+	}
+	conf := fmt.Sprintf(`# mxsurvey realservers: Unbound, a validating resolver
 server:
 	interface: %s
 	port: %d
@@ -259,23 +314,16 @@ server:
 	so-reuseport: no
 	num-threads: 1
 	root-hints: %q
-	# A validating resolver: the root's trust anchor; the lab's zones are
-	# unsigned and have no DS chain, so they are declared insecure.
-	trust-anchor: %q
-	domain-insecure: "test."
-	domain-insecure: "127.in-addr.arpa."
-	domain-insecure: "ip6.arpa."
-	# The lab listens on loopback, which Unbound does not query by default.
+	# The test's servers listen on loopback, which Unbound does not query
+	# by default.
 	do-not-query-localhost: no
-	# RFC 6761 and Unbound's defaults answer these locally (test. with
-	# NXDOMAIN, the loopback reverse names with localhost): let the stub
-	# zones answer instead. localhost. itself keeps its local answer.
-	local-zone: "test." transparent
-	local-zone: "127.in-addr.arpa." transparent
-	local-zone: "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa." transparent
-remote-control:
+	# Trust anchors, zones without a chain of trust, and the names RFC 6761
+	# and Unbound's defaults answer locally (test. with NXDOMAIN, the
+	# loopback reverse names with localhost) that the stub zones answer
+	# instead. localhost. itself keeps its local answer.
+%sremote-control:
 	control-enable: no
-%s`, unboundIP, unboundPort, ud, filepath.Join(ud, "unbound.pid"), filepath.Join(ud, "root.hints"), rootKSK2017DS, stubs.String())
+%s`, listen.Addr(), listen.Port(), ud, filepath.Join(ud, "unbound.pid"), filepath.Join(ud, "root.hints"), zones.String(), stubs.String())
 	cf := filepath.Join(ud, "unbound.conf")
 	writeFile(t, cf, conf, 0o644)
 	if out, err := run(ctx, "", filepath.Join(filepath.Dir(bin), "unbound-checkconf"), cf); err != nil && !errors.Is(err, exec.ErrNotFound) {

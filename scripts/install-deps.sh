@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Go: Debian's Jupyter stack for the
 # notebook, Chromium (and DejaVu, the font the report's chart layout is
-# measured against) for the report's browser test, real mail and DNS servers
-# for realservers/, and DuckDB (npm) for the independent cross-check of the
+# measured against) for the report's browser test, real mail, DNS and web
+# servers and DNSSEC tools for realservers/, and DuckDB (npm) for the independent cross-check of the
 # Parquet files. Idempotent; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -276,7 +276,8 @@ func benchSize(ctx context.Context, c config, n int, largest bool) (res SizeResu
 }
 
 func scanArgs(lab *Lab, conc int) []string {
-	return []string{"-resolver", lab.DNS, "-port", fmt.Sprint(lab.Port), "-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6",
+	return []string{"-resolver", lab.DNS, "-port", fmt.Sprint(lab.Port), "-mta-sts-port", fmt.Sprint(lab.STSPort),
+		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6",
 		"-ehlo-name", "scanner.mxsurvey.test", "-rate", "0", "-dns-rate", "0", "-ip-interval", "0",
 		"-timeout", "10s", "-step-timeout", "5s", "-progress", "1s", "-concurrency", fmt.Sprint(conc)}
 }
