@@ -1,6 +1,8 @@
 package analyze
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -8,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 
@@ -21,8 +25,9 @@ import (
 // can recount any figure without re-implementing verification or matching.
 //
 // A column named like a column of survey.ProbeRow holds that column's value,
-// copied by name (hostFromProbe), with the certificate described as the
-// analyzer described it: a column added to both types needs no code here.
+// copied by name (hostFromProbe, from the columns the analyzer reads), with
+// the certificate described as the analyzer described it: a column added to
+// HostRow and to probeRow, as survey.ProbeRow has it, needs no code here.
 // The others are the analyzer's own.
 type HostRow struct {
 	IP              string   `parquet:"ip,dict"`
@@ -63,17 +68,24 @@ type HostRow struct {
 	MXProvider     string `parquet:"mx_provider,dict"`
 }
 
-// hostFromProbe pairs the fields of HostRow with the fields of
-// survey.ProbeRow of the same column name: [host field, probe field].
-var hostFromProbe = sameColumns(reflect.TypeFor[HostRow](), reflect.TypeFor[survey.ProbeRow]())
+// hostFromProbe pairs the fields of HostRow with the fields of probeRow of
+// the same column name: [host field, probe field]. hostCertFromProbe does
+// the same with survey.ProbeRow for the cert_* columns, which describe the
+// leaf (survey.ProbeRow.SetCert).
+var (
+	hostFromProbe     = sameColumns(reflect.TypeFor[HostRow](), reflect.TypeFor[probeRow](), "")
+	hostCertFromProbe = sameColumns(reflect.TypeFor[HostRow](), reflect.TypeFor[survey.ProbeRow](), "cert_")
+)
 
 // sameColumns pairs the fields of dst and src that have the same column
-// name. A pair whose types differ is a programming error that every test
-// of the package meets at once, so it panics.
-func sameColumns(dst, src reflect.Type) [][2]int {
+// name, starting with prefix. A pair whose types differ is a programming
+// error that every test of the package meets at once, so it panics.
+func sameColumns(dst, src reflect.Type, prefix string) [][2]int {
 	byName := map[string]int{}
 	for i := range src.NumField() {
-		byName[columnName(src.Field(i))] = i
+		if name := columnName(src.Field(i)); strings.HasPrefix(name, prefix) {
+			byName[name] = i
+		}
 	}
 	var pairs [][2]int
 	for i := range dst.NumField() {
@@ -90,21 +102,36 @@ func sameColumns(dst, src reflect.Type) [][2]int {
 	return pairs
 }
 
-// table writes the same rows as CSV and Parquet. The CSV header comes from
+// table writes the same rows as CSV and Parquet, on a goroutine of its own
+// (segments arrive over a channel, in order), so that encoding and
+// compressing the exports overlaps the analysis. The CSV header comes from
 // the Parquet tags so the two exports cannot drift apart.
 type table[T any] struct {
 	csvFile, pqFile *os.File
-	csv             *csv.Writer
+	csv             *bufio.Writer
 	pq              *parquet.GenericWriter[T]
 	buf             []T
-	rec             []string
+	segments        chan *segment[T]
+	done            chan error
+	free            sync.Pool // *segment[T] written and ready for reuse
+}
+
+// segment is a run of rows in export order with their CSV records, which
+// the workers format (add) so that the table's goroutine only writes. The
+// table takes segments back once written: a million rows then cost a few
+// segments' worth of memory, not a million rows' worth of garbage.
+type segment[T any] struct {
+	rows []T
+	csv  bytes.Buffer
+	w    *csv.Writer // into csv; flushed by the table
+	rec  []string
 }
 
 // exportRowGroup bounds the rows parquet-go buffers before writing a row group.
 const exportRowGroup = 50_000
 
 func newTable[T any](dir, name string) (*table[T], error) {
-	t := &table[T]{}
+	t := &table[T]{segments: make(chan *segment[T], 4), done: make(chan error, 1)}
 	var err error
 	if t.csvFile, err = os.Create(filepath.Join(dir, name+".csv")); err != nil {
 		return nil, fmt.Errorf("creating export: %w", err)
@@ -113,45 +140,107 @@ func newTable[T any](dir, name string) (*table[T], error) {
 		t.csvFile.Close()
 		return nil, fmt.Errorf("creating export: %w", err)
 	}
-	t.csv = csv.NewWriter(t.csvFile)
+	t.csv = bufio.NewWriterSize(t.csvFile, 1<<20)
 	t.pq = parquet.NewGenericWriter[T](t.pqFile, parquet.Compression(&parquet.Zstd),
 		parquet.MaxRowsPerRowGroup(exportRowGroup))
 	var zero T
-	if err := t.csv.Write(columnNames(reflect.TypeOf(zero))); err != nil {
+	header := csv.NewWriter(t.csv)
+	err = header.Write(columnNames(reflect.TypeOf(zero)))
+	header.Flush()
+	if err = errors.Join(err, header.Error()); err != nil {
 		t.close()
 		return nil, fmt.Errorf("writing export: %w", err)
 	}
+	go t.run()
 	return t, nil
 }
 
-// exportBatch rows are buffered before each Parquet write.
+// segment returns an empty segment for about n rows.
+func (t *table[T]) segment(n int) *segment[T] {
+	seg, _ := t.free.Get().(*segment[T])
+	if seg == nil {
+		seg = &segment[T]{}
+		seg.w = csv.NewWriter(&seg.csv)
+	}
+	seg.rows = slices.Grow(seg.rows[:0], n)
+	seg.csv.Reset()
+	return seg
+}
+
+// add appends a row and its CSV record, as the table's csv.Writer would
+// format it.
+func (seg *segment[T]) add(row T) error {
+	seg.rows = append(seg.rows, row)
+	seg.rec = csvRecord(reflect.ValueOf(&seg.rows[len(seg.rows)-1]).Elem(), seg.rec[:0])
+	return seg.w.Write(seg.rec)
+}
+
+// exportBatch rows are buffered before each Parquet write: the same writes
+// whatever the segments, so that the file is the same byte for byte.
 const exportBatch = 256
 
-func (t *table[T]) write(row T) error {
-	t.rec = csvRecord(reflect.ValueOf(row), t.rec[:0])
-	if err := t.csv.Write(t.rec); err != nil {
+// run writes segments until the channel closes. After an error it keeps
+// draining, so that senders never block, and reports the error at the end.
+func (t *table[T]) run() {
+	var err error
+	for seg := range t.segments {
+		seg.w.Flush()
+		if err == nil {
+			err = t.write(seg)
+		}
+		clear(seg.rows)
+		t.free.Put(seg)
+	}
+	t.done <- err
+}
+
+func (t *table[T]) write(seg *segment[T]) error {
+	if err := seg.w.Error(); err != nil {
 		return fmt.Errorf("writing export: %w", err)
 	}
-	t.buf = append(t.buf, row)
-	if len(t.buf) == exportBatch {
-		return t.flushBuf()
+	if _, err := t.csv.Write(seg.csv.Bytes()); err != nil {
+		return fmt.Errorf("writing export: %w", err)
+	}
+	for _, row := range seg.rows {
+		t.buf = append(t.buf, row)
+		if len(t.buf) == exportBatch {
+			if err := t.flushBuf(); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// send hands a segment to the table's goroutine, which owns it from now.
+func (t *table[T]) send(seg *segment[T]) {
+	t.segments <- seg
 }
 
 func (t *table[T]) flushBuf() error {
 	if _, err := t.pq.Write(t.buf); err != nil {
 		return fmt.Errorf("writing export: %w", err)
 	}
+	clear(t.buf)
 	t.buf = t.buf[:0]
 	return nil
 }
 
 func (t *table[T]) finish() error {
-	err := t.flushBuf()
-	t.csv.Flush()
-	err = errors.Join(err, t.csv.Error(), t.pq.Close())
+	close(t.segments)
+	err := <-t.done
+	if err == nil {
+		err = t.flushBuf()
+	}
+	err = errors.Join(err, t.csv.Flush(), t.pq.Close())
 	return errors.Join(err, t.close())
+}
+
+// abort stops the table's goroutine and closes the files as they are.
+func (t *table[T]) abort() {
+	close(t.segments)
+	<-t.done
+	t.close()
 }
 
 func (t *table[T]) close() error {
@@ -214,7 +303,7 @@ func openOutputs(dir string) (*outputs, error) {
 		return nil, err
 	}
 	if o.domains, err = newTable[DomainRow](dir, "domains"); err != nil {
-		o.hosts.close()
+		o.hosts.abort()
 		return nil, err
 	}
 	return o, nil
@@ -226,23 +315,30 @@ func (o *outputs) abort() {
 	if o.done {
 		return
 	}
-	o.hosts.close()
-	o.domains.close()
+	o.hosts.abort()
+	o.domains.abort()
 }
 
-func (o *outputs) host(r *survey.ProbeRow, h *hostResult) error {
-	// What the analyzer parsed is what it counted: export its description
-	// of the certificate, not the copy an older scanner may have written,
-	// so a notebook's recount agrees with summary.json.
-	seen := *r
-	seen.CertSHA256 = h.certSHA
-	if h.withCert {
-		seen.SetCert(h.cert.Leaf.Cert, "")
-	}
+// hostRow is a probe row's line in hosts.csv: what the analyzer parsed is
+// what it counted, so the certificate is described as the analyzer
+// described it, not as an older scanner may have, and a notebook's recount
+// agrees with summary.json.
+// scratch is the caller's, reused from row to row.
+func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
 	var row HostRow
-	dst, src := reflect.ValueOf(&row).Elem(), reflect.ValueOf(&seen).Elem()
+	dst, src := reflect.ValueOf(&row).Elem(), reflect.ValueOf(r).Elem()
 	for _, p := range hostFromProbe {
 		dst.Field(p[0]).Set(src.Field(p[1]))
+	}
+	row.CertSHA256 = h.certSHA
+	if h.withCert {
+		seen := scratch
+		seen.SetCert(h.cert.Leaf.Cert, "")
+		seen.CertSHA256 = h.certSHA
+		src := reflect.ValueOf(seen).Elem()
+		for _, p := range hostCertFromProbe {
+			dst.Field(p[0]).Set(src.Field(p[1]))
+		}
 	}
 	row.ServerSoftware, row.MXProvider = h.software, h.provider
 	if h.withCert {
@@ -254,11 +350,7 @@ func (o *outputs) host(r *survey.ProbeRow, h *hostResult) error {
 		row.MatchMX, row.MatchBanner, row.MatchEHLO = h.matchMX, h.matchBanner, h.matchEHLO
 		row.MatchPostTLS, row.MatchPTR, row.ValidForMX = h.matchPost, h.matchPTR, h.validForMX
 	}
-	return o.hosts.write(row)
-}
-
-func (o *outputs) domain(d *DomainRow) error {
-	return o.domains.write(*d)
+	return row
 }
 
 func (o *outputs) finish(s *Summary, top map[string]map[string]int64) error {

@@ -15,14 +15,18 @@ import (
 // How a row is held to the truth, column by column, without a hand-kept
 // list of columns:
 //
-//   - A column is a field of survey.MXRow or survey.ProbeRow, named by its
-//     Parquet tag (the part before the first comma).
-//   - The truth states a column when a field of lab.TruthDomain (for mx) or
-//     lab.TruthHost (for probes) has that name as its JSON tag (the part
-//     before the first comma). The nested MX hosts of a TruthDomain
-//     (lab.TruthMX) are flattened into one truth row per host and address
-//     by mxTruthRows, which names their fields as the columns mx_host,
-//     mx_preference, mx_host_status and ip.
+//   - A column is a field of survey.MXRow, survey.ProbeRow, survey.TLSARow
+//     or survey.PolicyRow, named by its Parquet tag (the part before the
+//     first comma).
+//   - The truth states a column when a field of lab.TruthDomain (for mx),
+//     lab.TruthHost (for probes), lab.TruthTLSA (for tlsa) or
+//     lab.TruthPolicy (a TruthDomain's policies row, with the domain's
+//     domain) has that name as its JSON tag (the part before the first
+//     comma). The nested MX hosts of a TruthDomain (lab.TruthMX) are
+//     flattened into one truth row per host and address by mxTruthRows,
+//     which names their fields host, preference, host_status and ips as the
+//     columns mx_host, mx_preference, mx_host_status and ip, and keeps the
+//     others under their own names.
 //   - Every other column must be in noTruth, with the reason it has no truth
 //     and, where something can be known, a weaker check.
 //
@@ -48,13 +52,10 @@ var noTruth = map[string]missingTruth{
 		}
 		return ""
 	}},
-	"mx.dns_error":      {"free text of the resolver; dns_status is the stable part", nil},
-	"mx.mx_host_error":  {"free text of the resolver; mx_host_status is the stable part", nil},
-	"mx.ip_version":     {"follows from ip", checkIPVersion},
-	"mx.resolved_at":    {"wall clock", nonZeroTime(func(row any) (time.Time, bool) { return row.(*survey.MXRow).ResolvedAt, true })},
-	"mx.mx_dnssec":      {"the lab states no DNSSEC yet (issue 13's lab work)", checkDNSSEC(func(r *survey.MXRow) string { return r.MXDNSSEC })},
-	"mx.addr_dnssec":    {"the lab states no DNSSEC yet (issue 13's lab work)", checkDNSSEC(func(r *survey.MXRow) string { return r.AddrDNSSEC })},
-	"mx.mx_host_cnames": {"the lab states the CNAMEs of MX hosts in no truth field yet (issue 13's lab work)", nil},
+	"mx.dns_error":     {"free text of the resolver; dns_status is the stable part", nil},
+	"mx.mx_host_error": {"free text of the resolver; mx_host_status is the stable part", nil},
+	"mx.ip_version":    {"follows from ip", checkIPVersion},
+	"mx.resolved_at":   {"wall clock", nonZeroTime(func(row any) (time.Time, bool) { return row.(*survey.MXRow).ResolvedAt, true })},
 	"probes.started_at": {"wall clock", nonZeroTime(func(row any) (time.Time, bool) {
 		p := row.(*survey.ProbeRow)
 		return p.StartedAt, p.Outcome != survey.OutcomeSkipped
@@ -93,18 +94,32 @@ var noTruth = map[string]missingTruth{
 	}},
 	"probes.cert_parse_error": {"free text of crypto/x509; the truth states which certificates Go cannot parse through error_class", nil},
 	"probes.bytes_read":       {"depends on TLS record sizes; TestHostilePeers bounds it", nil},
-}
 
-// checkDNSSEC holds a DNSSEC column to its vocabulary.
-func checkDNSSEC(get func(*survey.MXRow) string) func(row any) string {
-	return func(row any) string {
-		switch v := get(row.(*survey.MXRow)); v {
-		case survey.DNSSECSecure, survey.DNSSECInsecure, survey.DNSSECBogus, survey.DNSSECUnknown:
-			return ""
-		default:
-			return fmt.Sprintf("DNSSEC status %q not in the vocabulary", v)
+	"tlsa.tlsa_error": {"free text of the resolver; tlsa_status is the stable part", nil},
+	"tlsa.queried_at": {"wall clock", nonZeroTime(func(row any) (time.Time, bool) { return row.(*survey.TLSARow).QueriedAt, true })},
+
+	"policies.mta_sts_error": {"free text of the resolver (or a note of what was cut); mta_sts_status is the stable part", nil},
+	"policies.tlsrpt_error":  {"free text, as mta_sts_error", nil},
+	"policies.queried_at":    {"wall clock", nonZeroTime(func(row any) (time.Time, bool) { return row.(*survey.PolicyRow).QueriedAt, true })},
+	"policies.sts_started_at": {"wall clock", func(row any) string {
+		if p := row.(*survey.PolicyRow); p.STSStartedAt.IsZero() == p.STSFetched {
+			return fmt.Sprintf("sts_started_at %v with sts_fetched %v", p.STSStartedAt, p.STSFetched)
 		}
-	}
+		return ""
+	}},
+	"policies.sts_duration_ms": {"wall clock; TestHostilePeers bounds it", nil},
+	"policies.sts_error": {"free text of Go's errors; sts_error_class is the stable part", func(row any) string {
+		if p := row.(*survey.PolicyRow); (p.STSError == "") != (p.STSErrorClass == "") {
+			return fmt.Sprintf("sts_error %q with sts_error_class %q", p.STSError, p.STSErrorClass)
+		}
+		return ""
+	}},
+	"policies.sts_cert_chain": {"the DER itself; the truth states which policies are WebPKI-valid through the verdicts", func(row any) string {
+		if p := row.(*survey.PolicyRow); (len(p.STSCertChain) == 0) != (p.STSTLSVersion == "") {
+			return fmt.Sprintf("%d certificates kept with sts_tls_version %q", len(p.STSCertChain), p.STSTLSVersion)
+		}
+		return ""
+	}},
 }
 
 func checkIPVersion(row any) string {
@@ -160,30 +175,44 @@ func truthColumns(truth any) map[string]any {
 // per MX host and address (the scanner's MX cap applied), one per host
 // without an address, one for the domain when it has no host.
 func mxTruthRows(d lab.TruthDomain) []map[string]any {
-	row := func(host string, pref int32, status, ip string) map[string]any {
+	row := func(m lab.TruthMX, ip string) map[string]any {
 		cols := truthColumns(d)
-		cols["mx_host"], cols["mx_preference"], cols["mx_host_status"], cols["ip"] = host, pref, status, ip
+		for k, v := range truthColumns(m) {
+			cols[k] = v
+		}
+		delete(cols, "host")
+		delete(cols, "preference")
+		delete(cols, "host_status")
+		delete(cols, "ips")
+		cols["mx_host"], cols["mx_preference"], cols["mx_host_status"], cols["ip"] = m.Host, m.Preference, m.HostStatus, ip
 		return cols
 	}
 	var rows []map[string]any
 	for _, m := range capMX(d.MX) {
 		if len(m.IPs) == 0 {
-			rows = append(rows, row(m.Host, m.Preference, m.HostStatus, ""))
+			rows = append(rows, row(m, ""))
 		}
 		for _, ip := range m.IPs {
-			rows = append(rows, row(m.Host, m.Preference, m.HostStatus, ip))
+			rows = append(rows, row(m, ip))
 		}
 	}
 	if len(rows) == 0 {
-		rows = append(rows, row("", 0, "", ""))
+		rows = append(rows, row(lab.TruthMX{}, ""))
 	}
 	return rows
 }
 
+// policyTruth is the policies row the truth states for a domain.
+func policyTruth(d lab.TruthDomain) map[string]any {
+	cols := truthColumns(d.Policy)
+	cols["domain"] = d.Domain
+	return cols
+}
+
 // comparable maps a column's value and its truth's to one form: integers of
 // any width as int64, times at the dataset's millisecond precision in UTC
-// (a nil *time.Time and the zero time alike), lists with an empty list as
-// nil.
+// (a nil *time.Time and the zero time alike), lists and bytes with an empty
+// one as nil.
 func comparable(v any) any {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer {
@@ -201,6 +230,11 @@ func comparable(v any) any {
 	case []string:
 		if len(x) == 0 {
 			return []string(nil)
+		}
+		return x
+	case []byte:
+		if len(x) == 0 {
+			return []byte(nil)
 		}
 		return x
 	}
@@ -305,8 +339,10 @@ func TestEveryColumnHasATruth(t *testing.T) {
 		row   reflect.Type
 		truth map[string]any
 	}{
-		"mx":     {reflect.TypeFor[survey.MXRow](), mxTruthRows(lab.TruthDomain{})[0]},
-		"probes": {reflect.TypeFor[survey.ProbeRow](), truthColumns(lab.TruthHost{})},
+		"mx":       {reflect.TypeFor[survey.MXRow](), mxTruthRows(lab.TruthDomain{})[0]},
+		"probes":   {reflect.TypeFor[survey.ProbeRow](), truthColumns(lab.TruthHost{})},
+		"tlsa":     {reflect.TypeFor[survey.TLSARow](), truthColumns(lab.TruthTLSA{})},
+		"policies": {reflect.TypeFor[survey.PolicyRow](), policyTruth(lab.TruthDomain{})},
 	}
 	listed := map[string]bool{}
 	for table, tt := range tables {
@@ -319,7 +355,7 @@ func TestEveryColumnHasATruth(t *testing.T) {
 			case hasTruth && excused:
 				t.Errorf("%s has a truth field now: take it out of noTruth (%q)", key, noTruth[key].why)
 			case !hasTruth && !excused:
-				t.Errorf("%s has no truth field (lab.TruthDomain/TruthHost JSON name %q) and no reason in noTruth", key, name)
+				t.Errorf("%s has no truth field (lab.TruthDomain/TruthMX/TruthHost/TruthTLSA/TruthPolicy JSON name %q) and no reason in noTruth", key, name)
 			}
 		}
 	}

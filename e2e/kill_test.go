@@ -77,7 +77,7 @@ func startLabProcess(t *testing.T, bin string, domains int, extra ...string) *la
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "lab")
 	cmd := exec.Command(bin, append([]string{"lab", "-domains", strconv.Itoa(domains), "-seed", "5", "-dns", "127.0.0.1:0",
-		"-smtp-port", "0", "-no-truth", "-out", dir}, extra...)...)
+		"-smtp-port", "0", "-mta-sts-port", "0", "-no-truth", "-out", dir}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func startLabProcess(t *testing.T, bin string, domains int, extra ...string) *la
 }
 
 func scanArgs(l *labProcess, out string, extra ...string) []string {
-	args := []string{"scan", "-resolver", l.info.DNS, "-port", strconv.Itoa(l.info.SMTPPort),
+	args := []string{"scan", "-resolver", l.info.DNS, "-port", strconv.Itoa(l.info.SMTPPort), "-mta-sts-port", strconv.Itoa(l.info.MTASTSPort),
 		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6", "-ehlo-name", "scanner.mxsurvey.test",
 		"-rate", "0", "-dns-rate", "0", "-ip-interval", "0", "-timeout", "4s", "-step-timeout", "2s",
 		"-dns-timeout", "500ms", "-dns-retries", "1", "-checkpoint", "300ms", "-quiet", "-o", out}

@@ -32,6 +32,14 @@ type (
 	TruthFacts = truth.Facts
 	// TruthText is what the lab knows of a column of server-sent text.
 	TruthText = truth.Text
+	// TruthPolicy is the policies row of a TruthDomain.
+	TruthPolicy = truth.Policy
+	// TruthDomainFacts are the verdicts of a TruthDomain under DANE and MTA-STS.
+	TruthDomainFacts = truth.DomainFacts
+	// TruthDANE are the DANE facts of a TruthHost.
+	TruthDANE = truth.DANE
+	// TruthTLSA is one line of truth-tlsa.jsonl: an MX host's tlsa row.
+	TruthTLSA = truth.TLSA
 )
 
 // What the truth assumes of the scanner's caps (world.AssumeMaxReplyLines).
@@ -40,6 +48,11 @@ const (
 	AssumeMaxReplyBytes = world.AssumeMaxReplyBytes
 	AssumeMaxLineBytes  = world.AssumeMaxLineBytes
 	AssumeMaxChainCerts = world.AssumeMaxChainCerts
+	AssumeMaxMX         = world.AssumeMaxMX
+	AssumeMaxTXTRecords = world.AssumeMaxTXTRecords
+	AssumeMaxTXTBytes   = world.AssumeMaxTXTBytes
+	AssumeMaxBodyKept   = world.AssumeMaxBodyKept
+	AssumeMaxBodyRead   = world.AssumeMaxBodyRead
 )
 
 // GroupHostile names the hostile cases in WorldParams.Cases.
@@ -48,15 +61,15 @@ const GroupHostile = world.GroupHostile
 // HostileCaseNames lists the cases of the hostile group in catalogue order.
 func HostileCaseNames() []string { return world.HostileCaseNames() }
 
-// ReadTruth loads truth-domains.jsonl and truth-hosts.jsonl from a lab
-// directory. While the directory's lab.json says the truth is still being
+// ReadTruth loads truth-domains.jsonl, truth-hosts.jsonl and
+// truth-tlsa.jsonl from a lab directory. While the directory's lab.json says the truth is still being
 // written it waits (WaitTruthFiles); the files appear only complete, so it
 // never reads half of one.
 func ReadTruth(dir string) (*Truth, error) {
 	if err := WaitTruthFiles(context.Background(), dir); err != nil {
 		return nil, err
 	}
-	return truth.ReadFiles(filepath.Join(dir, TruthDomainsFile), filepath.Join(dir, TruthHostsFile))
+	return truth.ReadFiles(filepath.Join(dir, TruthDomainsFile), filepath.Join(dir, TruthHostsFile), filepath.Join(dir, TruthTLSAFile))
 }
 
 // truthWaitBound bounds how long WaitTruthFiles waits for a lab that is

@@ -1,7 +1,8 @@
 // Package lab is the internet in a box (DESIGN 6): it wires the world
 // (lab/world) to an authoritative DNS server for synthetic zones under .test
 // (lab/dnsserver), SMTP servers on many 127.x.y.z addresses (lab/smtpserver)
-// with certificates from the lab's CA (lab/pki), and writes the directory a
+// with certificates from the lab's CA (lab/pki), MTA-STS policy hosts on
+// HTTPS (lab/httpsserver), and writes the directory a
 // scan and an analysis start from: the domain list, the CA bundle, lab.json
 // and the ground truth (lab/truth) they must reproduce.
 //
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/lab/dnsserver"
+	"github.com/mxsurvey/mxsurvey/lab/httpsserver"
 	"github.com/mxsurvey/mxsurvey/lab/pki"
 	"github.com/mxsurvey/mxsurvey/lab/smtpserver"
 	"github.com/mxsurvey/mxsurvey/lab/truth"
@@ -42,6 +44,7 @@ const (
 	InfoFile         = "lab.json"
 	TruthDomainsFile = "truth-domains.jsonl"
 	TruthHostsFile   = "truth-hosts.jsonl"
+	TruthTLSAFile    = "truth-tlsa.jsonl"
 )
 
 // Config describes a lab. The zero value of every field but OutDir is usable.
@@ -49,8 +52,11 @@ type Config struct {
 	WorldParams
 	DNSAddr  string // UDP and TCP; default 127.0.0.53:5353; port 0 picks a free port
 	SMTPPort int    // port of the 0.0.0.0 tcp4 listener; 0 picks a free port
-	OutDir   string // required
-	NoTruth  bool   // skip the truth files (load tests of a million domains)
+	// MTASTSPort is the port of the policy hosts' 0.0.0.0 tcp4 HTTPS
+	// listener (a scan's -mta-sts-port); 0 picks a free port.
+	MTASTSPort int
+	OutDir     string // required
+	NoTruth    bool   // skip the truth files (load tests of a million domains)
 	// TruthBackground makes Start return as soon as DNS and SMTP serve and
 	// domains.csv, ca.pem and lab.json are written; the truth files are
 	// written meanwhile and appear, complete, when lab.json says
@@ -68,10 +74,12 @@ type Config struct {
 // Lab is a running lab.
 type Lab struct {
 	// DNSAddr is the bound DNS address (UDP and TCP), SMTPPort the bound SMTP
-	// port, Dir the output directory.
-	DNSAddr  string
-	SMTPPort int
-	Dir      string
+	// port, MTASTSPort the bound HTTPS port of the policy hosts, Dir the
+	// output directory.
+	DNSAddr    string
+	SMTPPort   int
+	MTASTSPort int
+	Dir        string
 	// Info is what lab.json holds.
 	Info Info
 
@@ -79,6 +87,7 @@ type Lab struct {
 	auth  *pki.Authority
 	dns   *dnsserver.Server
 	smtp  *smtpserver.Server
+	https *httpsserver.Server
 	once  sync.Once
 	err   error
 
@@ -94,6 +103,7 @@ type Info struct {
 	DNS             string            `json:"dns"`
 	SMTPPort        int               `json:"smtp_port"`
 	SMTPListen      string            `json:"smtp_listen"`
+	MTASTSPort      int               `json:"mta_sts_port"` // the policy hosts' HTTPS port, on 0.0.0.0 (tcp4)
 	Seed            int64             `json:"seed"`
 	Domains         int               `json:"domains"`
 	Providers       int               `json:"providers"`
@@ -104,6 +114,7 @@ type Info struct {
 	BackgroundCases map[string]int    `json:"background_cases"` // background domains per kind/server case
 	CaseTargets     map[string]int    `json:"case_targets"`     // truth-hosts rows per case name, and per dialect (dialect_*)
 	Targets         int               `json:"targets"`          // rows in truth-hosts.jsonl (once truth_ready)
+	TLSAHosts       int               `json:"tlsa_hosts"`       // rows in truth-tlsa.jsonl (once truth_ready)
 	TruthWritten    bool              `json:"truth_written"`    // truth files asked for: false with NoTruth
 	TruthReady      bool              `json:"truth_ready"`      // the truth files are complete (they appear only then)
 	TruthError      string            `json:"truth_error,omitempty"`
@@ -120,6 +131,7 @@ func (l *Lab) CAPath() string           { return filepath.Join(l.Dir, CAFile) }
 func (l *Lab) InfoPath() string         { return filepath.Join(l.Dir, InfoFile) }
 func (l *Lab) TruthDomainsPath() string { return filepath.Join(l.Dir, TruthDomainsFile) }
 func (l *Lab) TruthHostsPath() string   { return filepath.Join(l.Dir, TruthHostsFile) }
+func (l *Lab) TruthTLSAPath() string    { return filepath.Join(l.Dir, TruthTLSAFile) }
 
 // Start binds the servers, starts serving, and writes the directory's files:
 // domains.csv, ca.pem and lab.json, and the truth files, before it returns or
@@ -146,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	// A lab.json or truth left by an earlier lab in this directory must not
 	// pass for this one's.
-	for _, f := range []string{InfoFile, TruthDomainsFile, TruthHostsFile} {
+	for _, f := range []string{InfoFile, TruthDomainsFile, TruthHostsFile, TruthTLSAFile} {
 		if err := os.Remove(filepath.Join(cfg.OutDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -156,14 +168,17 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	l.Info = Info{
-		DNS: l.DNSAddr, SMTPPort: l.SMTPPort, SMTPListen: "0.0.0.0:" + strconv.Itoa(l.SMTPPort),
+		DNS: l.DNSAddr, SMTPPort: l.SMTPPort, SMTPListen: "0.0.0.0:" + strconv.Itoa(l.SMTPPort), MTASTSPort: l.MTASTSPort,
 		Seed: cfg.Seed, Domains: w.Len(), Providers: w.Providers(), HostingHosts: w.HostingServers(),
 		LatencyMin: w.Params().LatencyMin.String(), LatencyMax: w.Params().LatencyMax.String(),
 		ScannerAssume: "resolver " + l.DNSAddr + ", port " + strconv.Itoa(l.SMTPPort) +
 			", SNI = MX host, TLS 1.3 offered, -ipv6, allow 127.0.0.0/8 and ::1/128, roots " + CAFile +
 			fmt.Sprintf(", reply caps %d lines / %d bytes / %d-byte lines, %d certificates kept, step deadline under 60s",
-				world.AssumeMaxReplyLines, world.AssumeMaxReplyBytes, world.AssumeMaxLineBytes, world.AssumeMaxChainCerts),
-		Files:        map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile},
+				world.AssumeMaxReplyLines, world.AssumeMaxReplyBytes, world.AssumeMaxLineBytes, world.AssumeMaxChainCerts) +
+			fmt.Sprintf("; policies on, resolver trusted for AD, -mta-sts-port %d, %d MX kept, %d TXT records of %d bytes kept, policy bodies %d bytes kept of %d read",
+				l.MTASTSPort, world.AssumeMaxMX, world.AssumeMaxTXTRecords, world.AssumeMaxTXTBytes, world.AssumeMaxBodyKept, world.AssumeMaxBodyRead),
+		Files: map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile,
+			"truth_tlsa": TruthTLSAFile},
 		TruthWritten: !cfg.NoTruth,
 		PID:          os.Getpid(),
 	}
@@ -236,7 +251,7 @@ func (l *Lab) WaitTruth(ctx context.Context) error {
 }
 
 func (l *Lab) listen(cfg Config) error {
-	ds, err := dnsserver.Start(cfg.DNSAddr, l.world)
+	ds, err := dnsserver.Start(cfg.DNSAddr, l.world, l.auth)
 	if err != nil {
 		return err
 	}
@@ -249,6 +264,15 @@ func (l *Lab) listen(cfg Config) error {
 	}
 	l.SMTPPort = sl.Addr().(*net.TCPAddr).Port
 	l.smtp = smtpserver.Serve(l.world, l.auth, sl, cfg.ConnLog)
+	// tcp4 only, as SMTP: [::1]:port must refuse (sts_refused).
+	hl, err := net.Listen("tcp4", "0.0.0.0:"+strconv.Itoa(cfg.MTASTSPort))
+	if err != nil {
+		ds.Close()
+		l.smtp.Close()
+		return fmt.Errorf("lab: mta-sts https: %w", err)
+	}
+	l.MTASTSPort = hl.Addr().(*net.TCPAddr).Port
+	l.https = httpsserver.Serve(l.world, l.auth, hl)
 	return nil
 }
 
@@ -265,6 +289,9 @@ func (l *Lab) Close() error {
 		}
 		if l.smtp != nil {
 			errs = append(errs, l.smtp.Close())
+		}
+		if l.https != nil {
+			errs = append(errs, l.https.Close())
 		}
 		l.err = errors.Join(errs...)
 	})
@@ -297,11 +324,12 @@ func tmpName(path string) string {
 // chunk is the output for a run of consecutive domains, made by a worker and
 // written in order.
 type chunk struct {
-	a, b        bytes.Buffer // domains.csv; or truth-domains and truth-hosts
+	a, b, c     bytes.Buffer // domains.csv; or truth-domains, truth-hosts and truth-tlsa
 	caseDomains map[string]int
 	bgCases     map[string]int
 	caseTargets map[string]int
 	targets     int
+	tlsa        int
 	err         error
 }
 
@@ -316,10 +344,11 @@ func getChunk() *chunk {
 	c := chunkPool.Get().(*chunk)
 	c.a.Reset()
 	c.b.Reset()
+	c.c.Reset()
 	clear(c.caseDomains)
 	clear(c.bgCases)
 	clear(c.caseTargets)
-	c.targets, c.err = 0, nil
+	c.targets, c.tlsa, c.err = 0, 0, nil
 	return c
 }
 
@@ -338,27 +367,32 @@ func (l *Lab) writeDomains(ctx context.Context) error {
 	})
 }
 
-// writeTruth writes the two truth files and counts the targets into info.
+// writeTruth writes the three truth files and counts their rows into info.
 func (l *Lab) writeTruth(ctx context.Context, info *Info) error {
-	st := truth.NewStater(l.world, l.auth, l.SMTPPort)
+	st := truth.NewStater(l.world, l.auth, l.SMTPPort, l.MTASTSPort)
 	info.CaseTargets = map[string]int{}
-	info.Targets = 0
-	hosts, err := st.Providers()
+	info.Targets, info.TLSAHosts = 0, 0
+	hosts, tlsa, err := st.Providers()
 	if err != nil {
 		return err
 	}
-	var pre []byte
+	var preHosts, preTLSA []byte
 	for i := range hosts {
-		pre = truth.AppendHost(pre, &hosts[i])
+		preHosts = truth.AppendHost(preHosts, &hosts[i])
 		info.Targets++
 		countTarget(info.CaseTargets, &hosts[i])
 	}
-	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre},
+	for i := range tlsa {
+		preTLSA = truth.AppendTLSA(preTLSA, &tlsa[i])
+		info.TLSAHosts++
+	}
+	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath(), l.TruthTLSAPath()}, [][]byte{nil, preHosts, preTLSA},
 		func(ci int) *chunk { return l.truthChunk(st, ci) }, func(c *chunk) {
 			for k, v := range c.caseTargets {
 				info.CaseTargets[k] += v
 			}
 			info.Targets += c.targets
+			info.TLSAHosts += c.tlsa
 		})
 }
 
@@ -374,8 +408,8 @@ func countTarget(m map[string]int, h *truth.Host) {
 }
 
 // writeChunked makes the chunks of all domains on every core and writes
-// them in order into files (one or two: chunk.a, chunk.b), each written
-// aside and renamed into place once complete.
+// them in order into files (one to three: chunk.a, chunk.b, chunk.c), each
+// written aside and renamed into place once complete.
 func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, mk func(int) *chunk, merge func(*chunk)) error {
 	outs := make([]*bufio.Writer, len(paths))
 	files := make([]*os.File, len(paths))
@@ -446,7 +480,7 @@ func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, 
 		if c.err != nil {
 			return c.err
 		}
-		for k, buf := range []*bytes.Buffer{&c.a, &c.b}[:len(outs)] {
+		for k, buf := range []*bytes.Buffer{&c.a, &c.b, &c.c}[:len(outs)] {
 			if _, err := outs[k].Write(buf.Bytes()); err != nil {
 				return err
 			}
@@ -495,18 +529,23 @@ func (l *Lab) truthChunk(st *truth.Stater, ci int) *chunk {
 	c := getChunk()
 	memo := map[string]pki.Digest{}
 	var hosts []truth.Host
+	var tlsa []truth.TLSA
 	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.Len()); i++ {
-		td, hs, err := st.Rows(w.Domain(i), memo, hosts[:0])
+		td, hs, ts, err := st.Rows(w.Domain(i), memo, hosts[:0], tlsa[:0])
 		if err != nil {
 			c.err = err
 			return c
 		}
-		hosts = hs
+		hosts, tlsa = hs, ts
 		c.a.Write(truth.AppendDomain(c.a.AvailableBuffer(), &td))
 		for k := range hosts {
 			c.b.Write(truth.AppendHost(c.b.AvailableBuffer(), &hosts[k]))
 			c.targets++
 			countTarget(c.caseTargets, &hosts[k])
+		}
+		for k := range tlsa {
+			c.c.Write(truth.AppendTLSA(c.c.AvailableBuffer(), &tlsa[k]))
+			c.tlsa++
 		}
 	}
 	return c

@@ -135,7 +135,7 @@ func TestServes(t *testing.T) {
 // truth stated in memory, row for row.
 func TestTruthFiles(t *testing.T) {
 	l, got := testLab(t)
-	want, err := truth.NewStater(l.world, l.auth, l.SMTPPort).All()
+	want, err := truth.NewStater(l.world, l.auth, l.SMTPPort, l.MTASTSPort).All()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,8 +184,16 @@ func TestTruthBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Domains) != len(want.Domains) || len(got.Hosts) != len(want.Hosts) {
-		t.Fatalf("background truth: %d domains %d hosts, synchronous %d %d", len(got.Domains), len(got.Hosts), len(want.Domains), len(want.Hosts))
+	if len(got.Domains) != len(want.Domains) || len(got.Hosts) != len(want.Hosts) || !reflect.DeepEqual(got.TLSA, want.TLSA) {
+		t.Fatalf("background truth: %d domains %d hosts %d tlsa, synchronous %d %d %d", len(got.Domains), len(got.Hosts), len(got.TLSA),
+			len(want.Domains), len(want.Hosts), len(want.TLSA))
+	}
+	for i := range got.Domains {
+		g, w := got.Domains[i], want.Domains[i]
+		g.Policy.STSURL, w.Policy.STSURL = "", "" // the labs' ports differ
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("domain %d differs:\n%+v\n%+v", i, g, w)
+		}
 	}
 	for i := range got.Hosts {
 		g, w := got.Hosts[i], want.Hosts[i]
@@ -202,7 +210,7 @@ func TestTruthBackground(t *testing.T) {
 	}
 	// No lab.json: the files are read as they are; -no-truth: an error.
 	dir2 := t.TempDir()
-	l2, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 100, Seed: 7}, DNSAddr: "127.0.0.1:0", OutDir: dir2, NoTruth: true})
+	l2, err := Start(context.Background(), Config{WorldParams: WorldParams{Domains: 200, Seed: 7}, DNSAddr: "127.0.0.1:0", OutDir: dir2, NoTruth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

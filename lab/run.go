@@ -43,8 +43,8 @@ func Run(ctx context.Context, cfg Config, d time.Duration, out io.Writer) error 
 		defer cancel()
 	}
 	fmt.Fprintf(out, "lab: %d domains, seed %d, serving after %.2fs\n", l.Info.Domains, l.Info.Seed, l.Info.StartSeconds)
-	fmt.Fprintf(out, "lab: dns %s (udp+tcp), smtp 0.0.0.0:%d (tcp4)\n", l.DNSAddr, l.SMTPPort)
-	fmt.Fprintf(out, "lab: files in %s: %s %s %s %s %s\n", l.Dir, DomainsFile, CAFile, InfoFile, TruthDomainsFile, TruthHostsFile)
+	fmt.Fprintf(out, "lab: dns %s (udp+tcp), smtp 0.0.0.0:%d (tcp4), mta-sts https 0.0.0.0:%d (tcp4)\n", l.DNSAddr, l.SMTPPort, l.MTASTSPort)
+	fmt.Fprintf(out, "lab: files in %s: %s %s %s %s %s %s\n", l.Dir, DomainsFile, CAFile, InfoFile, TruthDomainsFile, TruthHostsFile, TruthTLSAFile)
 	truthDone := make(chan error, 1)
 	if l.truthDone != nil {
 		go func() { truthDone <- l.WaitTruth(context.Background()) }()

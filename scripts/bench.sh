@@ -4,7 +4,9 @@
 # mxsurvey's performance benchmark (`make bench`): lab, scanner, analyzer and
 # the bare reference loops (bench/tlsloop, bench/dnsloop) as separate
 # processes, each one's CPU and memory measured on its own, latency off and
-# on; figures are medians of BENCH_RUNS runs. Writes BENCHMARKS.md from every
+# on; figures are medians of BENCH_RUNS runs; then the analyzer on a synthetic
+# real-like scan of 1,000,000 probe rows (bench/synthscan, written once into
+# out/bench/synth and reused), on one core and on every core. Writes BENCHMARKS.md from every
 # size in out/bench/results (so a size run by hand, e.g. BENCH_SIZES=1000000
 # BENCH_RUNS=1, is added to the figures already there).
 #

@@ -17,7 +17,7 @@ bin=${MXSURVEY:-bin/mxsurvey}
 [ -x "$bin" ] || go build -o "$bin" ./cmd/mxsurvey
 rm -rf "$out"
 mkdir -p "$out"
-"$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -latency "${LAB_LATENCY:-0}" \
+"$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -mta-sts-port 0 -latency "${LAB_LATENCY:-0}" \
   -out "$out/lab" ${LAB_FLAGS:-} >"$out/lab.log" 2>&1 &
 labpid=$!
 pids=("$labpid")
@@ -30,6 +30,7 @@ done
 [ -s "$out/lab/lab.json" ] || { echo "labscan: lab.json not written within 60s" >&2; exit 1; }
 dns=$(sed -n 's/.*"dns": *"\([^"]*\)".*/\1/p' "$out/lab/lab.json" | head -1)
 port=$(sed -n 's/.*"smtp_port": *\([0-9]*\).*/\1/p' "$out/lab/lab.json" | head -1)
+stsport=$(sed -n 's/.*"mta_sts_port": *\([0-9]*\).*/\1/p' "$out/lab/lab.json" | head -1)
 cluster=()
 if [ "${WORKERS:-0}" -gt 0 ]; then
   nats=${NATS_SERVER:-bin/nats-server}
@@ -55,7 +56,7 @@ if [ "${WORKERS:-0}" -gt 0 ]; then
 fi
 # The lab lives on loopback (and ::1 for its connection-refused case), which
 # a real scan never contacts: allow exactly those ranges.
-"$bin" scan "${cluster[@]}" -resolver "$dns" -port "$port" -allow 127.0.0.0/8 -allow ::1/128 -ipv6 \
+"$bin" scan "${cluster[@]}" -resolver "$dns" -port "$port" -mta-sts-port "$stsport" -allow 127.0.0.0/8 -allow ::1/128 -ipv6 \
   -ehlo-name scanner.mxsurvey.test -rate 0 -dns-rate 0 -ip-interval 0 -timeout 10s -step-timeout 5s \
   -o "$out/scan" "$@" "$out/lab/domains.csv"
 "$bin" analyze -roots "$out/lab/ca.pem" -o "$out/report" "$out/scan"

@@ -6,6 +6,10 @@
 // over each step from /proc/PID/stat), stores the figures as JSON in
 // -results, and renders every size found there into a Markdown report.
 //
+// After the sizes, the synth phase (synth.go) analyzes a synthetic real-like
+// scan of a million probe rows (bench/synthscan, written once and kept in
+// -synth-dir) on one core and on every core, and compares their outputs.
+//
 // Every step is bounded in time; the loops are bounded in count and time.
 package main
 
@@ -41,6 +45,8 @@ type config struct {
 	commands                        string
 	phases                          map[string]bool
 	flightPerIP                     int
+	synthRows                       int64
+	synthDir                        string
 }
 
 func main() {
@@ -66,8 +72,10 @@ func main() {
 	flag.BoolVar(&c.smoke, "smoke", false, "smoke run: results and report go to -work only")
 	flag.StringVar(&c.commands, "commands", "", "text describing how this was invoked (for the report)")
 	render := flag.Bool("render", false, "only render the report from -results")
-	phases := flag.String("phases", "off,on,flight", "phases to run: off (latency off), on (latency on), flight (latency on, no per-address limit); "+
-		"the figures of phases not run are kept from an earlier size-N.json")
+	phases := flag.String("phases", "off,on,flight,synth", "phases to run: off (latency off), on (latency on), flight (latency on, no per-address limit), "+
+		"synth (the analyzer on a synthetic real-like scan, once, after the sizes); the figures of phases not run are kept from an earlier run")
+	flag.Int64Var(&c.synthRows, "synth-rows", 1_000_000, "probe rows of the synthetic scan of the synth phase (bench/synthscan; 2,000 with -smoke)")
+	flag.StringVar(&c.synthDir, "synth-dir", "out/bench/synth", "where the synthetic scan is written once and kept")
 	flag.IntVar(&c.flightPerIP, "flight-per-ip", 10000, "scanner -per-ip-concurrency in the flight phase")
 	flag.Parse()
 	c.phases = map[string]bool{}
@@ -98,6 +106,10 @@ func main() {
 	if c.rateSize < 0 {
 		c.rateSize = c.sizes[0]
 	}
+	if c.smoke {
+		c.synthRows = min(c.synthRows, 2000)
+		c.synthDir = filepath.Join(c.work, "synth")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for _, d := range []string{c.work, c.results} {
@@ -125,6 +137,12 @@ func main() {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	if c.phases["synth"] && c.synthRows > 0 && ctx.Err() == nil {
+		if err := runSynth(ctx, c); err != nil {
+			log.Printf("synth: FAILED: %v", err)
+			failed = true
 		}
 	}
 	if err := writeReport(c); err != nil {
@@ -258,7 +276,8 @@ func benchSize(ctx context.Context, c config, n int, largest bool) (res SizeResu
 }
 
 func scanArgs(lab *Lab, conc int) []string {
-	return []string{"-resolver", lab.DNS, "-port", fmt.Sprint(lab.Port), "-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6",
+	return []string{"-resolver", lab.DNS, "-port", fmt.Sprint(lab.Port), "-mta-sts-port", fmt.Sprint(lab.STSPort),
+		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6",
 		"-ehlo-name", "scanner.mxsurvey.test", "-rate", "0", "-dns-rate", "0", "-ip-interval", "0",
 		"-timeout", "10s", "-step-timeout", "5s", "-progress", "1s", "-concurrency", fmt.Sprint(conc)}
 }

@@ -21,8 +21,9 @@ func analyzeCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	out := fs.String("o", "", "report `directory` to write (required)")
 	quiet := fs.Bool("quiet", false, "no progress lines; log warnings only")
 	top := fs.Int("top", 20, "entries per top list in the reports and summary.json")
+	workers := fs.Int("workers", 0, "goroutines decoding and evaluating row groups (0: one per core); the results do not depend on it")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `usage: mxsurvey analyze [-roots bundle.pem] [-compare OLD] [-quiet] -o REPORTDIR SCANDIR...
+		fmt.Fprintf(fs.Output(), `usage: mxsurvey analyze [-roots bundle.pem] [-compare OLD] [-quiet] [-workers N] -o REPORTDIR SCANDIR...
 
 Reads the Parquet dataset of one or more scan directories (shards of one scan
 are merged) and writes summary.json, report.md, report.html, hosts.csv/.parquet,
@@ -53,6 +54,7 @@ Flags:
 		OutDir:    *out,
 		Compare:   *old,
 		TopN:      *top,
+		Workers:   *workers,
 		Progress:  progress,
 		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}

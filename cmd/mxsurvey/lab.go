@@ -33,6 +33,7 @@ func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Int64Var(&cfg.Seed, "seed", 1, "world seed: same seed, same world")
 	fs.StringVar(&cfg.DNSAddr, "dns", "127.0.0.53:5353", "DNS listen address, UDP and TCP (port 0: a free port)")
 	fs.IntVar(&cfg.SMTPPort, "smtp-port", 2525, "SMTP port on 0.0.0.0, tcp4 (0: a free port)")
+	fs.IntVar(&cfg.MTASTSPort, "mta-sts-port", 8443, "HTTPS port of the MTA-STS policy hosts on 0.0.0.0, tcp4 (0: a free port; a scan's -mta-sts-port)")
 	fs.StringVar(&cfg.OutDir, "out", "", "directory for domains.csv, ca.pem, lab.json and the truth files (required)")
 	fs.StringVar(&latency, "latency", "0", "SMTP per-reply delay: 0 (off), a duration (50ms) or a range (20ms-200ms) drawn per address")
 	fs.StringVar(&cases, "cases", "", "case shares, e.g. cert_banner_only=0.05,dns_timeout=0; default=X sets the rest, hostile=X the hostile group (built-in default "+fmt.Sprint(world.DefaultCaseShare)+", most hostile peers "+fmt.Sprint(world.HostileCaseShare)+", at least 1-3 domains each)")
@@ -48,8 +49,9 @@ func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mxsurvey lab -out DIR [flags]\n\n"+
 			"Starts a simulated mail internet on loopback: authoritative DNS for .test and\n"+
-			"the reverse zones, SMTP servers on 127.x.y.z, and writes the domain list, the lab\n"+
-			"CA bundle and the ground truth into DIR.\n\nFlags:\n")
+			"the reverse zones (answering as a validating resolver would), SMTP servers and\n"+
+			"MTA-STS policy hosts on 127.x.y.z, and writes the domain list, the lab CA bundle\n"+
+			"and the ground truth into DIR.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nCases (names for -cases):\n")
 		for _, c := range world.AllCases() {

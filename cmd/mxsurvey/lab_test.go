@@ -17,7 +17,7 @@ import (
 func TestLabHostileFlag(t *testing.T) {
 	dir := t.TempDir()
 	var out strings.Builder
-	err := labCommand(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0",
+	err := labCommand(context.Background(), []string{"-hostile", "-domains", "300", "-dns", "127.0.0.1:0", "-smtp-port", "0", "-mta-sts-port", "0",
 		"-no-truth", "-duration", "1ms", "-out", dir}, &out, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
@@ -66,7 +66,7 @@ func TestLabBadCommandLines(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
-			args := append([]string{"-dns", "127.0.0.1:0", "-smtp-port", "0"}, tc.args...)
+			args := append([]string{"-dns", "127.0.0.1:0", "-smtp-port", "0", "-mta-sts-port", "0"}, tc.args...)
 			err := labCommand(context.Background(), args, &out, &out)
 			if !errors.Is(err, errUsage) {
 				t.Errorf("%v: %v, want a usage error\n%s", tc.args, err, out.String())

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -297,26 +298,171 @@ const readBatch = 256
 // not fit T (parquet-go panics on those) is an error, not a crash: one
 // foreign file must not end an analysis of a thousand.
 func ReadBatches[T any](ctx context.Context, path string, fn func([]T) error) (err error) {
-	f, err := os.Open(path)
+	f, pf, err := openPart(path)
 	if err != nil {
-		return fmt.Errorf("opening part: %w", err)
+		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("opening part: %w", err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("reading %s: incompatible schema: %v", path, r)
-		}
-	}()
+	defer recoverSchema(path, &err)
 	r := parquet.NewGenericReader[T](pf)
 	defer r.Close()
+	return readBatches(ctx, path, r, fn)
+}
+
+// RowGroup is one row group of a committed part: the unit of work that
+// readers running in parallel share out. The writer bounds its rows
+// (PartOptions.GroupRows), so reading one holds a bounded number of rows.
+type RowGroup struct {
+	Path  string // the part file
+	Index int    // the row group's position in the part
+	Rows  int64
+	First bool // the part's first row group
+	Last  bool // the part's last row group
+
+	part *sharedPart // set by ListTable
+}
+
+// Table is the row groups of one table of a scan directory (its committed
+// parts), in order, for readers that share them out among goroutines:
+// reading them one after the other reads the table as ReadAll does. A
+// part's footer is read once for all its row groups, when the first is
+// read, and the file is closed when the last has been read, so that only
+// the parts being read are open. Close closes what a reader that stopped
+// early left open.
+type Table struct {
+	Groups []RowGroup
+	parts  []*sharedPart
+}
+
+// sharedPart is one part file opened for all of its row groups.
+type sharedPart struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+	pf   *parquet.File
+	left int // row groups not read yet
+}
+
+// ListTable lists the row groups of dir's committed parts. It reads each
+// part's footer, and keeps none open.
+func ListTable(dir string) (*Table, error) {
+	parts, err := Parts(dir)
+	if err != nil {
+		return nil, err
+	}
+	t := &Table{}
+	for _, path := range parts {
+		f, pf, err := openPart(path)
+		if err != nil {
+			return nil, err
+		}
+		rgs := pf.RowGroups()
+		sp := &sharedPart{path: path, left: len(rgs)}
+		t.parts = append(t.parts, sp)
+		for i, rg := range rgs {
+			t.Groups = append(t.Groups, RowGroup{Path: path, Index: i, Rows: rg.NumRows(), First: i == 0,
+				Last: i == len(rgs)-1, part: sp})
+		}
+		f.Close()
+	}
+	return t, nil
+}
+
+// Close closes the parts still open.
+func (t *Table) Close() error {
+	var errs []error
+	for _, p := range t.parts {
+		p.mu.Lock()
+		if p.f != nil {
+			errs = append(errs, p.f.Close())
+			p.f, p.pf = nil, nil
+		}
+		p.left = 0
+		p.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// open returns the part's file, opening it for the first of its row groups.
+func (p *sharedPart) open() (*parquet.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pf == nil {
+		if p.left == 0 {
+			return nil, fmt.Errorf("reading %s: part closed", p.path)
+		}
+		f, pf, err := openPart(p.path)
+		if err != nil {
+			return nil, err
+		}
+		p.f, p.pf = f, pf
+	}
+	return p.pf, nil
+}
+
+// done is called once per row group read; the last closes the file.
+func (p *sharedPart) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.left--; p.left == 0 && p.f != nil {
+		p.f.Close() // read only: nothing to lose
+		p.f, p.pf = nil, nil
+	}
+}
+
+// ReadRowGroup streams one row group of a Table in batches, as ReadBatches
+// streams a file; goroutines may read row groups of one Table at the same
+// time. T may name only some of the part's columns (by their parquet tags,
+// with the same types): the others are not decoded, which is what makes a
+// reader that needs a few columns of a wide table fast.
+func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) (err error) {
+	if g.part == nil {
+		return fmt.Errorf("reading %s: row group %d not listed by ListTable", g.Path, g.Index)
+	}
+	pf, err := g.part.open()
+	if err != nil {
+		return err
+	}
+	defer g.part.done()
+	defer recoverSchema(g.Path, &err)
+	rgs := pf.RowGroups()
+	if g.Index >= len(rgs) {
+		return fmt.Errorf("reading %s: no row group %d", g.Path, g.Index)
+	}
+	r := parquet.NewGenericRowGroupReader[T](rgs[g.Index])
+	defer r.Close()
+	return readBatches(ctx, g.Path, r, fn)
+}
+
+// openPart opens a part without its page index and bloom filters, which no
+// reader here uses.
+func openPart(path string) (*os.File, *parquet.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening part: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("opening part: %w", err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return f, pf, nil
+}
+
+// recoverSchema turns parquet-go's panic on a schema that does not fit the
+// row type into an error.
+func recoverSchema(path string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("reading %s: incompatible schema: %v", path, r)
+	}
+}
+
+func readBatches[T any](ctx context.Context, path string, r *parquet.GenericReader[T], fn func([]T) error) error {
 	buf := make([]T, readBatch)
 	for {
 		if err := ctx.Err(); err != nil {

@@ -3,6 +3,8 @@ package store
 import (
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -170,5 +172,89 @@ func TestCommitIfOlder(t *testing.T) {
 	}
 	if parts, _ := Parts(dir); len(parts) != 1 {
 		t.Fatalf("an empty part was committed: %v", parts)
+	}
+}
+
+// Row groups read one by one, through a type naming a subset of the columns,
+// give the table's rows in order, and leave no part open; a type that does
+// not fit is an error.
+func TestRowGroups(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewPartWriter[survey.MXRow](dir, PartOptions{MaxPartRows: 5, GroupRows: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 12 {
+		d := string(rune('a'+i)) + ".example"
+		want = append(want, d)
+		if err := w.Write([]survey.MXRow{{Domain: d, Rank: int64(i + 1), DNSStatus: survey.DNSOK, MXHost: "mx." + d,
+			CNAMEs: []string{"c." + d}, IP: "192.0.2.1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	table, err := ListTable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	groups := table.Groups
+	// 12 rows in parts of 5, 5, 2 rows; row groups of 2.
+	wantGroups := []RowGroup{{Index: 0, Rows: 2, First: true}, {Index: 1, Rows: 2}, {Index: 2, Rows: 1, Last: true},
+		{Index: 0, Rows: 2, First: true}, {Index: 1, Rows: 2}, {Index: 2, Rows: 1, Last: true},
+		{Index: 0, Rows: 2, First: true, Last: true}}
+	if len(groups) != len(wantGroups) {
+		t.Fatalf("row groups = %+v", groups)
+	}
+	type projection struct {
+		Rank   int64  `parquet:"rank"`
+		Domain string `parquet:"domain,dict"`
+	}
+	var got []string
+	for i, g := range groups {
+		wg := wantGroups[i]
+		wg.Path, wg.part = g.Path, g.part
+		if g != wg {
+			t.Errorf("row group %d = %+v, want %+v", i, g, wg)
+		}
+		err := ReadRowGroup(context.Background(), g, func(rows []projection) error {
+			for _, r := range rows {
+				if r.Rank != int64(len(got)+1) {
+					t.Errorf("%s: rank %d", r.Domain, r.Rank)
+				}
+				got = append(got, r.Domain)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("domains = %v, want %v", got, want)
+	}
+	for _, p := range table.parts {
+		if p.f != nil || p.left != 0 {
+			t.Errorf("%s left open after all its row groups were read", p.path)
+		}
+	}
+	type wrong struct {
+		Domain int64 `parquet:"domain"`
+	}
+	again, err := ListTable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ReadRowGroup(context.Background(), again.Groups[0], func([]wrong) error { return nil }); err == nil {
+		t.Errorf("a string column read as int64 gave no error")
+	}
+	if err := again.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := ReadRowGroup(context.Background(), again.Groups[1], func([]projection) error { return nil }); err == nil {
+		t.Errorf("a row group of a closed table was read")
 	}
 }

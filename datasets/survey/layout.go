@@ -67,8 +67,17 @@ func PartNumber(name string) (int, bool) {
 // that is not an address is kept as it is. mx_host is stored lowercased
 // (docs/schema.md) and used as it is.
 func TargetKey(ip, mxHost string) string {
+	return string(AppendTargetKey(nil, ip, mxHost))
+}
+
+// AppendTargetKey appends TargetKey(ip, mxHost) to b, without allocating
+// when b has room: for readers that join millions of rows.
+func AppendTargetKey(b []byte, ip, mxHost string) []byte {
 	if a, err := netip.ParseAddr(ip); err == nil {
-		ip = a.String()
+		b = a.AppendTo(b)
+	} else {
+		b = append(b, ip...)
 	}
-	return ip + "|" + mxHost
+	b = append(b, '|')
+	return append(b, mxHost...)
 }

@@ -40,5 +40,8 @@ func TestTargetKey(t *testing.T) {
 		if got := TargetKey(tt.ip, tt.host); got != tt.want {
 			t.Errorf("TargetKey(%q, %q) = %q, want %q", tt.ip, tt.host, got, tt.want)
 		}
+		if got := string(AppendTargetKey([]byte("x"), tt.ip, tt.host)); got != "x"+tt.want {
+			t.Errorf("AppendTargetKey(x, %q, %q) = %q, want x%s", tt.ip, tt.host, got, tt.want)
+		}
 	}
 }

@@ -6,10 +6,18 @@
 // wrong message ID, a wrong question. It is authoritative (AA) and refuses
 // everything outside its zones; RD is ignored. Over UDP an answer larger
 // than 512 bytes (or the client's EDNS0 size) is truncated with TC (RFC
-// 1035 4.2.1, RFC 6891 7).
+// 1035 4.2.1, RFC 6891 7); over TCP one larger than a DNS message can be
+// (64 KiB, RFC 1035 4.2.2) keeps the records that fit.
+//
+// It answers as a validating resolver in front of it would (RFC 4035
+// 3.2): the AD bit on an answer or denial all of whose data is secure
+// (world.Sec), when the query has DO or AD (RFC 6840 5.7); SERVFAIL for
+// bogus data, unless the query has CD, which gets the data without AD. It
+// sends no RRSIG: a stub that reads AD (as mxsurvey does) needs none.
 package dnsserver
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +29,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxsurvey/mxsurvey/lab/pki"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
@@ -32,8 +41,9 @@ type Server struct {
 }
 
 // Start binds addr over UDP and TCP (port 0: one free port for both) and
-// serves the world's zones until Close.
-func Start(addr string, w *world.World) (*Server, error) {
+// serves the world's zones until Close; auth makes the data of TLSA
+// records.
+func Start(addr string, w *world.World, auth *pki.Authority) (*Server, error) {
 	var pc net.PacketConn
 	var tl net.Listener
 	var err error
@@ -56,7 +66,7 @@ func Start(addr string, w *world.World) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: dns: %w", err)
 	}
-	h := &handler{w: w}
+	h := &handler{w: w, auth: auth}
 	s := &Server{
 		Addr: pc.LocalAddr().String(),
 		udp:  &dns.Server{PacketConn: pc, Handler: h},
@@ -87,7 +97,8 @@ func (s *Server) Close() error {
 // handler serves the lab's zones authoritatively: test. and the reverse
 // zones of its addresses.
 type handler struct {
-	w *world.World
+	w    *world.World
+	auth *pki.Authority
 }
 
 const ttl = 300
@@ -118,11 +129,13 @@ func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 	}
 	q := req.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
-	sp := world.SpoilNone
+	opt := req.IsEdns0()
+	wantAD := req.AuthenticatedData || (opt != nil && opt.Do())
+	sp, sec := world.SpoilNone, world.SecInsecure
 	switch {
 	case name == "test" || strings.HasSuffix(name, ".test"):
 		var answer bool
-		if answer, sp = h.answerTest(m, name, q.Qtype); !answer {
+		if answer, sp, sec = h.answerTest(m, name, q.Qtype, req.CheckingDisabled); !answer {
 			return // dropped on purpose: the dns_timeout case
 		}
 	case strings.HasSuffix(name, ".in-addr.arpa") || name == "in-addr.arpa":
@@ -134,15 +147,18 @@ func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 		m.Authoritative = false
 		m.Rcode = dns.RcodeRefused
 	}
-	if opt := req.IsEdns0(); opt != nil {
-		m.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), false)
+	m.AuthenticatedData = wantAD && sec == world.SecSecure && m.Rcode != dns.RcodeServerFailure
+	if opt != nil {
+		m.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), opt.Do())
 	}
 	if _, isUDP := rw.RemoteAddr().(*net.UDPAddr); isUDP {
 		size := dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
+		if opt != nil {
 			size = max(int(opt.UDPSize()), dns.MinMsgSize)
 		}
 		m.Truncate(size)
+	} else if m.Len() > dns.MaxMsgSize {
+		m.Truncate(dns.MaxMsgSize) // 10,000 TXT records: what fits
 	}
 	switch sp {
 	case world.SpoilID:
@@ -154,23 +170,26 @@ func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 }
 
 // answerTest fills m for a name under test.; answer is false when the query
-// must be dropped, sp says how to spoil the reply.
-func (h *handler) answerTest(m *dns.Msg, name string, qtype uint16) (answer bool, sp world.Spoil) {
+// must be dropped, sp says how to spoil the reply, sec how a validating
+// resolver judges the answer: its CNAMEs and its records, or its denial.
+// Bogus data is a SERVFAIL unless cd.
+func (h *handler) answerTest(m *dns.Msg, name string, qtype uint16, cd bool) (answer bool, sp world.Spoil, sec world.Sec) {
 	n := h.w.Lookup(name)
-	sp = n.Spoil
+	sp, sec = n.Spoil, n.Sec
 	seen := []string{name}
 	for hops := 0; ; hops++ {
 		switch {
 		case n.Drop:
-			return false, sp
+			return false, sp, sec
 		case n.Servfail:
-			m.Rcode = dns.RcodeServerFailure
-			m.Authoritative = false
-			return true, sp
+			return true, sp, servfail(m)
 		case !n.Exists:
+			if sec == world.SecBogus && !cd {
+				return true, sp, servfail(m)
+			}
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{soa("test.")}
-			return true, sp
+			return true, sp, sec
 		}
 		if n.CNAME == "" || qtype == dns.TypeCNAME || hops > 8 {
 			break
@@ -179,11 +198,15 @@ func (h *handler) answerTest(m *dns.Msg, name string, qtype uint16) (answer bool
 		if slices.Contains(seen, n.CNAME) {
 			// A loop (dns_cname_loop): every CNAME of it once, as an
 			// authoritative server answers, then stop.
-			return true, sp
+			return true, sp, sec
 		}
 		name = n.CNAME
 		seen = append(seen, name)
 		n = h.w.Lookup(name)
+		sec = sec.Then(n.Sec)
+	}
+	if sec == world.SecBogus && !cd {
+		return true, sp, servfail(m)
 	}
 	switch qtype {
 	case dns.TypeCNAME:
@@ -205,6 +228,31 @@ func (h *handler) answerTest(m *dns.Msg, name string, qtype uint16) (answer bool
 		for _, a := range n.AAAA {
 			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: net.IP(a.AsSlice())})
 		}
+	case dns.TypeTXT:
+		// No message holds more than 64 KiB: the records beyond are never
+		// sent, and are not made (10,000 of them cost a loaded machine
+		// seconds).
+		room := dns.MaxMsgSize
+		for _, t := range n.TXT {
+			size := 12 // a compressed owner name, type, class, TTL, length
+			for _, str := range t {
+				size += 1 + len(str)
+			}
+			if room -= size; room < 0 {
+				m.Truncated = true
+				break
+			}
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(name, dns.TypeTXT), Txt: t})
+		}
+	case dns.TypeTLSA:
+		recs, err := h.auth.TLSA(n.TLSA)
+		if err != nil {
+			return true, sp, servfail(m) // a record the lab cannot make: a bug, shown as a failure
+		}
+		for _, r := range recs {
+			m.Answer = append(m.Answer, &dns.TLSA{Hdr: hdr(name, dns.TypeTLSA), Usage: r.Usage, Selector: r.Selector,
+				MatchingType: r.MType, Certificate: hex.EncodeToString(r.Data)})
+		}
 	case dns.TypeSOA:
 		if name == "test" {
 			m.Answer = append(m.Answer, soa("test."))
@@ -213,7 +261,16 @@ func (h *handler) answerTest(m *dns.Msg, name string, qtype uint16) (answer bool
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{soa("test.")}
 	}
-	return true, sp
+	return true, sp, sec
+}
+
+// servfail makes m a SERVFAIL: a resolver's answer for data it could not
+// get or validate.
+func servfail(m *dns.Msg) world.Sec {
+	m.Rcode = dns.RcodeServerFailure
+	m.Authoritative = false
+	m.Answer, m.Ns = nil, nil
+	return world.SecInsecure
 }
 
 func (h *handler) answerPTR(m *dns.Msg, name string, qtype uint16, zone string) {

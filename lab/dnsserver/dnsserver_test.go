@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxsurvey/mxsurvey/lab/internal/labtest"
+	"github.com/mxsurvey/mxsurvey/lab/pki"
 	"github.com/mxsurvey/mxsurvey/lab/truth"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
@@ -36,10 +38,11 @@ func testServer(t *testing.T) (*fixture, *truth.Truth) {
 	t.Helper()
 	sharedOnce.Do(func() {
 		var w *world.World
-		if w, _, sharedTruth, sharedErr = labtest.World(25); sharedErr != nil {
+		var auth *pki.Authority
+		if w, auth, sharedTruth, sharedErr = labtest.World(25); sharedErr != nil {
 			return
 		}
-		srv, err := Start("127.0.0.1:0", w)
+		srv, err := Start("127.0.0.1:0", w, auth)
 		if err != nil {
 			sharedErr = err
 			return
@@ -182,10 +185,13 @@ func TestDNSCases(t *testing.T) {
 			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 				r, err := query(t, a, h.Host, qt, "tcp", false)
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("%s %v: %s: %v", d.Domain, d.Cases, h.Host, err)
 				}
-				if r.Rcode == dns.RcodeNameError {
+				switch r.Rcode {
+				case dns.RcodeNameError:
 					h.HostStatus = world.StatusNXDomain
+				case dns.RcodeServerFailure:
+					h.HostStatus = world.StatusServfail
 				}
 				for _, rr := range r.Answer {
 					switch rr := rr.(type) {
@@ -199,10 +205,17 @@ func TestDNSCases(t *testing.T) {
 			if h.HostStatus == world.StatusOK && len(h.IPs) == 0 {
 				h.HostStatus = world.StatusNoAddress
 			}
+			r, _, h.AddrDNSSEC = stub(t, a, h.Host, dns.TypeA)
+			if r != nil {
+				h.CNAMEs = cnamesOf(r)
+			}
+		}
+		if _, _, sec := stub(t, a, d.Domain, dns.TypeMX); sec != d.MXDNSSEC {
+			t.Errorf("%s (%v): mx_dnssec %q, truth %q", d.Domain, d.Cases, sec, d.MXDNSSEC)
 		}
 		want := d.MX
 		if d.DNSStatus == world.StatusNoMX {
-			want = []truth.MX{{Host: d.Domain, HostStatus: world.StatusNoAddress}}
+			want = []truth.MX{{Host: d.Domain, HostStatus: world.StatusNoAddress, AddrDNSSEC: d.MXDNSSEC}}
 		}
 		if !reflect.DeepEqual(hosts, want) {
 			t.Errorf("%s (%v): DNS gives %+v, truth %+v", d.Domain, d.Cases, hosts, want)
@@ -226,6 +239,144 @@ func TestDNSCases(t *testing.T) {
 		if got != h.PTRHost {
 			t.Errorf("PTR %s = %q, truth %q", h.IP, got, h.PTRHost)
 		}
+	}
+}
+
+// stub asks (name, qt) as mxsurvey does with policies on (docs/schema.md):
+// with DO over UDP, over TCP when truncated; a SERVFAIL asked again with
+// CD; an answer to another question rejected. It returns the reply (nil for
+// a failure), the lookup's status and its DNSSEC status.
+func stub(t *testing.T, addr, name string, qt uint16) (*dns.Msg, string, string) {
+	t.Helper()
+	ask := func(cd bool) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qt)
+		m.SetEdns0(1232, true)
+		m.CheckingDisabled = cd
+		r, _, err := (&dns.Client{Net: "udp", Timeout: 500 * time.Millisecond}).Exchange(m, addr)
+		if err == nil && r.Truncated {
+			r, _, err = (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, addr)
+		}
+		return r, err
+	}
+	r, err := ask(false)
+	switch {
+	case isTimeout(err):
+		return nil, world.StatusTimeout, ""
+	case err != nil, len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, dns.Fqdn(name)):
+		return nil, world.StatusError, ""
+	case r.Rcode == dns.RcodeServerFailure:
+		if again, err := ask(true); err == nil && (again.Rcode == dns.RcodeSuccess || again.Rcode == dns.RcodeNameError) {
+			return nil, world.StatusServfail, world.DNSSECBogus
+		}
+		return nil, world.StatusServfail, ""
+	}
+	sec := world.DNSSECInsecure
+	if r.AuthenticatedData {
+		sec = world.DNSSECSecure
+	}
+	switch {
+	case r.Rcode == dns.RcodeNameError:
+		return r, world.StatusNXDomain, sec
+	case r.Rcode != dns.RcodeSuccess:
+		return nil, world.StatusError, ""
+	case !slices.ContainsFunc(r.Answer, func(rr dns.RR) bool { return rr.Header().Rrtype == qt }):
+		return r, world.StatusNoRecords, sec
+	}
+	return r, world.StatusOK, sec
+}
+
+// cnamesOf are the CNAME targets of an answer, in order.
+func cnamesOf(r *dns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if c, ok := rr.(*dns.CNAME); ok {
+			out = append(out, strings.TrimSuffix(c.Target, "."))
+		}
+	}
+	return out
+}
+
+// TestPolicyDNS resolves every domain's MTA-STS and TLS-RPT records and
+// every MX host's TLSA records as a scan does, and holds them to the
+// truth's policies and tlsa rows: statuses, DNSSEC statuses, records.
+func TestPolicyDNS(t *testing.T) {
+	l, tr := testServer(t)
+	a := l.DNSAddr
+	txt := func(r *dns.Msg) []string {
+		var out []string
+		for _, rr := range r.Answer {
+			if x, ok := rr.(*dns.TXT); ok && len(out) < world.AssumeMaxTXTRecords {
+				s := strings.Join(x.Txt, "")
+				out = append(out, s[:min(len(s), world.AssumeMaxTXTBytes)])
+			}
+		}
+		return out
+	}
+	seen := map[string]int{}
+	for _, d := range tr.Domains {
+		for _, c := range []struct {
+			name        string
+			status, sec string
+			records     []string
+		}{
+			{"_mta-sts." + d.Domain, d.Policy.MTASTSStatus, d.Policy.MTASTSDNSSEC, d.Policy.MTASTSTXT},
+			{"_smtp._tls." + d.Domain, d.Policy.TLSRPTStatus, d.Policy.TLSRPTDNSSEC, d.Policy.TLSRPTTXT},
+		} {
+			r, status, sec := stub(t, a, c.name, dns.TypeTXT)
+			var got []string
+			if status == world.StatusOK {
+				got = txt(r)
+			}
+			if status != c.status || sec != c.sec || !slices.Equal(got, c.records) {
+				t.Errorf("%s %v: %s %q %q, truth %s %q %q", c.name, d.Cases, status, sec, got, c.status, c.sec, c.records)
+			}
+			if status == world.StatusOK {
+				seen["txt"]++
+			}
+		}
+	}
+	for _, row := range tr.TLSA {
+		if row.Name == "" {
+			continue // not a name (dns_mx_ip_literal)
+		}
+		r, status, sec := stub(t, a, row.Name, dns.TypeTLSA)
+		var got []string
+		if status == world.StatusOK {
+			for _, rr := range r.Answer {
+				if x, ok := rr.(*dns.TLSA); ok {
+					got = append(got, fmt.Sprintf("%d %d %d %s", x.Usage, x.Selector, x.MatchingType, strings.ToLower(x.Certificate)))
+				}
+			}
+		}
+		if status != row.Status || sec != row.DNSSEC || !slices.Equal(got, row.Records) {
+			t.Errorf("%s: %s %q %q, truth %+v", row.Name, status, sec, got, row)
+		}
+		seen[status+"/"+sec]++
+		if row.Name != "_25._tcp."+row.MXHost {
+			// RFC 7672 2.2.2: the CNAME-expanded name, after a secure chain.
+			r, _, addrSec := stub(t, a, row.MXHost, dns.TypeA)
+			if c := cnamesOf(r); len(c) == 0 || "_25._tcp."+c[len(c)-1] != row.Name || addrSec != world.DNSSECSecure {
+				t.Errorf("%s: TLSA at %s, but the host's address chain is %v (%s)", row.MXHost, row.Name, c, addrSec)
+			}
+			seen["expanded"]++
+		}
+	}
+	t.Logf("answers: %v", seen)
+	for _, k := range []string{"txt", "ok/secure", "ok/insecure", "servfail/bogus", "nxdomain/secure", "nxdomain/insecure", "expanded"} {
+		if seen[k] == 0 {
+			t.Errorf("no %s answer in the world", k)
+		}
+	}
+
+	// 10,000 TXT records: UDP truncates, TCP sends what fits in 64 KiB.
+	many := byCase(tr, "sts_many_records").Domain
+	if r, err := query(t, a, "_mta-sts."+many, dns.TypeTXT, "udp", true); err != nil || !r.Truncated {
+		t.Errorf("10,000 TXT over UDP: not truncated (%v)", err)
+	}
+	r, err := query(t, a, "_mta-sts."+many, dns.TypeTXT, "tcp", true)
+	if err != nil || len(r.Answer) < 1000 || len(r.Answer) >= world.STSManyRecords {
+		t.Errorf("10,000 TXT over TCP: %d records (%v)", len(r.Answer), err)
 	}
 }
 

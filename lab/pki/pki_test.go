@@ -7,9 +7,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/md5"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/mxsurvey/mxsurvey/lab/world"
@@ -103,5 +107,104 @@ func TestRefusedCertificates(t *testing.T) {
 	}
 	if _, ok := is.tls.PrivateKey.(*ecdsa.PrivateKey); !ok {
 		t.Errorf("dsa: served with a %T, which crypto/tls cannot sign with", is.tls.PrivateKey)
+	}
+}
+
+// TestTLSA holds the records the lab makes against the certificates it
+// serves, parsed by crypto/x509 and digested here, and holds Names (which
+// says by identity what a record names) against the digests: a record
+// names a leaf exactly when its data is that leaf's.
+func TestTLSA(t *testing.T) {
+	a, err := New(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(cn string, k world.Key, v world.Validity) world.CertSpec {
+		return world.CertSpec{CN: cn, SANs: []string{cn}, Key: k, Validity: v}
+	}
+	specs := []world.CertSpec{
+		leaf("mx.amber1.test", world.KeyP256, world.ValidNow),
+		leaf("mx.amber2.test", world.KeyP256, world.ValidNow),
+		leaf("mx.amber3.test", world.KeyP256, world.ValidExpired),
+		leaf("mx.amber4.test", world.KeyP384, world.ValidNow),
+		leaf("mx.amber5.test", world.KeyRSA2048, world.ValidNow),
+	}
+	// More leaves, so that some share a pool key with another.
+	for i := range 40 {
+		specs = append(specs, leaf("mx"+strconv.Itoa(i)+".birch.test", world.KeyP256, world.ValidNow))
+	}
+	// own is the data of a record of parameters (sel, mtype) for a served
+	// certificate, computed from the DER the server sends.
+	own := func(sp world.CertSpec, sel, mtype uint8) []byte {
+		c, err := a.Get(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := x.Raw
+		if sel == 1 {
+			b = x.RawSubjectPublicKeyInfo
+		}
+		switch mtype {
+		case 1:
+			s := sha256.Sum256(b)
+			return s[:]
+		case 2:
+			s := sha512.Sum512(b)
+			return s[:]
+		}
+		return b
+	}
+	matched, total := 0, 0
+	for _, of := range []world.Assoc{world.AssocLeaf, world.AssocPrevKey} {
+		for _, p := range [][2]uint8{{0, 0}, {0, 1}, {1, 1}, {1, 2}} {
+			for _, l := range specs[:6] {
+				rr := world.TLSARR{TLSA: world.TLSA{Usage: 3, Selector: p[0], MType: p[1], Of: of}, Leaf: l}
+				recs, err := a.TLSA([]world.TLSARR{rr})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(recs) != 1 || recs[0].Usage != 3 || recs[0].Selector != p[0] || recs[0].MType != p[1] {
+					t.Fatalf("%v: records %v", rr, recs)
+				}
+				for _, served := range specs {
+					total++
+					same := bytes.Equal(recs[0].Data, own(served, p[0], p[1]))
+					if same {
+						matched++
+					}
+					if got := a.Names(rr, served); got != same {
+						t.Errorf("record %d %d %d of %v for %s names %s: %v, its data equal: %v", 3, p[0], p[1], of, l.CN, served.CN, got, same)
+					}
+				}
+			}
+		}
+	}
+	if matched < 20 {
+		t.Errorf("only %d of %d pairs matched", matched, total)
+	}
+	// The intermediate, a short record, and one record for two leaves with
+	// one key.
+	x, _ := x509.ParseCertificate(a.inter.Raw)
+	inter := sha256.Sum256(x.RawSubjectPublicKeyInfo)
+	short := world.TLSARR{TLSA: world.TLSA{Usage: 3, Selector: 1, MType: 1, Of: world.AssocShort}, Leaf: specs[0]}
+	recs, err := a.TLSA([]world.TLSARR{
+		{TLSA: world.TLSA{Usage: 2, Selector: 1, MType: 1, Of: world.AssocIntermediate}},
+		short,
+		{TLSA: world.TLSA{Usage: 3, Selector: 1, MType: 1}, Leaf: specs[0]},
+		{TLSA: world.TLSA{Usage: 3, Selector: 1, MType: 1}, Leaf: specs[0]},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || !bytes.Equal(recs[0].Data, inter[:]) || len(recs[1].Data) != 31 ||
+		!bytes.Equal(recs[1].Data, own(specs[0], 1, 1)[:31]) || a.Names(short, specs[0]) {
+		t.Errorf("records %v", recs)
+	}
+	if s := recs[0].String(); s != "2 1 1 "+hex.EncodeToString(inter[:]) {
+		t.Errorf("presentation %q", s)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/lab/internal/tcpserve"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
@@ -54,7 +55,7 @@ func TestDialects(t *testing.T) {
 		match := func(what, pattern, name, line string) {
 			t.Helper()
 			pattern = strings.ReplaceAll(pattern, "<name>", regexp.QuoteMeta(name))
-			pattern = strings.ReplaceAll(pattern, "<ip>", regexp.QuoteMeta(AddrOf(conn.LocalAddr()).String()))
+			pattern = strings.ReplaceAll(pattern, "<ip>", regexp.QuoteMeta(tcpserve.AddrOf(conn.LocalAddr()).String()))
 			if !regexp.MustCompile(pattern).MatchString(line) {
 				t.Errorf("%s %s (%v): %s %q, want %s", h.Dialect, h.IP, h.Cases, what, line, pattern)
 			}

@@ -1,6 +1,7 @@
 // Package smtpserver is the lab's SMTP server: one tcp4 listener on
-// 0.0.0.0 serves every 127.x.y.z address of the world, and the address a
-// client dialed (conn.LocalAddr) selects the server (world.World.ServerAt).
+// 0.0.0.0 serves every 127.x.y.z address of the world (lab/internal/tcpserve),
+// and the address a client dialed (conn.LocalAddr) selects the server
+// (world.World.ServerAt).
 // Each connection runs its server's script (world.SMTP) in its dialect:
 // greeting, EHLO/HELO, STARTTLS (RFC 3207) with the certificate lab/pki
 // makes for the SNI, QUIT, RSET, NOOP. A survey never sends MAIL, so the
@@ -10,17 +11,16 @@ package smtpserver
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/lab/internal/tcpserve"
 	"github.com/mxsurvey/mxsurvey/lab/pki"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
@@ -49,104 +49,41 @@ type Server struct {
 	w      *world.World
 	auth   *pki.Authority
 	groups []tls.CurveID // world.ServerGroups
-	ln     net.Listener
-	done   chan struct{}
+	conns  *tcpserve.Server
+	done   <-chan struct{}
 
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
-	connLog io.Writer // written under mu
+	logMu   sync.Mutex
+	connLog io.Writer // written under logMu
 }
 
 // Serve serves the world on ln until Close. connLog, when not nil, gets a
-// line per connection as it ends: "ADDRESS START END CLIENT" (lab.Config).
+// line per connection as it ends: "ADDRESS START END CLIENT" (lab.Config),
+// so politeness is counted by the servers, not by the scanner.
 func Serve(w *world.World, auth *pki.Authority, ln net.Listener, connLog io.Writer) *Server {
-	s := &Server{w: w, auth: auth, groups: world.ServerGroups(), ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		connLog: connLog}
-	s.wg.Add(1)
-	go s.serve()
+	s := &Server{w: w, auth: auth, groups: world.ServerGroups(), connLog: connLog}
+	handle := s.handle
+	if connLog != nil {
+		handle = s.logged
+	}
+	s.conns = tcpserve.Serve(ln, handle)
+	s.done = s.conns.Done()
 	return s
 }
 
-func (s *Server) serve() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			select {
-			case <-s.done:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of descriptors or similar: back off instead of spinning.
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		if !s.track(c) {
-			c.Close()
-			return
-		}
-		s.wg.Add(1)
-		start := time.Now()
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c, start)
-			s.handle(c)
-		}()
-	}
-}
-
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *Server) untrack(c net.Conn, start time.Time) {
-	c.Close()
-	s.mu.Lock()
-	delete(s.conns, c)
-	if s.connLog != nil {
-		fmt.Fprintf(s.connLog, "%s %d %d %s\n", AddrOf(c.LocalAddr()), start.UnixNano(), time.Now().UnixNano(), AddrOf(c.RemoteAddr()))
-	}
-	s.mu.Unlock()
+// logged serves c and writes its line once the connection is closed.
+func (s *Server) logged(c net.Conn) {
+	start := time.Now()
+	s.handle(c)
+	c.Close() // closed here so that the logged end is the close; tcpserve's second Close is a no-op
+	end := time.Now()
+	s.logMu.Lock()
+	fmt.Fprintf(s.connLog, "%s %d %d %s\n", tcpserve.AddrOf(c.LocalAddr()), start.UnixNano(), end.UnixNano(), tcpserve.AddrOf(c.RemoteAddr()))
+	s.logMu.Unlock()
 }
 
 // Close stops accepting, closes every connection and waits for their
 // sessions to end.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	close(s.done)
-	err := s.ln.Close()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-// AddrOf is the address of a TCP endpoint.
-func AddrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	return netip.Addr{}
-}
+func (s *Server) Close() error { return s.conns.Close() }
 
 // session is one SMTP conversation.
 type session struct {
@@ -159,12 +96,7 @@ type session struct {
 }
 
 func (s *Server) handle(c net.Conn) {
-	// The lab listens on 0.0.0.0 to serve every 127.x address with one
-	// socket; only loopback peers may talk to it.
-	if !AddrOf(c.RemoteAddr()).IsLoopback() {
-		return
-	}
-	slot, ok := s.w.AddrSlot(AddrOf(c.LocalAddr()))
+	slot, ok := s.w.AddrSlot(tcpserve.AddrOf(c.LocalAddr()))
 	if !ok {
 		return
 	}
@@ -212,13 +144,8 @@ func (ss *session) write(b []byte) bool {
 	return err == nil
 }
 
-// reset closes the connection with SO_LINGER 0: the kernel sends RST, not FIN.
-func (ss *session) reset() {
-	if tc, ok := ss.raw.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // fails only on a closed socket, which Close then reports to nobody
-	}
-	_ = ss.raw.Close() // the session is over either way
-}
+// reset closes the connection with a TCP reset.
+func (ss *session) reset() { tcpserve.Reset(ss.raw) }
 
 // drain waits for the client to leave, reading and discarding, so that the
 // lab never closes first (a close with unread input would send RST and
@@ -232,13 +159,7 @@ func (ss *session) drain() {
 // does next is an answer to it.
 func (ss *session) readRecord() bool {
 	ss.raw.SetReadDeadline(time.Now().Add(idleTimeout))
-	var hdr [5]byte
-	if _, err := io.ReadFull(ss.r, hdr[:]); err != nil {
-		return false
-	}
-	n := int(hdr[3])<<8 | int(hdr[4])
-	_, err := io.CopyN(io.Discard, ss.r, int64(n))
-	return err == nil
+	return tcpserve.ReadRecord(ss.r)
 }
 
 // gone is closed when the client leaves (or the lab shuts down): a reader
@@ -390,7 +311,7 @@ func (ss *session) run() {
 		return
 	}
 	srv, sc := ss.srv, &ss.srv.Case.SMTP
-	peer := AddrOf(ss.raw.RemoteAddr())
+	peer := tcpserve.AddrOf(ss.raw.RemoteAddr())
 	for range maxCommands {
 		line, ok := ss.readLine(idleTimeout)
 		if !ok {
@@ -482,16 +403,7 @@ func (ss *session) startTLS() bool {
 		cfg.MaxVersion = tls.VersionTLS12
 	}
 	tc := tls.Server(ss.conn, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeLimit)
-	defer cancel()
-	go func() {
-		select {
-		case <-ss.s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := ss.s.conns.Handshake(tc, handshakeLimit); err != nil {
 		return false
 	}
 	ss.conn = tc

@@ -26,9 +26,15 @@ func AppendHost(b []byte, h *Host) []byte {
 	return append(hostPlan.append(b, reflect.ValueOf(h).Elem()), '\n')
 }
 
+// AppendTLSA appends r as one JSON line.
+func AppendTLSA(b []byte, r *TLSA) []byte {
+	return append(tlsaPlan.append(b, reflect.ValueOf(r).Elem()), '\n')
+}
+
 var (
 	domainPlan = planFor(reflect.TypeFor[Domain]())
 	hostPlan   = planFor(reflect.TypeFor[Host]())
+	tlsaPlan   = planFor(reflect.TypeFor[TLSA]())
 )
 
 // appender appends one value of a planned type.

@@ -21,7 +21,7 @@ func testTruth(t testing.TB, n int) *Truth {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := NewStater(w, auth, 25).All()
+	tr, err := NewStater(w, auth, 25, 443).All()
 	if err != nil {
 		t.Fatal(err)
 	}

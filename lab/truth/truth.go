@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/lab/pki"
@@ -29,6 +30,11 @@ type MX struct {
 	Preference int32    `json:"preference"`
 	HostStatus string   `json:"host_status"`
 	IPs        []string `json:"ips"`
+	// The mx rows' columns of the host (schema 2): the CNAMEs of its
+	// address lookup, and the DNSSEC status of its address RRsets (the
+	// lab's A and AAAA of a name are judged alike).
+	CNAMEs     []string `json:"mx_host_cnames,omitempty"`
+	AddrDNSSEC string   `json:"addr_dnssec"`
 }
 
 // Domain is one line of truth-domains.jsonl: what resolving the domain
@@ -41,6 +47,10 @@ type Domain struct {
 	CNAMEs     []string `json:"cnames"`
 	MX         []MX     `json:"mx"`
 	Cases      []string `json:"cases"`
+	MXDNSSEC   string   `json:"mx_dnssec"`
+	// Policy is the domain's policies row; Facts its verdicts (policy.go).
+	Policy Policy      `json:"policy"`
+	Facts  DomainFacts `json:"facts"`
 }
 
 // Facts are the analyzer's per-probe facts, stated from the case that made
@@ -105,6 +115,7 @@ type Host struct {
 	PostTLSEHLOExtensions []string `json:"post_tls_ehlo_extensions"`
 
 	Facts *Facts `json:"facts,omitempty"` // nil when no handshake completes
+	DANE  DANE   `json:"dane"`            // the facts under DANE (policy.go)
 
 	// Raw is what the lab knows of the server-sent text of hostile cases
 	// (absent for the others).
@@ -127,68 +138,75 @@ type Text struct {
 type Truth struct {
 	Domains []Domain
 	Hosts   []Host
+	TLSA    []TLSA
 }
 
-// ReadFiles loads the two truth files (JSON Lines). A million-domain truth
-// is large; tests use small worlds.
-func ReadFiles(domainsPath, hostsPath string) (*Truth, error) {
+// ReadFiles loads the three truth files (JSON Lines). A million-domain
+// truth is large; tests use small worlds.
+func ReadFiles(domainsPath, hostsPath, tlsaPath string) (*Truth, error) {
 	t := &Truth{}
-	if err := readJSONL(domainsPath, func(dec *json.Decoder) error {
-		var d Domain
-		err := dec.Decode(&d)
-		if err == nil {
-			t.Domains = append(t.Domains, d)
-		}
-		return err
-	}); err != nil {
+	var err error
+	if t.Domains, err = readJSONL[Domain](domainsPath); err != nil {
 		return nil, err
 	}
-	if err := readJSONL(hostsPath, func(dec *json.Decoder) error {
-		var h Host
-		err := dec.Decode(&h)
-		if err == nil {
-			t.Hosts = append(t.Hosts, h)
-		}
-		return err
-	}); err != nil {
+	if t.Hosts, err = readJSONL[Host](hostsPath); err != nil {
+		return nil, err
+	}
+	if t.TLSA, err = readJSONL[TLSA](tlsaPath); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-func readJSONL(path string, one func(*json.Decoder) error) error {
+// readJSONL reads a file of JSON lines of T.
+func readJSONL[T any](path string) ([]T, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
+	var out []T
 	for dec.More() {
-		if err := one(dec); err != nil {
-			return fmt.Errorf("lab: %s: %w", path, err)
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("lab: %s: %w", path, err)
 		}
+		out = append(out, v)
 	}
-	return nil
+	return out, nil
 }
 
-// Stater states the truth of one running lab: its world, its certificates
-// and the SMTP port a scan probes.
+// Stater states the truth of one running lab: its world, its certificates,
+// the SMTP port a scan probes and the port of its policy hosts.
 type Stater struct {
-	w    *world.World
-	auth *pki.Authority
-	port int
+	w       *world.World
+	auth    *pki.Authority
+	port    int
+	stsPort int
+
+	provOnce  sync.Once
+	prov      []Host           // the classic providers' targets' rows
+	provTLSA  []TLSA           // their MX hosts' tlsa rows
+	provRows  map[string]*Host // prov by targetKey
+	provViews views            // their MX hosts
+	provErr   error
 }
 
-// NewStater states the truth of w with the certificates of auth.
-func NewStater(w *world.World, auth *pki.Authority, port int) *Stater {
-	return &Stater{w: w, auth: auth, port: port}
+// NewStater states the truth of w with the certificates of auth, for a scan
+// of SMTP port port and of MTA-STS policies on stsPort.
+func NewStater(w *world.World, auth *pki.Authority, port, stsPort int) *Stater {
+	return &Stater{w: w, auth: auth, port: port, stsPort: stsPort}
 }
 
-// Domain states what resolving d yields.
-func (st *Stater) Domain(d world.Domain) Domain {
+// Domain states what resolving d yields, and its policies row; its
+// verdicts need its targets' rows (Rows). vs holds the views of its MX
+// hosts made so far, and gets the others.
+func (st *Stater) Domain(d world.Domain, vs views) Domain {
 	w := st.w
 	t := Domain{Domain: d.Name, Rank: int64(d.Index + 1), DNSStatus: w.Status(d), ImplicitMX: w.ImplicitMX(d),
 		CNAMEs: w.CNAMEs(d), Cases: w.Cases(d)}
+	t.MXDNSSEC = st.lookup(d.Name, hasAny).dnssec
 	if t.DNSStatus == world.StatusOK {
 		for _, h := range w.MXHosts(d) {
 			m := MX{Host: h.Name, Preference: int32(h.Pref), HostStatus: h.Status}
@@ -198,54 +216,125 @@ func (st *Stater) Domain(d world.Domain) Domain {
 			for _, a := range h.Addrs {
 				m.IPs = append(m.IPs, a.String())
 			}
+			a := st.view(vs, h).addr
+			m.CNAMEs, m.AddrDNSSEC = a.cnames, a.dnssec
 			t.MX = append(t.MX, m)
 		}
 	}
 	sort.SliceStable(t.MX, func(a, b int) bool { return t.MX[a].Preference < t.MX[b].Preference })
+	t.Policy = st.policy(d)
 	return t
 }
 
-// Providers states the rows of the classic providers' targets, which no
-// domain owns; they come first in truth-hosts.jsonl.
-func (st *Stater) Providers() ([]Host, error) {
-	var out []Host
-	for _, t := range st.w.ProviderTargets() {
-		h, err := st.Host(t, nil)
-		if err != nil {
-			return nil, err
+// providers states the rows of the classic providers' targets and MX
+// hosts once: they are written first, and the verdicts of their customers
+// read them.
+func (st *Stater) providers() error {
+	st.provOnce.Do(func() {
+		vs := views{}
+		for _, h := range st.w.ProviderMXHosts() {
+			r, err := st.tlsaRow(st.view(vs, h))
+			if err != nil {
+				st.provErr = err
+				return
+			}
+			st.provTLSA = append(st.provTLSA, r)
 		}
-		out = append(out, h)
+		st.provRows = map[string]*Host{}
+		for _, t := range st.w.ProviderTargets() {
+			h, err := st.host(t, nil, true, vs)
+			if err != nil {
+				st.provErr = err
+				return
+			}
+			st.prov = append(st.prov, h)
+		}
+		for i := range st.prov {
+			st.provRows[targetKey(st.prov[i].IP, st.prov[i].MXHost)] = &st.prov[i]
+		}
+		st.provViews = vs
+	})
+	return st.provErr
+}
+
+// Providers states the rows of the classic providers' targets and the tlsa
+// rows of their MX hosts, which no domain owns; they come first in
+// truth-hosts.jsonl and truth-tlsa.jsonl.
+func (st *Stater) Providers() ([]Host, []TLSA, error) {
+	if err := st.providers(); err != nil {
+		return nil, nil, err
 	}
-	return out, nil
+	return st.prov, st.provTLSA, nil
 }
 
 // Rows states domain d and appends to hosts the rows of the targets it
-// owns (world.World.OwnedTargets). memo spares making one certificate twice
-// for the domain; it is cleared first.
-func (st *Stater) Rows(d world.Domain, memo map[string]pki.Digest, hosts []Host) (Domain, []Host, error) {
+// owns (world.World.OwnedTargets), to tlsa the tlsa rows of the MX hosts it
+// owns. memo spares making one certificate twice for the domain; it is
+// cleared first.
+func (st *Stater) Rows(d world.Domain, memo map[string]pki.Digest, hosts []Host, tlsa []TLSA) (Domain, []Host, []TLSA, error) {
 	clear(memo)
+	if err := st.providers(); err != nil {
+		return Domain{}, hosts, tlsa, err
+	}
+	vs := views{}
+	first := len(hosts)
 	for _, t := range st.w.OwnedTargets(d) {
-		h, err := st.Host(t, memo)
+		h, err := st.host(t, memo, true, vs)
 		if err != nil {
-			return Domain{}, hosts, err
+			return Domain{}, hosts, tlsa, err
 		}
 		hosts = append(hosts, h)
 	}
-	return st.Domain(d), hosts, nil
+	for _, h := range st.w.OwnedMXHosts(d) {
+		r, err := st.tlsaRow(st.view(vs, h))
+		if err != nil {
+			return Domain{}, hosts, tlsa, err
+		}
+		tlsa = append(tlsa, r)
+	}
+	td := st.Domain(d, vs)
+	if !td.needsFacts(st.w.STSOf(d)) {
+		td.Facts = st.domainFacts(d, &td, nil)
+		return td, hosts, tlsa, nil
+	}
+	rows := map[string]*Host{}
+	for i := range hosts[first:] {
+		h := &hosts[first+i]
+		rows[targetKey(h.IP, h.MXHost)] = h
+	}
+	// Targets others write: a classic provider's, a self-hosted leader's.
+	for _, t := range st.w.Targets(d) {
+		k := targetKey(t.IP.String(), t.MX)
+		if rows[k] != nil {
+			continue
+		}
+		if h := st.provRows[k]; h != nil {
+			rows[k] = h
+			continue
+		}
+		// Only for the verdicts: the certificate's digest is not needed.
+		h, err := st.host(t, memo, false, vs)
+		if err != nil {
+			return Domain{}, hosts, tlsa, err
+		}
+		rows[k] = &h
+	}
+	td.Facts = st.domainFacts(d, &td, rows)
+	return td, hosts, tlsa, nil
 }
 
 // All states the whole truth in memory, in the order of the truth files:
 // for small worlds and tests (a lab streams it).
 func (st *Stater) All() (*Truth, error) {
-	hosts, err := st.Providers()
+	hosts, tlsa, err := st.Providers()
 	if err != nil {
 		return nil, err
 	}
-	t := &Truth{Hosts: hosts}
+	t := &Truth{Hosts: slices.Clone(hosts), TLSA: slices.Clone(tlsa)}
 	memo := map[string]pki.Digest{}
 	for i := range st.w.Len() {
 		var d Domain
-		if d, t.Hosts, err = st.Rows(st.w.Domain(i), memo, t.Hosts); err != nil {
+		if d, t.Hosts, t.TLSA, err = st.Rows(st.w.Domain(i), memo, t.Hosts, t.TLSA); err != nil {
 			return nil, err
 		}
 		t.Domains = append(t.Domains, d)
@@ -267,10 +356,27 @@ func upperKeywords(ext []string) []string {
 	return out
 }
 
-// Host states the probe row for one target, reading the script of its
-// server's case step by step up to where the case says the conversation
-// ends. memo spares making one certificate twice for a domain.
+// Host states the probe row for one target and its facts. memo spares
+// making one certificate twice for a domain.
 func (st *Stater) Host(t world.Target, memo map[string]pki.Digest) (Host, error) {
+	return st.host(t, memo, true, views{})
+}
+
+// host is Host, without the certificate's digest (made by making the
+// certificate) unless digest; vs are the views of the domain's MX hosts.
+func (st *Stater) host(t world.Target, memo map[string]pki.Digest, digest bool, vs views) (Host, error) {
+	h, err := st.probe(t, memo, digest)
+	if err != nil {
+		return h, err
+	}
+	h.DANE = st.dane(t, &h, st.view(vs, t.Host))
+	return h, nil
+}
+
+// probe states the probe row for one target, reading the script of its
+// server's case step by step up to where the case says the conversation
+// ends.
+func (st *Stater) probe(t world.Target, memo map[string]pki.Digest, digest bool) (Host, error) {
 	h := Host{IP: t.IP.String(), Port: int32(st.port), MXHost: t.MX}
 	if t.Server == nil {
 		h.Cases = []string{t.Case.Name}
@@ -380,11 +486,13 @@ func (st *Stater) Host(t world.Target, memo map[string]pki.Digest) (Host, error)
 		return h, nil
 	}
 	sp := s.CertSpec(t.MX)
-	dg, err := st.auth.Digest(sp, s.Shared, memo)
-	if err != nil {
-		return h, err
+	if digest {
+		dg, err := st.auth.Digest(sp, s.Shared, memo)
+		if err != nil {
+			return h, err
+		}
+		h.CertSHA256, h.CertChainLen = dg.SHA256, dg.ChainLen
 	}
-	h.CertSHA256, h.CertChainLen = dg.SHA256, dg.ChainLen
 	if sp.Broken == world.BrokenLeaf {
 		return h, nil // nothing of the leaf but its hash
 	}

@@ -8,7 +8,8 @@ import "net/netip"
 // truth states from the same record what a scan must write, ending with End.
 // The zero value of every part is the ordinary: an MX mx.<d> on the
 // domain's own address, a server greeting and answering in its dialect, TLS
-// 1.3, a certificate for the MX name from the lab intermediate, outcome ok.
+// 1.3, a certificate for the MX name from the lab intermediate, outcome ok;
+// an unsigned zone without TLSA, MTA-STS or TLS-RPT records.
 type Case struct {
 	Name    string  // in -cases, the truth's cases and lab.json
 	Desc    string  // one line for -h and the README
@@ -20,6 +21,12 @@ type Case struct {
 	TLS  TLS
 	Cert CertRule
 	End  End
+
+	// Transport security policies (policy.go).
+	DNSSEC DNSSEC
+	DANE   DANE
+	STS    STS
+	RPT    RPT
 
 	index int // position in the table: the order of the case ranges
 }

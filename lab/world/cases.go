@@ -151,7 +151,101 @@ var cases = indexed([]Case{
 	// clear: the chain is kept, the handshake failed, so there are no facts.
 	{Name: "cert_dsa", Desc: "CA-signed certificate for the MX name with a DSA 1024 key, TLS 1.2 at most (Go's client refuses DSA keys)",
 		TLS: TLS{MaxTLS12: true}, Cert: CertRule{Key: KeyDSA}, End: End{OutTLS, ErrTLSOther}},
+
+	// Transport security policies (issue 13; policy.go). DNSSEC: a signed
+	// zone answers with AD, a bogus RRset is a SERVFAIL that CD answers.
+	{Name: "dnssec_signed", Desc: "signed zone: its answers and denials are secure (AD); no TLSA records", DNSSEC: signed},
+	{Name: "dnssec_mx_bogus", Desc: "signed zone whose MX RRset does not validate: SERVFAIL (an answer with CD)",
+		DNS: DNS{Status: StatusServfail}, DNSSEC: DNSSEC{Signed: true, Bogus: BogusMX}},
+	{Name: "dnssec_addr_bogus", Desc: "signed zone whose MX host's address RRsets do not validate: host_status servfail",
+		DNSSEC: DNSSEC{Signed: true, Bogus: BogusAddr}},
+	// DANE (RFC 7672): TLSA records at _25._tcp.<MX host> in a signed zone.
+	{Name: "dane_311", Desc: "signed zone, TLSA 3 1 1 (DANE-EE, SHA-256 of the leaf's key)", DNSSEC: signed, DANE: dane(tlsaEE)},
+	{Name: "dane_301", Desc: "signed zone, TLSA 3 0 1 (DANE-EE, SHA-256 of the leaf certificate)", DNSSEC: signed, DANE: dane(TLSA{3, 0, 1, AssocLeaf})},
+	{Name: "dane_312", Desc: "signed zone, TLSA 3 1 2 (DANE-EE, SHA-512 of the leaf's key)", DNSSEC: signed, DANE: dane(TLSA{3, 1, 2, AssocLeaf})},
+	{Name: "dane_201", Desc: "signed zone, TLSA 2 0 1 of the lab intermediate (DANE-TA), which signed the leaf for the MX name",
+		DNSSEC: signed, DANE: dane(tlsaTA)},
+	{Name: "dane_311_stale", Desc: "TLSA 3 1 1 of the key before a rollover: it matches no key the server has", DNSSEC: signed,
+		DANE: dane(TLSA{3, 1, 1, AssocPrevKey})},
+	{Name: "dane_rollover", Desc: "TLSA 3 1 1 of the old key and 3 1 1 of the current one (a rollover done right)", DNSSEC: signed,
+		DANE: dane(TLSA{3, 1, 1, AssocPrevKey}, tlsaEE)},
+	{Name: "dane_tlsa_bogus", Desc: "TLSA 3 1 1 whose RRset does not validate: SERVFAIL (an answer with CD)",
+		DNSSEC: DNSSEC{Signed: true, Bogus: BogusTLSA}, DANE: dane(tlsaEE)},
+	{Name: "dane_unusable", Desc: "TLSA 0 0 1 (PKIX-TA, not for SMTP) and 3 1 1 one byte short: no usable record", DNSSEC: signed,
+		DANE: dane(TLSA{0, 0, 1, AssocIntermediate}, TLSA{3, 1, 1, AssocShort})},
+	{Name: "dane_insecure", Desc: "TLSA 3 1 1 in an unsigned zone: present, not secure", DANE: dane(tlsaEE)},
+	{Name: "dane_ee_name_mismatch", Desc: "TLSA 3 1 1; the certificate names only smtp.<d> (DANE-EE ignores names)", DNSSEC: signed,
+		DANE: dane(tlsaEE), SMTP: SMTP{Banner: NameOwn}, Cert: CertRule{Names: CertBanner}},
+	{Name: "dane_ta_name_mismatch", Desc: "TLSA 2 0 1 of the intermediate; the certificate names only smtp.<d>", DNSSEC: signed,
+		DANE: dane(tlsaTA), SMTP: SMTP{Banner: NameOwn}, Cert: CertRule{Names: CertBanner}},
+	{Name: "dane_ee_expired", Desc: "TLSA 3 1 1; the certificate expired (DANE-EE ignores dates)", DNSSEC: signed,
+		DANE: dane(tlsaEE), Cert: CertRule{Validity: ValidExpired}},
+	{Name: "dane_ta_expired", Desc: "TLSA 2 0 1 of the intermediate; the certificate expired", DNSSEC: signed,
+		DANE: dane(tlsaTA), Cert: CertRule{Validity: ValidExpired}},
+	{Name: "dane_ee_self_signed", Desc: "TLSA 3 1 1 of a self-signed certificate", DNSSEC: signed,
+		DANE: dane(tlsaEE), Cert: CertRule{Issuer: IssuerSelf}},
+	{Name: "dane_cname", Desc: "mx.<d> is a CNAME to host.<d> in a signed zone; TLSA 3 1 1 at _25._tcp.host.<d> (RFC 7672 2.2.2)",
+		DNSSEC: signed, DNS: DNS{Host: HostCNAME}, DANE: dane(tlsaEE)},
+	{Name: "dane_no_starttls", Desc: "TLSA 3 1 1; the server does not offer STARTTLS", DNSSEC: signed, DANE: dane(tlsaEE),
+		SMTP: SMTP{Advert: AdvertNone}, End: End{OutSTARTTLS, ErrNoSTARTTLS}},
+	// MTA-STS (RFC 8461): the record, the policy host mta-sts.<d> (on the
+	// domain's second address, the lab's HTTPS port) and its policy.
+	{Name: "sts_enforce", Desc: "MTA-STS record and policy, mode enforce, mx mx.<d>; a TLS-RPT record", STS: sts, RPT: RPTMailto},
+	{Name: "sts_testing", Desc: "MTA-STS mode testing; the policy with LF line ends, text/plain; charset=utf-8",
+		STS: STS{Record: STSValid, Mode: ModeTesting, Serve: ServeLF}},
+	{Name: "sts_none", Desc: "MTA-STS mode none", STS: STS{Record: STSValid, Mode: ModeNone}},
+	{Name: "sts_record_split", Desc: "the MTA-STS record in two character-strings", Hostile: true, STS: STS{Record: STSSplit}},
+	{Name: "sts_record_duplicate", Desc: "the MTA-STS record twice: not exactly one record", Hostile: true, STS: STS{Record: STSDuplicate}},
+	{Name: "sts_record_invalid", Desc: "v=STSv1 with an id that is not 1-32 letters and digits", STS: STS{Record: STSInvalid}},
+	{Name: "sts_many_records", Desc: "10,000 TXT records at _mta-sts.<d>, the valid one first: UDP truncated, TCP cut at 64 KiB",
+		Hostile: true, Share: HostileCaseShare, STS: STS{Record: STSMany}},
+	{Name: "sts_no_host", Desc: "MTA-STS record; mta-sts.<d> does not exist", STS: STS{Record: STSValid, Host: STSHostNX}},
+	{Name: "sts_refused", Desc: "mta-sts.<d> is AAAA ::1, where nothing listens: connection refused", STS: STS{Record: STSValid, Host: STSHostRefused}},
+	{Name: "sts_private", Desc: "mta-sts.<d> is 10.0.0.1 (must be blocked)", STS: STS{Record: STSValid, Host: STSHostPrivate}},
+	{Name: "sts_silent", Desc: "the policy host accepts and never sends a byte", Hostile: true, Share: HostileCaseShare,
+		STS: STS{Record: STSValid, Serve: ServeSilent}},
+	{Name: "sts_reset", Desc: "the policy host reads the ClientHello, then resets", Hostile: true, Share: HostileCaseShare,
+		STS: STS{Record: STSValid, Serve: ServeReset}},
+	{Name: "sts_cert_expired", Desc: "the policy host's certificate expired", STS: STS{Record: STSValid, Cert: CertRule{Validity: ValidExpired}}},
+	{Name: "sts_cert_wrong_name", Desc: "the policy host's certificate is for www.<d>",
+		STS: STS{Record: STSValid, Cert: CertRule{Names: CertFixed, Fixed: "www." + zonePlaceholder}}},
+	{Name: "sts_cert_unknown_ca", Desc: "the policy host's certificate is from a CA not in ca.pem", STS: STS{Record: STSValid, Cert: CertRule{Issuer: IssuerUnknown}}},
+	{Name: "sts_404", Desc: "the policy host answers 404", STS: STS{Record: STSValid, Serve: Serve404}},
+	{Name: "sts_redirect", Desc: "the policy host redirects (301) to https://www.<d>/.well-known/mta-sts.txt (not to be followed)",
+		Hostile: true, STS: STS{Record: STSValid, Serve: ServeRedirect}},
+	{Name: "sts_html", Desc: "the policy served as text/html", STS: STS{Record: STSValid, Serve: ServeHTML}},
+	{Name: "sts_policy_malformed", Desc: "a policy whose mode is \"enforced\"", STS: STS{Record: STSValid, Serve: ServeMalformed}},
+	{Name: "sts_policy_huge", Desc: "a policy of 2 MiB (filler lines after it): a scan reads 1 MiB", Hostile: true, Share: HostileCaseShare,
+		STS: STS{Record: STSValid, Serve: ServeHuge}},
+	{Name: "sts_policy_utf16", Desc: "the policy in UTF-16LE with a byte order mark (not UTF-8)", Hostile: true,
+		STS: STS{Record: STSValid, Serve: ServeUTF16}},
+	{Name: "sts_mx_mismatch", Desc: "MTA-STS enforce; the policy's mx is smtp-old.<d>, not the MX host", STS: STS{Record: STSValid, MX: STSMXOther}},
+	{Name: "sts_mx_wildcard", Desc: "MTA-STS enforce; the policy's mx is *.<d>", STS: STS{Record: STSValid, MX: STSMXWildcard}},
+	{Name: "sts_mx_cert_mismatch", Desc: "MTA-STS enforce; the MX certificate names only smtp.<d>", STS: sts,
+		SMTP: SMTP{Banner: NameOwn}, Cert: CertRule{Names: CertBanner}},
+	{Name: "sts_mx_cert_expired", Desc: "MTA-STS enforce; the MX certificate expired", STS: sts, Cert: CertRule{Validity: ValidExpired}},
+	{Name: "sts_mx_self_signed", Desc: "MTA-STS enforce; the MX certificate is self-signed", STS: sts, Cert: CertRule{Issuer: IssuerSelf}},
+	{Name: "sts_no_starttls", Desc: "MTA-STS enforce; the server does not offer STARTTLS", STS: sts,
+		SMTP: SMTP{Advert: AdvertNone}, End: End{OutSTARTTLS, ErrNoSTARTTLS}},
+	// TLS-RPT (RFC 8460) records at _smtp._tls.<d>.
+	{Name: "tlsrpt_mailto", Desc: "TLS-RPT record, rua=mailto:", RPT: RPTMailto},
+	{Name: "tlsrpt_https", Desc: "TLS-RPT record, rua=https:", RPT: RPTHTTPS},
+	{Name: "tlsrpt_split", Desc: "the TLS-RPT record in two character-strings", Hostile: true, RPT: RPTSplit},
+	{Name: "tlsrpt_invalid", Desc: "TLS-RPT record with rua=ftp: (only mailto: and https: are allowed)", RPT: RPTInvalid},
+	{Name: "tlsrpt_duplicate", Desc: "the TLS-RPT record twice: not exactly one record", Hostile: true, RPT: RPTDuplicate},
+	{Name: "dane_and_sts", Desc: "TLSA 3 1 1 in a signed zone and an MTA-STS policy (enforce): a sender applies DANE (RFC 8461 2)",
+		DNSSEC: signed, DANE: dane(tlsaEE), STS: sts, RPT: RPTMailto},
 })
+
+// Parts the policy cases share.
+var (
+	signed = DNSSEC{Signed: true}
+	tlsaEE = TLSA{3, 1, 1, AssocLeaf}
+	tlsaTA = TLSA{2, 0, 1, AssocIntermediate}
+	sts    = STS{Record: STSValid}
+)
+
+func dane(t ...TLSA) DANE { return DANE{TLSA: t} }
 
 // The cases the background servers show, by name.
 var (

@@ -67,6 +67,12 @@ const (
 	tagProvDialect
 	tagHostingDialect
 	tagSelfDialect
+	tagZoneSigned
+	tagProvSigned
+	tagSelfDANE
+	tagSTS
+	tagSTSMode
+	tagRPT
 )
 
 func mix64(x uint64) uint64 {

@@ -12,6 +12,9 @@ import (
 // Params are the shared world's.
 var Params = world.Params{Domains: 1000, Seed: 7}
 
+// STSPort is the MTA-STS port the shared truth assumes.
+const STSPort = 8443
+
 // World makes the shared world and its authority, and states its truth for
 // a scan of SMTP port port.
 func World(port int) (*world.World, *pki.Authority, *truth.Truth, error) {
@@ -23,7 +26,7 @@ func World(port int) (*world.World, *pki.Authority, *truth.Truth, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	tr, err := truth.NewStater(w, auth, port).All()
+	tr, err := truth.NewStater(w, auth, port, STSPort).All()
 	if err != nil {
 		return nil, nil, nil, err
 	}
