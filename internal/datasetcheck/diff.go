@@ -28,13 +28,14 @@ var Aside = map[string]bool{"resolved_at": true, "started_at": true, "duration_m
 
 // masks hide, in text columns, what the scanner's time and place put
 // there: its side of a socket in Go's error text ("read tcp
-// 127.0.0.1:43512->127.9.8.7:25: i/o timeout"), the address a server
-// echoes, and a server's date.
+// 127.0.0.1:43512->127.9.8.7:25: i/o timeout"; a dial names it only when
+// it dials from a given address, as cluster workers do, so it is dropped
+// rather than replaced), the address a server echoes, and a server's date.
 var masks = []struct {
 	re   *regexp.Regexp
 	with string
 }{
-	{regexp.MustCompile(`[0-9A-Fa-f.:\[\]]+:\d+->`), "LOCAL->"},
+	{regexp.MustCompile(`[0-9A-Fa-f.:\[\]]+:\d+->`), ""},
 	{regexp.MustCompile(`\[(IPv6:)?[0-9A-Fa-f.:]+\]`), "[ADDR]"},
 	{regexp.MustCompile(`(Mon|Tue|Wed|Thu|Fri|Sat|Sun), +\d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2}( [+-]\d{4})?`), "DATE"},
 }
