@@ -46,12 +46,14 @@ func TestReadsVersion1Parts(t *testing.T) {
 	}
 }
 
-// CommitBefore: whenever an mx part becomes visible, the rows written to the
-// dependent writers before it are visible too, whatever made the mx writer
-// commit (rotation here, Close and CommitIfOlder through the same path).
+// CommitBefore, chained as a scan chains a domain's tables (policies, then
+// mx, then tlsa): whenever an mx part becomes visible, the policies rows
+// written before it are visible too, and a tlsa row is never visible before
+// the mx rows written before it, whatever made a writer commit (rotation of
+// mx or of tlsa here, Commit and Close through the same path).
 func TestCommitBeforeOrdersTables(t *testing.T) {
 	dir := t.TempDir()
-	mx, err := store.NewPartWriter[survey.MXRow](survey.MXDir(dir), store.PartOptions{MaxPartRows: 2})
+	mx, err := store.NewPartWriter[survey.MXRow](survey.MXDir(dir), store.PartOptions{MaxPartRows: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +61,12 @@ func TestCommitBeforeOrdersTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsa, err := store.NewPartWriter[survey.TLSARow](survey.TLSADir(dir), store.PartOptions{})
+	tlsa, err := store.NewPartWriter[survey.TLSARow](survey.TLSADir(dir), store.PartOptions{MaxPartRows: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mx.CommitBefore(tlsa, pol)
+	mx.CommitBefore(pol)
+	tlsa.CommitBefore(mx)
 	visible := func(table string) map[string]bool {
 		seen := map[string]bool{}
 		switch table {
@@ -76,31 +79,38 @@ func TestCommitBeforeOrdersTables(t *testing.T) {
 		}
 		return seen
 	}
-	for i := range 5 {
+	var mxSeen, tlsaSeen bool
+	for i := range 7 {
 		d := string(rune('a'+i)) + ".example"
-		if err := tlsa.Write([]survey.TLSARow{{MXHost: "mx." + d}}); err != nil {
-			t.Fatal(err)
-		}
 		if err := pol.Write([]survey.PolicyRow{{Domain: d}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := mx.Write([]survey.MXRow{{Domain: d, MXHost: "mx." + d}}); err != nil {
 			t.Fatal(err)
 		}
-		pols, hosts := visible(survey.PoliciesTable), visible(survey.TLSATable)
-		for dom := range visible(survey.MXTable) {
-			if !pols[dom] || !hosts["mx."+dom] {
-				t.Fatalf("after %s: mx rows of %s visible without its policies (%v) or tlsa (%v) row", d, dom, pols[dom], hosts["mx."+dom])
+		if err := tlsa.Write([]survey.TLSARow{{MXHost: "mx." + d}}); err != nil {
+			t.Fatal(err)
+		}
+		doms, pols, hosts := visible(survey.MXTable), visible(survey.PoliciesTable), visible(survey.TLSATable)
+		for dom := range doms {
+			if !pols[dom] {
+				t.Fatalf("after %s: mx rows of %s visible without its policies row", d, dom)
 			}
 		}
+		for host := range hosts {
+			if dom := host[len("mx."):]; !doms[dom] {
+				t.Fatalf("after %s: tlsa row of %s visible before the mx rows of %s", d, host, dom)
+			}
+		}
+		mxSeen, tlsaSeen = mxSeen || len(doms) > 0, tlsaSeen || len(hosts) > 0
 	}
-	if len(visible(survey.MXTable)) == 0 {
-		t.Fatal("no mx part rotated: the test checked nothing")
+	if !mxSeen || !tlsaSeen {
+		t.Fatal("no mx or tlsa part rotated: the test checked nothing")
 	}
-	if err := mx.Close(); err != nil {
+	if err := tlsa.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(visible(survey.PoliciesTable)); n != 5 {
-		t.Errorf("after Close: %d policies rows visible, want 5", n)
+	if n, m := len(visible(survey.PoliciesTable)), len(visible(survey.MXTable)); n != 7 || m != 7 {
+		t.Errorf("after Close of tlsa: %d policies and %d mx domains visible, want 7", n, m)
 	}
 }

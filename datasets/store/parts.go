@@ -141,12 +141,12 @@ func (p *PartWriter[T]) Commit() error {
 }
 
 // CommitBefore makes every commit of p's part, whatever causes it (rotation,
-// CommitIfOlder, Close), commit the open parts of deps first. Rows written to
-// deps before a row written to p are then committed no later than it, so a
-// reader that finds p's row finds theirs: a domain's mx rows are never
-// visible without its policies row and its MX hosts' tlsa rows, which is what
-// lets a resumed scan take "mx rows committed" for "domain done" (docs/schema.md).
-// deps must be used from the goroutine that uses p.
+// Commit, Close), commit the open parts of deps first. Rows written to deps
+// before a row written to p are then committed no later than it, so a reader
+// that finds p's row finds theirs: a domain's policies row is never visible
+// after its mx rows, and a tlsa row never before the mx rows that reference
+// its host (docs/schema.md). deps must be used from the goroutine that uses
+// p.
 func (p *PartWriter[T]) CommitBefore(deps ...Committer) {
 	p.before = append(p.before, deps...)
 }
@@ -183,14 +183,15 @@ func (p *PartWriter[T]) open() error {
 	return nil
 }
 
-// CommitIfOlder commits the open part when it was opened more than age ago.
-// Parts are the checkpoint: a scan killed with kill -9 loses only what is
-// in its open parts, so committing by age bounds the work lost.
-func (p *PartWriter[T]) CommitIfOlder(age time.Duration) error {
-	if p.w == nil || time.Since(p.opened) < age {
-		return nil
+// Age is how long the open part has been open (0 when none is). Parts are
+// the checkpoint: a scan killed with kill -9 loses only what is in its open
+// parts, so committing them by age bounds the work lost; the caller decides,
+// as writers that commit in a chain (CommitBefore) commit together.
+func (p *PartWriter[T]) Age() time.Duration {
+	if p.w == nil {
+		return 0
 	}
-	return p.commit()
+	return time.Since(p.opened)
 }
 
 func (p *PartWriter[T]) commit() error {

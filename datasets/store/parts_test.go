@@ -148,26 +148,28 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCommitIfOlder(t *testing.T) {
+// Age is zero with nothing open, grows while a part is open, and is zero
+// again once it is committed.
+func TestAge(t *testing.T) {
 	dir := t.TempDir()
 	w, _ := NewPartWriter[survey.MXRow](dir, PartOptions{})
+	if a := w.Age(); a != 0 {
+		t.Fatalf("age with nothing open = %v", a)
+	}
 	if err := w.Write([]survey.MXRow{{Domain: "a.example"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.CommitIfOlder(time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if parts, _ := Parts(dir); len(parts) != 0 {
-		t.Fatalf("a young part was committed: %v", parts)
-	}
 	time.Sleep(20 * time.Millisecond)
-	if err := w.CommitIfOlder(10 * time.Millisecond); err != nil {
+	if a := w.Age(); a < 20*time.Millisecond {
+		t.Fatalf("age of a part open 20ms = %v", a)
+	}
+	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if parts, _ := Parts(dir); len(parts) != 1 {
-		t.Fatalf("an old part was not committed: %v", parts)
+	if parts, _ := Parts(dir); len(parts) != 1 || w.Age() != 0 {
+		t.Fatalf("after Commit: parts %v, age %v", parts, w.Age())
 	}
-	if err := w.CommitIfOlder(0); err != nil { // nothing open: no empty part
+	if err := w.Commit(); err != nil { // nothing open: no empty part
 		t.Fatal(err)
 	}
 	if parts, _ := Parts(dir); len(parts) != 1 {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/internal/connlog"
 	"github.com/mxsurvey/mxsurvey/internal/datasetcheck"
@@ -58,6 +59,20 @@ func TestClusterScanIsTheLocalScan(t *testing.T) {
 	for _, d := range diffs {
 		t.Error(d)
 	}
+	// The policy stage ran on the workers, on the scan's -mta-sts-port (the
+	// stage configuration they were sent): policies were fetched.
+	fetched := 0
+	if err := store.ReadAll(survey.PoliciesDir(dist), func(r *survey.PolicyRow) error {
+		if r.STSFetched && r.STSHTTPStatus == 200 {
+			fetched++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fetched == 0 {
+		t.Error("no MTA-STS policy fetched with status 200: the policy stage was not exercised")
+	}
 	conns, _ := l.log.since(t, mark)
 	p := connlog.Judge(conns)
 	for _, v := range p.Violations(1, interval) {
@@ -86,6 +101,28 @@ func TestClusterScanIsTheLocalScan(t *testing.T) {
 	if m.Options["nats_scan"] == "" || m.Options["concurrency"] != "per worker" {
 		t.Errorf("manifest options %v: want the NATS scan and per-worker concurrency", m.Options)
 	}
+
+	// The state a coordinator killed between a domain's mx commit and its
+	// tlsa commit leaves: the resumed coordinator has the workers look up
+	// the TLSA records of the hosts that committed mx rows name without a
+	// tlsa row, and the dataset is again the local scan's.
+	parts, _ := store.Parts(survey.TLSADir(dist))
+	for _, p := range parts[:len(parts)/2+1] {
+		os.Remove(p)
+	}
+	cfg.Resume = true
+	res, err = coordinate(context.Background(), url, cfg, nil)
+	mustComplete(t, res, err)
+	if n := res.Manifest.Counts["tlsa_rows_written"]; n == 0 {
+		t.Error("resumed: no tlsa row written")
+	}
+	if diffs, err = datasetcheck.Diff(local, dist, 20); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Error("resumed:", d)
+	}
+	checkOnce(t, cfg.Input, dist)
 }
 
 // countingDNS answers dN.test MX, mx.dN.test A (127.64.0.N) and nothing

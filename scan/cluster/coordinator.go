@@ -91,7 +91,7 @@ type coordinator struct {
 	wants     chan struct{}
 
 	mu          sync.Mutex
-	outstanding map[string]struct{} // domains published and not yet accepted
+	outstanding map[string]struct{} // tasks published and not yet accepted, by pipeline.Task.Key
 	room        chan struct{}       // signalled when outstanding shrinks
 	readDone    bool
 	allIn       chan struct{} // closed when the input is read and every domain accepted
@@ -399,7 +399,7 @@ func (c *coordinator) read() error {
 		return publish(ctx, c.js, c.n.domains(), data, id)
 	}
 	err := c.scan.Read(c.work, func(ctx context.Context, t pipeline.Task) error {
-		if !c.publishing(ctx, t.Entry.Domain) {
+		if !c.publishing(ctx, t) {
 			return ctx.Err()
 		}
 		cur = append(cur, t)
@@ -420,14 +420,16 @@ func (c *coordinator) read() error {
 	return err
 }
 
-// publishing records domain as published, waiting while window domains
-// are; false when ctx ended, or when the domain was accepted meanwhile
-// (rows of an earlier run's batch), which is then not published again.
-func (c *coordinator) publishing(ctx context.Context, domain string) bool {
+// publishing records the task (a domain, or a host's TLSA lookup) as
+// published, waiting while window tasks are; false when ctx ended, or when
+// it was accepted meanwhile (rows of an earlier run's batch), which is
+// then not published again.
+func (c *coordinator) publishing(ctx context.Context, t pipeline.Task) bool {
+	key := t.Key()
 	for {
 		c.mu.Lock()
 		if len(c.outstanding) < c.windowSize() {
-			c.outstanding[domain] = struct{}{}
+			c.outstanding[key] = struct{}{}
 			c.mu.Unlock()
 			break
 		}
@@ -439,10 +441,10 @@ func (c *coordinator) publishing(ctx context.Context, domain string) bool {
 			return false
 		}
 	}
-	// AcceptDomain marks a domain done before accepted() forgets it: seen
+	// AcceptDomain marks a task done before accepted() forgets it: seen
 	// done here, it is forgotten; not seen done, accepted() comes later.
-	if c.scan.Done(domain) {
-		c.accepted(domain)
+	if c.scan.Done(t) {
+		c.accepted(key)
 		return false
 	}
 	return true
@@ -454,10 +456,11 @@ func (c *coordinator) windowSize() int {
 	return max(20_000, 4*c.workers.dnsConcurrency(time.Now()))
 }
 
-// accepted forgets a published domain whose rows have been accepted.
-func (c *coordinator) accepted(domain string) {
+// accepted forgets a published task (pipeline.Task.Key) whose rows have
+// been accepted.
+func (c *coordinator) accepted(key string) {
 	c.mu.Lock()
-	delete(c.outstanding, domain)
+	delete(c.outstanding, key)
 	c.checkAllIn()
 	c.mu.Unlock()
 	select {

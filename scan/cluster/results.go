@@ -64,9 +64,10 @@ func (c *coordinator) messages(ctx context.Context, consumer string) (jetstream.
 	return cons.Messages(jetstream.PullMaxMessages(100))
 }
 
-// onDomains takes the rows of a batch's domains. The message is
-// acknowledged once every row kept from it is committed; a domain already
-// in the dataset (the batch was delivered twice) is dropped.
+// onDomains takes the rows of a batch's domains (and TLSA lookups of
+// hosts, on -resume). The message is acknowledged once every row kept from
+// it is committed; a domain already in the dataset (the batch was
+// delivered twice) is dropped.
 func (c *coordinator) onDomains(msg jetstream.Msg) {
 	var r domainResult
 	if err := decode(msg.Data(), &r); err != nil {
@@ -77,9 +78,11 @@ func (c *coordinator) onDomains(msg jetstream.Msg) {
 	ack := pipeline.NewAck(func() { msg.Ack() })
 	var kept int64
 	for _, rows := range r.Domains {
-		if len(rows.MX) > 0 && c.scan.AcceptDomain(c.work, rows, ack) {
-			kept++
-			c.accepted(rows.MX[0].Domain)
+		if c.scan.AcceptDomain(c.work, rows, ack) {
+			if len(rows.MX) > 0 {
+				kept++
+			}
+			c.accepted(rows.Key())
 		}
 	}
 	c.workers.credit(r.Worker, kept, 0)

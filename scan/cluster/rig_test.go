@@ -20,6 +20,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
 )
 
 // startNATS runs a NATS server in this process, JetStream in a file store
@@ -99,7 +100,8 @@ func (l *labRig) scanConfig(out string) pipeline.Config {
 	return pipeline.Config{Input: l.lab.DomainsPath(), Out: out, Checkpoint: 200 * time.Millisecond,
 		Resolve:        resolve.Config{Servers: []string{l.lab.DNSAddr}, Timeout: 5 * time.Second, Retries: 3},
 		DNSConcurrency: 10, Concurrency: 60, PTR: true, IPv6: true, Allow: labRanges, Policies: true,
-		Probe: probe.Config{EHLOName: "scanner.mxsurvey.test", Port: l.lab.SMTPPort, Timeout: 60 * time.Second, StepTimeout: 30 * time.Second}}
+		Probe: probe.Config{EHLOName: "scanner.mxsurvey.test", Port: l.lab.SMTPPort, Timeout: 60 * time.Second, StepTimeout: 30 * time.Second},
+		STS:   stsfetch.Config{Port: l.lab.MTASTSPort}}
 }
 
 // worker is one Work running in this process.

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync/atomic"
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
@@ -14,11 +16,15 @@ import (
 // (Stages.Resolve, Stages.Fetch). A domain's Rows carry its policies row and
 // the tlsa row of each of its MX hosts; the Scan writes a host's tlsa row
 // with the first domain that has it, in the same batch as that domain's mx
-// rows, and the mx writer commits the tlsa and policies parts before each of
-// its own (newSink). So a domain whose mx rows are committed has its
-// policies row and its hosts' tlsa rows committed too, which is what makes
-// "mx rows committed" mean "domain done" for -resume, in a local scan and in
-// a cluster alike.
+// rows. The mx writer commits the policies part before each of its own, and
+// the tlsa writer the mx part before each of its own (newSink). So a domain
+// whose mx rows are committed has its policies row committed too, which is
+// what makes "mx rows committed" mean "domain done" for -resume; and a
+// committed tlsa row's host is always named by a committed mx row, even when
+// a kill lost the mx rows and the domain, resolved again, names other hosts.
+// A host whose tlsa row a kill lost after its mx rows were committed is
+// looked up on -resume (Task.TLSAHost), in a local scan and in a cluster
+// alike.
 
 // policyCounts are the policies' share of the counters.
 type policyCounts struct {
@@ -47,9 +53,10 @@ func (s *Scan) checkResumePolicies(old *survey.Manifest) error {
 }
 
 // resumePolicies reads the tlsa and policies rows an earlier run
-// committed: their MX hosts are not asked again, and a domain whose
-// policies row is there without its mx rows keeps that row.
-func (s *Scan) resumePolicies() error {
+// committed: their MX hosts are not asked again, the hosts of the earlier
+// run's mx rows (mxHosts) without one are, and a domain whose policies row
+// is there without its mx rows keeps that row.
+func (s *Scan) resumePolicies(mxHosts map[string]struct{}) error {
 	if !s.cfg.Policies {
 		return nil
 	}
@@ -60,6 +67,15 @@ func (s *Scan) resumePolicies() error {
 	})
 	if err != nil {
 		return fmt.Errorf("reading committed tlsa rows to resume: %w", err)
+	}
+	for h := range mxHosts {
+		if _, ok := s.tlsaHosts[h]; !ok {
+			s.tlsaMissing = append(s.tlsaMissing, h)
+		}
+	}
+	slices.Sort(s.tlsaMissing)
+	if len(s.tlsaMissing) > 0 {
+		slog.Info("resuming: MX hosts without a tlsa row are looked up", "hosts", len(s.tlsaMissing))
 	}
 	err = store.ReadAll(survey.PoliciesDir(s.cfg.Out), func(row *survey.PolicyRow) error {
 		if !s.done.Has(row.Domain) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/datasetcheck"
 )
 
 // The test world's policies: MTA-STS for a.test (served) and b.test (its
@@ -234,10 +235,10 @@ func TestPoliciesOff(t *testing.T) {
 	}
 }
 
-// The state a kill leaves when a domain's policies and tlsa rows were
-// committed and its mx rows were not: resume resolves the domain again and
-// writes neither a second policies row nor a second tlsa row; and a domain
-// whose mx rows are committed is not looked at at all.
+// The state a kill leaves when a domain's policies row was committed and
+// its mx and tlsa rows were not: resume resolves the domain again, looks
+// up its hosts' TLSA records and writes no second policies row; and a
+// domain whose mx rows are committed is not looked at at all.
 func TestResumeKeepsPolicyRows(t *testing.T) {
 	l := startTestWorld(t, 0, policyZone...)
 	stsPort, stsHosts := startSTS(t, "127.61.0.5")
@@ -245,11 +246,13 @@ func TestResumeKeepsPolicyRows(t *testing.T) {
 	if _, err := Run(context.Background(), policyConfig(l, out, stsPort)); err != nil {
 		t.Fatal(err)
 	}
-	parts, _ := store.Parts(survey.MXDir(out))
-	for _, p := range parts {
-		os.Remove(p)
+	for _, dir := range []string{survey.MXDir(out), survey.TLSADir(out)} {
+		parts, _ := store.Parts(dir)
+		for _, p := range parts {
+			os.Remove(p)
+		}
 	}
-	txt, tlsaQ := l.dns.count("_mta-sts.a.test", "TXT"), l.dns.count("_25._tcp.mx.shared.test", "TLSA")
+	txt := l.dns.count("_mta-sts.a.test", "TXT")
 	mxQ := l.dns.count("a.test", "MX")
 	cfg := policyConfig(l, out, stsPort)
 	cfg.Resume = true
@@ -265,10 +268,10 @@ func TestResumeKeepsPolicyRows(t *testing.T) {
 	if l.dns.count("a.test", "MX") == mxQ {
 		t.Errorf("a.test, whose mx rows were lost, was not resolved again")
 	}
-	if l.dns.count("_mta-sts.a.test", "TXT") != txt || l.dns.count("_25._tcp.mx.shared.test", "TLSA") != tlsaQ || len(stsHosts()) != 1 {
+	if l.dns.count("_mta-sts.a.test", "TXT") != txt || len(stsHosts()) != 1 {
 		t.Errorf("committed policy lookups were made again")
 	}
-	if c := res.Manifest.Counts; c["resumed_policy_rows"] != 11 || c["resumed_tlsa_rows"] != 7 || c["policy_rows_written"] != 0 {
+	if c := res.Manifest.Counts; c["resumed_policy_rows"] != 11 || c["tlsa_rows_written"] != 7 || c["policy_rows_written"] != 0 {
 		t.Errorf("counts %v", c)
 	}
 	// Now everything is committed: a second resume asks nothing.
@@ -279,5 +282,58 @@ func TestResumeKeepsPolicyRows(t *testing.T) {
 	}
 	if l.dns.count("a.test", "MX") != asked {
 		t.Errorf("a complete scan resumed asked again")
+	}
+}
+
+// The state a kill leaves between a domain's mx commit and its tlsa commit
+// (the tlsa part is committed after the mx part: newSink): resume looks up
+// the TLSA records of every MX host that committed mx rows name without a
+// tlsa row, resolving no committed domain again, and the dataset ends as a
+// scan that was never killed: every referenced host with exactly one tlsa
+// row, the same rows.
+func TestResumeLooksUpTLSALostInTheKill(t *testing.T) {
+	l := startTestWorld(t, 0, policyZone...)
+	stsPort, _ := startSTS(t, "127.61.0.5")
+	whole := t.TempDir() + "/whole"
+	if _, err := Run(context.Background(), policyConfig(l, whole, stsPort)); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir() + "/scan"
+	cfg := policyConfig(l, out, stsPort)
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	parts, _ := store.Parts(survey.TLSADir(out))
+	for _, p := range parts {
+		os.Remove(p)
+	}
+	mxQ, tlsaQ := l.dns.count("a.test", "MX"), l.dns.count("_25._tcp.mx.shared.test", "TLSA")
+	cfg.Resume = true
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.dns.count("a.test", "MX") != mxQ {
+		t.Errorf("committed domain a.test was resolved again")
+	}
+	if l.dns.count("_25._tcp.mx.shared.test", "TLSA") == tlsaQ {
+		t.Errorf("the TLSA records of mx.shared.test, whose tlsa row was lost, were not asked again")
+	}
+	if c := res.Manifest.Counts; c["tlsa_rows_written"] != 7 || c["resumed_skipped"] != 12 {
+		t.Errorf("counts %v", c)
+	}
+	_, problems, err := datasetcheck.ExactlyOnce(cfg.Input, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	diffs, err := datasetcheck.Diff(whole, out, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
 	}
 }

@@ -41,10 +41,11 @@ func (s *Scan) prepareOut() error {
 		if s.m.Workers == nil {
 			s.m.Workers = old.Workers // a cluster scan resumed on one machine
 		}
-		if err := s.resume(); err != nil {
+		hosts, err := s.resume()
+		if err != nil {
 			return err
 		}
-		if err := s.resumePolicies(); err != nil {
+		if err := s.resumePolicies(hosts); err != nil {
 			return err
 		}
 	}
@@ -54,9 +55,10 @@ func (s *Scan) prepareOut() error {
 // resume reads the rows an earlier run committed: it marks their domains
 // done and their probed targets known, and keeps the targets referenced
 // by an mx row but never probed (lost when that run was killed) to be
-// queued first.
-func (s *Scan) resume() error {
+// queued first. It returns the MX hosts the mx rows name (policies on).
+func (s *Scan) resume() (map[string]struct{}, error) {
 	referenced := map[string]Target{}
+	hosts := map[string]struct{}{}
 	err := store.ReadAll(survey.MXDir(s.cfg.Out), func(row *survey.MXRow) error {
 		// A row cannot tell an invalid input line from a valid domain
 		// whose resolution failed with "error" (a CNAME loop): mark
@@ -65,6 +67,9 @@ func (s *Scan) resume() error {
 		if row.DNSStatus == survey.DNSError && row.MXHost == "" {
 			s.done.Seen(invalidKey(row.Input))
 		}
+		if row.MXHost != "" && s.cfg.Policies {
+			hosts[row.MXHost] = struct{}{}
+		}
 		for _, t := range TargetsOf([]survey.MXRow{*row}) {
 			referenced[t.Key()] = t
 		}
@@ -72,7 +77,7 @@ func (s *Scan) resume() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("reading committed mx rows to resume: %w", err)
+		return nil, fmt.Errorf("reading committed mx rows to resume: %w", err)
 	}
 	err = store.ReadAll(survey.ProbesDir(s.cfg.Out), func(row *survey.ProbeRow) error {
 		k := survey.TargetKey(row.IP, row.MXHost)
@@ -85,11 +90,11 @@ func (s *Scan) resume() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("reading committed probe rows to resume: %w", err)
+		return nil, fmt.Errorf("reading committed probe rows to resume: %w", err)
 	}
 	for _, t := range referenced {
 		s.carried = append(s.carried, t)
 	}
 	slog.Info("resuming", "dir", s.cfg.Out, "domains_done", s.done.Len(), "probes_done", len(s.targets), "targets_to_reprobe", len(s.carried))
-	return nil
+	return hosts, nil
 }

@@ -16,8 +16,9 @@ import (
 //
 // A domain's Rows hold its mx rows, its policies row and the tlsa row of
 // each of its MX hosts (policies on); the Scan writes a host's tlsa row
-// once, with the first domain that has it, so that a domain whose mx rows
-// are committed has its hosts' tlsa rows committed too.
+// once, with the first domain that has it (newSink commits it no earlier
+// than that domain's mx rows). The Rows of a Task.TLSAHost hold only that
+// host's tlsa row.
 type Rows struct {
 	MX       []survey.MXRow     `json:"mx,omitempty"`
 	Policies []survey.PolicyRow `json:"policies,omitempty"`
@@ -25,12 +26,36 @@ type Rows struct {
 	Probes   []survey.ProbeRow  `json:"probes,omitempty"`
 }
 
-// Task is one domain to resolve, with what the Scan already holds of it.
+// Task is one domain to resolve, with what the Scan already holds of it;
+// or, with TLSAHost set, one MX host whose TLSA records to look up.
 type Task struct {
 	Entry domains.Entry `json:"entry"`
 	// SkipPolicies: an earlier run committed the domain's policies row
 	// (without its mx rows): its policy records are not asked again.
 	SkipPolicies bool `json:"skip_policies,omitempty"`
+	// TLSAHost is an MX host that committed mx rows of an earlier run
+	// reference and whose tlsa row that run did not commit (killed between
+	// the two commits): the task is its TLSA lookup, not a domain.
+	TLSAHost string `json:"tlsa_host,omitempty"`
+}
+
+// Key names the task among those of a scan: its domain, or its host.
+func (t Task) Key() string {
+	if t.TLSAHost != "" {
+		return tlsaKey(t.TLSAHost)
+	}
+	return t.Entry.Domain
+}
+
+// Key is the Key of the Task these rows answer ("" for none).
+func (r *Rows) Key() string {
+	switch {
+	case len(r.MX) > 0:
+		return r.MX[0].Domain
+	case len(r.TLSA) == 1:
+		return tlsaKey(r.TLSA[0].MXHost)
+	}
+	return ""
 }
 
 // Target is one (address, MX host) to probe once per scan, however many
@@ -106,3 +131,6 @@ func skippedRow(t Target, port int, class, reason string) survey.ProbeRow {
 // invalidKey keys an invalid input line by its text, apart from every
 // valid domain name.
 func invalidKey(input string) string { return "\x00invalid:" + input }
+
+// tlsaKey keys a Task.TLSAHost apart from every domain.
+func tlsaKey(host string) string { return "\x00tlsa:" + host }

@@ -50,6 +50,10 @@ type Scan struct {
 	// without their mx rows: resolved again, their policies not asked
 	// again. Read-only once the scan runs.
 	polDone map[string]bool
+	// tlsaMissing are the MX hosts that an earlier run's committed mx rows
+	// reference without a committed tlsa row: Read emits their lookups
+	// first.
+	tlsaMissing []string
 
 	carried  []Target
 	carrying sync.WaitGroup
@@ -162,10 +166,17 @@ func (s *Scan) Config() Config { return s.cfg }
 
 // Read streams the input, calling emit with every valid domain that is not
 // done yet: invalid lines become error rows at once; duplicates, other
-// shards' domains and domains already in the dataset are skipped. It
-// returns nil at the end of the input.
+// shards' domains and domains already in the dataset are skipped. On
+// -resume it emits the TLSA lookups an earlier run's committed mx rows
+// still lack first (Task.TLSAHost). It returns nil at the end of the input.
 func (s *Scan) Read(ctx context.Context, emit func(context.Context, Task) error) error {
 	defer s.in.Close()
+	for _, h := range s.tlsaMissing {
+		if err := emit(ctx, Task{TLSAHost: h}); err != nil {
+			return err
+		}
+	}
+	s.tlsaMissing = nil
 	seen := domains.NewDedup()
 	for {
 		e, err := s.in.Next()
@@ -212,10 +223,11 @@ func (s *Scan) Read(ctx context.Context, emit func(context.Context, Task) error)
 // (ack, if not nil, completes when they are committed) and queues the
 // domain's new targets. It reports false for a repeat of a domain already
 // accepted (Wiring.Redelivered), whose rows are dropped, and when ctx ended
-// first.
+// first. It takes the answer of a Task.TLSAHost too (rows with one tlsa
+// row and no mx rows), reporting true unless ctx ended.
 func (s *Scan) AcceptDomain(ctx context.Context, rows Rows, ack *Ack) bool {
 	if len(rows.MX) == 0 {
-		return false
+		return s.acceptTLSA(ctx, rows, ack)
 	}
 	if s.wiring.Redelivered {
 		s.doneMu.Lock()
@@ -256,6 +268,22 @@ func (s *Scan) AcceptProbe(ctx context.Context, row survey.ProbeRow, ack *Ack) b
 		return false
 	}
 	s.c.probe(row)
+	return true
+}
+
+// acceptTLSA writes the tlsa row of a Task.TLSAHost, unless a domain
+// accepted meanwhile (or a repeat of the answer) brought the host's row.
+func (s *Scan) acceptTLSA(ctx context.Context, rows Rows, ack *Ack) bool {
+	if len(rows.TLSA) != 1 || len(rows.Policies) > 0 || len(rows.Probes) > 0 {
+		return false
+	}
+	if rows.TLSA = s.newTLSA(rows.TLSA); len(rows.TLSA) == 0 {
+		return true
+	}
+	if !s.sink.write(ctx, &rows, ack) {
+		return false
+	}
+	s.c.pol.tlsaRows.Add(1)
 	return true
 }
 
@@ -399,10 +427,14 @@ func Burst(perSecond float64) int {
 	return max(1, int(perSecond/10))
 }
 
-// Done reports whether domain is in the dataset: committed by an earlier
-// run, or accepted by this one (Wiring.Redelivered).
-func (s *Scan) Done(domain string) bool {
+// Done reports whether t's answer is in the dataset: its domain committed
+// by an earlier run, or accepted by this one (Wiring.Redelivered); its
+// host's tlsa row written.
+func (s *Scan) Done(t Task) bool {
+	if t.TLSAHost != "" {
+		return s.TLSAWritten(t.TLSAHost)
+	}
 	s.doneMu.Lock()
 	defer s.doneMu.Unlock()
-	return s.done.Has(domain)
+	return s.done.Has(t.Entry.Domain)
 }

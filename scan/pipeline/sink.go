@@ -58,10 +58,17 @@ func (a *Ack) fail() {
 }
 
 // sink writes Rows into the dataset's tables. Tables are written in
-// groups, each by one goroutine: a domain's tables (tlsa, policies, mx, in
-// that order, the mx writer committing the other two before each of its
-// parts: store.CommitBefore), and the probes. Each group commits its open
-// parts at least every checkpoint.
+// groups, each by one goroutine: a domain's tables (policies, mx, tlsa, in
+// that order, each writer committing the one before it first:
+// store.CommitBefore), and the probes. Each group commits its open parts
+// together at least every checkpoint.
+//
+// The order is the dataset's contract (docs/schema.md): a domain's
+// policies row is committed no later than its mx rows, so committed mx rows
+// mean a domain done; a tlsa row no earlier than the mx rows written before
+// it, so every committed tlsa row's host is referenced by a committed mx
+// row, whatever a kill interrupts. A host referenced by committed mx rows
+// whose tlsa row was lost is looked up again on -resume (Task.TLSAHost).
 type sink struct {
 	groups  []*group
 	writers errgroup.Group
@@ -87,8 +94,9 @@ func newSink(out string, policies bool, checkpoint time.Duration, stop context.C
 		if err != nil {
 			return nil, err
 		}
-		mx.w.CommitBefore(tlsa.w, pol.w)
-		domain.tables = []tableWriter{tlsa, pol, mx}
+		mx.w.CommitBefore(pol.w)
+		tlsa.w.CommitBefore(mx.w)
+		domain.tables = []tableWriter{pol, mx, tlsa}
 	} else {
 		domain.tables = []tableWriter{mx}
 	}
@@ -171,7 +179,8 @@ type tableWriter interface {
 	// last call.
 	settle()
 	failPending()
-	commitIfOlder(age time.Duration) error
+	age() time.Duration // of the open part, 0 when none
+	commit() error
 	close() error
 	abort()
 }
@@ -208,8 +217,8 @@ func (g *group) run(checkpoint time.Duration, stop context.CancelCauseFunc) erro
 					return firstErr
 				}
 				var errs []error
-				for i := len(g.tables) - 1; i >= 0; i-- { // mx first: it commits the others first
-					errs = append(errs, g.tables[i].close())
+				for _, t := range g.tables { // in order, as each commits the one before it first
+					errs = append(errs, t.close())
 				}
 				settle()
 				return errors.Join(errs...)
@@ -235,8 +244,11 @@ func (g *group) run(checkpoint time.Duration, stop context.CancelCauseFunc) erro
 			if firstErr != nil {
 				continue
 			}
-			for i := len(g.tables) - 1; i >= 0; i-- {
-				if err := g.tables[i].commitIfOlder(checkpoint); err != nil {
+			if !g.due(checkpoint) {
+				continue
+			}
+			for _, t := range g.tables {
+				if err := t.commit(); err != nil {
 					fail(err)
 					break
 				}
@@ -246,6 +258,18 @@ func (g *group) run(checkpoint time.Duration, stop context.CancelCauseFunc) erro
 			}
 		}
 	}
+}
+
+// due says a part of the group has been open for a checkpoint: then all
+// of them are committed, so that a tlsa part does not lag behind the mx
+// part its rows follow.
+func (g *group) due(checkpoint time.Duration) bool {
+	for _, t := range g.tables {
+		if t.age() >= checkpoint {
+			return true
+		}
+	}
+	return false
 }
 
 type table[R any] struct {
@@ -264,12 +288,13 @@ func newTable[R any](name, dir string, opts store.PartOptions, pick func(*Rows) 
 	return &table[R]{tableName: name, pick: pick, w: w}, nil
 }
 
-func (t *table[R]) name() string                          { return t.tableName }
-func (t *table[R]) has(r *Rows) bool                      { return len(t.pick(r)) > 0 }
-func (t *table[R]) committed() (parts int, rows int64)    { return t.w.Committed() }
-func (t *table[R]) commitIfOlder(age time.Duration) error { return t.w.CommitIfOlder(age) }
-func (t *table[R]) close() error                          { return t.w.Close() }
-func (t *table[R]) abort()                                { t.w.Abort() }
+func (t *table[R]) name() string                       { return t.tableName }
+func (t *table[R]) has(r *Rows) bool                   { return len(t.pick(r)) > 0 }
+func (t *table[R]) committed() (parts int, rows int64) { return t.w.Committed() }
+func (t *table[R]) age() time.Duration                 { return t.w.Age() }
+func (t *table[R]) commit() error                      { return t.w.Commit() }
+func (t *table[R]) close() error                       { return t.w.Close() }
+func (t *table[R]) abort()                             { t.w.Abort() }
 
 // write writes r's rows of the table. A full part is committed inside
 // Write before they go into the next one, so the acks pending before are

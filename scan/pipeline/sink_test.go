@@ -114,3 +114,58 @@ func waitFor(t *testing.T, ok func() bool) {
 		}
 	}
 }
+
+// newSink's tables of a domain commit in the dataset's order: a commit of
+// the mx part commits the policies part first and leaves the tlsa part
+// open; a commit of the tlsa part commits the mx part first. So a kill
+// never leaves a tlsa row whose host no committed mx row names.
+func TestSinkCommitsTLSAAfterMX(t *testing.T) {
+	out := t.TempDir()
+	s, err := newSink(out, true, time.Hour, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]tableWriter{}
+	for _, tw := range s.groups[0].tables {
+		tables[tw.name()] = tw
+	}
+	rows := func(d string) *Rows {
+		return &Rows{MX: []survey.MXRow{{Domain: d, MXHost: "mx." + d}}, Policies: []survey.PolicyRow{{Domain: d}},
+			TLSA: []survey.TLSARow{{MXHost: "mx." + d}}}
+	}
+	visible := func() (n [3]int) {
+		for i, dir := range []string{survey.PoliciesDir(out), survey.MXDir(out), survey.TLSADir(out)} {
+			parts, _ := store.Parts(dir)
+			n[i] = len(parts)
+		}
+		return n
+	}
+	// The group's goroutine gets no batch, and no tick within an hour's
+	// checkpoint: the test writes and commits from its own, as that
+	// goroutine would.
+	for _, tw := range s.groups[0].tables {
+		if err := tw.write(rows("a.test"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tables[survey.MXTable].commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := visible(); got != [3]int{1, 1, 0} {
+		t.Fatalf("after the mx commit: policies, mx, tlsa parts %v, want [1 1 0]", got)
+	}
+	for _, tw := range s.groups[0].tables {
+		if err := tw.write(rows("b.test"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tables[survey.TLSATable].commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := visible(); got != [3]int{2, 2, 1} {
+		t.Fatalf("after the tlsa commit: policies, mx, tlsa parts %v, want [2 2 1]", got)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}

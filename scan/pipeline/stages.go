@@ -138,10 +138,19 @@ func (r *Resolved) NeedsFetch() bool {
 // meanwhile (the outcome is then not the domain's: it is redone later).
 // With policies on it asks the domain's MTA-STS and TLS-RPT records beside
 // its MX lookup (unless the task says the Scan holds them), and adds the
-// tlsa row of each MX host, looked up once per process.
+// tlsa row of each MX host, looked up once per process. A Task.TLSAHost
+// gives that host's tlsa row, its addresses resolved first as an MX host's
+// are (RFC 7672 §2.2.2 follows their CNAMEs).
 func (st *Stages) Resolve(ctx context.Context, task Task) (Resolved, bool) {
 	if ctx.Err() != nil {
 		return Resolved{}, false
+	}
+	if task.TLSAHost != "" {
+		if st.fetcher == nil {
+			return Resolved{}, false // not a task of a scan without policies
+		}
+		row, ok := st.tlsa(ctx, st.res.LookupHost(ctx, task.TLSAHost))
+		return Resolved{Rows: Rows{TLSA: []survey.TLSARow{row}}}, ok
 	}
 	var pol chan survey.PolicyRow
 	if st.fetcher != nil && !task.SkipPolicies {
