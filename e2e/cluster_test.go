@@ -168,9 +168,11 @@ func clusterLab(t *testing.T, bin string, domains int, extra ...string) (*labPro
 }
 
 // labScanArgs are the flags of a scan of l (coordinator or local), with
-// timeouts no lab server without hostile cases reaches.
+// timeouts no lab server without hostile cases reaches, even on a machine
+// loaded by other work.
 func labScanArgs(l *labProcess, out string, extra ...string) []string {
 	args := []string{"scan", "-resolver", l.info.DNS, "-port", strconv.Itoa(l.info.SMTPPort),
+		"-mta-sts-port", strconv.Itoa(l.info.MTASTSPort),
 		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6", "-ehlo-name", "scanner.mxsurvey.test",
 		"-rate", "0", "-dns-rate", "0", "-timeout", "30s", "-step-timeout", "15s",
 		"-dns-timeout", "2s", "-dns-retries", "2", "-checkpoint", "300ms", "-progress", "2s", "-o", out}
@@ -232,7 +234,13 @@ func TestClusterSameAsLocal(t *testing.T) {
 	clusterConns := readConns(t, connLog)
 	local := filepath.Join(t.TempDir(), "local")
 	start = time.Now()
-	if code := startProc(t, "local", bin, labScanArgs(l, local, polite...)...).wait(5 * time.Minute); code != 0 {
+	// The local scan gets the three workers' concurrency together, not
+	// the default (200 domains, 1000 probes at once): its bursts of
+	// queries overflowed the lab's UDP socket on a loaded machine, and a
+	// SERVFAIL case whose last retry is lost is a timeout in one dataset
+	// only.
+	same := append([]string{"-dns-concurrency", "90", "-concurrency", "120"}, polite...)
+	if code := startProc(t, "local", bin, labScanArgs(l, local, same...)...).wait(5 * time.Minute); code != 0 {
 		t.Fatalf("local scan: exit %d", code)
 	}
 	t.Logf("local scan in %v", time.Since(start).Round(time.Millisecond))
@@ -243,6 +251,10 @@ func TestClusterSameAsLocal(t *testing.T) {
 	}
 	for _, d := range diffs {
 		t.Error(d)
+	}
+	// The policy stage ran on the workers, on the scan's -mta-sts-port.
+	if fetched, err := datasetcheck.PoliciesFetched(dist); err != nil || fetched == 0 {
+		t.Errorf("%d MTA-STS policies fetched with status 200 (%v): the policy stage was not exercised", fetched, err)
 	}
 	sums := map[string][]byte{}
 	for _, dir := range []string{local, dist} {

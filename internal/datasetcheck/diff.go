@@ -164,3 +164,17 @@ func clip(v any) string {
 	}
 	return s
 }
+
+// PoliciesFetched counts the policies rows of the dataset in dir whose
+// MTA-STS policy was fetched with HTTP status 200: two scans that agree
+// row for row have only tested the policy fetch if some were.
+func PoliciesFetched(dir string) (int, error) {
+	n := 0
+	err := store.ReadAll(survey.PoliciesDir(dir), func(r *survey.PolicyRow) error {
+		if r.STSFetched && r.STSHTTPStatus == 200 {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}

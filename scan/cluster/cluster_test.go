@@ -61,16 +61,7 @@ func TestClusterScanIsTheLocalScan(t *testing.T) {
 	}
 	// The policy stage ran on the workers, on the scan's -mta-sts-port (the
 	// stage configuration they were sent): policies were fetched.
-	fetched := 0
-	if err := store.ReadAll(survey.PoliciesDir(dist), func(r *survey.PolicyRow) error {
-		if r.STSFetched && r.STSHTTPStatus == 200 {
-			fetched++
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if fetched == 0 {
+	if fetched, err := datasetcheck.PoliciesFetched(dist); err != nil || fetched == 0 {
 		t.Error("no MTA-STS policy fetched with status 200: the policy stage was not exercised")
 	}
 	conns, _ := l.log.since(t, mark)
