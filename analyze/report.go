@@ -24,15 +24,24 @@ func Share(n, d int64) string {
 	return fmt.Sprintf("%d of %d (%.1f%%)", n, d, 100*float64(n)/float64(d))
 }
 
+// notMeasured stands for a figure the scan did not measure.
+const notMeasured = "not measured"
+
 func figureLines(section string, figs []figure, vals map[string]int64) []line {
 	out := make([]line, 0, len(figs))
 	for _, f := range figs {
-		l := line{Key: section + "." + f.Key, Label: f.Label, N: vals[f.Key]}
+		n, ok := vals[f.Key]
+		l := line{Key: section + "." + f.Key, Label: f.Label, N: n}
 		if f.Of >= 0 {
-			of := figs[f.Of].Key
-			l.Of, l.D = section+"."+of, vals[of]
+			l.Of = section + "." + figs[f.Of].Key
+		}
+		switch {
+		case !ok && f.Needs > measuredBasics:
+			l.Text = notMeasured
+		case f.Of >= 0:
+			l.D = vals[figs[f.Of].Key]
 			l.Text = Share(l.N, l.D)
-		} else {
+		default:
 			l.Text = fmt.Sprint(l.N)
 		}
 		out = append(out, l)
@@ -106,14 +115,22 @@ func compareLines(section string, figs []figure, old, cur map[string]int64) []co
 	for _, f := range figs {
 		r := compareRow{Key: section + "." + f.Key}
 		on, ook := old[f.Key]
-		nn := cur[f.Key]
-		if f.Of < 0 {
+		nn, nok := cur[f.Key]
+		switch {
+		case !ook && !nok && f.Needs > measuredBasics:
+			continue // measured by neither scan
+		case !nok && f.Needs > measuredBasics:
+			r.New, r.Change = notMeasured, "unknown"
+			if ook {
+				r.Old = fmt.Sprint(on)
+			}
+		case f.Of < 0:
 			r.New = fmt.Sprint(nn)
 			if ook {
 				r.Old = fmt.Sprint(on)
 				r.Change = fmt.Sprintf("%+d", nn-on)
 			}
-		} else {
+		default:
 			of := figs[f.Of].Key
 			od, odok := old[of]
 			nd := cur[of]
