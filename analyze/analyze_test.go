@@ -283,7 +283,7 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	wantHeader := "ip,port,mx_host,ptr_host,outcome,error_class,banner_host,ehlo_host,post_tls_ehlo_host,starttls_offered," +
 		"tls_version,tls_group,cert_sha256,cert_subject_cn,cert_san_dns,cert_issuer,cert_key_type,cert_key_bits,issuer,with_cert,trusted," +
 		"self_signed,expired,not_yet_valid,wildcard,wildcard_used,cn_only,match_mx,match_banner,match_ehlo," +
-		"match_post_tls_ehlo,match_ptr,valid_for_mx,server_software,mx_provider,"+
+		"match_post_tls_ehlo,match_ptr,valid_for_mx,server_software,mx_provider," +
 		"tlsa_present,tlsa_secure,tlsa_bogus,dane_valid,dane_result"
 	if got := strings.Join(hosts[0], ","); got != wantHeader {
 		t.Errorf("hosts.csv header:\n got %s\nwant %s", got, wantHeader)
