@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/analyze/internal/testpki"
 	"github.com/mxsurvey/mxsurvey/analyze/mtasts"
 	"github.com/mxsurvey/mxsurvey/analyze/tlsrpt"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
@@ -256,5 +258,43 @@ func TestDomainPolicy(t *testing.T) {
 				t.Errorf("\n got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// An implicit MX (RFC 5321 §5.1) is secure when the domain's own address
+// RRset is: the scanner records that as the row's mx_dnssec, and DANE then
+// applies to the domain's host as to any MX host.
+func TestImplicitMXSecure(t *testing.T) {
+	p := newPolicyPKI()
+	dir := t.TempDir()
+	if err := store.WriteManifest(dir, &survey.Manifest{Tool: survey.Tool, SchemaVersion: survey.SchemaVersion,
+		Options: map[string]any{"policies": true, "dnssec": survey.DNSSECTrusted}, Started: policyTime}); err != nil {
+		t.Fatal(err)
+	}
+	writeTable(t, survey.MXDir(dir), []survey.MXRow{
+		{Domain: "mx.example.com", DNSStatus: survey.DNSOK, ImplicitMX: true, MXHost: "mx.example.com", IP: "192.0.2.1", MXDNSSEC: survey.DNSSECSecure},
+		{Domain: "plain.example", DNSStatus: survey.DNSOK, ImplicitMX: true, MXHost: "plain.example", IP: "192.0.2.2", MXDNSSEC: survey.DNSSECInsecure},
+	})
+	writeTable(t, survey.ProbesDir(dir), []survey.ProbeRow{
+		{IP: "192.0.2.1", MXHost: "mx.example.com", StartedAt: policyTime, Outcome: survey.OutcomeOK, STARTTLSOffered: true, TLSVersion: "TLS 1.3", CertChain: p.leafChain},
+		{IP: "192.0.2.2", MXHost: "plain.example", StartedAt: policyTime, Outcome: survey.OutcomeOK, STARTTLSOffered: true, TLSVersion: "TLS 1.3", CertChain: p.leafChain},
+	})
+	writeTable(t, survey.TLSADir(dir), []survey.TLSARow{
+		{MXHost: "mx.example.com", TLSAStatus: survey.DNSOK, TLSADNSSEC: survey.DNSSECSecure, TLSARecords: []string{spkiRecord(3, p.leaf)}},
+		{MXHost: "plain.example", TLSAStatus: survey.DNSOK, TLSADNSSEC: survey.DNSSECSecure, TLSARecords: []string{spkiRecord(3, p.leaf)}},
+	})
+	writeTable(t, survey.PoliciesDir(dir), []survey.PolicyRow{{Domain: "mx.example.com"}, {Domain: "plain.example"}})
+	s, err := Analyze(context.Background(), Options{Dirs: []string{dir}, Roots: testpki.Pool(p.root)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"mx_secure": 1, "dane_protected": 1, "dane_deliverable": 1}
+	for k, v := range want {
+		if s.Domains[k] != v {
+			t.Errorf("domains.%s = %d, want %d", k, s.Domains[k], v)
+		}
+	}
+	if s.Hosts["tlsa_secure"] != 2 || s.Hosts["dane_valid"] != 2 {
+		t.Errorf("hosts %v", s.Hosts)
 	}
 }
