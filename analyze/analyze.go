@@ -6,8 +6,11 @@
 // Parquet exports, and optionally a comparison with an older scan.
 //
 // Memory is bounded by distinct certificates and targets, never by rows:
-// probe rows are streamed once, keeping a one-byte summary per target, and mx
-// rows are then streamed domain by domain and joined to those summaries.
+// probe rows are streamed once, keeping a three-byte summary per target, and
+// mx rows are then streamed domain by domain and joined to those summaries.
+// The transport security policies (policy.go) are read before the probes,
+// keeping only the MX hosts with TLSA records and the domains with a valid
+// MTA-STS or TLS-RPT record.
 //
 // Each pass over a table (runPass) uses every core the same way: row groups
 // are decoded and each row evaluated (evalProbe, evalDomain: verification,
