@@ -65,6 +65,33 @@ func TestLongestQueueFirst(t *testing.T) {
 	})
 }
 
+// TestEqualQueuesGoToTheBusierAddress: with one item queued each, the
+// address that has had more items goes first (its next targets are likely
+// still being resolved), even though the other was seen first.
+func TestEqualQueuesGoToTheBusierAddress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := New[string](ctx, 1, 0, 100)
+		s.Add(ctx, addr(1), "one")
+		s.Add(ctx, addr(2), "busy.1")
+		s.Add(ctx, addr(2), "busy.2")
+		s.Add(ctx, addr(2), "busy.3")
+		var got []string
+		for range 3 {
+			item, done, _ := s.Next(ctx)
+			got = append(got, item)
+			done()
+		}
+		// busy.1 (3 queued), busy.2 (2 queued, one rested 0s), then
+		// busy.3 and one tie at one item: busy has had 3.
+		if want := "[busy.1 busy.2 busy.3]"; fmt.Sprint(got) != want {
+			t.Fatalf("order %v, want %s", got, want)
+		}
+		s.Close()
+		drain(ctx, s)
+	})
+}
+
 // drain runs what is left, one at a time, until the scheduler is closed and
 // empty, so the bubble ends with no goroutine left.
 func drain[T any](ctx context.Context, s *Scheduler[T]) {

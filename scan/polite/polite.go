@@ -72,7 +72,8 @@ type addrQueue[T any] struct {
 	items    []T
 	inFlight int
 	readyAt  time.Time     // earliest next start
-	seq      uint64        // first seen: equal queues are served in this order
+	added    int           // items ever queued: a busy address is likely to get more
+	seq      uint64        // first seen
 	heap     *queueHeap[T] // the heap holding it, nil when none
 	index    int           // in heap
 }
@@ -116,7 +117,9 @@ func (s *Scheduler[T]) Close() {
 }
 
 // Next returns the next item whose address is free and rested, and a done
-// function the caller must call when the connection has ended. ok is false
+// function the caller must call when the connection has ended (calling it
+// again does nothing). Of several such addresses, the one with the most
+// queued items goes first (see the package comment). ok is false
 // when the scheduler is closed and drained, or ctx is done.
 func (s *Scheduler[T]) Next(ctx context.Context) (item T, done func(), ok bool) {
 	select {
@@ -196,6 +199,7 @@ func (s *Scheduler[T]) enqueue(a added[T]) {
 		s.tracked.Store(int64(len(s.addrs)))
 	}
 	q.items = append(q.items, a.item)
+	q.added++
 	s.pending.Add(1)
 	s.place(q, s.now())
 }
@@ -280,11 +284,16 @@ func (s *Scheduler[T]) sweep() {
 	s.tracked.Store(int64(len(s.addrs)))
 }
 
-// longerQueue orders the ready heap: the most queued items first, then
-// the address that has rested longest, then the one seen first.
+// longerQueue orders the ready heap: the most queued items first; among
+// equal queues the address that had the most items so far (its queue is
+// short because its targets are still being resolved: more will come), then
+// the one that has rested longest, then the one seen first.
 func longerQueue[T any](a, b *addrQueue[T]) bool {
 	if len(a.items) != len(b.items) {
 		return len(a.items) > len(b.items)
+	}
+	if a.added != b.added {
+		return a.added > b.added
 	}
 	if !a.readyAt.Equal(b.readyAt) {
 		return a.readyAt.Before(b.readyAt)
