@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/store/storetest"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
@@ -80,8 +81,12 @@ func TestRead(t *testing.T) {
 	}
 	mx := []survey.MXRow{{Domain: "a.test", IP: "127.0.0.1", ResolvedAt: at(0.75)}, {Domain: "b.test", IP: "127.0.0.2", ResolvedAt: at(1.5)},
 		{Domain: "c.test", IP: "127.0.0.1", ResolvedAt: at(0.5)}}
-	writeTable(t, survey.ProbesDir(dir), probes)
-	writeTable(t, survey.MXDir(dir), mx)
+	if err := storetest.WriteTable(survey.ProbesDir(dir), probes); err != nil {
+		t.Fatal(err)
+	}
+	if err := storetest.WriteTable(survey.MXDir(dir), mx); err != nil {
+		t.Fatal(err)
+	}
 	ended := at(10)
 	m := &survey.Manifest{Started: at(0), Ended: &ended, Status: survey.StatusComplete,
 		Options: map[string]any{"ip_interval": "1.5s", "rate": 2.0}}
@@ -115,19 +120,5 @@ func TestRead(t *testing.T) {
 	}
 	if _, err := Read(dir, 10); err == nil {
 		t.Error("an interrupted scan was measured")
-	}
-}
-
-func writeTable[T any](t *testing.T, dir string, rows []T) {
-	t.Helper()
-	w, err := store.NewPartWriter[T](dir, store.PartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
