@@ -60,6 +60,7 @@ type run struct {
 	connRate *rate.Limiter
 	sched    *polite.Scheduler[target]
 	paceMu   sync.Mutex // one prober at a time takes a token, then a target (next)
+	drained  bool       // the scheduler said it has no more targets; under paceMu
 
 	batches   chan batch // a domain's rows, for the tables it fills (policies.go)
 	probeRows chan survey.ProbeRow
@@ -399,10 +400,17 @@ func (r *run) next(ctx context.Context) (target, func(), bool) {
 	}
 	r.paceMu.Lock()
 	defer r.paceMu.Unlock()
+	// Once drained, the probers still queued here leave without a token:
+	// a thousand of them, one token each, kept the scan 5 s past its end.
+	if r.drained {
+		return target{}, nil, false
+	}
 	if err := r.connRate.Wait(ctx); err != nil {
 		return target{}, nil, false
 	}
-	return r.sched.Next(ctx)
+	t, release, ok := r.sched.Next(ctx)
+	r.drained = !ok
+	return t, release, ok
 }
 
 // probeOne probes one target, which next has just handed out (with its

@@ -117,20 +117,23 @@ func TestRateKeepsTheBusiestAddressBusy(t *testing.T) {
 	busy := "127.64.9.1:25"
 	var mu sync.Mutex
 	var dials []time.Time
+	var last time.Time // of any connection
 	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolve: resolve.Config{Servers: []string{d.addr}},
 		Rate: 20, IPInterval: interval, Concurrency: 50, Policies: false,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.64.0.0/16")},
 		Probe: probe.Config{EHLOName: "scanner.test", Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			last = time.Now()
 			if addr == busy {
-				mu.Lock()
-				dials = append(dials, time.Now())
-				mu.Unlock()
+				dials = append(dials, last)
 			}
+			mu.Unlock()
 			return nil, syscall.ECONNREFUSED
 		}}}
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
+	tail := time.Since(last)
 	if len(dials) != busyN {
 		t.Fatalf("%d connections to the busy address, want %d", len(dials), busyN)
 	}
@@ -138,9 +141,15 @@ func TestRateKeepsTheBusiestAddressBusy(t *testing.T) {
 	for i := 1; i < len(dials); i++ {
 		worst = max(worst, dials[i].Sub(dials[i-1]))
 	}
-	t.Logf("busy address: longest gap between connections %v (interval %v)", worst, interval)
+	t.Logf("busy address: longest gap between connections %v (interval %v); the scan ended %v after its last connection", worst, interval, tail)
 	// A second of slack for a loaded machine; the old order took 2.5 s.
 	if worst > interval+time.Second {
 		t.Errorf("busy address idle %v between connections, want about %v", worst, interval)
+	}
+	// Once the scheduler is drained, the probers leave at once: when each
+	// took a token first, the 50 of them kept the scan 2.5 s past its last
+	// connection.
+	if tail > time.Second {
+		t.Errorf("the scan ended %v after its last connection", tail)
 	}
 }
