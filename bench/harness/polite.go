@@ -173,6 +173,10 @@ func politeReport(rs []PoliteResult) string {
 			f1(t.LastResolved.Sub(t.Started).Seconds()), f1(t.MakespanS()), f2(div(t.MakespanS(), t.BoundS())),
 			r.LoadAvg[0], r.LoadAvg[1], r.Machine.Date)
 	}
+	p("\nRun as:\n\n")
+	for _, r := range rs {
+		p("- %s domains (commit %s): `%s`\n", num(r.Size), r.Machine.Commit, r.Commands)
+	}
 	for _, r := range rs {
 		t := r.Timeline
 		p("\n### The %d busiest addresses at %s domains\n\n", len(t.Busiest), num(r.Size))
