@@ -68,14 +68,7 @@ func TestReadsEverySchemaVersion(t *testing.T) {
 
 func writeTable[T any](t *testing.T, dir string, rows []T) {
 	t.Helper()
-	w, err := store.NewPartWriter[T](dir, store.PartOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
+	if err := storetest.WriteTable(dir, rows); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,7 +8,10 @@
 # real-like scan of 1,000,000 probe rows (bench/synthscan, written once into
 # out/bench/synth and reused), on one core and on every core. Writes BENCHMARKS.md from every
 # size in out/bench/results (so a size run by hand, e.g. BENCH_SIZES=1000000
-# BENCH_RUNS=1, is added to the figures already there).
+# BENCH_RUNS=1, is added to the figures already there). Last, the polite tail
+# (bench/harness/polite.go, docs/scheduling.md): one 100,000-domain lab scan
+# with default politeness and 20-200 ms latency against its polite lower
+# bound (15-20 min; --smoke: 1,000 domains, 50 ms interval).
 #
 #   BENCH_SIZES    lab sizes in domains (default "10000 100000")
 #   BENCH_RUNS     runs per size (default 3)

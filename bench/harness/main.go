@@ -47,6 +47,7 @@ type config struct {
 	flightPerIP                     int
 	synthRows                       int64
 	synthDir                        string
+	polite                          politeConfig
 }
 
 func main() {
@@ -72,11 +73,12 @@ func main() {
 	flag.BoolVar(&c.smoke, "smoke", false, "smoke run: results and report go to -work only")
 	flag.StringVar(&c.commands, "commands", "", "text describing how this was invoked (for the report)")
 	render := flag.Bool("render", false, "only render the report from -results")
-	phases := flag.String("phases", "off,on,flight,synth", "phases to run: off (latency off), on (latency on), flight (latency on, no per-address limit), "+
-		"synth (the analyzer on a synthetic real-like scan, once, after the sizes); the figures of phases not run are kept from an earlier run")
+	phases := flag.String("phases", "off,on,flight,synth,polite", "phases to run: off (latency off), on (latency on), flight (latency on, no per-address limit), "+
+		"synth (the analyzer on a synthetic real-like scan, once, after the sizes), polite (the polite tail, polite.go, at -polite-sizes); the figures of phases not run are kept from an earlier run")
 	flag.Int64Var(&c.synthRows, "synth-rows", 1_000_000, "probe rows of the synthetic scan of the synth phase (bench/synthscan; 2,000 with -smoke)")
 	flag.StringVar(&c.synthDir, "synth-dir", "out/bench/synth", "where the synthetic scan is written once and kept")
 	flag.IntVar(&c.flightPerIP, "flight-per-ip", 10000, "scanner -per-ip-concurrency in the flight phase")
+	c.polite.flags()
 	flag.Parse()
 	c.phases = map[string]bool{}
 	for _, ph := range strings.Split(*phases, ",") {
@@ -142,6 +144,12 @@ func main() {
 	if c.phases["synth"] && c.synthRows > 0 && ctx.Err() == nil {
 		if err := runSynth(ctx, c); err != nil {
 			log.Printf("synth: FAILED: %v", err)
+			failed = true
+		}
+	}
+	if c.phases["polite"] && ctx.Err() == nil {
+		if err := runPolite(ctx, c); err != nil {
+			log.Printf("polite: FAILED: %v", err)
 			failed = true
 		}
 	}

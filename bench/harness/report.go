@@ -122,6 +122,10 @@ func writeReport(c config) error {
 	if err != nil {
 		return err
 	}
+	polite, err := loadPolite(c.results)
+	if err != nil {
+		return err
+	}
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	last := rs[len(rs)-1]
@@ -351,6 +355,7 @@ func writeReport(c config) error {
 	p("\nThe shard copies repeat the same targets (the analyzer counts them as duplicates), so that row measures\n")
 	p("reading and analysing 1,000,000+ probe rows, not memory for 1,000,000 distinct targets.\n")
 	p("%s", synthReport(synth))
+	p("%s", politeReport(polite))
 
 	p("\n## Configured rates (`-rate 200 -dns-rate 500`, latency off)\n\n")
 	p("| domains | scan s (manifest) | connections (probes − skipped) | achieved connections/s | max over 5 s windows (probes done/s) | DNS queries | achieved queries/s | max over 5 s windows |\n")
@@ -380,6 +385,7 @@ func writeReport(c config) error {
 	p("\n## Targets\n\n")
 	targets(&b, rs)
 	b.WriteString(synthTarget(synth))
+	b.WriteString(politeTarget(polite))
 
 	p("\n## Profiles (go tool pprof -top)\n\n")
 	p("Taken with bin/bench/profiled (mxsurvey built with -tags profiled: the same commands with runtime/pprof around them) at the size shown, latency off\n")

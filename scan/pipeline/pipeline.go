@@ -59,6 +59,8 @@ type run struct {
 	policy   *guard.Policy
 	connRate *rate.Limiter
 	sched    *polite.Scheduler[target]
+	paceMu   sync.Mutex // one prober at a time takes a token, then a target (next)
+	drained  bool       // the scheduler said it has no more targets; under paceMu
 
 	batches   chan batch // a domain's rows, for the tables it fills (policies.go)
 	probeRows chan survey.ProbeRow
@@ -378,7 +380,7 @@ func (r *run) emitProbe(ctx context.Context, row survey.ProbeRow) {
 
 func (r *run) probeLoop(ctx context.Context) {
 	for {
-		t, release, ok := r.sched.Next(ctx)
+		t, release, ok := r.next(ctx)
 		if !ok {
 			return
 		}
@@ -386,8 +388,37 @@ func (r *run) probeLoop(ctx context.Context) {
 	}
 }
 
-// probeOne probes one target. A panic here (in our code, not the prober's,
-// which recovers its own) is recorded as data rather than ending the scan.
+// next hands out the next target. Under -rate a prober takes its
+// connection token first and the target second, one prober at a time, so
+// the scheduler chooses (longest queue first) when the connection can
+// start. Taken the other way round, every idle prober held a target while
+// it queued for a token: at -rate 200 with 1,000 probers a target waited
+// 5 s for its connection, and the busiest address with it, every time.
+func (r *run) next(ctx context.Context) (target, func(), bool) {
+	if r.connRate == nil {
+		return r.sched.Next(ctx)
+	}
+	r.paceMu.Lock()
+	defer r.paceMu.Unlock()
+	// Once drained, the probers still queued here leave without a token:
+	// a thousand of them, one token each, kept the scan 5 s past its end.
+	if r.drained {
+		return target{}, nil, false
+	}
+	if err := r.connRate.Wait(ctx); err != nil {
+		return target{}, nil, false
+	}
+	t, release, ok := r.sched.Next(ctx)
+	r.drained = !ok
+	return t, release, ok
+}
+
+// probeOne probes one target, which next has just handed out (with its
+// connection token): the dial comes first, so no DNS wait can bunch
+// connections together, and the address is released as soon as the
+// connection has ended, so its interval counts from there. The PTR lookup
+// follows. A panic here (in our code, not the prober's, which recovers its
+// own) is recorded as data rather than ending the scan.
 func (r *run) probeOne(ctx context.Context, t target, release func()) {
 	r.c.inFlight.Add(1)
 	defer func() {
@@ -400,22 +431,14 @@ func (r *run) probeOne(ctx context.Context, t target, release func()) {
 			r.emitProbe(ctx, row)
 		}
 	}()
-	var ptrHost, ptrStatus string
-	if r.cfg.PTR {
-		ptrHost, ptrStatus = r.ptr(ctx, t.ip)
-	}
-	// The connection rate is taken right before the dial, after the PTR
-	// lookup, so DNS waits cannot bunch connections together.
-	if r.connRate != nil {
-		if err := r.connRate.Wait(ctx); err != nil {
-			return
-		}
-	}
 	row := r.prober.Probe(ctx, probe.Target{IP: t.ip, MXHost: t.mxHost})
+	release() // the done function of polite.Scheduler may be called again
 	if ctx.Err() != nil {
 		return // abandoned by an interrupt: not a property of the server
 	}
-	row.PTRHost, row.PTRStatus = ptrHost, ptrStatus
+	if r.cfg.PTR {
+		row.PTRHost, row.PTRStatus = r.ptr(ctx, t.ip)
+	}
 	r.emitProbe(ctx, row)
 }
 
