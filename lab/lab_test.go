@@ -552,3 +552,45 @@ func benchDomains() int {
 	}
 	return 100_000
 }
+
+// TestProvingGround checks the benchmark's world (bench/harness): every
+// domain has one MX name of its own on two addresses of one pool of
+// -tenant-pool addresses, and every target completes with TLS 1.3.
+func TestProvingGround(t *testing.T) {
+	cases, err := ParseCases("default=0,hostile=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Start(context.Background(), Config{
+		WorldParams: WorldParams{Domains: 2000, Seed: 1, Cases: cases, Providers: 1, ProviderShare: 1, TenantPool: 200},
+		DNSAddr:     "127.0.0.1:0", OutDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tr, err := ReadTruth(l.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := map[string]bool{}
+	for _, d := range tr.Domains {
+		if d.DNSStatus != stOK || len(d.MX) != 1 || len(d.MX[0].IPs) != 2 {
+			t.Fatalf("%s: %+v, want one MX with two addresses", d.Domain, d)
+		}
+		for _, ip := range d.MX[0].IPs {
+			ips[ip] = true
+		}
+	}
+	if len(ips) != 200 {
+		t.Errorf("%d addresses in use, want the pool of 200", len(ips))
+	}
+	if len(tr.Hosts) != 2*len(tr.Domains) {
+		t.Errorf("%d targets for %d domains, want two each", len(tr.Hosts), len(tr.Domains))
+	}
+	for _, h := range tr.Hosts {
+		if h.Outcome != "ok" || h.TLSVersion != "TLS 1.3" {
+			t.Fatalf("target %s %s: outcome %q, %q; want ok over TLS 1.3", h.IP, h.MXHost, h.Outcome, h.TLSVersion)
+		}
+	}
+}
