@@ -245,6 +245,12 @@ func (l *Lab) listen(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("lab: dns: %w", err)
 	}
+	// A resolver serving a survey runs with a large receive buffer (unbound's
+	// so-rcvbuf): at Linux's default 208 KiB a few hundred queries arriving
+	// together overflow it, and each lost one costs its client a timeout.
+	if uc, ok := pc.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20) // capped at net.core.rmem_max; the default still serves
+	}
 	h := &dnsHandler{w: l.world}
 	l.DNSAddr = pc.LocalAddr().String()
 	l.udp = &dns.Server{PacketConn: pc, Handler: h}
