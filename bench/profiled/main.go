@@ -6,9 +6,11 @@
 // bin/mxsurvey does, with runtime/pprof around it: a CPU profile of the whole
 // run, and a heap profile taken whenever the in-use heap plus goroutine
 // stacks reach a new peak (checked every -mem-every), with the runtime's
-// memory figures at that peak in FILE.json.
+// memory figures at that peak in FILE.json; and, to find where work waits
+// rather than where it burns CPU, an execution trace (go tool trace) and
+// block and mutex profiles.
 //
-//	profiled [-cpuprofile F] [-memprofile F] [-mem-every 1s] scan|analyze|lab ARGS...
+//	profiled [-cpuprofile F] [-memprofile F] [-mem-every 1s] [-trace F] [-blockprofile F] [-mutexprofile F] scan|analyze|lab ARGS...
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 	"time"
 
@@ -51,6 +54,9 @@ func main() {
 	cpuFile := fs.String("cpuprofile", "", "write a CPU profile of the whole command here")
 	memFile := fs.String("memprofile", "", "write the heap profile at the peak of heap+stack in use here")
 	every := fs.Duration("mem-every", time.Second, "how often to check for a new memory peak")
+	traceFile := fs.String("trace", "", "write an execution trace of the whole command here (go tool trace)")
+	blockFile := fs.String("blockprofile", "", "write a profile of where goroutines blocked (every blocking event) here")
+	mutexFile := fs.String("mutexprofile", "", "write a profile of mutex contention (every event) here")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() < 1 || commands[fs.Arg(0)] == nil {
 		fmt.Fprintln(os.Stderr, "usage: profiled [-cpuprofile F] [-memprofile F] scan|analyze|lab ARGS...")
@@ -74,6 +80,27 @@ func main() {
 			pprof.StopCPUProfile()
 			_ = f.Close()
 		}()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			fatal(err)
+		}
+		defer func() {
+			trace.Stop()
+			_ = f.Close()
+		}()
+	}
+	if *blockFile != "" {
+		runtime.SetBlockProfileRate(1)
+		defer writeProfile("block", *blockFile)
+	}
+	if *mutexFile != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer writeProfile("mutex", *mutexFile)
 	}
 	done := make(chan struct{})
 	memDone := make(chan struct{})
@@ -108,8 +135,21 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profiled:", err)
 		pprof.StopCPUProfile()
+		trace.Stop()
 		os.Exit(1)
 	}
+}
+
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profiled:", err)
+		return
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "profiled:", err)
+	}
+	_ = f.Close()
 }
 
 func writeHeap(path string, p peak) {
