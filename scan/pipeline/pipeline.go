@@ -90,6 +90,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.resolver.Close()
 	r.prober, err = probe.New(probe.Config{Port: cfg.Port, EHLOName: cfg.EHLOName, Timeout: cfg.ProbeTimeout,
 		StepTimeout: cfg.StepTimeout, CurvePreferences: cfg.TLSGroups, Dial: cfg.Dial})
 	if err != nil {

@@ -77,12 +77,15 @@ type Resolver struct {
 	maxCNAME int
 	maxMX    int
 	limiter  *rate.Limiter
-	udp      *dns.Client
+	timeout  time.Duration
+	udp      *dns.Client // the check's one-off queries
 	tcp      *dns.Client
-	cache    *hostCache // nil when disabled
-	flight   singleflight.Group
-	next     atomic.Uint32 // spreads first attempts over the servers
-	stats    counters
+	// udpServers carry the queries, over a few shared sockets per server.
+	udpServers map[string]*udpServer
+	cache      *hostCache // nil when disabled
+	flight     singleflight.Group
+	next       atomic.Uint32 // spreads first attempts over the servers
+	stats      counters
 }
 
 // Stats are cumulative counters since New.
@@ -150,9 +153,22 @@ func New(cfg Config) (*Resolver, error) {
 	case cfg.CacheSize > 0:
 		r.cache = newHostCache(cfg.CacheSize)
 	}
+	r.timeout = timeout
 	r.udp = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: timeout}
+	r.udpServers = map[string]*udpServer{}
+	for _, s := range r.servers {
+		r.udpServers[s] = newUDPServer(s)
+	}
 	return r, nil
+}
+
+// Close closes the resolver's sockets; lookups still in flight end with an
+// error. A Resolver is not usable after Close.
+func (r *Resolver) Close() {
+	for _, u := range r.udpServers {
+		u.close()
+	}
 }
 
 // serverAddr accepts HOST:PORT, or a bare IP address meaning port 53,
