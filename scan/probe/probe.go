@@ -17,6 +17,7 @@ package probe
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -360,7 +361,9 @@ func (s *session) handshake(t Target) error {
 	hc := &handshakeConn{Conn: s.mc, pre: pre, record: true}
 	s.tc = tls.Client(hc, cfg)
 	s.arm(s.p.cfg.StepTimeout)
-	err := s.tc.HandshakeContext(s.ctx)
+	// Not HandshakeContext: it starts a goroutine per handshake to watch the
+	// context, which arm and interrupt already do through the deadline.
+	err := s.tc.Handshake()
 	hc.record = false
 	if err != nil {
 		// crypto/tls gives up before any callback when a certificate does not
@@ -375,7 +378,7 @@ func (s *session) handshake(t Target) error {
 		if len(chain) == 0 {
 			return &handshakeError{err: err}
 		}
-		s.certs(chain)
+		s.certs(chain, nil)
 		if perr := chainParseError(chain); perr != nil {
 			return &CertParseError{Err: perr, Handshake: err}
 		}
@@ -395,20 +398,29 @@ func (s *session) handshake(t Target) error {
 			sent = append(sent, c.Raw)
 		}
 	}
-	s.certs(sent)
+	var leaf *x509.Certificate
+	if len(st.PeerCertificates) > 0 && len(sent) > 0 && bytes.Equal(st.PeerCertificates[0].Raw, sent[0]) {
+		leaf = st.PeerCertificates[0]
+	}
+	s.certs(sent, leaf)
 	s.conn = s.tc
-	s.br = bufio.NewReader(s.tc)
+	s.br.Reset(s.tc)
 	return nil
 }
 
 // certs records the chain, capped at MaxChainCerts (leaf first, the rest
-// dropped), and its leaf's fields.
-func (s *session) certs(chain [][]byte) {
+// dropped), and its leaf's fields; leaf is the leaf crypto/tls parsed, or
+// nil to parse it here.
+func (s *session) certs(chain [][]byte, leaf *x509.Certificate) {
 	s.row.CertChainLen = int32(len(chain))
 	if len(chain) > s.p.cfg.MaxChainCerts {
 		chain = chain[:s.p.cfg.MaxChainCerts]
 	}
-	CertFields(s.row, chain)
+	if leaf == nil {
+		CertFields(s.row, chain)
+		return
+	}
+	certFields(s.row, chain, leaf, nil)
 }
 
 // command sends one command line and reads the reply.
