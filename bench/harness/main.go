@@ -38,6 +38,11 @@ type config struct {
 	commands                        string
 	phases                          map[string]bool
 	flightPerIP                     int
+	flightLatency                   string
+	// The field phase (field.go).
+	anchors, noAnchors      string
+	fieldDomains, fieldRuns int
+	fieldConc               int
 }
 
 func main() {
@@ -63,9 +68,15 @@ func main() {
 	flag.BoolVar(&c.smoke, "smoke", false, "smoke run: results and report go to -work only")
 	flag.StringVar(&c.commands, "commands", "", "text describing how this was invoked (for the report)")
 	render := flag.Bool("render", false, "only render the report from -results")
-	phases := flag.String("phases", "off,on,flight", "phases to run: off (latency off), on (latency on), flight (latency on, no per-address limit); "+
-		"the figures of phases not run are kept from an earlier size-N.json")
+	phases := flag.String("phases", "field,off,on,flight", "phases to run: field (side by side with zgrab2 and zdns on the proving ground), "+
+		"off (latency off), on (latency on), flight (latency on, no per-address limit); "+
+		"the figures of phases not run are kept from an earlier size-N.json or field.json")
 	flag.IntVar(&c.flightPerIP, "flight-per-ip", 10000, "scanner -per-ip-concurrency in the flight phase")
+	flag.StringVar(&c.anchors, "anchors", "", "directory holding the zgrab2 and zdns binaries (../shared/anchors/build.sh); empty: the field phase measures mxsurvey alone")
+	flag.StringVar(&c.noAnchors, "no-anchors", "", "why -anchors is empty, for the report")
+	flag.IntVar(&c.fieldDomains, "field-domains", 20000, "domains of the proving ground (field phase)")
+	flag.IntVar(&c.fieldRuns, "field-runs", 0, "rounds of the field phase (0: -runs)")
+	flag.IntVar(&c.fieldConc, "field-concurrency", 200, "concurrency of every tool in the field phase")
 	flag.Parse()
 	c.phases = map[string]bool{}
 	for _, ph := range strings.Split(*phases, ",") {
@@ -80,19 +91,22 @@ func main() {
 		}
 		c.sizes = append(c.sizes, n)
 	}
+	if c.fieldRuns <= 0 {
+		c.fieldRuns = c.runs
+	}
 	if *render {
 		if err := writeReport(c); err != nil {
 			log.Fatal(err)
 		}
 		return
 	}
-	if len(c.sizes) == 0 {
+	if len(c.sizes) == 0 && !c.phases["field"] {
 		log.Fatal("no sizes")
 	}
-	if c.profileSize < 0 {
+	if c.profileSize < 0 && len(c.sizes) > 0 {
 		c.profileSize = c.sizes[len(c.sizes)-1]
 	}
-	if c.rateSize < 0 {
+	if c.rateSize < 0 && len(c.sizes) > 0 {
 		c.rateSize = c.sizes[0]
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -103,7 +117,23 @@ func main() {
 		}
 	}
 	failed := false
-	for i, n := range c.sizes {
+	if c.phases["field"] && ctx.Err() == nil {
+		fr := benchField(ctx, c, filepath.Join(c.work, "field"))
+		fr.Machine, fr.Commands = machine(), c.commands
+		b, _ := json.MarshalIndent(fr, "", " ")
+		if err := os.WriteFile(filepath.Join(c.results, "field.json"), b, 0o644); err != nil {
+			log.Fatal(err)
+		}
+		for _, e := range fr.Errors {
+			failed = true
+			log.Printf("field: FAILED: %s", e)
+		}
+	}
+	todo := c.sizes
+	if !c.phases["off"] && !c.phases["on"] && !c.phases["flight"] {
+		todo = nil
+	}
+	for i, n := range todo {
 		res := benchSize(ctx, c, n, i == len(c.sizes)-1)
 		res.Machine = machine()
 		res.Commands = c.commands
@@ -182,6 +212,7 @@ type ScanFig struct {
 	Outcomes   map[string]int64 `json:"outcomes"`
 	Errors     map[string]int64 `json:"error_classes"`
 	ScanS      float64          `json:"scan_s"` // manifest ended - started
+	DNS        map[string]int64 `json:"dns_statuses"`
 	MXBytes    int64            `json:"mx_bytes"`
 	ProbeBytes int64            `json:"probe_bytes"`
 	Dir        string           `json:"dir"`
@@ -323,21 +354,7 @@ func benchOff(ctx context.Context, c config, n int, largest bool, work string, r
 		if fail(err) {
 			break
 		}
-		nHS := min(max(ok, 1000), 20000)
-		for _, g := range []string{"default", "x25519"} {
-			a := []string{c.tlsloop, "-targets", targets, "-c", fmt.Sprint(c.loopC), "-n", fmt.Sprint(nHS), "-duration", "60s", "-tls-groups", g}
-			res.Argv["tlsloop-"+g] = a
-			lf, err := loop(ctx, "tlsloop-"+g, a, filepath.Join(work, "tlsloop-"+g+".log"), lab.pid())
-			if fail(err) {
-				break
-			}
-			lf.GroupsArg = g
-			if g == "default" {
-				o.TLS = lf
-			} else {
-				o.TLSX = lf
-			}
-		}
+		o.TLS, o.TLSX = tlsLoops(ctx, c, work, targets, c.loopC, min(max(ok, 1000), 20000), "60s", lab.pid(), res.Argv, fail)
 		nQ := min(max(o.Scan.Counts["dns_queries"], 1000), 100000)
 		a := []string{c.dnsloop, "-server", lab.DNS, "-domains", domains, "-c", "200", "-n", fmt.Sprint(nQ), "-duration", "60s"}
 		res.Argv["dnsloop"] = a
@@ -495,6 +512,27 @@ func merge(c config, path string, res SizeResult) SizeResult {
 	return res
 }
 
+// tlsLoops runs tlsloop with Go's default groups and with X25519 against
+// the targets file, n handshakes each, and returns both (nil when one failed).
+func tlsLoops(ctx context.Context, c config, work, targets string, inFlight int, n int64, dur string, labPID int,
+	argv map[string][]string, fail func(error) bool) (def, x *LoopFig) {
+	for _, g := range []string{"default", "x25519"} {
+		a := []string{c.tlsloop, "-targets", targets, "-c", fmt.Sprint(inFlight), "-n", fmt.Sprint(n), "-duration", dur, "-tls-groups", g}
+		argv["tlsloop-"+g] = a
+		lf, err := loop(ctx, "tlsloop-"+g, a, filepath.Join(work, "tlsloop-"+g+".log"), labPID)
+		if fail(err) {
+			continue
+		}
+		lf.GroupsArg = g
+		if g == "default" {
+			def = lf
+		} else {
+			x = lf
+		}
+	}
+	return def, x
+}
+
 func loop(ctx context.Context, name string, argv []string, logPath string, labPID int) (*LoopFig, error) {
 	log.Printf("  %s", name)
 	p, out, err := run(ctx, name, argv, logPath, 3*time.Minute, labPID)
@@ -570,10 +608,12 @@ func readManifest(f *ScanFig) error {
 		Counts   map[string]int64 `json:"counts"`
 		Outcomes map[string]int64 `json:"outcomes"`
 		Errors   map[string]int64 `json:"error_classes"`
+		DNS      map[string]int64 `json:"dns_statuses"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
+	f.DNS = m.DNS
 	if m.Status != "complete" {
 		return fmt.Errorf("%s: manifest status %q", f.Dir, m.Status)
 	}
