@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/mxsurvey/mxsurvey/scan/record"
@@ -83,7 +82,8 @@ type Resolver struct {
 	// udpServers carry the queries, over a few shared sockets per server.
 	udpServers map[string]*udpServer
 	cache      *hostCache // nil when disabled
-	flight     singleflight.Group
+	flight     flight
+	helpers    *helpers
 	next       atomic.Uint32 // spreads first attempts over the servers
 	stats      counters
 }
@@ -156,6 +156,7 @@ func New(cfg Config) (*Resolver, error) {
 	r.timeout = timeout
 	r.udp = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: timeout}
+	r.helpers = newHelpers()
 	r.udpServers = map[string]*udpServer{}
 	for _, s := range r.servers {
 		r.udpServers[s] = newUDPServer(s)
@@ -169,6 +170,7 @@ func (r *Resolver) Close() {
 	for _, u := range r.udpServers {
 		u.close()
 	}
+	r.helpers.stop()
 }
 
 // serverAddr accepts HOST:PORT, or a bare IP address meaning port 53,
@@ -340,10 +342,10 @@ func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 	for i := range hosts {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
+		r.helpers.goRun(func() {
 			defer func() { <-sem; wg.Done() }()
 			r.fillHost(ctx, &hosts[i])
-		}()
+		})
 	}
 	wg.Wait()
 }
