@@ -128,7 +128,7 @@ func (f *flight) finish(name string, c *call, v hostResult, canceled bool) {
 func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 	var six chainResult
 	done := make(chan struct{})
-	r.helpers.goRun(func() {
+	r.workers.Go(func() {
 		defer close(done)
 		six = r.lookup(ctx, name, dns.TypeAAAA)
 	})

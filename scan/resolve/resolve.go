@@ -30,6 +30,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/time/rate"
 
+	"github.com/mxsurvey/mxsurvey/internal/workers"
 	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
@@ -83,7 +84,7 @@ type Resolver struct {
 	udpServers map[string]*udpServer
 	cache      *hostCache // nil when disabled
 	flight     flight
-	helpers    *helpers
+	workers    *workers.Pool // the parallel questions of a lookup
 	next       atomic.Uint32 // spreads first attempts over the servers
 	stats      counters
 }
@@ -156,7 +157,7 @@ func New(cfg Config) (*Resolver, error) {
 	r.timeout = timeout
 	r.udp = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: timeout}
-	r.helpers = newHelpers()
+	r.workers = workers.New(2 * time.Second)
 	r.udpServers = map[string]*udpServer{}
 	for _, s := range r.servers {
 		r.udpServers[s] = newUDPServer(s)
@@ -170,7 +171,7 @@ func (r *Resolver) Close() {
 	for _, u := range r.udpServers {
 		u.close()
 	}
-	r.helpers.stop()
+	r.workers.Stop()
 }
 
 // serverAddr accepts HOST:PORT, or a bare IP address meaning port 53,
@@ -342,7 +343,7 @@ func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 	for i := range hosts {
 		sem <- struct{}{}
 		wg.Add(1)
-		r.helpers.goRun(func() {
+		r.workers.Go(func() {
 			defer func() { <-sem; wg.Done() }()
 			r.fillHost(ctx, &hosts[i])
 		})
