@@ -373,12 +373,13 @@ func (r *run) resolveDomain(ctx context.Context, e datasets.Entry) {
 // addTarget queues t unless it is already queued or done; targets that must
 // not be contacted get their row at once.
 func (r *run) addTarget(ctx context.Context, t target) {
+	k := t.key()
 	r.targetsMu.Lock()
-	if _, ok := r.targets[t.key()]; ok {
+	if _, ok := r.targets[k]; ok {
 		r.targetsMu.Unlock()
 		return
 	}
-	r.targets[t.key()] = struct{}{}
+	r.targets[k] = struct{}{}
 	r.targetsMu.Unlock()
 	r.c.targets.Add(1)
 	if ok, reason := r.policy.Check(t.ip); !ok {

@@ -33,6 +33,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mxsurvey/mxsurvey/internal/workers"
 	"github.com/mxsurvey/mxsurvey/scan/record"
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
@@ -57,6 +58,10 @@ const (
 	// recover a chain crypto/tls refused to parse (see plaintextChain). Real
 	// chains are a few KiB; the cap keeps 10,000 probes in flight cheap.
 	maxSniffBytes = 64 << 10
+	// readBufferBytes is the reply reader's buffer: a greeting or EHLO line
+	// fits, a longer one is read in pieces (smtpreply joins them), and
+	// 10,000 probes waiting on slow servers hold 10 MiB of it, not 40.
+	readBufferBytes = 1 << 10
 )
 
 // Config configures a Prober. Zero fields take the defaults above.
@@ -98,6 +103,12 @@ type Target struct {
 // own connection and state.
 type Prober struct {
 	cfg Config
+	// handshakers run the TLS handshakes. A handshake (ML-KEM above all)
+	// needs a deep stack, and a goroutine keeps the stack it grew: probes
+	// that spend seconds waiting on slow servers would each hold 32 KiB of
+	// stack for the few milliseconds of their handshake. Handed to a few
+	// workers, the probes' own goroutines stay at a few KiB.
+	handshakers *workers.Pool
 }
 
 // New checks cfg and fills its defaults.
@@ -142,10 +153,16 @@ func New(cfg Config) (*Prober, error) {
 	cfg.CurvePreferences = slices.Clone(cfg.CurvePreferences)
 	cfg.CipherSuites = slices.Clone(cfg.CipherSuites)
 	if cfg.Dial == nil {
-		cfg.Dial = (&net.Dialer{}).DialContext
+		// No TCP keep-alive: a probe ends within its timeout, long before a
+		// keep-alive would be sent, and setting it up costs each connection
+		// four system calls.
+		cfg.Dial = (&net.Dialer{KeepAlive: -1}).DialContext
 	}
-	return &Prober{cfg: cfg}, nil
+	return &Prober{cfg: cfg, handshakers: workers.New(handshakerIdle)}, nil
 }
+
+// handshakerIdle is how long a handshake worker waits for the next one.
+const handshakerIdle = 5 * time.Second
 
 // Config returns the configuration in use, defaults filled, for the manifest.
 func (p *Prober) Config() Config {
@@ -227,7 +244,7 @@ func (s *session) run(t Target) {
 	}
 	s.mc = &meteredConn{Conn: c, max: s.p.cfg.MaxProbeBytes}
 	s.conn = s.mc
-	s.br = bufio.NewReader(s.mc)
+	s.br = bufio.NewReaderSize(s.mc, readBufferBytes)
 	// A cancelled scan must not wait for a step deadline: push the deadline
 	// into the past so the blocked read returns now.
 	s.stop = context.AfterFunc(s.ctx, s.interrupt)
@@ -361,9 +378,7 @@ func (s *session) handshake(t Target) error {
 	hc := &handshakeConn{Conn: s.mc, pre: pre, record: true}
 	s.tc = tls.Client(hc, cfg)
 	s.arm(s.p.cfg.StepTimeout)
-	// Not HandshakeContext: it starts a goroutine per handshake to watch the
-	// context, which arm and interrupt already do through the deadline.
-	err := s.tc.Handshake()
+	err := s.handshakeOnWorker()
 	hc.record = false
 	if err != nil {
 		// crypto/tls gives up before any callback when a certificate does not
@@ -406,6 +421,32 @@ func (s *session) handshake(t Target) error {
 	s.conn = s.tc
 	s.br.Reset(s.tc)
 	return nil
+}
+
+// handshakeOnWorker runs the handshake on one of the prober's handshake
+// workers and waits for it. Not HandshakeContext: it starts a goroutine per
+// handshake to watch the context, which arm and interrupt already do
+// through the deadline. A panic in the handshake is carried back and raised
+// here, where Probe records it.
+func (s *session) handshakeOnWorker() error {
+	type result struct {
+		err   error
+		panic any
+	}
+	done := make(chan result, 1)
+	s.p.handshakers.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- result{panic: fmt.Sprintf("%v\n%s", v, debug.Stack())}
+			}
+		}()
+		done <- result{err: s.tc.Handshake()}
+	})
+	r := <-done
+	if r.panic != nil {
+		panic(r.panic)
+	}
+	return r.err
 }
 
 // certs records the chain, capped at MaxChainCerts (leaf first, the rest
