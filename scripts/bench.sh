@@ -11,11 +11,13 @@
 #   BENCH_SIZES    lab sizes in domains (default "10000 100000")
 #   BENCH_RUNS     runs per size (default 3)
 #   BENCH_LATENCY  lab latency of the latency-on runs (default 50ms-200ms)
+#   BENCH_FLIGHT_LATENCY  lab latency of the flight run, 10,000 probes in flight (default 3s-6s)
 #   BENCH_OUT      scratch and results directory (default out/bench)
 #   BENCH_FIELD_DOMAINS  domains of the proving ground, the side-by-side phase (default 20000)
 #   BENCH_PHASES   phases to run (default: all; see bench/harness -h)
 #
-# --smoke: 1,000 domains, 1 run, every step once (lab latency 5ms-20ms); results and report go to a
+# --smoke: 1,000 domains, 1 run, every step once (lab latency 5ms-20ms), the side-by-side phase at
+# 1,000 domains (zgrab2 and zdns built meanwhile, if ../shared is there); results and report go to a
 # temporary directory (never BENCHMARKS.md); exits non-zero if any step fails.
 # CI runs it so the harness never rots.
 set -euo pipefail
@@ -73,7 +75,7 @@ if [ "$smoke" = 1 ]; then
     build_anchors &
     builder=$!
   fi
-  smoke_args=(-bin bin/bench/mxsurvey -sizes 1000 -runs 1 -smoke -analyze-rows 10000 -latency 5ms-20ms -field-domains 1000
+  smoke_args=(-bin bin/bench/mxsurvey -sizes 1000 -runs 1 -smoke -analyze-rows 10000 -latency 5ms-20ms -flight-latency 5ms-20ms -field-domains 1000
     -work "$tmp/work" -results "$tmp/results" -report "$tmp/BENCHMARKS.md" -commands "scripts/bench.sh --smoke")
   bin/bench/harness "${smoke_args[@]}" -phases off,on,flight
   if [ -n "$builder" ]; then
@@ -94,6 +96,7 @@ out=${BENCH_OUT:-out/bench}
 sizes=${BENCH_SIZES:-10000 100000}
 runs=${BENCH_RUNS:-3}
 bin/bench/harness -bin bin/bench/mxsurvey -sizes "$sizes" -runs "$runs" -latency "${BENCH_LATENCY:-50ms-200ms}" \
+  -flight-latency "${BENCH_FLIGHT_LATENCY:-3s-6s}" \
   -field-domains "${BENCH_FIELD_DOMAINS:-20000}" "${anchors[@]}" ${BENCH_PHASES:+-phases "$BENCH_PHASES"} \
   -work "$out/work" -results "$out/results" -report BENCHMARKS.md \
   -commands "BENCH_SIZES=\"$sizes\" BENCH_RUNS=$runs scripts/bench.sh   # or: make bench"

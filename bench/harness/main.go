@@ -72,6 +72,7 @@ func main() {
 		"off (latency off), on (latency on), flight (latency on, no per-address limit); "+
 		"the figures of phases not run are kept from an earlier size-N.json or field.json")
 	flag.IntVar(&c.flightPerIP, "flight-per-ip", 10000, "scanner -per-ip-concurrency in the flight phase")
+	flag.StringVar(&c.flightLatency, "flight-latency", "3s-6s", "lab latency of the flight phase: slow enough that -concurrency-on probes are in flight at once")
 	flag.StringVar(&c.anchors, "anchors", "", "directory holding the zgrab2 and zdns binaries (../shared/anchors/build.sh); empty: the field phase measures mxsurvey alone")
 	flag.StringVar(&c.noAnchors, "no-anchors", "", "why -anchors is empty, for the report")
 	flag.IntVar(&c.fieldDomains, "field-domains", 20000, "domains of the proving ground (field phase)")
@@ -174,6 +175,7 @@ type SizeResult struct {
 	Config     map[string]string   `json:"config"`
 	LabOff     *LabStats           `json:"lab_off,omitempty"`
 	LabOn      *LabStats           `json:"lab_on,omitempty"`
+	LabFlight  *LabStats           `json:"lab_flight,omitempty"`
 	Off        []OffRun            `json:"off"`
 	On         []ScanFig           `json:"on"`
 	Flight     *ScanFig            `json:"flight,omitempty"`
@@ -250,7 +252,7 @@ func scanTimeout(n int) time.Duration {
 func benchSize(ctx context.Context, c config, n int, largest bool) (res SizeResult) {
 	res = SizeResult{Size: n, Runs: c.runs, Started: time.Now().UTC(), Profiles: map[string]string{},
 		MemPeaks: map[string]MemPeak{}, Argv: map[string][]string{}, Config: map[string]string{
-			"latency_on": c.latency, "concurrency_on": fmt.Sprint(c.concOn), "concurrency_off": fmt.Sprint(c.concOff),
+			"latency_on": c.latency, "latency_flight": c.flightLatency, "concurrency_on": fmt.Sprint(c.concOn), "concurrency_off": fmt.Sprint(c.concOff),
 			"loop_in_flight": fmt.Sprint(c.loopC)}}
 	defer func() { res.Ended = time.Now().UTC() }()
 	work := filepath.Join(c.work, fmt.Sprintf("size-%d", n))
@@ -425,49 +427,69 @@ func benchOff(ctx context.Context, c config, n int, largest bool, work string, r
 }
 
 // benchOn is the latency-on phase: thousands of probes in flight, as on the
-// internet; with "flight", one more scan without the per-address limit.
+// internet; with "flight", one more scan without the per-address limit, on
+// a lab slow enough (-flight-latency) that the CPU is not what bounds the
+// probes in flight.
 func benchOn(ctx context.Context, c config, n int, work string, res *SizeResult, fail func(error) bool, prof bool, labStartTimeout time.Duration) {
-	log.Printf("size %d: starting the lab (latency %s)", n, c.latency)
-	lab, argv, err := startLab(ctx, []string{c.bin}, n, c.latency, filepath.Join(work, "on"), labStartTimeout)
-	res.Argv["lab_on"] = argv
+	if c.phases["on"] {
+		log.Printf("size %d: starting the lab (latency %s)", n, c.latency)
+		lab, argv, err := startLab(ctx, []string{c.bin}, n, c.latency, filepath.Join(work, "on"), labStartTimeout)
+		res.Argv["lab_on"] = argv
+		if fail(err) {
+			return
+		}
+		scan := scanner(ctx, n, work, res, lab)
+		for r := range c.runs {
+			if ctx.Err() != nil {
+				break
+			}
+			log.Printf("size %d: latency on, run %d/%d", n, r+1, c.runs)
+			f, err := scan("scan-on", []string{c.bin}, scanArgs(lab, c.concOn)...)
+			if fail(err) {
+				break
+			}
+			res.On = append(res.On, f)
+		}
+		if prof && ctx.Err() == nil {
+			pre := []string{c.profiled, "-memprofile", filepath.Join(work, "scan-on.heap.prof"), "-mem-every", "500ms"}
+			if _, err := scan("scan-on-profiled", pre, scanArgs(lab, c.concOn)...); !fail(err) {
+				res.Profiles["scan_heap_on"] = pprofHeap(filepath.Join(work, "scan-on.heap.prof"))
+				res.MemPeaks["scan_on"] = readPeak(filepath.Join(work, "scan-on.heap.prof.json"))
+			}
+		}
+		st := lab.stop()
+		st.Argv = res.Argv["lab_on"]
+		res.LabOn = &st
+	}
+	if !c.phases["flight"] || c.flightPerIP <= 1 || ctx.Err() != nil {
+		return
+	}
+	log.Printf("size %d: starting the lab (latency %s)", n, c.flightLatency)
+	lab, argv, err := startLab(ctx, []string{c.bin}, n, c.flightLatency, filepath.Join(work, "flight"), labStartTimeout)
+	res.Argv["lab_flight"] = argv
 	if fail(err) {
 		return
 	}
-	base := func(conc int) []string { return scanArgs(lab, conc) }
+	// Politeness caps in-flight probes at the number of distinct busy
+	// addresses; lifting the per-address limit lets the queue into flight.
+	// Five slow replies make a probe last up to five times the latency.
+	args := append(scanArgs(lab, c.concOn), "-per-ip-concurrency", fmt.Sprint(c.flightPerIP), "-timeout", "90s", "-step-timeout", "20s")
 	scan := scanner(ctx, n, work, res, lab)
-	for r := range c.runs {
-		if !c.phases["on"] {
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		log.Printf("size %d: latency on, run %d/%d", n, r+1, c.runs)
-		f, err := scan("scan-on", []string{c.bin}, base(c.concOn)...)
-		if fail(err) {
-			break
-		}
-		res.On = append(res.On, f)
+	f, err := scan("scan-on-flight", []string{c.bin}, args...)
+	if !fail(err) {
+		res.Flight = &f
+		res.FlightNote = fmt.Sprintf("-per-ip-concurrency %d, lab latency %s", c.flightPerIP, c.flightLatency)
 	}
-	if c.phases["flight"] && c.flightPerIP > 1 && ctx.Err() == nil {
-		// Politeness caps in-flight probes at the number of distinct busy
-		// addresses; lifting the per-address limit lets the queue into flight.
-		f, err := scan("scan-on-flight", []string{c.bin}, append(base(c.concOn), "-per-ip-concurrency", fmt.Sprint(c.flightPerIP))...)
-		if !fail(err) {
-			res.Flight = &f
-			res.FlightNote = fmt.Sprintf("-per-ip-concurrency %d", c.flightPerIP)
-		}
-	}
-	if prof && c.phases["on"] && ctx.Err() == nil {
-		pre := []string{c.profiled, "-memprofile", filepath.Join(work, "scan-on.heap.prof"), "-mem-every", "500ms"}
-		if _, err := scan("scan-on-profiled", pre, base(c.concOn)...); !fail(err) {
-			res.Profiles["scan_heap_on"] = pprofHeap(filepath.Join(work, "scan-on.heap.prof"))
-			res.MemPeaks["scan_on"] = readPeak(filepath.Join(work, "scan-on.heap.prof.json"))
+	if prof && ctx.Err() == nil {
+		pre := []string{c.profiled, "-memprofile", filepath.Join(work, "scan-flight.heap.prof"), "-mem-every", "500ms"}
+		if _, err := scan("scan-flight-profiled", pre, args...); !fail(err) {
+			res.Profiles["scan_heap_flight"] = pprofHeap(filepath.Join(work, "scan-flight.heap.prof"))
+			res.MemPeaks["scan_flight"] = readPeak(filepath.Join(work, "scan-flight.heap.prof.json"))
 		}
 	}
 	st := lab.stop()
-	st.Argv = res.Argv["lab_on"]
-	res.LabOn = &st
+	st.Argv = argv
+	res.LabFlight = &st
 }
 
 // merge keeps, from an earlier result of the same size, the figures of the
@@ -501,13 +523,10 @@ func merge(c config, path string, res SizeResult) SizeResult {
 		res.Started, res.Commands = old.Started, old.Commands
 	}
 	if !c.phases["on"] {
-		res.On = old.On
-		if !c.phases["flight"] {
-			res.LabOn = old.LabOn
-		}
+		res.On, res.LabOn = old.On, old.LabOn
 	}
 	if !c.phases["flight"] {
-		res.Flight, res.FlightNote = old.Flight, old.FlightNote
+		res.Flight, res.FlightNote, res.LabFlight = old.Flight, old.FlightNote, old.LabFlight
 	}
 	return res
 }

@@ -184,7 +184,7 @@ func writeReport(c config) error {
 		}
 		return "(not run)"
 	}
-	for _, k := range []string{"lab_off", "scan-off", "scan-off-x25519", "scan-dns-only", "tlsloop-default", "tlsloop-x25519", "dnsloop", "analyze", "scan-rate", "lab_on", "scan-on", "scan-on-flight"} {
+	for _, k := range []string{"lab_off", "scan-off", "scan-off-x25519", "scan-dns-only", "tlsloop-default", "tlsloop-x25519", "dnsloop", "analyze", "scan-rate", "lab_on", "scan-on", "lab_flight", "scan-on-flight"} {
 		p("- `%s`: `%s`\n", k, argv(k))
 	}
 	p("\n`scan-dns-only` omits `-allow`, so every lab address is special-purpose and each target is recorded\n")
@@ -315,7 +315,7 @@ func writeReport(c config) error {
 		}
 	}
 	for _, r := range rs {
-		for _, k := range []string{"scan_off", "scan_on"} {
+		for _, k := range []string{"scan_off", "scan_on", "scan_flight"} {
 			if mp, ok := r.MemPeaks[k]; ok && mp.Goroutines > 0 {
 				p("\n%s domains, profiled %s scan, at its heap+stack peak: heap in use %.0f MiB, goroutine stacks %.0f MiB, Go runtime total (Sys) %.0f MiB, %d goroutines.\n",
 					num(r.Size), strings.TrimPrefix(k, "scan_"), float64(mp.HeapInuse)/(1<<20), float64(mp.StackInuse)/(1<<20), float64(mp.Sys)/(1<<20), mp.Goroutines)
@@ -391,7 +391,7 @@ func writeReport(c config) error {
 
 	p("\n## The lab\n\n| domains | latency | ready after s | CPU to start s | RSS when ready | peak RSS | CPU s over the whole phase |\n|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		for _, l := range []*LabStats{r.LabOff, r.LabOn} {
+		for _, l := range []*LabStats{r.LabOff, r.LabOn, r.LabFlight} {
 			if l != nil {
 				p("| %s | %s | %s | %s | %s | %s | %s |\n", num(l.Domains), l.Latency, f1(l.StartS), f1(l.StartCPUS),
 					mib(float64(l.StartRSS)), mib(float64(l.HWMKiB)), f1(l.CPUS))
@@ -409,6 +409,7 @@ func writeReport(c config) error {
 		keys := []struct{ k, title string }{
 			{"scan_cpu", "scanner CPU, flat"}, {"scan_cpu_cum", "scanner CPU, cumulative"},
 			{"scan_heap_off", "scanner heap at its peak, latency off"}, {"scan_heap_on", "scanner heap at its peak, latency on"},
+			{"scan_heap_flight", "scanner heap at its peak, latency on, per-address limit lifted (flight)"},
 			{"analyze_cpu", "analyzer CPU"}, {"analyze_heap", "analyzer heap at its peak"}, {"lab_cpu", "lab CPU"},
 		}
 		for _, k := range keys {

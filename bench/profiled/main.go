@@ -6,7 +6,8 @@
 // bin/mxsurvey does, with runtime/pprof around it: a CPU profile of the whole
 // run, and a heap profile taken whenever the in-use heap plus goroutine
 // stacks reach a new peak (checked every -mem-every), with the runtime's
-// memory figures at that peak in FILE.json; and, to find where work waits
+// memory figures at that peak in FILE.json and its goroutines in
+// FILE.goroutines; and, to find where work waits
 // rather than where it burns CPU, an execution trace (go tool trace) and
 // block and mutex profiles.
 //
@@ -163,6 +164,11 @@ func writeHeap(path string, p peak) {
 	_ = os.Rename(path+".tmp", path)
 	b, _ := json.MarshalIndent(p, "", "  ")
 	_ = os.WriteFile(path+".json", b, 0o644)
+	// What the goroutines (and so the stacks) were doing at the peak.
+	if g, err := os.Create(path + ".goroutines"); err == nil {
+		_ = pprof.Lookup("goroutine").WriteTo(g, 1)
+		_ = g.Close()
+	}
 }
 
 func fatal(err error) {
