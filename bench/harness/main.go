@@ -472,8 +472,15 @@ func benchOn(ctx context.Context, c config, n int, work string, res *SizeResult,
 	}
 	// Politeness caps in-flight probes at the number of distinct busy
 	// addresses; lifting the per-address limit lets the queue into flight.
-	// Five slow replies make a probe last up to five times the latency.
-	args := append(scanArgs(lab, c.concOn), "-per-ip-concurrency", fmt.Sprint(c.flightPerIP), "-timeout", "90s", "-step-timeout", "20s")
+	// Five slow replies make a probe last up to five times the latency: the
+	// deadlines grow with it, so only the lab's tarpits time out.
+	step, whole := 5*time.Second, 10*time.Second
+	parts := strings.Split(c.flightLatency, "-") // "3s-6s" or "5s": the highest is last
+	if hi, err := time.ParseDuration(parts[len(parts)-1]); err == nil {
+		step, whole = step+2*hi, whole+8*hi
+	}
+	args := append(scanArgs(lab, c.concOn), "-per-ip-concurrency", fmt.Sprint(c.flightPerIP),
+		"-timeout", whole.String(), "-step-timeout", step.String())
 	scan := scanner(ctx, n, work, res, lab)
 	f, err := scan("scan-on-flight", []string{c.bin}, args...)
 	if !fail(err) {
