@@ -13,6 +13,13 @@
 // MX hosts, so host addresses are cached in a bounded cache and concurrent
 // lookups of one host are merged; everything an answer can make us do
 // (CNAME hops, MX count) is bounded so a hostile zone cannot multiply work.
+//
+// Queries travel over a few long-lived UDP sockets per server, replies
+// matched to queries by message ID (udp.go), and the questions a lookup can
+// ask at once (A beside AAAA, the hosts of one domain) run in parallel on
+// reused goroutines: a further question per domain costs one datagram each
+// way and a hand-off, which is what a survey asking policy records too
+// needs. Truncated answers go to TCP on a connection of their own.
 package resolve
 
 import (
