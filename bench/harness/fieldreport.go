@@ -42,6 +42,9 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 	p("mxsurvey does what a user's scan does: it resolves the domains (MX, A, AAAA, and PTR of each address), probes,\n")
 	p("and writes Parquet; zgrab2 is given the scan's targets as `ip,mx_host` rows and only probes. zgrab2 does not\n")
 	p("send EHLO again after TLS, mxsurvey does (it records the name the server gives there).\n\n")
+	p("When the machine is shared, a tool gets only part of the two cores (the \"cores used\" rows) and the rates\n")
+	p("move with the load of others; CPU per item moves much less. The \"two idle cores allow\" rows divide two\n")
+	p("cores by the tool's and the lab's CPU per item: the rate each tool would reach if nothing else ran.\n\n")
 	if fr.NoAnchors != "" {
 		p("**zgrab2 and zdns were not measured: %s.**\n\n", fr.NoAnchors)
 	} else if fr.Anchors != "" {
@@ -119,6 +122,12 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 		ratio(sc, zg, cpu), ratio(sx, zg, cpu))
 	lab := func(t *ToolFig) float64 { return t.labPer() }
 	p("| lab CPU per probe, µs (the servers' side) | %s | %s | %s | | |\n", us(zg, lab), us(sc, lab), us(sx, lab))
+	both := func(t *ToolFig) float64 { return t.cpuPer() + t.labPer() }
+	p("| tool + lab CPU per probe, µs | %s | %s | %s | %s | %s |\n", us(zg, both), us(sc, both), us(sx, both),
+		ratio(sc, zg, both), ratio(sx, zg, both))
+	bound := func(t *ToolFig) float64 { return div(2, both(t)) }
+	p("| probes/s two idle cores allow (2 / tool + lab CPU per probe) | %s | %s | %s | %s | %s |\n", ms(zg, bound), ms(sc, bound), ms(sx, bound),
+		ratio(sc, zg, bound), ratio(sx, zg, bound))
 	p("| cores used (tool + lab, of 2) | %s | %s | %s | | |\n", f2(m(func(r FieldRound) float64 { return cores(r.ZGrab) })),
 		f2(m(func(r FieldRound) float64 { return cores(r.Scan) })), f2(m(func(r FieldRound) float64 { return cores(r.ScanX) })))
 	p("| peak RSS | %s | %s | %s | | |\n", rss(zg), rss(sc), rss(sx))
@@ -172,6 +181,7 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 	perQ := func(t *ToolFig) float64 { return div(t.cpuPer(), qper(t)) }
 	p("| **CPU per query, µs** | %s | %s | **%s** |\n", us(zd, perQ), us(dn, perQ), ratio(dn, zd, perQ))
 	p("| lab CPU per domain, µs | %s | %s | |\n", us(zd, lab), us(dn, lab))
+	p("| domains/s two idle cores allow (2 / tool + lab CPU per domain) | %s | %s | %s |\n", ms(zd, bound), ms(dn, bound), ratio(dn, zd, bound))
 	p("| cores used (tool + lab, of 2) | %s | %s | |\n", f2(m(func(r FieldRound) float64 { return cores(r.ZDNS) })),
 		f2(m(func(r FieldRound) float64 { return cores(r.DNSOnly) })))
 	p("| peak RSS | %s | %s | |\n", rss(zd), rss(dn))
