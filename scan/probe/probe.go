@@ -161,8 +161,10 @@ func New(cfg Config) (*Prober, error) {
 	return &Prober{cfg: cfg, handshakers: workers.New(handshakerIdle)}, nil
 }
 
-// handshakerIdle is how long a handshake worker waits for the next one.
-const handshakerIdle = 5 * time.Second
+// handshakerIdle is how long a handshake worker waits for the next one: in
+// a steady scan a worker is busy again within milliseconds, and after a
+// burst of handshakes the workers' 32 KiB stacks should not linger.
+const handshakerIdle = time.Second
 
 // Config returns the configuration in use, defaults filled, for the manifest.
 func (p *Prober) Config() Config {
