@@ -23,6 +23,7 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags profiled ./cmd/mxsurvey
 
 race:
 	$(GO) test -race -shuffle=on -timeout 15m $(PKGS)

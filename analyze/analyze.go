@@ -8,25 +8,40 @@
 // Memory is bounded by distinct certificates and targets, never by rows:
 // probe rows are streamed once, keeping a one-byte summary per target, and mx
 // rows are then streamed domain by domain and joined to those summaries.
+//
+// Each pass over a table (runPass) uses every core the same way: row groups
+// are decoded and each row evaluated (evalProbe, evalDomain: verification,
+// matching, classification, the export row) on Options.Workers goroutines,
+// and the results are counted, joined and exported on one goroutine in the
+// order of a sequential read (countProbe, countDomain). Every figure, top
+// list and export is therefore the same, byte for byte, however many
+// workers ran; a figure from another table (a per-row join) is added to the
+// eval and count functions, a table read before the probes to a pass of
+// its own.
+//
+// It reads the dataset through packages survey (the contract: rows, the
+// join key, the certificate description) and store (the files), and imports
+// nothing of the scanner: any engine that writes the contract can be
+// analyzed.
 package analyze
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/analyze/certs"
-	"github.com/mxsurvey/mxsurvey/analyze/match"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -47,6 +62,10 @@ type Options struct {
 	// TopN bounds the top lists in summary.json and the reports (the
 	// top_*.csv exports are complete); 0 means 20.
 	TopN int
+	// Workers is how many goroutines decode and evaluate row groups at
+	// once; 0 means GOMAXPROCS. The results do not depend on it, byte for
+	// byte: only the time does.
+	Workers int
 	// Progress receives "rows read" lines; nil for none.
 	Progress io.Writer
 	// Logger receives warnings about the data; nil discards them.
@@ -102,17 +121,16 @@ const (
 
 type analyzer struct {
 	opts     Options
+	workers  int
 	log      *slog.Logger
 	verifier *certs.Verifier
 	hosts    [numHostFigures]int64
 	domains  [numDomainFigures]int64
 	top      map[string]map[string]int64
-	targets  map[string]uint8
+	targets  map[targetID]uint8
 	dupes    int64
 	out      *outputs
 	fallback time.Time // probe time for rows without started_at: the scan's start, else now
-
-	scratchHosts, scratchSeen map[string]bool
 }
 
 // Analyze runs the analysis. It reads only the datasets in opts.Dirs (and
@@ -124,6 +142,10 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	if opts.TopN <= 0 {
 		opts.TopN = 20
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -138,14 +160,12 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	a := &analyzer{
 		opts:     opts,
+		workers:  workers,
 		log:      log,
 		verifier: certs.New(roots),
 		top:      make(map[string]map[string]int64),
-		targets:  make(map[string]uint8),
+		targets:  make(map[targetID]uint8),
 		fallback: time.Now(),
-
-		scratchHosts: make(map[string]bool),
-		scratchSeen:  make(map[string]bool),
 	}
 	for _, t := range topDefs {
 		a.top[t.Name] = make(map[string]int64)
@@ -170,7 +190,8 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 		log.Warn("probe rows repeat a target; the first probed row is used for domain statistics", "rows", a.dupes)
 	}
 	st := a.verifier.Stats()
-	log.Info("certificates", "leaves_parsed", st.LeavesParsed, "verifications", st.Verifications, "cache_hits", st.TrustHits)
+	log.Info("certificates", "leaves_parsed", st.LeavesParsed, "verifications", st.Verifications,
+		"anchored", st.Anchored, "cache_hits", st.TrustHits)
 
 	s := a.summary(scan)
 	if opts.Compare != "" {
@@ -201,7 +222,7 @@ func (a *analyzer) scanInfo() (ScanInfo, error) {
 		if !st.IsDir() {
 			return info, fmt.Errorf("scan directory %s: not a directory", dir)
 		}
-		m, err := readManifest(dir)
+		m, err := store.ReadManifest(dir)
 		if err != nil {
 			// The parts are the data; a missing manifest only loses provenance.
 			a.log.Warn("no usable manifest", "dir", dir, "err", err)
@@ -217,9 +238,9 @@ func (a *analyzer) scanInfo() (ScanInfo, error) {
 		if info.SchemaVersion == 0 {
 			info.SchemaVersion = m.SchemaVersion
 		}
-		if m.SchemaVersion != record.SchemaVersion {
+		if m.SchemaVersion != survey.SchemaVersion {
 			a.log.Warn("dataset schema differs from the analyzer's", "dir", dir,
-				"dataset", m.SchemaVersion, "analyzer", record.SchemaVersion)
+				"dataset", m.SchemaVersion, "analyzer", survey.SchemaVersion)
 		}
 		if !m.Started.IsZero() && (started.IsZero() || m.Started.Before(started)) {
 			started = m.Started
@@ -247,182 +268,6 @@ func appendNew(list []string, s string) []string {
 		return list
 	}
 	return append(list, s)
-}
-
-func (a *analyzer) readProbes(ctx context.Context) error {
-	p := newProgress(a.opts.Progress, "probes")
-	for _, dir := range a.opts.Dirs {
-		paths, err := parts(dir, "probes")
-		if err != nil {
-			return err
-		}
-		if len(paths) == 0 {
-			a.log.Warn("no probe parts", "dir", dir)
-		}
-		for _, path := range paths {
-			err := record.ReadBatches(ctx, path, func(rows []record.ProbeRow) error {
-				for i := range rows {
-					if err := a.probe(&rows[i]); err != nil {
-						return err
-					}
-				}
-				p.add(len(rows))
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-	}
-	p.done()
-	return nil
-}
-
-// hostResult is everything computed for one probe row.
-type hostResult struct {
-	probed, connected, withCert bool
-	cert                        certs.Result
-	certSHA                     string
-	matchMX, matchBanner        bool
-	matchEHLO, matchPost        bool
-	matchPTR, wildcardUsed      bool
-	validForMX                  bool
-	software, provider          string
-}
-
-func (a *analyzer) probe(r *record.ProbeRow) error {
-	var h hostResult
-	c := &a.hosts
-	c[hTotal]++
-	a.top["outcomes"][orNone(r.Outcome)]++
-	if r.ErrorClass != "" {
-		a.top["error_classes"][r.ErrorClass]++
-	}
-	h.provider = registeredDomain(r.MXHost)
-	if r.Outcome == record.OutcomeSkipped {
-		c[hSkipped]++
-	} else {
-		h.probed = true
-		c[hProbed]++
-		if r.Outcome != record.OutcomeConnect {
-			h.connected = true
-			c[hConnected]++
-		}
-		if r.BannerHost != "" {
-			c[hBannerHostPresent]++
-			if r.BannerHost == r.MXHost {
-				c[hBannerIsMX]++
-			}
-		}
-		if h.software = serverSoftware(r.Banner, r.EHLOReply, r.PostTLSEHLOReply); h.software != "" {
-			c[hGreeted]++
-			a.top["server_software"][h.software]++
-		}
-	}
-	if r.STARTTLSOffered {
-		c[hSTARTTLSOffered]++
-	}
-	if r.TLSVersion != "" {
-		c[hTLSOK]++
-		a.top["tls_versions"][r.TLSVersion]++
-		if r.TLSGroup != "" {
-			a.top["tls_groups"][r.TLSGroup]++
-		}
-		a.evalCert(r, &h)
-	}
-	if len(r.CertChain) > 0 && len(r.CertChain[0]) > 0 {
-		sum := sha256.Sum256(r.CertChain[0])
-		h.certSHA = hex.EncodeToString(sum[:])
-	} else {
-		h.certSHA = r.CertSHA256
-	}
-	a.noteTarget(r, &h)
-	if a.out != nil {
-		return a.out.host(r, &h)
-	}
-	return nil
-}
-
-func (a *analyzer) evalCert(r *record.ProbeRow, h *hostResult) {
-	c := &a.hosts
-	at := r.StartedAt
-	if at.IsZero() {
-		at = a.fallback
-	}
-	res, err := a.verifier.Check(r.CertChain, at)
-	switch {
-	case errors.Is(err, certs.ErrNoChain):
-		c[hCertMissing]++
-		return
-	case err != nil:
-		c[hCertUnparseable]++
-		return
-	}
-	h.withCert, h.cert = true, res
-	l := res.Leaf
-	c[hWithCert]++
-	a.top["issuers"][l.Issuer]++
-	a.top["key_types"][l.KeyLabel()]++
-	count := func(k int, b bool) {
-		if b {
-			c[k]++
-		}
-	}
-	anyWild := false
-	check := func(host string) bool {
-		ok, wild := match.MatchAny(l.Names, host)
-		anyWild = anyWild || wild
-		return ok
-	}
-	h.matchMX = check(r.MXHost)
-	h.matchBanner = r.BannerHost != "" && check(r.BannerHost)
-	h.matchEHLO = r.EHLOHost != "" && check(r.EHLOHost)
-	h.matchPost = r.PostTLSEHLOHost != "" && check(r.PostTLSEHLOHost)
-	h.matchPTR = r.PTRHost != "" && check(r.PTRHost)
-	h.wildcardUsed = anyWild
-	h.validForMX = res.Trusted && h.matchMX && !res.Expired && !res.NotYetValid
-	count(hTrusted, res.Trusted)
-	count(hSelfSigned, l.SelfSigned)
-	count(hExpired, res.Expired)
-	count(hNotYetValid, res.NotYetValid)
-	count(hWildcard, l.Wildcard)
-	count(hWildcardUsed, h.wildcardUsed)
-	count(hCNOnly, l.CNOnly)
-	count(hMatchMX, h.matchMX)
-	count(hMatchBanner, h.matchBanner)
-	count(hMatchMXOnly, h.matchMX && !h.matchBanner)
-	count(hMatchBannerOnly, h.matchBanner && !h.matchMX)
-	count(hMatchBoth, h.matchMX && h.matchBanner)
-	count(hMatchNeither, !h.matchMX && !h.matchBanner)
-	count(hMatchEHLO, h.matchEHLO)
-	count(hMatchPostTLSEHLO, h.matchPost)
-	count(hMatchPTR, h.matchPTR)
-	count(hValidForMX, h.validForMX)
-}
-
-// noteTarget keeps the one byte per target that the domain pass needs. When
-// shards repeat a target, a probed row wins over a skipped one and otherwise
-// the first row stays, so that no combination of rows looks better than any
-// single probe did.
-func (a *analyzer) noteTarget(r *record.ProbeRow, h *hostResult) {
-	var f uint8
-	if h.probed {
-		f |= tProbed
-		if r.STARTTLSOffered {
-			f |= tSTARTTLS
-		}
-		if h.validForMX {
-			f |= tValidForMX
-		}
-	}
-	key := r.IP + "|" + r.MXHost
-	if old, seen := a.targets[key]; seen {
-		a.dupes++
-		if old&tProbed != 0 || f&tProbed == 0 {
-			return
-		}
-	}
-	a.targets[key] = f
 }
 
 func orNone(s string) string {

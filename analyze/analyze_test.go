@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/analyze/internal/testpki"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -69,14 +71,14 @@ func makeFixture(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 
-	ok := func(ip, mx, banner, bannerHost string, chain [][]byte) record.ProbeRow {
-		return record.ProbeRow{
-			IP: ip, Port: 25, MXHost: mx, StartedAt: probeTime, Outcome: record.OutcomeOK,
+	ok := func(ip, mx, banner, bannerHost string, chain [][]byte) survey.ProbeRow {
+		return survey.ProbeRow{
+			IP: ip, Port: 25, MXHost: mx, StartedAt: probeTime, Outcome: survey.OutcomeOK,
 			Banner: banner, BannerCode: 220, BannerHost: bannerHost,
 			STARTTLSOffered: true, TLSVersion: "TLSv1.3", TLSGroup: "X25519", CertChain: chain,
 		}
 	}
-	var rows []record.ProbeRow
+	var rows []survey.ProbeRow
 	// 1: everything names the MX host; trusted; valid.
 	r := ok("192.0.2.1", "mx1.example.com", "220 mx1.example.com ESMTP Postfix", "mx1.example.com",
 		leaf(testpki.Spec{CN: "mx1.example.com", DNSNames: []string{"mx1.example.com"}}, inter))
@@ -91,15 +93,18 @@ func makeFixture(t *testing.T) fixture {
 	r = ok("192.0.2.3", "mx.shared.example", "220 banner.host.example Microsoft ESMTP MAIL Service ready", "banner.host.example",
 		leaf(testpki.Spec{CN: "banner.host.example", DNSNames: []string{"banner.host.example"}, RSABits: 2048}, inter))
 	r.EHLOHost = "banner.host.example"
+	r.TLSGroup = "CurveP384" // Go's spelling, as scans before the tls_group vocabulary wrote it
 	rows = append(rows, r)
-	// 4: self-signed localhost certificate, TLS 1.2.
+	// 4: self-signed localhost certificate, TLS 1.2, P-256 in Go's old spelling.
 	r = ok("192.0.2.4", "mx.self.example", "220 mail.self.example ESMTP Sendmail 8.15", "mail.self.example",
 		leaf(testpki.Spec{CN: "localhost", DNSNames: []string{"localhost"}}, nil))
-	r.TLSVersion = "TLSv1.2"
+	r.TLSVersion, r.TLSGroup = "TLSv1.2", "CurveP256"
 	rows = append(rows, r)
-	// 5: expired.
-	rows = append(rows, ok("192.0.2.5", "mx.expired.example", "220 mx.expired.example ESMTP OpenSMTPD", "mx.expired.example",
-		leaf(testpki.Spec{CN: "mx.expired.example", DNSNames: []string{"mx.expired.example"}, NotAfter: probeTime.Add(-time.Hour)}, inter)))
+	// 5: expired; P-256 in the documented spelling.
+	r = ok("192.0.2.5", "mx.expired.example", "220 mx.expired.example ESMTP OpenSMTPD", "mx.expired.example",
+		leaf(testpki.Spec{CN: "mx.expired.example", DNSNames: []string{"mx.expired.example"}, NotAfter: probeTime.Add(-time.Hour)}, inter))
+	r.TLSGroup = "P-256"
+	rows = append(rows, r)
 	// 6: not yet valid, behind a masking firewall.
 	rows = append(rows, ok("192.0.2.6", "mx.future.example", "220 ********************************2*0*0", "",
 		leaf(testpki.Spec{CN: "mx.future.example", DNSNames: []string{"mx.future.example"}, NotBefore: probeTime.Add(time.Hour)}, inter)))
@@ -111,23 +116,23 @@ func makeFixture(t *testing.T) fixture {
 		leaf(testpki.Spec{CN: "mx.unknown.example", DNSNames: []string{"mx.unknown.example"}}, other)))
 	// 9: handshake done, leaf unparseable.
 	r = ok("192.0.2.9", "mx.bad.example", "220 mx.bad.example ESMTP Zimbra Postfix", "mx.bad.example", [][]byte{[]byte("\x30\x03bad")})
-	r.ErrorClass = record.ErrCertParse
+	r.ErrorClass = survey.ErrCertParse
 	rows = append(rows, r)
 	// 10: no STARTTLS.
-	rows = append(rows, record.ProbeRow{IP: "192.0.2.10", Port: 25, MXHost: "mx.nostarttls.example", StartedAt: probeTime,
-		Outcome: record.OutcomeSTARTTLS, ErrorClass: record.ErrNoSTARTTLS,
+	rows = append(rows, survey.ProbeRow{IP: "192.0.2.10", Port: 25, MXHost: "mx.nostarttls.example", StartedAt: probeTime,
+		Outcome: survey.OutcomeSTARTTLS, ErrorClass: survey.ErrNoSTARTTLS,
 		Banner: "220 mx.nostarttls.example ESMTP", BannerHost: "mx.nostarttls.example",
 		EHLOReply: "250-mx.nostarttls.example Hello\r\n250 SIZE 1000"})
 	// 11: connection timeout.
-	rows = append(rows, record.ProbeRow{IP: "192.0.2.11", Port: 25, MXHost: "mx.down.example", StartedAt: probeTime,
-		Outcome: record.OutcomeConnect, ErrorClass: record.ErrTimeout})
+	rows = append(rows, survey.ProbeRow{IP: "192.0.2.11", Port: 25, MXHost: "mx.down.example", StartedAt: probeTime,
+		Outcome: survey.OutcomeConnect, ErrorClass: survey.ErrTimeout})
 	// 12: TLS alert.
-	rows = append(rows, record.ProbeRow{IP: "192.0.2.12", Port: 25, MXHost: "mx.tlsfail.example", StartedAt: probeTime,
-		Outcome: record.OutcomeTLS, ErrorClass: record.ErrTLSAlert, STARTTLSOffered: true,
+	rows = append(rows, survey.ProbeRow{IP: "192.0.2.12", Port: 25, MXHost: "mx.tlsfail.example", StartedAt: probeTime,
+		Outcome: survey.OutcomeTLS, ErrorClass: survey.ErrTLSAlert, STARTTLSOffered: true,
 		Banner: "220 mx.tlsfail.example ESMTP Postfix (Debian/GNU)", BannerHost: "mx.tlsfail.example"})
 	// 13, 14: skipped.
-	rows = append(rows, record.ProbeRow{IP: "10.0.0.1", Port: 25, MXHost: "mx.blocked.example", Outcome: record.OutcomeSkipped, ErrorClass: record.ErrBlocked})
-	rows = append(rows, record.ProbeRow{IP: "2001:db8::1", Port: 25, MXHost: "mx1.example.com", Outcome: record.OutcomeSkipped, ErrorClass: record.ErrIPv6Disabled})
+	rows = append(rows, survey.ProbeRow{IP: "10.0.0.1", Port: 25, MXHost: "mx.blocked.example", Outcome: survey.OutcomeSkipped, ErrorClass: survey.ErrBlocked})
+	rows = append(rows, survey.ProbeRow{IP: "2001:db8::1", Port: 25, MXHost: "mx1.example.com", Outcome: survey.OutcomeSkipped, ErrorClass: survey.ErrIPv6Disabled})
 	// 15: hostile text in the banner and the issuer.
 	rows = append(rows, ok("192.0.2.15", "mx.evil.example", "220 "+evil+" ESMTP", "",
 		leaf(testpki.Spec{CN: "mx.evil.example", DNSNames: []string{"mx.evil.example"}}, evilCA)))
@@ -145,31 +150,31 @@ func makeFixture(t *testing.T) fixture {
 	writeRows(t, filepath.Join(dir, "scan", "probes", "part-00000.parquet"), rows[:8])
 	writeRows(t, filepath.Join(dir, "scan", "probes", "part-00001.parquet"), rows[8:])
 
-	mx := func(domain string, rank int64, status string, host string, pref int32, ip string) record.MXRow {
-		return record.MXRow{Domain: domain, Rank: rank, DNSStatus: status, MXHost: host, MXPreference: pref, IP: ip}
+	mx := func(domain string, rank int64, status string, host string, pref int32, ip string) survey.MXRow {
+		return survey.MXRow{Domain: domain, Rank: rank, DNSStatus: status, MXHost: host, MXPreference: pref, IP: ip}
 	}
-	mxRows := []record.MXRow{
-		mx("example.com", 1, record.DNSOK, "mx1.example.com", 10, "192.0.2.1"),
-		mx("example.com", 1, record.DNSOK, "mx1.example.com", 10, "2001:db8::1"),
-		mx("example.net", 2, record.DNSOK, "mx.example.net", 10, "192.0.2.2"),
-		mx("example.net", 2, record.DNSOK, "mx.self.example", 20, "192.0.2.4"),
-		mx("shared.example", 3, record.DNSOK, "mx.shared.example", 5, "192.0.2.3"),
-		mx("shared.example", 3, record.DNSOK, "mx.expired.example", 5, "192.0.2.5"),
-		{Domain: "mx.cn.example", Rank: 4, DNSStatus: record.DNSOK, ImplicitMX: true, MXHost: "mx.cn.example", IP: "192.0.2.7"},
-		mx("nostarttls.example", 5, record.DNSOK, "mx.nostarttls.example", 10, "192.0.2.10"),
-		mx("nostarttls.example", 5, record.DNSOK, "mx1.example.com", 20, "192.0.2.1"),
-		mx("down.example", 6, record.DNSOK, "mx.down.example", 10, "192.0.2.11"),
-		mx("down.example", 6, record.DNSOK, "mx.blocked.example", 20, "10.0.0.1"),
-		mx("blocked.example", 7, record.DNSOK, "mx.blocked.example", 10, "10.0.0.1"),
-		mx("nullmx.example", 8, record.DNSNullMX, "", 0, ""),
-		mx("nomx.example", 9, record.DNSNoMX, "", 0, ""),
-		mx("nx.example", 10, record.DNSNXDomain, "", 0, ""),
+	mxRows := []survey.MXRow{
+		mx("example.com", 1, survey.DNSOK, "mx1.example.com", 10, "192.0.2.1"),
+		mx("example.com", 1, survey.DNSOK, "mx1.example.com", 10, "2001:db8::1"),
+		mx("example.net", 2, survey.DNSOK, "mx.example.net", 10, "192.0.2.2"),
+		mx("example.net", 2, survey.DNSOK, "mx.self.example", 20, "192.0.2.4"),
+		mx("shared.example", 3, survey.DNSOK, "mx.shared.example", 5, "192.0.2.3"),
+		mx("shared.example", 3, survey.DNSOK, "mx.expired.example", 5, "192.0.2.5"),
+		{Domain: "mx.cn.example", Rank: 4, DNSStatus: survey.DNSOK, ImplicitMX: true, MXHost: "mx.cn.example", IP: "192.0.2.7"},
+		mx("nostarttls.example", 5, survey.DNSOK, "mx.nostarttls.example", 10, "192.0.2.10"),
+		mx("nostarttls.example", 5, survey.DNSOK, "mx1.example.com", 20, "192.0.2.1"),
+		mx("down.example", 6, survey.DNSOK, "mx.down.example", 10, "192.0.2.11"),
+		mx("down.example", 6, survey.DNSOK, "mx.blocked.example", 20, "10.0.0.1"),
+		mx("blocked.example", 7, survey.DNSOK, "mx.blocked.example", 10, "10.0.0.1"),
+		mx("nullmx.example", 8, survey.DNSNullMX, "", 0, ""),
+		mx("nomx.example", 9, survey.DNSNoMX, "", 0, ""),
+		mx("nx.example", 10, survey.DNSNXDomain, "", 0, ""),
 	}
-	mxRows2 := []record.MXRow{
-		mx("servfail.example", 11, record.DNSServfail, "", 0, ""),
-		mx("evil.example", 12, record.DNSOK, "x."+evil, 10, ""),
-		mx("evil.example", 12, record.DNSOK, "mx.evil.example", 20, "192.0.2.15"),
-		mx("notprobed.example", 13, record.DNSOK, "mx.notprobed.example", 10, "192.0.2.99"),
+	mxRows2 := []survey.MXRow{
+		mx("servfail.example", 11, survey.DNSServfail, "", 0, ""),
+		mx("evil.example", 12, survey.DNSOK, "x."+evil, 10, ""),
+		mx("evil.example", 12, survey.DNSOK, "mx.evil.example", 20, "192.0.2.15"),
+		mx("notprobed.example", 13, survey.DNSOK, "mx.notprobed.example", 10, "192.0.2.99"),
 	}
 	writeRows(t, filepath.Join(dir, "scan", "mx", "part-00000.parquet"), mxRows)
 	writeRows(t, filepath.Join(dir, "scan", "mx", "part-00001.parquet"), mxRows2)
@@ -178,7 +183,7 @@ func makeFixture(t *testing.T) fixture {
 
 	ended := probeTime.Add(time.Hour)
 	m, err := json.Marshal(map[string]any{
-		"tool": "mxsurvey", "tool_version": "v0.1.0", "schema_version": record.SchemaVersion,
+		"tool": "mxsurvey", "tool_version": "v0.1.0", "schema_version": survey.SchemaVersion,
 		"started": probeTime.Add(-time.Minute), "ended": ended, "status": "complete", "counts": map[string]int{"x": 1},
 	})
 	if err != nil {
@@ -208,7 +213,7 @@ var wantTop = map[string]string{
 	"issuers":         "Test Issuing CA / Test PKI=7 " + evil + "=1 Other Root=1 localhost=1",
 	"key_types":       "ECDSA 256=9 RSA 2048=1",
 	"tls_versions":    "TLSv1.3=11 TLSv1.2=1",
-	"tls_groups":      "X25519=10 X25519MLKEM768=1",
+	"tls_groups":      "X25519=7 P-256=2 P-384=1 X25519MLKEM768=1",
 	"mx_providers":    "blocked.example=1 cn.example=1 down.example=1 example.com=1 example.net=1 expired.example=1 nostarttls.example=1 notprobed.example=1 x." + evil + "=1",
 	"server_software": "unknown=3 Postfix=2 Cisco (masked ****)=1 Exim=1 Google=1 Haraka=1 Microsoft ESMTP=1 OpenSMTPD=1 Sendmail=1 Zimbra=1 qmail=1",
 	"outcomes":        "ok=12 skipped=2 connect=1 starttls=1 tls=1",
@@ -256,7 +261,7 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	}
 	checkCounts(t, "hosts", s.Hosts, wantHosts)
 	checkCounts(t, "domains", s.Domains, wantDomains)
-	wantScan := ScanInfo{ToolVersion: "v0.1.0", SchemaVersion: record.SchemaVersion, Started: "2025-06-01T11:59:00Z",
+	wantScan := ScanInfo{ToolVersion: "v0.1.0", SchemaVersion: survey.SchemaVersion, Started: "2025-06-01T11:59:00Z",
 		Ended: "2025-06-01T13:00:00Z", Status: "complete", Dirs: []string{fx.scan}}
 	if g, w := mustJSON(t, s.Scan), mustJSON(t, wantScan); g != w {
 		t.Errorf("scan = %s, want %s", g, w)
@@ -276,7 +281,7 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	// CSV exports: header and a few rows.
 	hosts := readCSV(t, filepath.Join(out, "hosts.csv"))
 	wantHeader := "ip,port,mx_host,ptr_host,outcome,error_class,banner_host,ehlo_host,post_tls_ehlo_host,starttls_offered," +
-		"tls_version,tls_group,cert_sha256,cert_subject_cn,cert_san_dns,cert_issuer,key_type,key_bits,with_cert,trusted," +
+		"tls_version,tls_group,cert_sha256,cert_subject_cn,cert_san_dns,cert_issuer,cert_key_type,cert_key_bits,issuer,with_cert,trusted," +
 		"self_signed,expired,not_yet_valid,wildcard,wildcard_used,cn_only,match_mx,match_banner,match_ehlo," +
 		"match_post_tls_ehlo,match_ptr,valid_for_mx,server_software,mx_provider"
 	if got := strings.Join(hosts[0], ","); got != wantHeader {
@@ -298,10 +303,16 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	for name, want := range map[string]string{
 		"ip": "192.0.2.2", "mx_host": "mx.example.net", "cert_san_dns": "*.example.net", "wildcard": "true",
 		"wildcard_used": "true", "match_mx": "true", "valid_for_mx": "true", "server_software": "Exim",
-		"mx_provider": "example.net", "key_type": "ECDSA", "key_bits": "256", "cert_issuer": "Test Issuing CA / Test PKI",
+		"mx_provider": "example.net", "cert_key_type": "ECDSA", "cert_key_bits": "256", "issuer": "Test Issuing CA / Test PKI",
+		"cert_issuer": "CN=Test Issuing CA,O=Test PKI",
 	} {
 		if got := row2[col(name)]; got != want {
 			t.Errorf("hosts.csv row 2 %s = %q, want %q", name, got, want)
+		}
+	}
+	for line, want := range map[int]string{3: "P-384", 4: "P-256", 5: "P-256", 16: "X25519MLKEM768"} {
+		if got := hosts[line][col("tls_group")]; got != want {
+			t.Errorf("hosts.csv row %d tls_group = %q, want %q", line, got, want)
 		}
 	}
 	if got := hosts[13][col("outcome")]; got != "skipped" {
@@ -352,13 +363,17 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"| Matches the MX name only | 3 of 10 (30.0%) | hosts.with_cert |",
-		"| Primary MX valid for its name on every probed target | domains.primary_mx_valid | 3 of 9 (33.3%) | domains.with_mx |"} {
+		"| Primary MX valid for its name on every probed target | domains.primary_mx_valid | 3 of 9 (33.3%) | domains.with_mx |",
+		"| 2 | P-256 | 2 of 11 (18.2%) |"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
 	if bytes.Contains(md, []byte("<script")) {
 		t.Errorf("report.md contains raw <script")
+	}
+	if bytes.Contains(md, []byte("CurveP")) || bytes.Contains(html, []byte("CurveP")) {
+		t.Errorf("a report spells a group as Go does (CurveP256), not as docs/schema.md does")
 	}
 	checkHTML(t, html)
 	if !bytes.Contains(html, []byte("3 of 10 (30.0%)")) || !bytes.Contains(html, []byte("<svg")) {
@@ -413,13 +428,9 @@ func TestCompare(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(tmp, strings.ReplaceAll(tc.name, " ", "_"))
-			var stdout, stderr bytes.Buffer
-			err := Command(context.Background(), []string{"-roots", fx.roots, "-compare", tc.old, "-quiet", "-o", out, fx.scan}, &stdout, &stderr)
+			_, err := Analyze(context.Background(), Options{Dirs: []string{fx.scan}, RootsFile: fx.roots, Compare: tc.old, OutDir: out})
 			if err != nil {
-				t.Fatalf("Command: %v\n%s", err, stderr.String())
-			}
-			if stderr.Len() != 0 {
-				t.Errorf("-quiet wrote to stderr: %s", stderr.String())
+				t.Fatal(err)
 			}
 			data, err := os.ReadFile(filepath.Join(out, "compare.json"))
 			if err != nil {
@@ -480,31 +491,14 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-func TestCommandUsageAndProgress(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if err := Command(context.Background(), []string{"-h"}, &stdout, &stderr); err != nil {
-		t.Errorf("-h: %v", err)
-	}
-	for _, f := range []string{"-roots", "-compare", "-quiet", "-o", "-top", "SCANDIR"} {
-		if !strings.Contains(stderr.String(), f) {
-			t.Errorf("usage lacks %s:\n%s", f, stderr.String())
-		}
-	}
-	if err := Command(context.Background(), []string{"-o", t.TempDir()}, &stdout, &stderr); err == nil {
-		t.Errorf("no SCANDIR accepted")
-	}
-
+func TestProgress(t *testing.T) {
 	fx := makeFixture(t)
-	stdout.Reset()
-	stderr.Reset()
-	if err := Command(context.Background(), []string{"-roots", fx.roots, "-o", t.TempDir(), fx.scan}, &stdout, &stderr); err != nil {
+	var progress bytes.Buffer
+	if _, err := Analyze(context.Background(), Options{Dirs: []string{fx.scan}, RootsFile: fx.roots, Progress: &progress}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr.String(), "probes: 17 rows read") || !strings.Contains(stderr.String(), "mx: 19 rows read") {
-		t.Errorf("no progress on stderr:\n%s", stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "7 of 10 (70.0%) match the MX name") {
-		t.Errorf("stdout: %s", stdout.String())
+	if !strings.Contains(progress.String(), "probes: 17 rows read") || !strings.Contains(progress.String(), "mx: 19 rows read") {
+		t.Errorf("no progress:\n%s", progress.String())
 	}
 }
 
@@ -569,7 +563,7 @@ func readCSV(t *testing.T, path string) [][]string {
 func readParquet[T any](t *testing.T, path string) []T {
 	t.Helper()
 	var out []T
-	if err := record.ReadBatches(context.Background(), path, func(rows []T) error {
+	if err := store.ReadBatches(context.Background(), path, func(rows []T) error {
 		out = append(out, rows...)
 		return nil
 	}); err != nil {

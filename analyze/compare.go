@@ -118,6 +118,7 @@ func loadOld(ctx context.Context, opts Options, roots *x509.CertPool) (*Summary,
 		Dirs:     []string{opts.Compare},
 		Roots:    roots,
 		TopN:     opts.TopN,
+		Workers:  opts.Workers,
 		Progress: opts.Progress,
 		Logger:   opts.Logger,
 	})

@@ -4,17 +4,31 @@ import (
 	"context"
 	"math"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
-// domainRow is the part of an mx row the domain statistics use; a domain's
-// rows are copied out of the reader's batch because they may span batches.
+// mxRow is what the analyzer reads of a survey.MXRow (TestProjections holds
+// the tags and types to it).
+type mxRow struct {
+	Domain       string `parquet:"domain,dict"`
+	Rank         int64  `parquet:"rank"`
+	DNSStatus    string `parquet:"dns_status,dict"`
+	ImplicitMX   bool   `parquet:"implicit_mx"`
+	MXHost       string `parquet:"mx_host,dict"`
+	MXPreference int32  `parquet:"mx_preference"`
+	IP           string `parquet:"ip,dict"`
+}
+
+// domainRow is the part of an mx row the domain statistics use.
 type domainRow struct {
 	mxHost string
 	pref   int32
 	ip     string
 }
 
+// domainAcc is one domain's rows: a run of consecutive mx rows with the
+// same domain within one part.
 type domainAcc struct {
 	name       string
 	rank       int64
@@ -39,84 +53,144 @@ type DomainRow struct {
 	MXProvider     string `parquet:"mx_provider,dict"`
 }
 
-// readMX streams mx rows and evaluates each domain when its last row has been
-// read. The scanner writes a domain's rows contiguously within one part, so a
-// domain ends where the next begins or where its part ends; only one domain's
-// rows are held at a time.
-func (a *analyzer) readMX(ctx context.Context) error {
-	p := newProgress(a.opts.Progress, "mx")
-	var cur domainAcc
-	have := false
-	flush := func() error {
-		if !have {
-			return nil
-		}
-		have = false
-		return a.domain(&cur)
-	}
-	for _, dir := range a.opts.Dirs {
-		paths, err := parts(dir, "mx")
-		if err != nil {
-			return err
-		}
-		if len(paths) == 0 {
-			a.log.Warn("no mx parts", "dir", dir)
-		}
-		for _, path := range paths {
-			err := record.ReadBatches(ctx, path, func(rows []record.MXRow) error {
-				for i := range rows {
-					r := &rows[i]
-					if !have || r.Domain != cur.name {
-						if err := flush(); err != nil {
-							return err
-						}
-						cur = domainAcc{name: r.Domain, rank: r.Rank, dnsStatus: r.DNSStatus, rows: cur.rows[:0]}
-						have = true
-					}
-					cur.implicitMX = cur.implicitMX || r.ImplicitMX
-					if r.MXHost != "" {
-						cur.rows = append(cur.rows, domainRow{r.MXHost, r.MXPreference, r.IP})
-					}
-				}
-				p.add(len(rows))
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	p.done()
-	return nil
+// domainBatch is what a worker computed for one row group of mx rows: the
+// domains that lie wholly inside it, evaluated, and the runs at its edges
+// that may continue in the neighbouring row groups of the same part, left
+// for the fold to join and evaluate.
+type domainBatch struct {
+	head, tail *domainAcc // head == tail when one run fills the row group
+	rows       int
+	evaluated  []DomainRow
+	export     *segment[DomainRow] // the evaluated rows; nil without outputs
 }
 
-func (a *analyzer) domain(d *domainAcc) error {
-	c := &a.domains
-	c[dTotal]++
-	withMX := d.dnsStatus == record.DNSOK
-	switch d.dnsStatus {
-	case record.DNSOK:
-		c[dWithMX]++
-	case record.DNSNullMX:
-		c[dNullMX]++
-	case record.DNSNoMX:
-		c[dNoMX]++
-	default:
-		c[dDNSError]++
+// readMX is the domain pass. The scanner writes a domain's rows
+// contiguously within one part, so a domain ends where the next begins or
+// where its part ends; a domain may straddle row groups, which the fold
+// joins. Only the rows of the domains of the row groups in flight are held.
+func (a *analyzer) readMX(ctx context.Context) error {
+	var pending *domainAcc // the last run of the previous row group, which may continue
+	flush := func() error {
+		if pending == nil {
+			return nil
+		}
+		d := a.evalDomain(pending, newDomainScratch())
+		pending = nil
+		a.countDomain(&d)
+		if a.out == nil {
+			return nil
+		}
+		seg := a.out.domains.segment(1)
+		err := seg.add(d)
+		a.out.domains.send(seg)
+		return err
 	}
-	if d.implicitMX {
-		c[dImplicitMX]++
+	return runPass(ctx, a, survey.MXTable, survey.MXDir, func(ctx context.Context, g store.RowGroup) (*domainBatch, error) {
+		return a.domainBatch(ctx, g)
+	}, func(g store.RowGroup, b *domainBatch) (int, error) {
+		if b.head != nil {
+			if pending != nil && pending.name == b.head.name {
+				pending.implicitMX = pending.implicitMX || b.head.implicitMX
+				pending.rows = append(pending.rows, b.head.rows...)
+			} else {
+				if err := flush(); err != nil {
+					return 0, err
+				}
+				pending = b.head
+			}
+		}
+		if b.head != b.tail || len(b.evaluated) > 0 {
+			if err := flush(); err != nil { // a later run began: the head's domain has ended
+				return 0, err
+			}
+		}
+		for i := range b.evaluated {
+			a.countDomain(&b.evaluated[i])
+		}
+		if b.export != nil {
+			a.out.domains.send(b.export)
+		}
+		if b.tail != nil && b.tail != b.head {
+			pending = b.tail
+		}
+		if g.Last {
+			return b.rows, flush()
+		}
+		return b.rows, nil
+	})
+}
+
+// domainBatch reads one row group, splits it into runs, and evaluates the
+// runs that cannot continue into another row group.
+func (a *analyzer) domainBatch(ctx context.Context, g store.RowGroup) (*domainBatch, error) {
+	var runs []*domainAcc
+	b := &domainBatch{}
+	err := store.ReadRowGroup(ctx, g, func(rows []mxRow) error {
+		for i := range rows {
+			r := &rows[i]
+			if len(runs) == 0 || r.Domain != runs[len(runs)-1].name {
+				runs = append(runs, &domainAcc{name: r.Domain, rank: r.Rank, dnsStatus: r.DNSStatus})
+			}
+			cur := runs[len(runs)-1]
+			cur.implicitMX = cur.implicitMX || r.ImplicitMX
+			if r.MXHost != "" {
+				cur.rows = append(cur.rows, domainRow{r.MXHost, r.MXPreference, r.IP})
+			}
+		}
+		b.rows += len(rows)
+		return nil
+	})
+	if err != nil || len(runs) == 0 {
+		return b, err
 	}
+	first, last := 0, len(runs)-1
+	if !g.First {
+		b.head, first = runs[0], 1
+	}
+	if !g.Last {
+		b.tail, last = runs[len(runs)-1], len(runs)-2
+		if len(runs) == 1 {
+			b.head = b.tail
+		}
+	}
+	scratch := newDomainScratch()
+	inner := runs[first:max(first, last+1)]
+	if a.out != nil {
+		b.export = a.out.domains.segment(len(inner))
+	}
+	for _, d := range inner {
+		row := a.evalDomain(d, scratch)
+		b.evaluated = append(b.evaluated, row)
+		if b.export != nil {
+			if err := b.export.add(row); err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// domainScratch is reused from one domain to the next by one goroutine.
+type domainScratch struct {
+	hosts map[string]bool
+	seen  map[targetID]bool
+}
+
+func newDomainScratch() domainScratch {
+	return domainScratch{hosts: make(map[string]bool), seen: make(map[targetID]bool)}
+}
+
+// evalDomain computes a domain's row from its mx rows and the probe pass's
+// targets (read only here). It runs on many goroutines at once.
+func (a *analyzer) evalDomain(d *domainAcc, s domainScratch) DomainRow {
 	out := DomainRow{Domain: d.name, Rank: d.rank, DNSStatus: d.dnsStatus, ImplicitMX: d.implicitMX}
+	withMX := d.dnsStatus == survey.DNSOK
 
 	// The primary MX hosts are those with the lowest preference among all of
 	// the domain's MX hosts, addressed or not: an unreachable primary is a
 	// primary that is not valid.
 	minPref := int32(math.MaxInt32)
-	hosts, seen := a.scratchHosts, a.scratchSeen // reused: one domain at a time
+	hosts, seen := s.hosts, s.seen
 	clear(hosts)
 	clear(seen)
 	for _, r := range d.rows {
@@ -138,7 +212,7 @@ func (a *analyzer) domain(d *domainAcc) error {
 		if r.ip == "" {
 			continue
 		}
-		key := r.ip + "|" + r.mxHost
+		key := targetOf(r.ip, r.mxHost)
 		if seen[key] {
 			continue
 		}
@@ -157,28 +231,50 @@ func (a *analyzer) domain(d *domainAcc) error {
 		}
 	}
 	if withMX {
-		if out.Probed > 0 {
-			c[dWithProbedMX]++
-		}
 		out.STARTTLSAllMX = out.Probed > 0 && allSTARTTLS
 		out.PrimaryMXValid = primaryProbed > 0 && primaryAllValid
 		out.AnyMXValid = anyValid
 		if out.PrimaryMXHost != "" {
 			out.MXProvider = registeredDomain(out.PrimaryMXHost)
-			a.top["mx_providers"][out.MXProvider]++
 		}
 	}
-	if out.STARTTLSAllMX {
+	return out
+}
+
+// countDomain adds one evaluated domain to the figures. It runs on one
+// goroutine, in row order.
+func (a *analyzer) countDomain(d *DomainRow) {
+	c := &a.domains
+	c[dTotal]++
+	withMX := d.DNSStatus == survey.DNSOK
+	switch d.DNSStatus {
+	case survey.DNSOK:
+		c[dWithMX]++
+	case survey.DNSNullMX:
+		c[dNullMX]++
+	case survey.DNSNoMX:
+		c[dNoMX]++
+	default:
+		c[dDNSError]++
+	}
+	if d.ImplicitMX {
+		c[dImplicitMX]++
+	}
+	if withMX {
+		if d.Probed > 0 {
+			c[dWithProbedMX]++
+		}
+		if d.PrimaryMXHost != "" {
+			a.top["mx_providers"][d.MXProvider]++
+		}
+	}
+	if d.STARTTLSAllMX {
 		c[dSTARTTLSAllMX]++
 	}
-	if out.PrimaryMXValid {
+	if d.PrimaryMXValid {
 		c[dPrimaryMXValid]++
 	}
-	if out.AnyMXValid {
+	if d.AnyMXValid {
 		c[dAnyMXValid]++
 	}
-	if a.out != nil {
-		return a.out.domain(&out)
-	}
-	return nil
 }

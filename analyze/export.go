@@ -1,6 +1,8 @@
 package analyze
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -8,68 +10,128 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+
 	"github.com/parquet-go/parquet-go"
 )
 
 // HostRow is one row of hosts.csv and hosts.parquet: the probe row's names
 // and outcome beside everything the analyzer computed for it, so notebooks
 // can recount any figure without re-implementing verification or matching.
+//
+// A column named like a column of survey.ProbeRow holds that column's value,
+// copied by name (hostFromProbe, from the columns the analyzer reads), with
+// the certificate described as the analyzer described it: a column added to
+// HostRow and to probeRow, as survey.ProbeRow has it, needs no code here.
+// The others are the analyzer's own.
 type HostRow struct {
-	IP              string `parquet:"ip,dict"`
-	Port            int32  `parquet:"port"`
-	MXHost          string `parquet:"mx_host,dict"`
-	PTRHost         string `parquet:"ptr_host"`
-	Outcome         string `parquet:"outcome,dict"`
-	ErrorClass      string `parquet:"error_class,dict"`
-	BannerHost      string `parquet:"banner_host"`
-	EHLOHost        string `parquet:"ehlo_host"`
-	PostTLSEHLOHost string `parquet:"post_tls_ehlo_host"`
-	STARTTLSOffered bool   `parquet:"starttls_offered"`
-	TLSVersion      string `parquet:"tls_version,dict"`
-	TLSGroup        string `parquet:"tls_group,dict"`
-	CertSHA256      string `parquet:"cert_sha256"`
-	CertSubjectCN   string `parquet:"cert_subject_cn"`
-	CertSANDNS      string `parquet:"cert_san_dns"`
-	CertIssuer      string `parquet:"cert_issuer,dict"`
-	KeyType         string `parquet:"key_type,dict"`
-	KeyBits         int32  `parquet:"key_bits"`
-	WithCert        bool   `parquet:"with_cert"`
-	Trusted         bool   `parquet:"trusted"`
-	SelfSigned      bool   `parquet:"self_signed"`
-	Expired         bool   `parquet:"expired"`
-	NotYetValid     bool   `parquet:"not_yet_valid"`
-	Wildcard        bool   `parquet:"wildcard"`
-	WildcardUsed    bool   `parquet:"wildcard_used"`
-	CNOnly          bool   `parquet:"cn_only"`
-	MatchMX         bool   `parquet:"match_mx"`
-	MatchBanner     bool   `parquet:"match_banner"`
-	MatchEHLO       bool   `parquet:"match_ehlo"`
-	MatchPostTLS    bool   `parquet:"match_post_tls_ehlo"`
-	MatchPTR        bool   `parquet:"match_ptr"`
-	ValidForMX      bool   `parquet:"valid_for_mx"`
-	ServerSoftware  string `parquet:"server_software,dict"`
-	MXProvider      string `parquet:"mx_provider,dict"`
+	IP              string   `parquet:"ip,dict"`
+	Port            int32    `parquet:"port"`
+	MXHost          string   `parquet:"mx_host,dict"`
+	PTRHost         string   `parquet:"ptr_host"`
+	Outcome         string   `parquet:"outcome,dict"`
+	ErrorClass      string   `parquet:"error_class,dict"`
+	BannerHost      string   `parquet:"banner_host"`
+	EHLOHost        string   `parquet:"ehlo_host"`
+	PostTLSEHLOHost string   `parquet:"post_tls_ehlo_host"`
+	STARTTLSOffered bool     `parquet:"starttls_offered"`
+	TLSVersion      string   `parquet:"tls_version,dict"`
+	TLSGroup        string   `parquet:"tls_group,dict"`
+	CertSHA256      string   `parquet:"cert_sha256"`
+	CertSubjectCN   string   `parquet:"cert_subject_cn"`
+	CertSANDNS      []string `parquet:"cert_san_dns,list"`
+	CertIssuer      string   `parquet:"cert_issuer,dict"`
+	CertKeyType     string   `parquet:"cert_key_type,dict"`
+	CertKeyBits     int32    `parquet:"cert_key_bits"`
+
+	Issuer         string `parquet:"issuer,dict"` // "CN / O", as in the issuers top list
+	WithCert       bool   `parquet:"with_cert"`
+	Trusted        bool   `parquet:"trusted"`
+	SelfSigned     bool   `parquet:"self_signed"`
+	Expired        bool   `parquet:"expired"`
+	NotYetValid    bool   `parquet:"not_yet_valid"`
+	Wildcard       bool   `parquet:"wildcard"`
+	WildcardUsed   bool   `parquet:"wildcard_used"`
+	CNOnly         bool   `parquet:"cn_only"`
+	MatchMX        bool   `parquet:"match_mx"`
+	MatchBanner    bool   `parquet:"match_banner"`
+	MatchEHLO      bool   `parquet:"match_ehlo"`
+	MatchPostTLS   bool   `parquet:"match_post_tls_ehlo"`
+	MatchPTR       bool   `parquet:"match_ptr"`
+	ValidForMX     bool   `parquet:"valid_for_mx"`
+	ServerSoftware string `parquet:"server_software,dict"`
+	MXProvider     string `parquet:"mx_provider,dict"`
 }
 
-// table writes the same rows as CSV and Parquet. The CSV header comes from
+// hostFromProbe pairs the fields of HostRow with the fields of probeRow of
+// the same column name: [host field, probe field]. hostCertFromProbe does
+// the same with survey.ProbeRow for the cert_* columns, which describe the
+// leaf (survey.ProbeRow.SetCert).
+var (
+	hostFromProbe     = sameColumns(reflect.TypeFor[HostRow](), reflect.TypeFor[probeRow](), "")
+	hostCertFromProbe = sameColumns(reflect.TypeFor[HostRow](), reflect.TypeFor[survey.ProbeRow](), "cert_")
+)
+
+// sameColumns pairs the fields of dst and src that have the same column
+// name, starting with prefix. A pair whose types differ is a programming
+// error that every test of the package meets at once, so it panics.
+func sameColumns(dst, src reflect.Type, prefix string) [][2]int {
+	byName := map[string]int{}
+	for i := range src.NumField() {
+		if name := columnName(src.Field(i)); strings.HasPrefix(name, prefix) {
+			byName[name] = i
+		}
+	}
+	var pairs [][2]int
+	for i := range dst.NumField() {
+		j, ok := byName[columnName(dst.Field(i))]
+		if !ok {
+			continue
+		}
+		if dst.Field(i).Type != src.Field(j).Type {
+			panic(fmt.Sprintf("analyze: %s.%s is %s, %s.%s is %s: one column, two types", dst.Name(), dst.Field(i).Name,
+				dst.Field(i).Type, src.Name(), src.Field(j).Name, src.Field(j).Type))
+		}
+		pairs = append(pairs, [2]int{i, j})
+	}
+	return pairs
+}
+
+// table writes the same rows as CSV and Parquet, on a goroutine of its own
+// (segments arrive over a channel, in order), so that encoding and
+// compressing the exports overlaps the analysis. The CSV header comes from
 // the Parquet tags so the two exports cannot drift apart.
 type table[T any] struct {
 	csvFile, pqFile *os.File
-	csv             *csv.Writer
+	csv             *bufio.Writer
 	pq              *parquet.GenericWriter[T]
 	buf             []T
-	rec             []string
+	segments        chan *segment[T]
+	done            chan error
+	free            sync.Pool // *segment[T] written and ready for reuse
+}
+
+// segment is a run of rows in export order with their CSV records, which
+// the workers format (add) so that the table's goroutine only writes. The
+// table takes segments back once written: a million rows then cost a few
+// segments' worth of memory, not a million rows' worth of garbage.
+type segment[T any] struct {
+	rows []T
+	csv  bytes.Buffer
+	w    *csv.Writer // into csv; flushed by the table
+	rec  []string
 }
 
 // exportRowGroup bounds the rows parquet-go buffers before writing a row group.
 const exportRowGroup = 50_000
 
 func newTable[T any](dir, name string) (*table[T], error) {
-	t := &table[T]{}
+	t := &table[T]{segments: make(chan *segment[T], 4), done: make(chan error, 1)}
 	var err error
 	if t.csvFile, err = os.Create(filepath.Join(dir, name+".csv")); err != nil {
 		return nil, fmt.Errorf("creating export: %w", err)
@@ -78,45 +140,107 @@ func newTable[T any](dir, name string) (*table[T], error) {
 		t.csvFile.Close()
 		return nil, fmt.Errorf("creating export: %w", err)
 	}
-	t.csv = csv.NewWriter(t.csvFile)
+	t.csv = bufio.NewWriterSize(t.csvFile, 1<<20)
 	t.pq = parquet.NewGenericWriter[T](t.pqFile, parquet.Compression(&parquet.Zstd),
 		parquet.MaxRowsPerRowGroup(exportRowGroup))
 	var zero T
-	if err := t.csv.Write(columnNames(reflect.TypeOf(zero))); err != nil {
+	header := csv.NewWriter(t.csv)
+	err = header.Write(columnNames(reflect.TypeOf(zero)))
+	header.Flush()
+	if err = errors.Join(err, header.Error()); err != nil {
 		t.close()
 		return nil, fmt.Errorf("writing export: %w", err)
 	}
+	go t.run()
 	return t, nil
 }
 
-// exportBatch rows are buffered before each Parquet write.
+// segment returns an empty segment for about n rows.
+func (t *table[T]) segment(n int) *segment[T] {
+	seg, _ := t.free.Get().(*segment[T])
+	if seg == nil {
+		seg = &segment[T]{}
+		seg.w = csv.NewWriter(&seg.csv)
+	}
+	seg.rows = slices.Grow(seg.rows[:0], n)
+	seg.csv.Reset()
+	return seg
+}
+
+// add appends a row and its CSV record, as the table's csv.Writer would
+// format it.
+func (seg *segment[T]) add(row T) error {
+	seg.rows = append(seg.rows, row)
+	seg.rec = csvRecord(reflect.ValueOf(&seg.rows[len(seg.rows)-1]).Elem(), seg.rec[:0])
+	return seg.w.Write(seg.rec)
+}
+
+// exportBatch rows are buffered before each Parquet write: the same writes
+// whatever the segments, so that the file is the same byte for byte.
 const exportBatch = 256
 
-func (t *table[T]) write(row T) error {
-	t.rec = csvRecord(reflect.ValueOf(row), t.rec[:0])
-	if err := t.csv.Write(t.rec); err != nil {
+// run writes segments until the channel closes. After an error it keeps
+// draining, so that senders never block, and reports the error at the end.
+func (t *table[T]) run() {
+	var err error
+	for seg := range t.segments {
+		seg.w.Flush()
+		if err == nil {
+			err = t.write(seg)
+		}
+		clear(seg.rows)
+		t.free.Put(seg)
+	}
+	t.done <- err
+}
+
+func (t *table[T]) write(seg *segment[T]) error {
+	if err := seg.w.Error(); err != nil {
 		return fmt.Errorf("writing export: %w", err)
 	}
-	t.buf = append(t.buf, row)
-	if len(t.buf) == exportBatch {
-		return t.flushBuf()
+	if _, err := t.csv.Write(seg.csv.Bytes()); err != nil {
+		return fmt.Errorf("writing export: %w", err)
+	}
+	for _, row := range seg.rows {
+		t.buf = append(t.buf, row)
+		if len(t.buf) == exportBatch {
+			if err := t.flushBuf(); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// send hands a segment to the table's goroutine, which owns it from now.
+func (t *table[T]) send(seg *segment[T]) {
+	t.segments <- seg
 }
 
 func (t *table[T]) flushBuf() error {
 	if _, err := t.pq.Write(t.buf); err != nil {
 		return fmt.Errorf("writing export: %w", err)
 	}
+	clear(t.buf)
 	t.buf = t.buf[:0]
 	return nil
 }
 
 func (t *table[T]) finish() error {
-	err := t.flushBuf()
-	t.csv.Flush()
-	err = errors.Join(err, t.csv.Error(), t.pq.Close())
+	close(t.segments)
+	err := <-t.done
+	if err == nil {
+		err = t.flushBuf()
+	}
+	err = errors.Join(err, t.csv.Flush(), t.pq.Close())
 	return errors.Join(err, t.close())
+}
+
+// abort stops the table's goroutine and closes the files as they are.
+func (t *table[T]) abort() {
+	close(t.segments)
+	<-t.done
+	t.close()
 }
 
 func (t *table[T]) close() error {
@@ -126,9 +250,15 @@ func (t *table[T]) close() error {
 func columnNames(rt reflect.Type) []string {
 	names := make([]string, rt.NumField())
 	for i := range names {
-		names[i], _, _ = strings.Cut(rt.Field(i).Tag.Get("parquet"), ",")
+		names[i] = columnName(rt.Field(i))
 	}
 	return names
+}
+
+// columnName is a field's Parquet column name, the first part of its tag.
+func columnName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("parquet"), ",")
+	return name
 }
 
 func csvRecord(v reflect.Value, rec []string) []string {
@@ -141,6 +271,12 @@ func csvRecord(v reflect.Value, rec []string) []string {
 			rec = append(rec, strconv.FormatBool(f.Bool()))
 		case reflect.Int32, reflect.Int64:
 			rec = append(rec, strconv.FormatInt(f.Int(), 10))
+		case reflect.Slice:
+			if names, ok := f.Interface().([]string); ok {
+				rec = append(rec, strings.Join(names, " "))
+				continue
+			}
+			rec = append(rec, fmt.Sprint(f.Interface()))
 		default:
 			rec = append(rec, fmt.Sprint(f.Interface()))
 		}
@@ -167,7 +303,7 @@ func openOutputs(dir string) (*outputs, error) {
 		return nil, err
 	}
 	if o.domains, err = newTable[DomainRow](dir, "domains"); err != nil {
-		o.hosts.close()
+		o.hosts.abort()
 		return nil, err
 	}
 	return o, nil
@@ -179,45 +315,42 @@ func (o *outputs) abort() {
 	if o.done {
 		return
 	}
-	o.hosts.close()
-	o.domains.close()
+	o.hosts.abort()
+	o.domains.abort()
 }
 
-func (o *outputs) host(r *record.ProbeRow, h *hostResult) error {
-	row := HostRow{
-		IP: r.IP, Port: r.Port, MXHost: r.MXHost, PTRHost: r.PTRHost,
-		Outcome: r.Outcome, ErrorClass: r.ErrorClass,
-		BannerHost: r.BannerHost, EHLOHost: r.EHLOHost, PostTLSEHLOHost: r.PostTLSEHLOHost,
-		STARTTLSOffered: r.STARTTLSOffered, TLSVersion: r.TLSVersion, TLSGroup: r.TLSGroup,
-		CertSHA256:     h.certSHA,
-		CertSubjectCN:  r.CertSubjectCN,
-		CertSANDNS:     strings.Join(r.CertSANDNS, " "),
-		CertIssuer:     r.CertIssuer,
-		KeyType:        r.CertKeyType,
-		KeyBits:        r.CertKeyBits,
-		ServerSoftware: h.software,
-		MXProvider:     h.provider,
+// hostRow is a probe row's line in hosts.csv: what the analyzer parsed is
+// what it counted, so the certificate is described as the analyzer
+// described it, not as an older scanner may have, and a notebook's recount
+// agrees with summary.json.
+// scratch is the caller's, reused from row to row.
+func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
+	var row HostRow
+	dst, src := reflect.ValueOf(&row).Elem(), reflect.ValueOf(r).Elem()
+	for _, p := range hostFromProbe {
+		dst.Field(p[0]).Set(src.Field(p[1]))
 	}
+	row.CertSHA256 = h.certSHA
 	if h.withCert {
-		// What the analyzer parsed is what it counted: export that, not the
-		// scanner's copy, so a notebook's recount agrees with summary.json.
+		seen := scratch
+		seen.SetCert(h.cert.Leaf.Cert, "")
+		seen.CertSHA256 = h.certSHA
+		src := reflect.ValueOf(seen).Elem()
+		for _, p := range hostCertFromProbe {
+			dst.Field(p[0]).Set(src.Field(p[1]))
+		}
+	}
+	row.ServerSoftware, row.MXProvider = h.software, h.provider
+	if h.withCert {
 		l := h.cert.Leaf
-		row.WithCert = true
-		row.CertSubjectCN = l.SubjectCN
-		row.CertSANDNS = strings.Join(l.DNSNames, " ")
-		row.CertIssuer = l.Issuer
-		row.KeyType, row.KeyBits = l.KeyType, int32(l.KeyBits)
-		row.Trusted, row.SelfSigned = h.cert.Trusted, l.SelfSigned
+		row.Issuer, row.WithCert = l.IssuerLabel, true
+		row.Trusted, row.SelfSigned = h.cert.Trusted, l.Cert.SelfSigned
 		row.Expired, row.NotYetValid = h.cert.Expired, h.cert.NotYetValid
 		row.Wildcard, row.WildcardUsed, row.CNOnly = l.Wildcard, h.wildcardUsed, l.CNOnly
 		row.MatchMX, row.MatchBanner, row.MatchEHLO = h.matchMX, h.matchBanner, h.matchEHLO
 		row.MatchPostTLS, row.MatchPTR, row.ValidForMX = h.matchPost, h.matchPTR, h.validForMX
 	}
-	return o.hosts.write(row)
-}
-
-func (o *outputs) domain(d *DomainRow) error {
-	return o.domains.write(*d)
+	return row
 }
 
 func (o *outputs) finish(s *Summary, top map[string]map[string]int64) error {

@@ -1,44 +1,10 @@
 package analyze
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
-
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
-
-// parts lists the committed parts of dir/sub in part-number order; hidden
-// temporaries of a running or killed scan are not parts.
-func parts(dir, sub string) ([]string, error) {
-	return record.Parts(filepath.Join(dir, sub))
-}
-
-// manifest holds the manifest fields the report shows. It is decoded
-// leniently, with its own type, so that fields added to the scanner's
-// manifest never break an analysis.
-type manifest struct {
-	ToolVersion   string     `json:"tool_version"`
-	SchemaVersion int        `json:"schema_version"`
-	Started       time.Time  `json:"started"`
-	Ended         *time.Time `json:"ended"`
-	Status        string     `json:"status"`
-}
-
-func readManifest(dir string) (*manifest, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return nil, err
-	}
-	var m manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, "manifest.json"), err)
-	}
-	return &m, nil
-}
 
 // progress prints rows read and the rate, at most every interval, so a long
 // analysis shows it is alive without flooding a terminal or a log file.

@@ -17,7 +17,7 @@ type line struct {
 	Text       string // "N of D (P%)"
 }
 
-func share(n, d int64) string {
+func Share(n, d int64) string {
 	if d == 0 {
 		return fmt.Sprintf("%d of 0 (n/a)", n)
 	}
@@ -31,7 +31,7 @@ func figureLines(section string, figs []figure, vals map[string]int64) []line {
 		if f.Of >= 0 {
 			of := figs[f.Of].Key
 			l.Of, l.D = section+"."+of, vals[of]
-			l.Text = share(l.N, l.D)
+			l.Text = Share(l.N, l.D)
 		} else {
 			l.Text = fmt.Sprint(l.N)
 		}
@@ -47,47 +47,6 @@ func headlineLines(s *Summary) []line {
 		out = append(out, all[i])
 	}
 	return out
-}
-
-// Charts are laid out here and drawn by the template, so every label passes
-// through html/template's escaping like any other text.
-type chart struct {
-	Title         string
-	Width, Height int
-	LabelW        int
-	Bars          []bar
-}
-
-type bar struct {
-	Label, Full, Value  string
-	Y, TextY, W, ValueX int
-}
-
-const (
-	chartBarArea = 420
-	chartRow     = 22
-)
-
-func newChart(title string, labels []string, values []int64, denom int64) chart {
-	c := chart{Title: title, LabelW: 280}
-	c.Width = c.LabelW + chartBarArea + 130
-	c.Height = chartRow*len(labels) + 8
-	var max int64
-	for _, v := range values {
-		max = maxInt(max, v)
-	}
-	for i, l := range labels {
-		w := 0
-		if max > 0 {
-			w = int(float64(values[i]) / float64(max) * chartBarArea)
-		}
-		y := 4 + i*chartRow
-		c.Bars = append(c.Bars, bar{
-			Label: shorten(l, 40), Full: l, Value: share(values[i], denom),
-			Y: y, TextY: y + 15, W: w, ValueX: c.LabelW + w + 6,
-		})
-	}
-	return c
 }
 
 func maxInt(a, b int64) int64 {
@@ -126,7 +85,7 @@ func topViews(s *Summary) []topView {
 		var labels []string
 		var vals []int64
 		for i, e := range tl.Entries {
-			v.Rows = append(v.Rows, topRow{i + 1, e.Name, share(e.Count, tl.Total)})
+			v.Rows = append(v.Rows, topRow{i + 1, e.Name, Share(e.Count, tl.Total)})
 			labels = append(labels, e.Name)
 			vals = append(vals, e.Count)
 		}
@@ -158,9 +117,9 @@ func compareLines(section string, figs []figure, old, cur map[string]int64) []co
 			of := figs[f.Of].Key
 			od, odok := old[of]
 			nd := cur[of]
-			r.New = share(nn, nd)
+			r.New = Share(nn, nd)
 			if ook && odok {
-				r.Old = share(on, od)
+				r.Old = Share(on, od)
 				r.Change = fmt.Sprintf("%+d", nn-on)
 				if od > 0 && nd > 0 {
 					r.Change += fmt.Sprintf(" (%+.1f pp)", pct(nn, nd)-pct(on, od))
@@ -333,6 +292,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"orDa
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mxsurvey report</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -340,7 +300,9 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem}
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:.9em}
-svg text{font-size:12px;font-family:system-ui,sans-serif}
+svg.chart{display:block;max-width:100%;height:auto;margin:.5rem 0 1.5rem}
+svg text{font-family:system-ui,sans-serif}
+.scroll{overflow-x:auto}
 .muted{color:#666}
 </style>
 </head>
@@ -351,9 +313,9 @@ svg text{font-size:12px;font-family:system-ui,sans-serif}
 
 <h2>Which name does the certificate carry?</h2>
 <p>Of {{index .S.Hosts "with_cert"}} hosts with a parsed certificate (<code>hosts.with_cert</code>):</p>
-<table><tr><th>Certificate matches</th><th>Hosts</th><th>Denominator</th></tr>
+<div class="scroll"><table><tr><th>Certificate matches</th><th>Hosts</th><th>Denominator</th></tr>
 {{range .Headline}}<tr><td>{{.Label}}</td><td class="n">{{.Text}}</td><td><code>{{.Of}}</code></td></tr>
-{{end}}</table>
+{{end}}</table></div>
 {{template "chart" .HeadChart}}
 
 <h2>Hosts</h2>
@@ -364,9 +326,9 @@ svg text{font-size:12px;font-family:system-ui,sans-serif}
 {{range .Tops}}
 <h2>{{.Title}}</h2>
 <p>Of {{.List.Total}} ({{.Of}}); {{.List.Distinct}} distinct{{if .List.Other}}, {{.List.Other}} counted outside the top {{len .Rows}}{{end}}.</p>
-{{if .Rows}}<table><tr><th>#</th><th>Name</th><th>Count</th></tr>
+{{if .Rows}}<div class="scroll"><table><tr><th>#</th><th>Name</th><th>Count</th></tr>
 {{range .Rows}}<tr><td class="n">{{.Rank}}</td><td>{{.Name}}</td><td class="n">{{.Share}}</td></tr>
-{{end}}</table>
+{{end}}</table></div>
 {{template "chart" .Chart}}{{else}}<p class="muted">None.</p>{{end}}
 {{end}}
 
@@ -379,18 +341,18 @@ svg text{font-size:12px;font-family:system-ui,sans-serif}
 {{end}}
 </body>
 </html>
-{{define "figures"}}<table><tr><th>Figure</th><th>Key</th><th>Value</th><th>Denominator</th></tr>
+{{define "figures"}}<div class="scroll"><table><tr><th>Figure</th><th>Key</th><th>Value</th><th>Denominator</th></tr>
 {{range .}}<tr><td>{{.Label}}</td><td><code>{{.Key}}</code></td><td class="n">{{.Text}}</td><td><code>{{orDash .Of}}</code></td></tr>
-{{end}}</table>{{end}}
-{{define "compare"}}<table><tr><th>Figure</th><th>Old</th><th>New</th><th>Change</th></tr>
+{{end}}</table></div>{{end}}
+{{define "compare"}}<div class="scroll"><table><tr><th>Figure</th><th>Old</th><th>New</th><th>Change</th></tr>
 {{range .}}<tr><td>{{.Key}}</td><td class="n">{{.Old}}</td><td class="n">{{.New}}</td><td class="n">{{.Change}}</td></tr>
-{{end}}</table>{{end}}
-{{define "chart"}}<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}">
+{{end}}</table></div>{{end}}
+{{define "chart"}}<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" font-size="{{.FontSize}}">
 <title>{{.Title}}</title>
 {{range .Bars}}<g><title>{{.Full}}: {{.Value}}</title>
-<text x="0" y="{{.TextY}}">{{.Label}}</text>
-<rect x="{{$.LabelW}}" y="{{.Y}}" width="{{.W}}" height="18" fill="#4a78b5"></rect>
-<text x="{{.ValueX}}" y="{{.TextY}}">{{.Value}}</text></g>
+<text x="{{$.Inset}}" y="{{.LabelY}}">{{.Label}}</text>
+<rect x="{{$.Inset}}" y="{{.BarY}}" width="{{.W}}" height="{{$.BarH}}" fill="#4a78b5"></rect>
+<text x="{{.ValueX}}" y="{{.ValueY}}">{{.Value}}</text></g>
 {{end}}</svg>{{end}}
 `))
 

@@ -16,17 +16,23 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
+	"github.com/mxsurvey/mxsurvey/scan/stsfetch"
+
 	"github.com/mxsurvey/mxsurvey/scan/smtpreply"
 )
 
 // Bounds the hostile scan must stay within.
 const (
-	hostileProbeTimeout = 4 * time.Second
-	hostileStepTimeout  = 2 * time.Second
+	// With a 2 s step, a few ordinary handshakes timed out under make
+	// check's parallel load once the policy fetches joined the probes.
+	hostileProbeTimeout = 6 * time.Second
+	hostileStepTimeout  = 3 * time.Second
 	hostileScanBound    = 60 * time.Second
 	hostileHeapBound    = 200 << 20 // HeapInuse after GC, lab (same process) included
 	// maxErrorText is the documented cap of error and cert_parse_error
@@ -35,8 +41,9 @@ const (
 )
 
 // scanLab starts a lab in-process with the given world, scans it with the
-// given probe deadlines and returns the directories and the scan's duration.
-// DNS deadlines are generous: the tests share two cores with others.
+// given probe deadlines (the policy fetches' too) and policies on, and
+// returns the directories and the scan's duration. DNS deadlines are
+// generous: the tests share two cores with others.
 func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Duration) (labDir, scanDir string, took time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,10 +55,10 @@ func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Du
 	}
 	t.Cleanup(func() { l.Close() })
 	scanDir = filepath.Join(t.TempDir(), "scan")
-	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir, Resolvers: []string{l.DNSAddr},
-		DNSTimeout: 2 * time.Second, DNSRetries: 2, DNSConcurrency: 50, PTR: true,
-		Concurrency: 200, Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", IPv6: true,
-		ProbeTimeout: probeTimeout, StepTimeout: stepTimeout,
+	cfg := pipeline.Config{Input: l.DomainsPath(), Out: scanDir,
+		Resolve:        resolve.Config{Servers: []string{l.DNSAddr}, Timeout: 2 * time.Second, Retries: 2},
+		DNSConcurrency: 50, PTR: true, Concurrency: 200, IPv6: true, Policies: true, STS: stsfetch.Config{Port: l.MTASTSPort},
+		Probe: probe.Config{Port: l.SMTPPort, EHLOName: "scanner.mxsurvey.test", Timeout: probeTimeout, StepTimeout: stepTimeout},
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 	t0 := time.Now()
 	res, err := pipeline.Run(ctx, cfg)
@@ -59,8 +66,12 @@ func scanLab(t *testing.T, wp lab.WorldParams, probeTimeout, stepTimeout time.Du
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != record.StatusComplete {
+	if res.Manifest.Status != survey.StatusComplete {
 		t.Fatalf("scan status %s", res.Manifest.Status)
+	}
+	// The truth's DNSSEC statuses assume the AD bit was read.
+	if got := res.Manifest.Options["dnssec"]; got != survey.DNSSECTrusted {
+		t.Fatalf("manifest dnssec %v, the truth assumes %s", got, survey.DNSSECTrusted)
 	}
 	return labDir, scanDir, took
 }
@@ -103,6 +114,11 @@ func TestHostilePeers(t *testing.T) {
 		"reply bytes": {lab.AssumeMaxReplyBytes, smtpreply.DefaultMaxBytes},
 		"line bytes":  {lab.AssumeMaxLineBytes, smtpreply.DefaultMaxLineBytes},
 		"chain":       {lab.AssumeMaxChainCerts, probe.DefaultMaxChainCerts},
+		"MX hosts":    {lab.AssumeMaxMX, resolve.DefaultMaxMX},
+		"TXT records": {lab.AssumeMaxTXTRecords, resolve.MaxRecords},
+		"TXT bytes":   {lab.AssumeMaxTXTBytes, resolve.MaxTXTBytes},
+		"body kept":   {lab.AssumeMaxBodyKept, stsfetch.MaxBodyKept},
+		"body read":   {lab.AssumeMaxBodyRead, stsfetch.MaxBodyRead},
 	} {
 		if pair[0] != pair[1] {
 			t.Errorf("lab assumes %s cap %d, the scanner's is %d", name, pair[0], pair[1])
@@ -144,8 +160,8 @@ func TestHostilePeers(t *testing.T) {
 	// Every row against the truth; per hostile case the raw text, the
 	// bounds and the special columns.
 	checked := map[string]int{}
-	reachable, _ := checkAgainstTruth(t, truth, scanDir, func(h lab.TruthHost, p record.ProbeRow) {
-		k := h.IP + "|" + h.MXHost
+	reachable, _ := checkAgainstTruth(t, truth, scanDir, func(h lab.TruthHost, p survey.ProbeRow) {
+		k := survey.TargetKey(h.IP, h.MXHost)
 		c := h.Cases[len(h.Cases)-1]
 		if checked[c] == 0 && slices.Contains(lab.HostileCaseNames(), c) {
 			t.Logf("%-30s %s/%s in %d ms, %d bytes read, banner %q, error %q", c, p.Outcome, p.ErrorClass, p.DurationMS, p.BytesRead, clip(p.Banner), clip(p.Error))
@@ -179,6 +195,23 @@ func TestHostilePeers(t *testing.T) {
 	}
 	t.Logf("compared %d targets; per case: %v", len(reachable), checked)
 
+	// The policies rows of the bad inputs (10,000 TXT records, a policy of
+	// 2 MiB, a silent policy host, ...) stay within the documented caps and
+	// the fetch's deadline.
+	fetched := 0
+	if err := store.ReadAll(survey.PoliciesDir(scanDir), func(r *survey.PolicyRow) error {
+		for _, diff := range checkPolicyBounds(r) {
+			t.Errorf("policies %s: %s", r.Domain, diff)
+		}
+		if r.STSFetched {
+			fetched++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d policies fetched", fetched)
+
 	// The analysis: figures equal the truth's, and the HTML report carries
 	// no markup of the servers'.
 	reportDir := analyzeAgainstTruth(t, truth, labDir, scanDir, reachable)
@@ -194,7 +227,7 @@ func TestHostilePeers(t *testing.T) {
 }
 
 // compareRaw holds the stored server text against what the lab knows of it.
-func compareRaw(h lab.TruthHost, p record.ProbeRow) []string {
+func compareRaw(h lab.TruthHost, p survey.ProbeRow) []string {
 	var diffs []string
 	for _, want := range h.Raw {
 		// Text columns hold valid UTF-8 (invalid bytes become U+FFFD); the
@@ -236,7 +269,7 @@ func compareRaw(h lab.TruthHost, p record.ProbeRow) []string {
 }
 
 // checkBounds holds a row to the documented caps and deadlines.
-func checkBounds(p record.ProbeRow) []string {
+func checkBounds(p survey.ProbeRow) []string {
 	var diffs []string
 	for name, v := range map[string]string{"banner": p.Banner, "ehlo_refusal": p.EHLORefusal, "ehlo_reply": p.EHLOReply,
 		"starttls_reply": p.STARTTLSReply, "post_tls_ehlo_reply": p.PostTLSEHLOReply} {
@@ -252,11 +285,34 @@ func checkBounds(p record.ProbeRow) []string {
 	if len(p.CertChain) > probe.DefaultMaxChainCerts {
 		diffs = append(diffs, fmt.Sprintf("%d certificates stored, cap %d", len(p.CertChain), probe.DefaultMaxChainCerts))
 	}
-	if p.Outcome != record.OutcomeSkipped && time.Duration(p.DurationMS)*time.Millisecond > hostileProbeTimeout+2*time.Second {
+	if p.Outcome != survey.OutcomeSkipped && time.Duration(p.DurationMS)*time.Millisecond > hostileProbeTimeout+2*time.Second {
 		diffs = append(diffs, fmt.Sprintf("probe took %d ms, timeout %v", p.DurationMS, hostileProbeTimeout))
 	}
 	if p.BytesRead > probe.DefaultMaxProbeBytes {
 		diffs = append(diffs, fmt.Sprintf("read %d bytes, cap %d", p.BytesRead, probe.DefaultMaxProbeBytes))
+	}
+	return diffs
+}
+
+// checkPolicyBounds holds a policies row to the documented caps and the
+// fetch's deadline.
+func checkPolicyBounds(r *survey.PolicyRow) []string {
+	var diffs []string
+	for name, txt := range map[string][]string{"mta_sts_txt": r.MTASTSTXT, "tlsrpt_txt": r.TLSRPTTXT} {
+		if len(txt) > resolve.MaxRecords {
+			diffs = append(diffs, fmt.Sprintf("%s holds %d records, cap %d", name, len(txt), resolve.MaxRecords))
+		}
+		for _, s := range txt {
+			if len(s) > resolve.MaxTXTBytes {
+				diffs = append(diffs, fmt.Sprintf("%s record of %d bytes, cap %d", name, len(s), resolve.MaxTXTBytes))
+			}
+		}
+	}
+	if len(r.STSBody) > stsfetch.MaxBodyKept || r.STSBodyLen > stsfetch.MaxBodyRead || len(r.STSError) > maxErrorText {
+		diffs = append(diffs, fmt.Sprintf("body %d bytes kept, %d read, error %d bytes", len(r.STSBody), r.STSBodyLen, len(r.STSError)))
+	}
+	if time.Duration(r.STSDurationMS)*time.Millisecond > hostileProbeTimeout+2*time.Second {
+		diffs = append(diffs, fmt.Sprintf("fetch took %d ms, timeout %v", r.STSDurationMS, hostileProbeTimeout))
 	}
 	return diffs
 }

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
 // buildBinary builds cmd/mxsurvey once per test binary run.
@@ -40,7 +41,7 @@ func startLabProcess(t *testing.T, bin string, domains int) *labProcess {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "lab")
 	cmd := exec.Command(bin, "lab", "-domains", strconv.Itoa(domains), "-seed", "5", "-dns", "127.0.0.1:0",
-		"-smtp-port", "0", "-no-truth", "-out", dir)
+		"-smtp-port", "0", "-mta-sts-port", "0", "-no-truth", "-out", dir)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func startLabProcess(t *testing.T, bin string, domains int) *labProcess {
 }
 
 func scanArgs(l *labProcess, out string, extra ...string) []string {
-	args := []string{"scan", "-resolver", l.info.DNS, "-port", strconv.Itoa(l.info.SMTPPort),
+	args := []string{"scan", "-resolver", l.info.DNS, "-port", strconv.Itoa(l.info.SMTPPort), "-mta-sts-port", strconv.Itoa(l.info.MTASTSPort),
 		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6", "-ehlo-name", "scanner.mxsurvey.test",
 		"-rate", "0", "-dns-rate", "0", "-ip-interval", "0", "-timeout", "4s", "-step-timeout", "2s",
 		"-dns-timeout", "500ms", "-dns-retries", "1", "-checkpoint", "300ms", "-quiet", "-o", out}
@@ -79,15 +80,15 @@ func TestKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill/resume test: skipped in -short mode")
 	}
-	domains := 100_000
+	size := 100_000
 	if v := os.Getenv("MXSURVEY_KILL_DOMAINS"); v != "" {
-		domains, _ = strconv.Atoi(v)
+		size, _ = strconv.Atoi(v)
 	}
 	bin := buildBinary(t)
 	// The lab runs as its own process too: under -race an in-process lab
 	// of this size would be the bottleneck, and separate processes are how
 	// it is used.
-	l := startLabProcess(t, bin, domains)
+	l := startLabProcess(t, bin, size)
 	out := filepath.Join(t.TempDir(), "scan")
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -124,8 +125,8 @@ func TestKillAndResume(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 				t.Fatalf("SIGINT: exit %v, want status 130", err)
 			}
-			m, err := record.ReadManifest(out)
-			if err != nil || m.Status != record.StatusInterrupted {
+			m, err := store.ReadManifest(out)
+			if err != nil || m.Status != survey.StatusInterrupted {
 				t.Fatalf("after SIGINT manifest status = %v, %v", m, err)
 			}
 			t.Logf("run %d interrupted with SIGINT after %v", i, wait)
@@ -141,8 +142,8 @@ func TestKillAndResume(t *testing.T) {
 	if err := final.Run(); err != nil {
 		t.Fatalf("final resume: %v", err)
 	}
-	m, err := record.ReadManifest(out)
-	if err != nil || m.Status != record.StatusComplete {
+	m, err := store.ReadManifest(out)
+	if err != nil || m.Status != survey.StatusComplete {
 		t.Fatalf("final manifest: %+v %v", m, err)
 	}
 	if kills == 0 {
@@ -150,7 +151,7 @@ func TestKillAndResume(t *testing.T) {
 	}
 
 	// Every input domain exactly once: all its rows in one part.
-	in, err := datasets.Open(l.domains, datasets.FormatAuto)
+	in, err := domains.Open(l.domains, domains.FormatAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,15 +166,19 @@ func TestKillAndResume(t *testing.T) {
 	in.Close()
 	partOf := map[string]string{}
 	referenced := map[string]bool{}
-	mxParts, _ := record.Parts(filepath.Join(out, "mx"))
+	mxHosts := map[string]bool{}
+	mxParts, _ := store.Parts(survey.MXDir(out))
 	dupDomains := 0
-	err = readEachPart[record.MXRow](filepath.Join(out, "mx"), func(part string, r *record.MXRow) {
+	err = readEachPart[survey.MXRow](survey.MXDir(out), func(part string, r *survey.MXRow) {
 		if prev, ok := partOf[r.Domain]; ok && prev != part {
 			dupDomains++
 		}
 		partOf[r.Domain] = part
 		if r.IP != "" {
-			referenced[r.IP+"|"+r.MXHost] = true
+			referenced[survey.TargetKey(r.IP, r.MXHost)] = true
+		}
+		if r.MXHost != "" {
+			mxHosts[r.MXHost] = true
 		}
 	})
 	if err != nil {
@@ -192,8 +197,8 @@ func TestKillAndResume(t *testing.T) {
 		t.Errorf("dataset has %d domains, input %d, %d input domains missing", len(partOf), len(want), missing)
 	}
 	probed := map[string]int{}
-	err = readEachPart[record.ProbeRow](filepath.Join(out, "probes"), func(part string, r *record.ProbeRow) {
-		probed[r.IP+"|"+r.MXHost]++
+	err = readEachPart[survey.ProbeRow](survey.ProbesDir(out), func(part string, r *survey.ProbeRow) {
+		probed[survey.TargetKey(r.IP, r.MXHost)]++
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -214,17 +219,41 @@ func TestKillAndResume(t *testing.T) {
 		t.Errorf("targets: %d referenced, %d with probe rows, %d probed twice, %d never probed",
 			len(referenced), len(probed), twice, unprobed)
 	}
-	t.Logf("%d domains, %d targets after %d kills, 1 interrupt and resumes; %d mx parts", len(partOf), len(probed), kills, len(mxParts))
+	// Policies are on (the command's default): every domain has exactly one
+	// policies row and every MX host one tlsa row, whatever the kills hit,
+	// since a domain's mx rows are never committed before them.
+	polRows, tlsaRows := map[string]int{}, map[string]int{}
+	if err := readEachPart[survey.PolicyRow](survey.PoliciesDir(out), func(_ string, r *survey.PolicyRow) { polRows[r.Domain]++ }); err != nil {
+		t.Fatal(err)
+	}
+	if err := readEachPart[survey.TLSARow](survey.TLSADir(out), func(_ string, r *survey.TLSARow) { tlsaRows[r.MXHost]++ }); err != nil {
+		t.Fatal(err)
+	}
+	for what, rows := range map[string]struct {
+		got  map[string]int
+		want map[string]bool
+	}{"domains' policies": {polRows, want}, "MX hosts' tlsa": {tlsaRows, mxHosts}} {
+		bad := 0
+		for k := range rows.want {
+			if rows.got[k] != 1 {
+				bad++
+			}
+		}
+		if bad > 0 || len(rows.got) != len(rows.want) {
+			t.Errorf("%s rows: %d keys, %d wanted, %d without exactly one row", what, len(rows.got), len(rows.want), bad)
+		}
+	}
+	t.Logf("%d domains, %d targets, %d MX hosts after %d kills, 1 interrupt and resumes; %d mx parts", len(partOf), len(probed), len(mxHosts), kills, len(mxParts))
 }
 
 // readEachPart reads every committed part whole, naming the part of each row.
 func readEachPart[T any](dir string, fn func(part string, r *T)) error {
-	parts, err := record.Parts(dir)
+	parts, err := store.Parts(dir)
 	if err != nil {
 		return err
 	}
 	for _, p := range parts {
-		if err := record.ReadPart(p, func(r *T) error { fn(p, r); return nil }); err != nil {
+		if err := store.ReadPart(p, func(r *T) error { fn(p, r); return nil }); err != nil {
 			return fmt.Errorf("part %s does not read back whole: %w", p, err)
 		}
 	}

@@ -1,11 +1,15 @@
-// Package lab is the internet in a box (DESIGN 6): an authoritative DNS
-// server for synthetic zones under .test (RFC 2606) and SMTP servers on many
-// 127.x.y.z addresses, each with a known behaviour, plus the ground truth a
-// scan and an analysis of the lab must reproduce.
+// Package lab is the internet in a box (DESIGN 6): it wires the world
+// (lab/world) to an authoritative DNS server for synthetic zones under .test
+// (lab/dnsserver), SMTP servers on many 127.x.y.z addresses (lab/smtpserver)
+// with certificates from the lab's CA (lab/pki), MTA-STS policy hosts on
+// HTTPS (lab/httpsserver), and writes the directory a
+// scan and an analysis start from: the domain list, the CA bundle, lab.json
+// and the ground truth (lab/truth) they must reproduce.
 //
 // The truth is stated from the lab's own configuration (the case that made
 // each server), never by running the scanner's parsers or the analyzer's
-// matcher, so that one bug cannot hide on both sides.
+// matcher, so that one bug cannot hide on both sides: lab imports nothing
+// of scan/, analyze/ or datasets/. README.md is the map.
 package lab
 
 import (
@@ -24,7 +28,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/mxsurvey/mxsurvey/lab/dnsserver"
+	"github.com/mxsurvey/mxsurvey/lab/httpsserver"
+	"github.com/mxsurvey/mxsurvey/lab/pki"
+	"github.com/mxsurvey/mxsurvey/lab/smtpserver"
+	"github.com/mxsurvey/mxsurvey/lab/truth"
+	"github.com/mxsurvey/mxsurvey/lab/world"
 )
 
 // Files a lab writes into its directory.
@@ -34,6 +43,7 @@ const (
 	InfoFile         = "lab.json"
 	TruthDomainsFile = "truth-domains.jsonl"
 	TruthHostsFile   = "truth-hosts.jsonl"
+	TruthTLSAFile    = "truth-tlsa.jsonl"
 )
 
 // Config describes a lab. The zero value of every field but OutDir is usable.
@@ -41,8 +51,11 @@ type Config struct {
 	WorldParams
 	DNSAddr  string // UDP and TCP; default 127.0.0.53:5353; port 0 picks a free port
 	SMTPPort int    // port of the 0.0.0.0 tcp4 listener; 0 picks a free port
-	OutDir   string // required
-	NoTruth  bool   // skip the truth files (load tests of a million domains)
+	// MTASTSPort is the port of the policy hosts' 0.0.0.0 tcp4 HTTPS
+	// listener (a scan's -mta-sts-port); 0 picks a free port.
+	MTASTSPort int
+	OutDir     string // required
+	NoTruth    bool   // skip the truth files (load tests of a million domains)
 	// TruthBackground makes Start return as soon as DNS and SMTP serve and
 	// domains.csv, ca.pem and lab.json are written; the truth files are
 	// written meanwhile and appear, complete, when lab.json says
@@ -54,18 +67,20 @@ type Config struct {
 // Lab is a running lab.
 type Lab struct {
 	// DNSAddr is the bound DNS address (UDP and TCP), SMTPPort the bound SMTP
-	// port, Dir the output directory.
-	DNSAddr  string
-	SMTPPort int
-	Dir      string
+	// port, MTASTSPort the bound HTTPS port of the policy hosts, Dir the
+	// output directory.
+	DNSAddr    string
+	SMTPPort   int
+	MTASTSPort int
+	Dir        string
 	// Info is what lab.json holds.
 	Info Info
 
-	world *World
-	auth  *authority
-	udp   *dns.Server
-	tcp   *dns.Server
-	smtp  *smtpServer
+	world *world.World
+	auth  *pki.Authority
+	dns   *dnsserver.Server
+	smtp  *smtpserver.Server
+	https *httpsserver.Server
 	once  sync.Once
 	err   error
 
@@ -81,6 +96,7 @@ type Info struct {
 	DNS             string            `json:"dns"`
 	SMTPPort        int               `json:"smtp_port"`
 	SMTPListen      string            `json:"smtp_listen"`
+	MTASTSPort      int               `json:"mta_sts_port"` // the policy hosts' HTTPS port, on 0.0.0.0 (tcp4)
 	Seed            int64             `json:"seed"`
 	Domains         int               `json:"domains"`
 	Providers       int               `json:"providers"`
@@ -91,6 +107,7 @@ type Info struct {
 	BackgroundCases map[string]int    `json:"background_cases"` // background domains per kind/server case
 	CaseTargets     map[string]int    `json:"case_targets"`     // truth-hosts rows per case name, and per dialect (dialect_*)
 	Targets         int               `json:"targets"`          // rows in truth-hosts.jsonl (once truth_ready)
+	TLSAHosts       int               `json:"tlsa_hosts"`       // rows in truth-tlsa.jsonl (once truth_ready)
 	TruthWritten    bool              `json:"truth_written"`    // truth files asked for: false with NoTruth
 	TruthReady      bool              `json:"truth_ready"`      // the truth files are complete (they appear only then)
 	TruthError      string            `json:"truth_error,omitempty"`
@@ -107,6 +124,7 @@ func (l *Lab) CAPath() string           { return filepath.Join(l.Dir, CAFile) }
 func (l *Lab) InfoPath() string         { return filepath.Join(l.Dir, InfoFile) }
 func (l *Lab) TruthDomainsPath() string { return filepath.Join(l.Dir, TruthDomainsFile) }
 func (l *Lab) TruthHostsPath() string   { return filepath.Join(l.Dir, TruthHostsFile) }
+func (l *Lab) TruthTLSAPath() string    { return filepath.Join(l.Dir, TruthTLSAFile) }
 
 // Start binds the servers, starts serving, and writes the directory's files:
 // domains.csv, ca.pem and lab.json, and the truth files, before it returns or
@@ -114,17 +132,17 @@ func (l *Lab) TruthHostsPath() string   { return filepath.Join(l.Dir, TruthHosts
 // renamed). Close stops it.
 func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	t0 := time.Now()
-	if cfg.OutDir == "" {
-		return nil, errors.New("lab: an output directory is required")
+	if err := cfg.checkOutDir(); err != nil {
+		return nil, err
 	}
 	if cfg.DNSAddr == "" {
 		cfg.DNSAddr = "127.0.0.53:5353"
 	}
-	w, err := NewWorld(cfg.WorldParams)
+	w, err := world.New(cfg.WorldParams)
 	if err != nil {
 		return nil, err
 	}
-	auth, err := newAuthority(w.seed)
+	auth, err := pki.New(w.Seed())
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	// A lab.json or truth left by an earlier lab in this directory must not
 	// pass for this one's.
-	for _, f := range []string{InfoFile, TruthDomainsFile, TruthHostsFile} {
+	for _, f := range []string{InfoFile, TruthDomainsFile, TruthHostsFile, TruthTLSAFile} {
 		if err := os.Remove(filepath.Join(cfg.OutDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -143,14 +161,17 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	l.Info = Info{
-		DNS: l.DNSAddr, SMTPPort: l.SMTPPort, SMTPListen: "0.0.0.0:" + strconv.Itoa(l.SMTPPort),
-		Seed: cfg.Seed, Domains: w.n, Providers: len(w.providers), HostingHosts: w.nHosting,
-		LatencyMin: w.p.LatencyMin.String(), LatencyMax: w.p.LatencyMax.String(),
+		DNS: l.DNSAddr, SMTPPort: l.SMTPPort, SMTPListen: "0.0.0.0:" + strconv.Itoa(l.SMTPPort), MTASTSPort: l.MTASTSPort,
+		Seed: cfg.Seed, Domains: w.Len(), Providers: w.Providers(), HostingHosts: w.HostingServers(),
+		LatencyMin: w.Params().LatencyMin.String(), LatencyMax: w.Params().LatencyMax.String(),
 		ScannerAssume: "resolver " + l.DNSAddr + ", port " + strconv.Itoa(l.SMTPPort) +
 			", SNI = MX host, TLS 1.3 offered, -ipv6, allow 127.0.0.0/8 and ::1/128, roots " + CAFile +
 			fmt.Sprintf(", reply caps %d lines / %d bytes / %d-byte lines, %d certificates kept, step deadline under 60s",
-				AssumeMaxReplyLines, AssumeMaxReplyBytes, AssumeMaxLineBytes, AssumeMaxChainCerts),
-		Files:        map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile},
+				world.AssumeMaxReplyLines, world.AssumeMaxReplyBytes, world.AssumeMaxLineBytes, world.AssumeMaxChainCerts) +
+			fmt.Sprintf("; policies on, resolver trusted for AD, -mta-sts-port %d, %d MX kept, %d TXT records of %d bytes kept, policy bodies %d bytes kept of %d read",
+				l.MTASTSPort, world.AssumeMaxMX, world.AssumeMaxTXTRecords, world.AssumeMaxTXTBytes, world.AssumeMaxBodyKept, world.AssumeMaxBodyRead),
+		Files: map[string]string{"domains": DomainsFile, "ca": CAFile, "truth_domains": TruthDomainsFile, "truth_hosts": TruthHostsFile,
+			"truth_tlsa": TruthTLSAFile},
 		TruthWritten: !cfg.NoTruth,
 		PID:          os.Getpid(),
 	}
@@ -158,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		l.Close()
 		return nil, err
 	}
-	if err := writeFileAtomic(l.CAPath(), l.auth.rootPEM()); err != nil {
+	if err := writeFileAtomic(l.CAPath(), l.auth.RootPEM()); err != nil {
 		return fail(err)
 	}
 	if err := l.writeDomains(ctx); err != nil {
@@ -223,61 +244,28 @@ func (l *Lab) WaitTruth(ctx context.Context) error {
 }
 
 func (l *Lab) listen(cfg Config) error {
-	var pc net.PacketConn
-	var tl net.Listener
-	var err error
-	// With port 0 the TCP listener must take the port UDP got; that port can
-	// be taken over TCP already, so try a few.
-	for try := 0; try < 10; try++ {
-		pc, err = net.ListenPacket("udp", cfg.DNSAddr)
-		if err != nil {
-			return fmt.Errorf("lab: dns: %w", err)
-		}
-		tl, err = net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-		if _, port, _ := net.SplitHostPort(cfg.DNSAddr); port != "0" {
-			return fmt.Errorf("lab: dns: %w", err)
-		}
-	}
+	ds, err := dnsserver.Start(cfg.DNSAddr, l.world, l.auth)
 	if err != nil {
-		return fmt.Errorf("lab: dns: %w", err)
+		return err
 	}
-	// A resolver serving a survey runs with a large receive buffer (unbound's
-	// so-rcvbuf): at Linux's default 208 KiB a few hundred queries arriving
-	// together overflow it, and each lost one costs its client a timeout.
-	if uc, ok := pc.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(4 << 20) // capped at net.core.rmem_max; the default still serves
-	}
-	h := &dnsHandler{w: l.world}
-	l.DNSAddr = pc.LocalAddr().String()
-	l.udp = &dns.Server{PacketConn: pc, Handler: h}
-	l.tcp = &dns.Server{Listener: tl, Handler: h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-	for _, s := range []*dns.Server{l.udp, l.tcp} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		go func() {
-			_ = s.ActivateAndServe() // returns after Shutdown; a failure shows up as started never closing
-		}()
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			return errors.New("lab: dns server did not start")
-		}
-	}
+	l.dns, l.DNSAddr = ds, ds.Addr
 	// tcp4 only: [::1]:port must refuse, which is the smtp_refused case.
 	sl, err := net.Listen("tcp4", "0.0.0.0:"+strconv.Itoa(cfg.SMTPPort))
 	if err != nil {
-		l.udp.Shutdown()
-		l.tcp.Shutdown()
+		ds.Close()
 		return fmt.Errorf("lab: smtp: %w", err)
 	}
 	l.SMTPPort = sl.Addr().(*net.TCPAddr).Port
-	l.smtp = newSMTPServer(l.world, l.auth, sl)
-	l.smtp.wg.Add(1)
-	go l.smtp.serve()
+	l.smtp = smtpserver.Serve(l.world, l.auth, sl)
+	// tcp4 only, as SMTP: [::1]:port must refuse (sts_refused).
+	hl, err := net.Listen("tcp4", "0.0.0.0:"+strconv.Itoa(cfg.MTASTSPort))
+	if err != nil {
+		ds.Close()
+		l.smtp.Close()
+		return fmt.Errorf("lab: mta-sts https: %w", err)
+	}
+	l.MTASTSPort = hl.Addr().(*net.TCPAddr).Port
+	l.https = httpsserver.Serve(l.world, l.auth, hl)
 	return nil
 }
 
@@ -289,16 +277,14 @@ func (l *Lab) Close() error {
 			l.truthCancel()
 			<-l.truthDone
 		}
-		if l.udp != nil {
-			errs = append(errs, l.udp.Shutdown())
-		}
-		if l.tcp != nil {
-			errs = append(errs, l.tcp.Shutdown())
+		if l.dns != nil {
+			errs = append(errs, l.dns.Close())
 		}
 		if l.smtp != nil {
-			if err := l.smtp.close(); err != nil && !errors.Is(err, net.ErrClosed) {
-				errs = append(errs, err)
-			}
+			errs = append(errs, l.smtp.Close())
+		}
+		if l.https != nil {
+			errs = append(errs, l.https.Close())
 		}
 		l.err = errors.Join(errs...)
 	})
@@ -331,11 +317,12 @@ func tmpName(path string) string {
 // chunk is the output for a run of consecutive domains, made by a worker and
 // written in order.
 type chunk struct {
-	a, b        bytes.Buffer // domains.csv; or truth-domains and truth-hosts
+	a, b, c     bytes.Buffer // domains.csv; or truth-domains, truth-hosts and truth-tlsa
 	caseDomains map[string]int
 	bgCases     map[string]int
 	caseTargets map[string]int
 	targets     int
+	tlsa        int
 	err         error
 }
 
@@ -350,10 +337,11 @@ func getChunk() *chunk {
 	c := chunkPool.Get().(*chunk)
 	c.a.Reset()
 	c.b.Reset()
+	c.c.Reset()
 	clear(c.caseDomains)
 	clear(c.bgCases)
 	clear(c.caseTargets)
-	c.targets, c.err = 0, nil
+	c.targets, c.tlsa, c.err = 0, 0, nil
 	return c
 }
 
@@ -372,39 +360,50 @@ func (l *Lab) writeDomains(ctx context.Context) error {
 	})
 }
 
-// writeTruth writes the two truth files and counts the targets into info.
+// writeTruth writes the three truth files and counts their rows into info.
 func (l *Lab) writeTruth(ctx context.Context, info *Info) error {
-	w := l.world
+	st := truth.NewStater(l.world, l.auth, l.SMTPPort, l.MTASTSPort)
 	info.CaseTargets = map[string]int{}
-	info.Targets = 0
-	var pre []byte
-	for _, t := range w.providerTargets() {
-		h, err := w.hostTruth(l.auth, t, l.SMTPPort, nil)
-		if err != nil {
-			return err
-		}
-		pre = appendTruthHost(pre, &h)
-		info.Targets++
-		for _, c := range h.Cases {
-			info.CaseTargets[c]++
-		}
-		if h.Dialect != "" {
-			info.CaseTargets["dialect_"+h.Dialect]++
-		}
+	info.Targets, info.TLSAHosts = 0, 0
+	hosts, tlsa, err := st.Providers()
+	if err != nil {
+		return err
 	}
-	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath()}, [][]byte{nil, pre}, l.truthChunk, func(c *chunk) {
-		for k, v := range c.caseTargets {
-			info.CaseTargets[k] += v
-		}
-		info.Targets += c.targets
-	})
+	var preHosts, preTLSA []byte
+	for i := range hosts {
+		preHosts = truth.AppendHost(preHosts, &hosts[i])
+		info.Targets++
+		countTarget(info.CaseTargets, &hosts[i])
+	}
+	for i := range tlsa {
+		preTLSA = truth.AppendTLSA(preTLSA, &tlsa[i])
+		info.TLSAHosts++
+	}
+	return l.writeChunked(ctx, []string{l.TruthDomainsPath(), l.TruthHostsPath(), l.TruthTLSAPath()}, [][]byte{nil, preHosts, preTLSA},
+		func(ci int) *chunk { return l.truthChunk(st, ci) }, func(c *chunk) {
+			for k, v := range c.caseTargets {
+				info.CaseTargets[k] += v
+			}
+			info.Targets += c.targets
+			info.TLSAHosts += c.tlsa
+		})
+}
+
+// countTarget counts a truth row under each of its case labels and its
+// dialect (lab.json's case_targets).
+func countTarget(m map[string]int, h *truth.Host) {
+	for _, c := range h.Cases {
+		m[c]++
+	}
+	if h.Dialect != "" {
+		m["dialect_"+h.Dialect]++
+	}
 }
 
 // writeChunked makes the chunks of all domains on every core and writes
-// them in order into files (one or two: chunk.a, chunk.b), each written
-// aside and renamed into place once complete.
+// them in order into files (one to three: chunk.a, chunk.b, chunk.c), each
+// written aside and renamed into place once complete.
 func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, mk func(int) *chunk, merge func(*chunk)) error {
-	w := l.world
 	outs := make([]*bufio.Writer, len(paths))
 	files := make([]*os.File, len(paths))
 	defer func() {
@@ -426,7 +425,8 @@ func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, 
 			return err
 		}
 	}
-	nChunks := (w.n + chunkSize - 1) / chunkSize
+	n := l.world.Len()
+	nChunks := (n + chunkSize - 1) / chunkSize
 	results := make([]chan *chunk, nChunks)
 	for i := range results {
 		results[i] = make(chan *chunk, 1)
@@ -473,7 +473,7 @@ func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, 
 		if c.err != nil {
 			return c.err
 		}
-		for k, buf := range []*bytes.Buffer{&c.a, &c.b}[:len(outs)] {
+		for k, buf := range []*bytes.Buffer{&c.a, &c.b, &c.c}[:len(outs)] {
 			if _, err := outs[k].Write(buf.Bytes()); err != nil {
 				return err
 			}
@@ -501,14 +501,14 @@ func (l *Lab) writeChunked(ctx context.Context, paths []string, heads [][]byte, 
 func (l *Lab) domainsChunk(ci int) *chunk {
 	w := l.world
 	c := getChunk()
-	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.n); i++ {
-		d := w.domain(i)
+	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.Len()); i++ {
+		d := w.Domain(i)
 		b := c.a.AvailableBuffer()
 		b = strconv.AppendInt(b, int64(i+1), 10)
 		b = append(b, ',')
-		b = append(b, d.name...)
+		b = append(b, d.Name...)
 		c.a.Write(append(b, '\n'))
-		cases := w.domainCases(d)
+		cases := w.Cases(d)
 		c.caseDomains[cases[0]]++
 		if len(cases) > 1 {
 			c.bgCases[strings.Join(cases, "/")]++
@@ -517,29 +517,28 @@ func (l *Lab) domainsChunk(ci int) *chunk {
 	return c
 }
 
-func (l *Lab) truthChunk(ci int) *chunk {
+func (l *Lab) truthChunk(st *truth.Stater, ci int) *chunk {
 	w := l.world
 	c := getChunk()
-	memo := map[string]certDigest{}
-	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.n); i++ {
-		d := w.domain(i)
-		td := w.truthDomain(d)
-		c.a.Write(appendTruthDomain(c.a.AvailableBuffer(), &td))
-		clear(memo)
-		for _, t := range w.ownedTargets(d) {
-			h, err := w.hostTruth(l.auth, t, l.SMTPPort, memo)
-			if err != nil {
-				c.err = err
-				return c
-			}
-			c.b.Write(appendTruthHost(c.b.AvailableBuffer(), &h))
+	memo := map[string]pki.Digest{}
+	var hosts []truth.Host
+	var tlsa []truth.TLSA
+	for i := ci * chunkSize; i < min((ci+1)*chunkSize, w.Len()); i++ {
+		td, hs, ts, err := st.Rows(w.Domain(i), memo, hosts[:0], tlsa[:0])
+		if err != nil {
+			c.err = err
+			return c
+		}
+		hosts, tlsa = hs, ts
+		c.a.Write(truth.AppendDomain(c.a.AvailableBuffer(), &td))
+		for k := range hosts {
+			c.b.Write(truth.AppendHost(c.b.AvailableBuffer(), &hosts[k]))
 			c.targets++
-			for _, k := range h.Cases {
-				c.caseTargets[k]++
-			}
-			if h.Dialect != "" {
-				c.caseTargets["dialect_"+h.Dialect]++
-			}
+			countTarget(c.caseTargets, &hosts[k])
+		}
+		for k := range tlsa {
+			c.c.Write(truth.AppendTLSA(c.c.AvailableBuffer(), &tlsa[k]))
+			c.tlsa++
 		}
 	}
 	return c

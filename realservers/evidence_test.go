@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,7 +62,8 @@ type rawCapture struct {
 	PostTLS  []string // the EHLO reply's lines over TLS
 	// Go's view of the handshake (the scanner's TLS library, so these are
 	// what the scanner should see; openssl's view is in sClient).
-	TLSVersion, TLSCipher, TLSGroup string
+	TLSVersion, TLSCipher string
+	TLSGroup              tls.CurveID // the codepoint; its names are docs/schema.md's business
 }
 
 // capture talks to a server by hand: greeting, EHLO ehloName, STARTTLS, a
@@ -102,7 +104,7 @@ func capture(ctx context.Context, ip string, port int, sni string) (rawCapture, 
 		return rc, fmt.Errorf("handshake: %w", err)
 	}
 	st := tc.ConnectionState()
-	rc.TLSVersion, rc.TLSCipher, rc.TLSGroup = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID.String()
+	rc.TLSVersion, rc.TLSCipher, rc.TLSGroup = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID
 	r = bufio.NewReader(tc)
 	if _, err = fmt.Fprintf(tc, "EHLO %s\r\n", ehloName); err != nil {
 		return rc, err
@@ -173,14 +175,14 @@ type sClient struct {
 	Chain      []string // PEM blocks, in the order printed (-showcerts: as sent)
 	Protocol   string   // "TLSv1.3"
 	Cipher     string   // "TLS_AES_256_GCM_SHA384"
-	TempKey    string   // "X25519" (the key exchange group)
+	KeyLine    string   // the key exchange line as printed: "Server Temp Key: X25519, 253 bits"
 	VerifyCode int      // "Verify return code: N (...)"
 	VerifyText string
 }
 
 var (
 	reNewLine    = regexp.MustCompile(`(?m)^New, (\S+), Cipher is (\S+)\s*$`)
-	reTempKey    = regexp.MustCompile(`(?m)^Server Temp Key: ([^,\s]+)`)
+	reKeyLine    = regexp.MustCompile(`(?m)^((?:Server Temp Key|Negotiated [^:\n]*group): [^\n]*?)\s*$`)
 	reVerify     = regexp.MustCompile(`(?m)^\s*Verify return code: (\d+) \(([^)]*)\)`)
 	rePEM        = regexp.MustCompile(`(?s)-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n?`)
 	reFinger     = regexp.MustCompile(`(?i)^\s*sha-?256 Fingerprint=([0-9a-f:]+)\s*$`)
@@ -195,8 +197,8 @@ func parseSClient(out string) (sClient, error) {
 		return s, errors.New("s_client: no \"New, ..., Cipher is ...\" line (handshake failed?)")
 	}
 	s.Protocol, s.Cipher = m[1], m[2]
-	if m := reTempKey.FindStringSubmatch(out); m != nil {
-		s.TempKey = m[1]
+	if m := reKeyLine.FindStringSubmatch(out); m != nil {
+		s.KeyLine = m[1]
 	}
 	if m := reVerify.FindStringSubmatch(out); m != nil {
 		s.VerifyCode, _ = strconv.Atoi(m[1]) // \d+ of a few digits
@@ -241,21 +243,6 @@ func normTLSVersion(s string) string {
 	s = strings.NewReplacer("v", "", " ", "", "_", "").Replace(s)
 	if len(s) == 5 && strings.HasPrefix(s, "tls1") { // "tls13"
 		s = "tls1." + s[4:]
-	}
-	return s
-}
-
-// normGroup maps "X25519", "x25519", "CurveP256", "prime256v1", "P-256",
-// "secp256r1" to one spelling per group.
-func normGroup(s string) string {
-	s = strings.ToLower(strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.TrimSpace(s)))
-	switch s {
-	case "curvep256", "prime256v1", "secp256r1", "p256":
-		return "p256"
-	case "curvep384", "secp384r1", "p384":
-		return "p384"
-	case "curvep521", "secp521r1", "p521":
-		return "p521"
 	}
 	return s
 }
@@ -306,11 +293,11 @@ func parsePosttlsFinger(out string) (finger, error) {
 // runSClient connects with openssl s_client as a mail administrator would
 // (stdin empty: it closes after the handshake), with SNI = the MX name, the
 // test CA as the only trust anchor and the MX name checked.
-func (l *lab) runSClient(ctx context.Context, s serverSpec) (sClient, string, error) {
+func (l *lab) runSClient(ctx context.Context, ip, mx string) (sClient, string, error) {
 	out, err := run(ctx, "", l.tools.openssl, "s_client",
 		"-starttls", "smtp", "-name", ehloName,
-		"-connect", net.JoinHostPort(s.IP, strconv.Itoa(l.port)), "-servername", s.MX,
-		"-crlf", "-showcerts", "-CAfile", l.caFile, "-verify_hostname", s.MX)
+		"-connect", net.JoinHostPort(ip, strconv.Itoa(l.port)), "-servername", mx,
+		"-crlf", "-showcerts", "-CAfile", l.caFile, "-verify_hostname", mx)
 	if err != nil {
 		return sClient{}, out, err
 	}
@@ -345,4 +332,226 @@ func (l *lab) runFinger(ctx context.Context, s serverSpec) (finger, string, erro
 func sha256Hex(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
+}
+
+// --- dig
+
+// digResult is what dig printed about one query.
+type digResult struct {
+	Status string   // NOERROR, SERVFAIL, NXDOMAIN, ...
+	Flags  []string // header flags: qr rd ra ad cd
+	Answer []digRR  // the answer section
+}
+
+// digRR is one record of an answer section: owner (lowercase, with the
+// trailing dot), type, and the data as printed.
+type digRR struct {
+	Owner, Type, Data string
+}
+
+var (
+	reDigStatus = regexp.MustCompile(`(?m)^;; ->>HEADER<<- opcode: \w+, status: (\w+), id: \d+$`)
+	reDigFlags  = regexp.MustCompile(`(?m)^;; flags:([a-z ]*);`)
+	// owner TTL class type data; the data as printed (TXT strings keep
+	// their spaces).
+	reDigRR = regexp.MustCompile(`^(\S+)\s+\d+\s+\S+\s+(\S+)\s+(.*?)\s*$`)
+)
+
+// parseDig reads dig's default output (header, sections as comments).
+func parseDig(out string) (digResult, error) {
+	var r digResult
+	m := reDigStatus.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("dig: no header line in %q", tail(out, 300))
+	}
+	r.Status = m[1]
+	if m := reDigFlags.FindStringSubmatch(out); m != nil {
+		r.Flags = strings.Fields(m[1])
+	}
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case line == ";; ANSWER SECTION:":
+			in = true
+		case !in:
+		case strings.TrimSpace(line) == "" || strings.HasPrefix(line, ";"):
+			in = false
+		default:
+			m := reDigRR.FindStringSubmatch(line)
+			if m == nil {
+				return r, fmt.Errorf("dig: answer line %q", line)
+			}
+			r.Answer = append(r.Answer, digRR{Owner: strings.ToLower(m[1]), Type: m[2], Data: m[3]})
+		}
+	}
+	return r, nil
+}
+
+// AD says whether the answer carried the AD bit.
+func (r digResult) AD() bool { return slices.Contains(r.Flags, "ad") }
+
+// Records are the data of the answer's records of one type.
+func (r digResult) Records(rrtype string) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		if rr.Type == rrtype {
+			out = append(out, rr.Data)
+		}
+	}
+	return out
+}
+
+// TLSA is a TLSA record's data as dig prints it ("3 1 1 9C37...
+// DF75DAE8": the hex upper case, in groups) in the presentation form the
+// harness writes: lower case, one word.
+func digTLSA(data string) string {
+	f := strings.Fields(data)
+	if len(f) < 4 {
+		return data
+	}
+	return strings.ToLower(strings.Join(f[:3], " ") + " " + strings.Join(f[3:], ""))
+}
+
+// --- delv
+
+// delvResult is BIND's validator's verdict on one lookup.
+type delvResult struct {
+	Validated bool   // "; fully validated" or "; negative response, fully validated"
+	Negative  bool   // the validated answer is a denial
+	Unsigned  bool   // "; unsigned answer"
+	Failure   string // ";; resolution failed: <reason>", when not validated
+}
+
+var reDelvFailed = regexp.MustCompile(`(?m)^;; resolution failed: (.*)$`)
+
+// parseDelv reads delv's output. A validated denial prints "resolution
+// failed: ncache nxdomain" first, then "; negative response, fully
+// validated".
+func parseDelv(out string) (delvResult, error) {
+	var r delvResult
+	for _, line := range strings.Split(out, "\n") {
+		switch strings.TrimSpace(line) {
+		case "; fully validated":
+			r.Validated = true
+		case "; negative response, fully validated":
+			r.Validated, r.Negative = true, true
+		case "; unsigned answer":
+			r.Unsigned = true
+		}
+	}
+	if m := reDelvFailed.FindStringSubmatch(out); m != nil && !r.Validated {
+		r.Failure = m[1]
+	}
+	if !r.Validated && !r.Unsigned && r.Failure == "" {
+		return r, fmt.Errorf("delv: no verdict in %q", tail(out, 300))
+	}
+	return r, nil
+}
+
+// --- posttls-finger at the dane level
+
+// fingerDANE is what posttls-finger -l dane said about one destination.
+type fingerDANE struct {
+	Trust string // Verified, Trusted, Untrusted, Anonymous; "" when no TLS session was made
+	// Matched are the TLSA records it matched ("3 1 1 <hex>", lower case),
+	// with the kind of certificate ("EE", "TA") in MatchedKind.
+	Matched, MatchedKind []string
+	// Unsupported are the TLSA records it refused to use (a usage not for SMTP).
+	Unsupported []string
+	// VerifyError is its certificate verification failure
+	// ("num=65:no matching DANE TLSA records", "num=62:hostname mismatch").
+	VerifyError string
+	// TLSALookupError: the TLSA lookup failed (SERVFAIL), so no session was
+	// attempted, as a DANE sender defers delivery.
+	TLSALookupError bool
+	// Failure is the line saying why no session was made.
+	Failure string
+}
+
+var (
+	reFingerMatched     = regexp.MustCompile(`(?m)Matched DANE (EE|TA) certificate at depth \d+: (\d+ \d+ \d+ [0-9A-Fa-f]+)\s*$`)
+	reFingerUnsupported = regexp.MustCompile(`(?m)warning: \S+ unsupported TLSA [^:]*: (\d+ \d+ \d+ [0-9A-Fa-f]+)\s*$`)
+	reFingerVerifyErr   = regexp.MustCompile(`(?m)certificate verification failed for \S+: (.*?)\s*$`)
+	reFingerTLSAError   = regexp.MustCompile(`(?m)TLSA lookup error for \S+`)
+	reFingerFailure     = regexp.MustCompile(`(?m)^posttls-finger: ((?:Failed to establish session|Destination address lookup failed)[^\n]*?)\s*$`)
+)
+
+// parseFingerDANE reads posttls-finger -l dane -L summary,certmatch output.
+func parseFingerDANE(out string) (fingerDANE, error) {
+	var f fingerDANE
+	if m := reFingerConn.FindStringSubmatch(out); m != nil {
+		f.Trust = m[1]
+	}
+	for _, m := range reFingerMatched.FindAllStringSubmatch(out, -1) {
+		f.MatchedKind = append(f.MatchedKind, m[1])
+		f.Matched = append(f.Matched, strings.ToLower(m[2]))
+	}
+	for _, m := range reFingerUnsupported.FindAllStringSubmatch(out, -1) {
+		f.Unsupported = append(f.Unsupported, strings.ToLower(m[1]))
+	}
+	if m := reFingerVerifyErr.FindStringSubmatch(out); m != nil {
+		f.VerifyError = m[1]
+	}
+	f.TLSALookupError = reFingerTLSAError.MatchString(out)
+	if m := reFingerFailure.FindStringSubmatch(out); m != nil {
+		f.Failure = m[1]
+	}
+	if f.Trust == "" && f.Failure == "" {
+		return f, fmt.Errorf("posttls-finger: neither a TLS session nor a failure in %q", tail(out, 300))
+	}
+	return f, nil
+}
+
+// DANEVerified is a DANE sender's verdict: the session was authenticated
+// by a TLSA record.
+func (f fingerDANE) DANEVerified() bool { return f.Trust == "Verified" && len(f.Matched) > 0 }
+
+// --- curl
+
+// curlResult is what curl got for one URL.
+type curlResult struct {
+	Exit        int    // curl's exit status: 0, 7 (could not connect), 60 (certificate not verified), ...
+	Error       string // its error message (-sS)
+	Status      int
+	ContentType string // the Content-Type header's value as sent
+	Location    string // the Location header's value as sent
+	Body        []byte
+}
+
+// curlWriteOut is the -w format: one marked line after the transfer.
+const curlWriteOut = "\ncurl-w: %{http_code}\n"
+
+var reCurlW = regexp.MustCompile(`(?m)^curl-w: (\d+)$`)
+
+// parseCurl reads curl's combined output (error message, then the -w line)
+// and the header block it dumped (-D).
+func parseCurl(out string, headers []byte) (curlResult, error) {
+	var r curlResult
+	m := reCurlW.FindStringSubmatchIndex(out)
+	if m == nil {
+		return r, fmt.Errorf("curl: no write-out line in %q", tail(out, 300))
+	}
+	r.Status, _ = strconv.Atoi(out[m[2]:m[3]]) // \d+
+	r.Error = strings.TrimSpace(out[:m[0]])
+	// The last header block (a 100-continue or proxy block would come first).
+	blocks := strings.Split(strings.ReplaceAll(string(headers), "\r\n", "\n"), "\n\n")
+	last := ""
+	for _, b := range blocks {
+		if strings.TrimSpace(b) != "" {
+			last = b
+		}
+	}
+	for _, line := range strings.Split(last, "\n")[1:] {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(name) {
+		case "content-type":
+			r.ContentType = strings.TrimSpace(value)
+		case "location":
+			r.Location = strings.TrimSpace(value)
+		}
+	}
+	return r, nil
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the real servers the realservers integration suite runs:
 # postfix (with posttls-finger), exim4 (the exim4-daemon-light binary, see
-# below), nsd and openssl, from Debian's packages. Idempotent: a second run
-# installs nothing and takes about a second.
+# below), nsd, unbound, nginx and openssl, and the tools of the DNSSEC, DANE
+# and MTA-STS harness (ldnsutils: ldns-keygen, ldns-signzone, ldns-dane;
+# bind9-dnsutils: dig, delv; curl), from Debian's packages. Idempotent: a
+# second run installs nothing and takes about a second.
 #
 #   sudo bash realservers/install.sh
 #
@@ -31,15 +33,18 @@ fi
 
 # Libraries exim4-daemon-light (bookworm) links against, so the unpacked binary runs.
 EXIM_LIBS="libc6 libcrypt1 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libpcre2-8-0 libnsl2"
-PKGS="postfix nsd openssl ssl-cert ca-certificates $EXIM_LIBS"
+PKGS="postfix nsd unbound nginx ldnsutils bind9-dnsutils curl openssl ssl-cert ca-certificates $EXIM_LIBS"
 
 have_all() {
 	command -v postfix >/dev/null && command -v nsd >/dev/null && command -v openssl >/dev/null &&
+		command -v unbound >/dev/null && command -v nginx >/dev/null &&
+		command -v ldns-signzone >/dev/null && command -v ldns-keygen >/dev/null && command -v ldns-dane >/dev/null &&
+		command -v dig >/dev/null && command -v delv >/dev/null && command -v curl >/dev/null && command -v unshare >/dev/null &&
 		[ -x /usr/sbin/posttls-finger ] && [ -x "$EXIM" ] && "$EXIM" -C /dev/null -bV >/dev/null 2>&1
 }
 
 if have_all; then
-	echo "realservers/install.sh: already installed (postfix, nsd, openssl, $EXIM)"
+	echo "realservers/install.sh: already installed (postfix, nsd, unbound, nginx, ldnsutils, dig, delv, curl, openssl, $EXIM)"
 	exit 0
 fi
 
@@ -73,13 +78,16 @@ if [ "$postfix_was_installed" = no ] && [ -s /var/spool/postfix/pid/master.pid ]
 		postfix stop || true
 	fi
 fi
-# Same for nsd.
-if command -v service >/dev/null && [ -s /run/nsd/nsd.pid ]; then
-	pid=$(cat /run/nsd/nsd.pid)
-	if kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = nsd ]; then
-		kill -TERM "$pid" || true
+# Same for nsd, unbound and nginx (the test runs its own, on 127.77.0.x).
+for pf in /run/nsd/nsd.pid:nsd /run/unbound.pid:unbound /run/nginx.pid:nginx; do
+	file=${pf%%:*} comm=${pf##*:}
+	if command -v service >/dev/null && [ -s "$file" ]; then
+		pid=$(cat "$file")
+		if kill -0 "$pid" 2>/dev/null && [ "$(ps -o comm= -p "$pid")" = "$comm" ]; then
+			kill -TERM "$pid" || true
+		fi
 	fi
-fi
+done
 
 if ! { [ -x "$EXIM" ] && "$EXIM" -C /dev/null -bV >/dev/null 2>&1; }; then
 	tmp=$(mktemp -d)
@@ -100,9 +108,9 @@ fi
 
 if ! have_all; then
 	echo "realservers/install.sh: install incomplete:" >&2
-	command -v postfix nsd openssl >&2 || true
+	command -v postfix nsd unbound nginx ldns-signzone ldns-keygen ldns-dane dig delv curl unshare openssl >&2 || true
 	ls -l /usr/sbin/posttls-finger "$EXIM" >&2 || true
 	"$EXIM" -C /dev/null -bV >&2 || true
 	exit 1
 fi
-echo "realservers/install.sh: ok: $(postconf -h mail_version 2>/dev/null | sed 's/^/postfix /'), $("$EXIM" -C /dev/null -bV 2>/dev/null | grep -m1 "^Exim version"), $(nsd -v 2>&1 | head -1), $(openssl version)"
+echo "realservers/install.sh: ok: $(postconf -h mail_version 2>/dev/null | sed 's/^/postfix /'), $("$EXIM" -C /dev/null -bV 2>/dev/null | grep -m1 "^Exim version"), $(nsd -v 2>&1 | head -1), unbound $(unbound -V 2>/dev/null | sed -n 's/^Version //p'), $(nginx -v 2>&1), $(ldns-signzone -v 2>&1 | head -1), $(delv -v 2>&1 | head -1), $(openssl version)"

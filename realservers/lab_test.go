@@ -42,11 +42,14 @@ const (
 
 // smtpPort is 25 unless MXSURVEY_REALSERVERS_PORT says otherwise (for a
 // machine where something listens on *:25).
-func smtpPort() int {
-	if p, err := strconv.Atoi(os.Getenv("MXSURVEY_REALSERVERS_PORT")); err == nil && p > 0 && p < 65536 {
+func smtpPort() int { return envPort("MXSURVEY_REALSERVERS_PORT", 25) }
+
+// envPort is the port an environment variable names, or def.
+func envPort(name string, def int) int {
+	if p, err := strconv.Atoi(os.Getenv(name)); err == nil && p > 0 && p < 65536 {
 		return p
 	}
-	return 25
+	return def
 }
 
 // serverSpec is one SMTP server of the lab and the truth about it, stated from
@@ -142,6 +145,9 @@ const eximMultiBanner = `mx4.real.test ESMTP Exim\nNo UCE. This is a multi-line 
 // tools are the binaries the suite runs.
 type tools struct {
 	postfix, exim, nsd, openssl, posttlsFinger string
+	// The policies harness: zone signing, nginx, Unbound, and the
+	// independent views of DNS, HTTPS and DANE.
+	ldnsKeygen, ldnsSignzone, ldnsDane, nginx, unbound, dig, delv, curl, unshare string
 }
 
 // findTools looks for the binaries; missing lists what is not there.
@@ -173,6 +179,15 @@ func findTools() (tools, []string) {
 	look(&tl.nsd, "nsd", "/usr/sbin/nsd")
 	look(&tl.openssl, "openssl")
 	look(&tl.posttlsFinger, "posttls-finger", "/usr/sbin/posttls-finger")
+	look(&tl.ldnsKeygen, "ldns-keygen")
+	look(&tl.ldnsSignzone, "ldns-signzone")
+	look(&tl.ldnsDane, "ldns-dane")
+	look(&tl.nginx, "nginx", "/usr/sbin/nginx")
+	look(&tl.unbound, "unbound", "/usr/sbin/unbound")
+	look(&tl.dig, "dig")
+	look(&tl.delv, "delv")
+	look(&tl.curl, "curl")
+	look(&tl.unshare, "unshare", "/usr/bin/unshare")
 	if _, err := user.Lookup("postfix"); err != nil {
 		missing = append(missing, "user postfix")
 	}
@@ -181,6 +196,13 @@ func findTools() (tools, []string) {
 	}
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (postfix and exim daemons start as root)")
+	} else if tl.unshare != "" {
+		// posttls-finger resolves through the lab's Unbound only in a mount
+		// namespace with its own /etc/resolv.conf (policies_test.go).
+		if out, err := exec.Command(tl.unshare, "--mount", "--propagation", "private", "--",
+			"/bin/sh", "-c", "mount --bind /dev/null /etc/resolv.conf").CombinedOutput(); err != nil {
+			missing = append(missing, fmt.Sprintf("a mount namespace with /etc/resolv.conf bind-mounted (CAP_SYS_ADMIN): %v %s", err, strings.TrimSpace(string(out))))
+		}
 	}
 	return tl, missing
 }
@@ -201,7 +223,7 @@ func requireTools(t *testing.T) tools {
 	if required() {
 		t.Fatalf("realservers: required (CI=true or MXSURVEY_REALSERVERS=1) but missing %s; run: sudo bash realservers/install.sh", strings.Join(missing, ", "))
 	}
-	t.Skip("realservers: postfix/exim/nsd not installed; run: sudo bash realservers/install.sh")
+	t.Skipf("realservers: %s missing; run: sudo bash realservers/install.sh", strings.Join(missing, ", "))
 	return tl
 }
 
@@ -214,6 +236,18 @@ type lab struct {
 	caFile  string
 	certs   map[string]string // spec key -> leaf PEM file
 	procs   []*proc
+	// groups are further listeners of the same Postfix and Exim, each
+	// configured to one key exchange group; docGroups is docs/schema.md's
+	// table of groups they are checked against.
+	groups    []groupListener
+	docGroups []docGroup
+	// The policies harness (dane_test.go, mtasts_test.go): its cases, the
+	// DS records of the signed zones (Unbound's trust anchors), and the
+	// TLSA records published, by owner name, in presentation form.
+	dane    []daneCase
+	sts     []stsCase
+	anchors []string
+	tlsa    map[string][]string
 }
 
 // proc is one daemon the lab started, in its own process group.
@@ -232,6 +266,10 @@ type proc struct {
 // Everything is stopped in t.Cleanup. ctx bounds every wait.
 func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 	t.Helper()
+	docGroups, err := readDocGroups()
+	if err != nil {
+		t.Fatalf("realservers: %v", err)
+	}
 	// Not t.TempDir(): its 0700 parents keep the postfix and Debian-exim users
 	// out of their queue and spool directories.
 	dir, err := os.MkdirTemp("", "mxsurvey-realservers-")
@@ -241,7 +279,8 @@ func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{tools: tl, dir: dir, port: smtpPort(), servers: specs(), certs: map[string]string{}}
+	l := &lab{tools: tl, dir: dir, port: smtpPort(), servers: specs(), certs: map[string]string{},
+		groups: groupListeners(), docGroups: docGroups, dane: daneCases(), sts: stsCases(), tlsa: map[string][]string{}}
 	t.Cleanup(func() {
 		l.stopAll(t)
 		if t.Failed() && os.Getenv("MXSURVEY_REALSERVERS_KEEP") == "1" {
@@ -252,29 +291,56 @@ func startLab(ctx context.Context, t *testing.T, tl tools) *lab {
 			t.Logf("realservers: removing %s: %v", dir, err)
 		}
 	})
-	for _, s := range l.servers {
-		if err := checkFree(s.IP, l.port); err != nil {
+	for _, ip := range l.smtpAddrs() {
+		if err := checkFree(ip, l.port); err != nil {
 			t.Fatalf("realservers: %v (set MXSURVEY_REALSERVERS_PORT to use another port)", err)
 		}
 	}
-	if err := checkFree(dnsAddr, dnsPort); err != nil {
-		t.Fatalf("realservers: %v", err)
+	for _, a := range []struct {
+		ip   string
+		port int
+	}{{dnsAddr, dnsPort}, {stsIP, httpsPort()}} {
+		if err := checkFree(a.ip, a.port); err != nil {
+			t.Fatalf("realservers: %v", err)
+		}
 	}
 
 	l.makeCerts(ctx, t)
+	l.makeDANECerts(ctx, t)
+	l.makeSTSCerts(ctx, t)
 	l.startNSD(ctx, t)
 	l.startPostfix(ctx, t)
 	l.startExim(ctx, t)
+	l.startNginx(ctx, t)
+	l.startPolicyResolver(ctx, t)
 
-	for _, s := range l.servers {
-		if err := waitGreeting(ctx, s.IP, l.port); err != nil {
-			t.Fatalf("realservers: %s (%s) on %s:%d never greeted: %v\n%s", s.Key, s.Software, s.IP, l.port, err, l.logs())
+	for _, ip := range l.smtpAddrs() {
+		if err := waitGreeting(ctx, ip, l.port); err != nil {
+			t.Fatalf("realservers: %s:%d never greeted: %v\n%s", ip, l.port, err, l.logs())
 		}
 	}
 	if err := waitDNS(ctx, dnsAddr, dnsPort, "mx1."+zoneName); err != nil {
 		t.Fatalf("realservers: nsd on %s:%d never answered: %v\n%s", dnsAddr, dnsPort, err, l.logs())
 	}
+	if err := waitTCP(ctx, stsIP, httpsPort()); err != nil {
+		t.Fatalf("realservers: nginx on %s:%d never accepted: %v\n%s", stsIP, httpsPort(), err, l.logs())
+	}
+	if err := waitDNS(ctx, policyResolverIP, 53, l.dane[0].MX); err != nil {
+		t.Fatalf("realservers: unbound on %s:53 never answered: %v\n%s", policyResolverIP, err, l.logs())
+	}
 	return l
+}
+
+// smtpAddrs are the addresses of every SMTP listener of the lab.
+func (l *lab) smtpAddrs() []string {
+	var out []string
+	for _, s := range l.servers {
+		out = append(out, s.IP)
+	}
+	for _, g := range l.groups {
+		out = append(out, g.IP)
+	}
+	return append(out, daneTAIP)
 }
 
 // checkFree fails when something already accepts connections on ip:port.
@@ -289,9 +355,20 @@ func checkFree(ip string, port int) error {
 
 // run runs a short command (openssl, postfix check), bounded by ctx.
 func run(ctx context.Context, stdin string, name string, args ...string) (string, error) {
+	return runCmd(ctx, "", stdin, name, args...)
+}
+
+// runIn runs a short command in directory dir (ldns-keygen writes its
+// files to the current directory).
+func runIn(ctx context.Context, dir, name string, args ...string) (string, error) {
+	return runCmd(ctx, dir, "", name, args...)
+}
+
+func runCmd(ctx context.Context, dir, stdin, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -321,56 +398,22 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 // DNS "localhost", ten years).
 func (l *lab) makeCerts(ctx context.Context, t *testing.T) {
 	t.Helper()
-	o := l.tools.openssl
 	c := l.path("certs")
 	if err := os.MkdirAll(c, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	must := func(args ...string) {
-		t.Helper()
-		if _, err := run(ctx, "", o, args...); err != nil {
-			t.Fatalf("realservers: making certificates: %v", err)
-		}
-	}
 	l.caFile = filepath.Join(c, "ca.pem")
-	must("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
+	l.openssl(ctx, t, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
 		"-keyout", filepath.Join(c, "ca.key"), "-out", l.caFile, "-subj", "/O=mxsurvey/CN="+caName,
 		"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+	l.certs[testCA] = l.caFile
 
-	caSigned := func(key, cn, keyspec string) {
-		t.Helper()
-		k, csr, crt := filepath.Join(c, key+".key"), filepath.Join(c, key+".csr"), filepath.Join(c, key+".pem")
-		ext := filepath.Join(c, key+".ext")
-		writeFile(t, ext, "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"+
-			"extendedKeyUsage=serverAuth\nsubjectAltName=DNS:"+cn+"\n", 0o644)
-		must("req", "-new", "-newkey", keyspec, "-nodes", "-sha256", "-keyout", k, "-out", csr, "-subj", "/CN="+cn)
-		must("x509", "-req", "-in", csr, "-CA", l.caFile, "-CAkey", filepath.Join(c, "ca.key"), "-CAcreateserial",
-			"-sha256", "-days", "30", "-extfile", ext, "-out", crt)
-		l.certs[key] = crt
-	}
-	selfSigned := func(key, cn string, days string, keyArgs ...string) {
-		t.Helper()
-		k, crt := filepath.Join(c, key+".key"), filepath.Join(c, key+".pem")
-		args := append([]string{"req", "-x509"}, keyArgs...)
-		args = append(args, "-nodes", "-sha256", "-days", days, "-keyout", k, "-out", crt, "-subj", "/CN="+cn,
-			"-addext", "subjectAltName=DNS:"+cn)
-		must(args...)
-		l.certs[key] = crt
-	}
-	caSigned("postfix-ca", "mx1.real.test", "rsa:2048")
-	caSigned("exim-multiline-wildcard", "*.real.test", "rsa:3072")
+	l.issue(ctx, t, certRequest{key: "postfix-ca", cn: "mx1.real.test", keyspec: "rsa:2048", issuer: testCA})
+	l.issue(ctx, t, certRequest{key: "exim-multiline-wildcard", cn: "*.real.test", keyspec: "rsa:3072", issuer: testCA})
 	// Exim sends what its tls_certificate file holds: leaf, then the CA.
-	leaf, err := os.ReadFile(l.certs["exim-multiline-wildcard"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(l.caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(c, "exim-multiline-wildcard-chain.pem"), string(leaf)+string(ca), 0o644)
-	selfSigned("exim-selfsigned", "mx2.real.test", "30", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
-	selfSigned("postfix-snakeoil", "localhost", "3650", "-newkey", "rsa:2048")
+	l.chainFile(t, "exim-multiline-wildcard-chain", "exim-multiline-wildcard", testCA)
+	l.selfSigned(ctx, t, "exim-selfsigned", "mx2.real.test", "30", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
+	l.selfSigned(ctx, t, "postfix-snakeoil", "localhost", "3650", "-newkey", "rsa:2048")
 
 	// Exim (Debian-exim) reads its keys after dropping root: let it.
 	for _, key := range []string{"exim-selfsigned", "exim-multiline-wildcard"} {
@@ -378,6 +421,109 @@ func (l *lab) makeCerts(ctx context.Context, t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// testCA is the name of the test CA in lab.certs.
+const testCA = "ca"
+
+// openssl runs the openssl command and fails the test if it fails.
+func (l *lab) openssl(ctx context.Context, t *testing.T, args ...string) {
+	t.Helper()
+	if _, err := run(ctx, "", l.tools.openssl, args...); err != nil {
+		t.Fatalf("realservers: making certificates: %v", err)
+	}
+}
+
+// certRequest is a certificate the lab issues from one of its CAs.
+type certRequest struct {
+	key     string   // file stem under certs/ and name in lab.certs
+	cn      string   // subject CN, and the DNS SAN unless sans says
+	sans    []string // DNS SANs, when not just cn
+	keyspec string   // a new key, as openssl req -newkey takes it
+	issuer  string   // name in lab.certs of the issuing CA (its key beside it)
+	ca      bool     // an intermediate CA (CA:TRUE, pathlen 0) instead of a server leaf
+	// notBefore and notAfter, when set, are the validity period (signed with
+	// `openssl ca`, since OpenSSL 3.0's x509 -req can only count days from
+	// now); otherwise 30 days from now.
+	notBefore, notAfter time.Time
+}
+
+// issue makes a key and a certificate for r, signed by r.issuer.
+func (l *lab) issue(ctx context.Context, t *testing.T, r certRequest) {
+	t.Helper()
+	c := l.path("certs")
+	k, csr, crt, ext := filepath.Join(c, r.key+".key"), filepath.Join(c, r.key+".csr"), filepath.Join(c, r.key+".pem"), filepath.Join(c, r.key+".ext")
+	sans := r.sans
+	if sans == nil {
+		sans = []string{r.cn}
+	}
+	exts := "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
+		"extendedKeyUsage=serverAuth\nsubjectAltName=DNS:" + strings.Join(sans, ",DNS:") + "\n"
+	if r.ca {
+		exts = "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n"
+	}
+	writeFile(t, ext, exts, 0o644)
+	issuerPEM := l.certs[r.issuer]
+	issuerKey := strings.TrimSuffix(issuerPEM, ".pem") + ".key"
+	l.openssl(ctx, t, "req", "-new", "-newkey", r.keyspec, "-nodes", "-sha256", "-keyout", k, "-out", csr, "-subj", "/CN="+r.cn)
+	if r.notBefore.IsZero() {
+		l.openssl(ctx, t, "x509", "-req", "-in", csr, "-CA", issuerPEM, "-CAkey", issuerKey, "-CAcreateserial",
+			"-sha256", "-days", "30", "-extfile", ext, "-out", crt)
+	} else {
+		// openssl ca wants a database of what it issued: a fresh one per
+		// certificate.
+		db := filepath.Join(c, r.key+".db")
+		writeFile(t, filepath.Join(db, "index.txt"), "", 0o644)
+		writeFile(t, filepath.Join(db, "serial"), fmt.Sprintf("%x\n", time.Now().UnixNano()), 0o644)
+		conf := fmt.Sprintf("[ca]\ndefault_ca = dated\n[dated]\ndatabase = %s/index.txt\nnew_certs_dir = %s\n"+
+			"serial = %s/serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n", db, db, db)
+		writeFile(t, filepath.Join(db, "ca.cnf"), conf, 0o644)
+		const asn1Time = "20060102150405Z"
+		l.openssl(ctx, t, "ca", "-batch", "-config", filepath.Join(db, "ca.cnf"), "-notext", "-in", csr, "-out", crt,
+			"-cert", issuerPEM, "-keyfile", issuerKey, "-extfile", ext,
+			"-startdate", r.notBefore.UTC().Format(asn1Time), "-enddate", r.notAfter.UTC().Format(asn1Time))
+	}
+	l.certs[r.key] = crt
+}
+
+// p256 is the openssl req -newkey argument for an ECDSA P-256 key (a
+// parameter file, made once).
+func (l *lab) p256(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	f := l.path("certs", "p256.param")
+	if _, err := os.Stat(f); err != nil {
+		l.openssl(ctx, t, "ecparam", "-name", "prime256v1", "-out", f)
+	}
+	return "ec:" + f
+}
+
+// selfSigned makes a self-signed certificate for cn (also its DNS SAN).
+func (l *lab) selfSigned(ctx context.Context, t *testing.T, key, cn string, days string, keyArgs ...string) {
+	t.Helper()
+	c := l.path("certs")
+	k, crt := filepath.Join(c, key+".key"), filepath.Join(c, key+".pem")
+	args := append([]string{"req", "-x509"}, keyArgs...)
+	args = append(args, "-nodes", "-sha256", "-days", days, "-keyout", k, "-out", crt, "-subj", "/CN="+cn,
+		"-addext", "subjectAltName=DNS:"+cn)
+	l.openssl(ctx, t, args...)
+	l.certs[key] = crt
+}
+
+// chainFile writes the certificates of l.certs[keys...] into one PEM file,
+// in that order (what a server sends: leaf first), as l.certs[name].
+func (l *lab) chainFile(t *testing.T, name string, keys ...string) {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range keys {
+		pem, err := os.ReadFile(l.certs[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(pem)
+	}
+	f := l.path("certs", name+".pem")
+	writeFile(t, f, b.String(), 0o644)
+	l.certs[name] = f
 }
 
 // chownTo gives a file to a system user.
@@ -536,7 +682,8 @@ func (l *lab) logs() string {
 		files = append(files, p.outFile)
 	}
 	files = append(files, l.path("postfix", "maillog"), l.path("exim", "log", "mainlog"),
-		l.path("exim", "log", "paniclog"), l.path("exim", "log", "rejectlog"), l.path("nsd", "nsd.log"))
+		l.path("exim", "log", "paniclog"), l.path("exim", "log", "rejectlog"), l.path("nsd", "nsd.log"),
+		l.path("nginx", "error.log"), l.path("unbound", "unbound.out"))
 	for _, f := range files {
 		if b2, err := os.ReadFile(f); err == nil && len(b2) > 0 {
 			fmt.Fprintf(&b, "--- %s:\n%s\n", f, tail(string(b2), 3000))
@@ -573,8 +720,20 @@ func (l *lab) startNSD(ctx context.Context, t *testing.T) {
 		}
 	}
 	fmt.Fprintf(&zone, "%s. IN MX 10 mx1.%s.\n%s. IN MX 20 mx2.%s.\n", multiMXDomain, zoneName, multiMXDomain, zoneName)
+	for _, g := range l.groups {
+		fmt.Fprintf(&zone, "%s. IN MX 10 %s.\n%s. IN A %s\n", g.Domain, g.MX, g.MX, g.IP)
+	}
 	writeFile(t, filepath.Join(d, zoneName+".zone"), zone.String(), 0o644)
 	writeFile(t, filepath.Join(d, revZone+".zone"), rev.String(), 0o644)
+	// The policies harness's zones, signed where they say.
+	var more strings.Builder
+	for _, z := range append(l.daneZones(ctx, t), l.stsZoneSpec()) {
+		file, ds := l.signZone(ctx, t, d, z)
+		if ds != "" {
+			l.anchors = append(l.anchors, ds)
+		}
+		fmt.Fprintf(&more, "zone:\n\tname: %q\n\tzonefile: %q\n", z.name, file)
+	}
 	conf := fmt.Sprintf(`server:
 	ip-address: %s
 	port: %d
@@ -598,7 +757,7 @@ zone:
 zone:
 	name: "%s"
 	zonefile: "%s.zone"
-`, dnsAddr, dnsPort, d, d, d, d, d, zoneName, zoneName, revZone, revZone)
+%s`, dnsAddr, dnsPort, d, d, d, d, d, zoneName, zoneName, revZone, revZone, more.String())
 	writeFile(t, filepath.Join(d, "nsd.conf"), conf, 0o644)
 	if out, err := run(ctx, "", filepath.Join(filepath.Dir(l.tools.nsd), "nsd-checkconf"), filepath.Join(d, "nsd.conf")); err != nil &&
 		!errors.Is(err, exec.ErrNotFound) {
@@ -627,6 +786,12 @@ func (l *lab) startPostfix(ctx context.Context, t *testing.T) {
 	}
 	ca, snake := l.servers[0], l.servers[2]
 	c := l.path("certs")
+	// One listener per key exchange group: tls_eecdh_auto_curves is the
+	// server's whole list of groups, TLS 1.3 included.
+	var groupLines strings.Builder
+	for _, g := range l.groupListenersOf("postfix") {
+		fmt.Fprintf(&groupLines, "%s:%d inet n - n - - smtpd\n  -o tls_eecdh_auto_curves=%s\n", g.IP, l.port, g.Config)
+	}
 	main := fmt.Sprintf(`# mxsurvey realservers: private Postfix instance
 compatibility_level = 3.6
 queue_directory = %s
@@ -662,6 +827,9 @@ disable_dns_lookups = yes
   -o myhostname=%s
   -o { smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU) }
   -o { smtpd_tls_chain_files = %s, %s }
+%s:%d inet n - n - - smtpd
+  -o { smtpd_tls_chain_files = %s, %s }
+%s
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -683,7 +851,8 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `, ca.IP, l.port, snake.IP, l.port, debianHost,
-		filepath.Join(c, snake.Key+".key"), filepath.Join(c, snake.Key+".pem"))
+		filepath.Join(c, snake.Key+".key"), filepath.Join(c, snake.Key+".pem"),
+		daneTAIP, l.port, filepath.Join(c, daneTAKey+".key"), l.certs[daneTAKey+"-chain"], groupLines.String())
 	writeFile(t, filepath.Join(conf, "main.cf"), main, 0o644)
 	writeFile(t, filepath.Join(conf, "master.cf"), master, 0o644)
 	p := l.start(t, "postfix", l.tools.postfix, "-c", conf, "start-fg")
@@ -730,6 +899,17 @@ func (l *lab) startExim(ctx context.Context, t *testing.T) {
 	}
 	self, multi := l.servers[1], l.servers[3]
 	c := l.path("certs")
+	// One more address per key exchange group, with a GnuTLS priority
+	// string naming that group only; on the other addresses the lookup
+	// finds nothing, and an empty tls_require_ciphers is GnuTLS's default.
+	interfaces := fmt.Sprintf("%s.%d : %s.%d", self.IP, l.port, multi.IP, l.port)
+	var priorities strings.Builder
+	for _, g := range l.groupListenersOf("exim") {
+		interfaces += fmt.Sprintf(" : %s.%d", g.IP, l.port)
+		fmt.Fprintf(&priorities, "%s: %s\n", g.IP, g.Config)
+	}
+	groupsFile := filepath.Join(d, "tls-groups")
+	writeFile(t, groupsFile, priorities.String(), 0o644)
 	// Exim's compiled-in default banner, as Debian ships it (exim4.conf.template
 	// leaves smtp_banner unset): "$smtp_active_hostname ESMTP Exim $version_number $tod_full".
 	conf := fmt.Sprintf(`# mxsurvey realservers: private Exim configuration
@@ -741,11 +921,12 @@ exim_user = Debian-exim
 exim_group = Debian-exim
 never_users = root
 keep_environment =
-local_interfaces = %s.%d : %s.%d
+local_interfaces = %s
 host_lookup =
 rfc1413_hosts =
 helo_lookup_domains =
 tls_advertise_hosts = *
+tls_require_ciphers = ${lookup{$received_ip_address}lsearch{%s}}
 tls_certificate = ${if eq{$received_ip_address}{%s}{%s}{%s}}
 tls_privatekey = ${if eq{$received_ip_address}{%s}{%s}{%s}}
 smtp_banner = ${if eq{$received_ip_address}{%s}{%s}{$smtp_active_hostname ESMTP Exim $version_number $tod_full}}
@@ -758,7 +939,7 @@ acl_check_rcpt:
 begin routers
 begin transports
 `, l.tools.exim, self.MX, spool, logdir,
-		self.IP, l.port, multi.IP, l.port,
+		interfaces, groupsFile,
 		multi.IP, filepath.Join(c, multi.Key+"-chain.pem"), filepath.Join(c, self.Key+".pem"),
 		multi.IP, filepath.Join(c, multi.Key+".key"), filepath.Join(c, self.Key+".key"),
 		multi.IP, eximMultiBanner)
@@ -840,9 +1021,11 @@ func waitDNS(ctx context.Context, ip string, port int, name string) error {
 // wait does not depend on the DNS library the scanner uses.
 func dnsQuery(id uint16, name string, qtype uint16) []byte {
 	b := []byte{byte(id >> 8), byte(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
-	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		b = append(b, byte(len(label)))
-		b = append(b, label...)
+	if name = strings.TrimSuffix(name, "."); name != "" { // "" is the root
+		for _, label := range strings.Split(name, ".") {
+			b = append(b, byte(len(label)))
+			b = append(b, label...)
+		}
 	}
 	return append(b, 0, byte(qtype>>8), byte(qtype), 0, 1)
 }

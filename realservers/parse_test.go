@@ -59,8 +59,17 @@ func TestParseSClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Protocol != "TLSv1.3" || s.Cipher != "TLS_AES_256_GCM_SHA384" || s.TempKey != "X25519" {
-		t.Errorf("got %q %q %q", s.Protocol, s.Cipher, s.TempKey)
+	if s.Protocol != "TLSv1.3" || s.Cipher != "TLS_AES_256_GCM_SHA384" || s.KeyLine != "Server Temp Key: X25519, 253 bits" {
+		t.Errorf("got %q %q %q", s.Protocol, s.Cipher, s.KeyLine)
+	}
+	for out, want := range map[string]string{
+		"Server Temp Key: ECDH, prime256v1, 256 bits  \n": "Server Temp Key: ECDH, prime256v1, 256 bits",
+		"Negotiated TLS1.3 group: X25519MLKEM768\n":       "Negotiated TLS1.3 group: X25519MLKEM768",
+		"Peer signature type: RSA-PSS\n":                  "",
+	} {
+		if got := reKeyLine.FindStringSubmatch(out); (got == nil && want != "") || (got != nil && got[1] != want) {
+			t.Errorf("key line of %q: %q, want %q", out, got, want)
+		}
 	}
 	if s.VerifyCode != 0 || s.VerifyText != "ok" {
 		t.Errorf("verify %d %q", s.VerifyCode, s.VerifyText)
@@ -190,11 +199,6 @@ func TestNormalisers(t *testing.T) {
 			t.Errorf("normTLSVersion(%q) = %q, want %q", in, got, want)
 		}
 	}
-	for in, want := range map[string]string{"X25519": "x25519", "x25519": "x25519", "CurveP256": "p256", "prime256v1": "p256", "P-256": "p256", "X25519MLKEM768": "x25519mlkem768"} {
-		if got := normGroup(in); got != want {
-			t.Errorf("normGroup(%q) = %q, want %q", in, got, want)
-		}
-	}
 	if got := normFingerprint("76:A7:d6 "); got != "76a7d6" {
 		t.Errorf("normFingerprint: %q", got)
 	}
@@ -211,5 +215,145 @@ func TestDNSQuery(t *testing.T) {
 	want := "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03mx1\x04real\x04test\x00\x00\x01\x00\x01"
 	if string(q) != want {
 		t.Errorf("dnsQuery = %q", q)
+	}
+	if q := dnsQuery(0x1234, ".", 2); string(q) != "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x01" {
+		t.Errorf("dnsQuery(., NS) = %q", q)
+	}
+}
+
+// digOut is dig through the lab's Unbound, for a secure TLSA RRset
+// (signature shortened).
+const digOut = `
+; <<>> DiG 9.18.47-1~deb12u1-Debian <<>> @127.77.0.54 -p 53 +dnssec +time=3 +tries=1 _25._tcp.mx.ee311.dane.test TLSA
+; (1 server found)
+;; global options: +cmd
+;; Got answer:
+;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4460
+;; flags: qr rd ra ad; QUERY: 1, ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 1
+
+;; OPT PSEUDOSECTION:
+; EDNS: version: 0, flags: do; udp: 1232
+;; QUESTION SECTION:
+;_25._tcp.mx.ee311.dane.test.	IN	TLSA
+
+;; ANSWER SECTION:
+_25._tcp.mx.ee311.dane.test. 300 IN	TLSA	3 1 1 9C37CC0646CE1BFD803560D0B1D5FC3A2717603A11D75F90F517DCC5 DF75DAE8
+_25._tcp.mx.ee311.dane.test. 300 IN	RRSIG	TLSA 13 6 300 20270103214611 20261206214611 6367 dane.test. t8V7Afim NTctc7Y6
+
+;; Query time: 4 msec
+;; SERVER: 127.77.0.54#53(127.77.0.54) (UDP)
+;; WHEN: Sun Dec 06 21:46:32 UTC 2026
+;; MSG SIZE  rcvd: 200
+`
+
+func TestParseDig(t *testing.T) {
+	r, err := parseDig(digOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != "NOERROR" || !r.AD() || len(r.Answer) != 2 {
+		t.Errorf("%+v", r)
+	}
+	if got := mapStrings(r.Records("TLSA"), digTLSA); !slices.Equal(got, []string{"3 1 1 9c37cc0646ce1bfd803560d0b1d5fc3a2717603a11d75f90f517dcc5df75dae8"}) {
+		t.Errorf("TLSA %q", got)
+	}
+	servfail := strings.Replace(strings.Replace(digOut, "NOERROR", "SERVFAIL", 1), "qr rd ra ad;", "qr rd ra;", 1)
+	servfail = servfail[:strings.Index(servfail, ";; ANSWER SECTION:")]
+	if r, err := parseDig(servfail); err != nil || r.Status != "SERVFAIL" || r.AD() || len(r.Answer) != 0 {
+		t.Errorf("SERVFAIL: %+v %v", r, err)
+	}
+	txt := ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr rd ra;\n;; ANSWER SECTION:\n" +
+		"_mta-sts.testing-split.sts.test. 300 IN TXT \"v=STSv1;  \" \"id=split1;\"\n\n"
+	if r, err := parseDig(txt); err != nil || !slices.Equal(r.Records("TXT"), []string{txtData([]string{"v=STSv1;  ", "id=split1;"})}) {
+		t.Errorf("TXT: %+v %v", r, err)
+	}
+	if _, err := parseDig(";; connection timed out; no servers could be reached\n"); err == nil {
+		t.Error("no error without a header")
+	}
+}
+
+func TestParseDelv(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		want delvResult
+	}{
+		{"; fully validated\nee311.dane.test.\t300\tIN\tMX\t10 mx.ee311.dane.test.\n", delvResult{Validated: true}},
+		{";; resolution failed: ncache nxdomain\n; negative response, fully validated\n; _25._tcp.mx.notlsa.dane.test. 300 IN\t\\-ANY\t;-$NXDOMAIN\n",
+			delvResult{Validated: true, Negative: true}},
+		{";; validating expired.bogus.test/MX: no valid signature found\n;; RRSIG has expired resolving 'expired.bogus.test/MX/IN': 127.77.0.53#5353\n;; resolution failed: RRSIG has expired\n",
+			delvResult{Failure: "RRSIG has expired"}},
+		{"; unsigned answer\nmx.insecure.test.\t300\tIN\tA\t127.77.0.26\n", delvResult{Unsigned: true}},
+	} {
+		if got, err := parseDelv(c.out); err != nil || got != c.want {
+			t.Errorf("%.50q: %+v %v, want %+v", c.out, got, err, c.want)
+		}
+	}
+	if _, err := parseDelv(";; no response\n"); err == nil {
+		t.Error("no error without a verdict")
+	}
+}
+
+func TestParseFingerDANE(t *testing.T) {
+	verified := `posttls-finger: mx.ta201.dane.test[127.77.0.29]:25: matched peername: mx.ta201.dane.test
+posttls-finger: mx.ta201.dane.test[127.77.0.29]:25: Matched DANE TA certificate at depth 1: 2 0 1 0F1E03CB8E32D4B6355DD297C2F87D9D10D0FD3537601CD22CD858074498D4F8
+posttls-finger: mx.ta201.dane.test[127.77.0.29]:25: subject_CN=mx.ta201.dane.test, issuer_CN=mxsurvey realservers DANE intermediate, fingerprint=71:B0, pkey_fingerprint=E3:57
+posttls-finger: Verified TLS connection established to mx.ta201.dane.test[127.77.0.29]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature ECDSA (prime256v1) server-digest SHA256
+`
+	stale := `posttls-finger: server certificate verification failed for mx.stale.dane.test[127.77.0.26]:25: num=65:no matching DANE TLSA records
+posttls-finger: Untrusted TLS connection established to mx.stale.dane.test[127.77.0.26]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature ECDSA (prime256v1) server-digest SHA256
+`
+	pkix := `posttls-finger: warning: _25._tcp.mx.pkix.dane.test unsupported TLSA certificate usage: 1 1 1 A6374D53B2418FCDFB3A77F5BD23CCDA7A8A1CB766A10B8E45EB9A6EACCD88D0
+posttls-finger: server certificate verification failed for mx.pkix.dane.test[127.77.0.25]:25: num=62:hostname mismatch
+posttls-finger: Untrusted TLS connection established to mx.pkix.dane.test[127.77.0.25]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256
+`
+	bogus := `posttls-finger: warning: DANE TLSA lookup problem: Host or domain name not found. Name service error for name=_25._tcp.mx.tlsa.bogus.test type=TLSA: Host not found, try again
+posttls-finger: Failed to establish session to [mx.tlsa.bogus.test]:25 via mx.tlsa.bogus.test: TLSA lookup error for mx.tlsa.bogus.test:25
+`
+	mxFail := "posttls-finger: Destination address lookup failed: Host or domain name not found. Name service error for name=expired.bogus.test type=MX: Host not found, try again\n"
+	for _, c := range []struct {
+		name, out string
+		check     func(fingerDANE) bool
+	}{
+		{"verified", verified, func(f fingerDANE) bool {
+			return f.DANEVerified() && slices.Equal(f.MatchedKind, []string{"TA"}) &&
+				slices.Equal(f.Matched, []string{"2 0 1 0f1e03cb8e32d4b6355dd297c2f87d9d10d0fd3537601cd22cd858074498d4f8"})
+		}},
+		{"stale", stale, func(f fingerDANE) bool {
+			return f.Trust == "Untrusted" && !f.DANEVerified() && f.VerifyError == "num=65:no matching DANE TLSA records"
+		}},
+		{"pkix", pkix, func(f fingerDANE) bool {
+			return f.Trust == "Untrusted" && len(f.Matched) == 0 &&
+				slices.Equal(f.Unsupported, []string{"1 1 1 a6374d53b2418fcdfb3a77f5bd23ccda7a8a1cb766a10b8e45eb9a6eaccd88d0"})
+		}},
+		{"bogus", bogus, func(f fingerDANE) bool {
+			return f.Trust == "" && f.TLSALookupError && strings.HasPrefix(f.Failure, "Failed to establish session")
+		}},
+		{"mx lookup", mxFail, func(f fingerDANE) bool {
+			return f.Trust == "" && !f.TLSALookupError && strings.HasPrefix(f.Failure, "Destination address lookup failed")
+		}},
+	} {
+		f, err := parseFingerDANE(c.out)
+		if err != nil || !c.check(f) {
+			t.Errorf("%s: %+v %v", c.name, f, err)
+		}
+	}
+	if _, err := parseFingerDANE("posttls-finger: warning: something\n"); err == nil {
+		t.Error("no error without a session or a failure")
+	}
+}
+
+func TestParseCurl(t *testing.T) {
+	headers := "HTTP/1.1 301 Moved Permanently\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: 162\r\n" +
+		"Location: https://mta-sts.enforce.sts.test/.well-known/mta-sts.txt\r\n\r\n"
+	r, err := parseCurl("\ncurl-w: 301\n", []byte(headers))
+	if err != nil || r.Status != 301 || r.ContentType != "text/html" || r.Location != "https://mta-sts.enforce.sts.test/.well-known/mta-sts.txt" || r.Error != "" {
+		t.Errorf("%+v %v", r, err)
+	}
+	r, err = parseCurl("curl: (60) SSL certificate problem: certificate has expired\nMore details here: https://curl.se/docs/sslcerts.html\n\ncurl-w: 000\n", nil)
+	if err != nil || r.Status != 0 || !strings.HasPrefix(r.Error, "curl: (60) SSL certificate problem") {
+		t.Errorf("%+v %v", r, err)
+	}
+	if _, err := parseCurl("curl: (6) Could not resolve host\n", nil); err == nil {
+		t.Error("no error without the write-out line")
 	}
 }

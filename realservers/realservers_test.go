@@ -1,32 +1,68 @@
 package realservers
 
-// The scan of the lab with `mxsurvey scan` (pipeline.Command) and the
-// analysis of that scan (analyze.Command), checked against the independent
-// evidence of evidence_test.go and the truth of lab_test.go's specs.
+// The scan of the lab with `mxsurvey scan` and the analysis of that scan
+// with `mxsurvey analyze` (the command as users run it, built by the test),
+// checked against the independent evidence of evidence_test.go and the
+// truth of lab_test.go's specs.
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
-	"github.com/mxsurvey/mxsurvey/scan/pipeline"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // tls13Suites are the TLS 1.3 cipher suites (RFC 8446 §B.4) Go can negotiate.
 // The suite is the client's choice among the server's (Postfix leaves
 // tls_preempt_cipherlist off), so the scanner's need not equal openssl's.
 var tls13Suites = []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// mxsurvey runs the mxsurvey command, built once per test binary, and
+// returns its error with what it wrote to stderr.
+func mxsurvey(ctx context.Context, t *testing.T, args ...string) error {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mxsurvey-realservers-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "mxsurvey")
+		if out, err := exec.Command("go", "build", "-o", binPath, "../cmd/mxsurvey").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building mxsurvey: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mxsurvey %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return nil
+}
 
 // readParts reads every DIR/part-*.parquet of one table.
 func readParts[T any](t *testing.T, dir string) []T {
@@ -77,18 +113,17 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 	}
 	scanCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	var stdout, stderr bytes.Buffer
 	started := time.Now()
-	if err := pipeline.Command(scanCtx, args, &stdout, &stderr); err != nil {
-		t.Fatalf("mxsurvey scan %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	if err := mxsurvey(scanCtx, t, append([]string{"scan"}, args...)...); err != nil {
+		t.Fatal(err)
 	}
 	finished := time.Now()
 	t.Logf("scan took %v", finished.Sub(started).Round(time.Millisecond))
 
 	t.Run("mx", func(t *testing.T) {
-		rows := readParts[record.MXRow](t, filepath.Join(out, "mx"))
+		rows := readParts[survey.MXRow](t, survey.MXDir(out))
 		type key struct{ domain, host string }
-		got := map[key]record.MXRow{}
+		got := map[key]survey.MXRow{}
 		for _, r := range rows {
 			got[key{r.Domain, r.MXHost}] = r
 		}
@@ -119,15 +154,15 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 				t.Errorf("no mx row for %s -> %s", k.domain, k.host)
 				continue
 			}
-			if r.DNSStatus != record.DNSOK || r.MXHostStatus != record.DNSOK || r.IP != w.ip ||
+			if r.DNSStatus != survey.DNSOK || r.MXHostStatus != survey.DNSOK || r.IP != w.ip ||
 				r.MXPreference != w.pref || r.ImplicitMX || r.IPVersion != 4 {
 				t.Errorf("%s -> %s: %+v, want ok/ok %s pref %d", k.domain, k.host, r, w.ip, w.pref)
 			}
 		}
 	})
 
-	probes := readParts[record.ProbeRow](t, filepath.Join(out, "probes"))
-	byIP := map[string]record.ProbeRow{}
+	probes := readParts[survey.ProbeRow](t, survey.ProbesDir(out))
+	byIP := map[string]survey.ProbeRow{}
 	for _, r := range probes {
 		if _, dup := byIP[r.IP]; dup {
 			t.Errorf("two probe rows for %s (targets are (ip, mx_host), each server has one MX name)", r.IP)
@@ -143,7 +178,7 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 			if !ok {
 				t.Fatalf("no probe row for %s (%s)", s.IP, s.MX)
 			}
-			checkProbe(t, s, ev[s.Key], r, started, finished)
+			checkProbe(t, s, ev[s.Key], l.docGroups, r, started, finished)
 		})
 	}
 
@@ -151,12 +186,12 @@ func testScan(ctx context.Context, t *testing.T, l *lab, ev map[string]*evidence
 }
 
 // checkProbe compares one probe row with the evidence and the lab's truth.
-func checkProbe(t *testing.T, s serverSpec, e *evidence, r record.ProbeRow, started, finished time.Time) {
+func checkProbe(t *testing.T, s serverSpec, e *evidence, docGroups []docGroup, r survey.ProbeRow, started, finished time.Time) {
 	errorf := func(field string, got, want any) {
 		t.Helper()
 		t.Errorf("%s = %#v, want %#v", field, got, want)
 	}
-	if r.Outcome != record.OutcomeOK || r.ErrorClass != record.ErrNone || r.Error != "" {
+	if r.Outcome != survey.OutcomeOK || r.ErrorClass != survey.ErrNone || r.Error != "" {
 		t.Fatalf("outcome %q error_class %q error %q", r.Outcome, r.ErrorClass, r.Error)
 	}
 	if r.Port != int32(smtpPort()) || r.MXHost != s.MX || r.PTRHost != s.PTR {
@@ -218,8 +253,8 @@ func checkProbe(t *testing.T, s serverSpec, e *evidence, r record.ProbeRow, star
 	if r.TLSCipher != e.Raw.TLSCipher {
 		t.Logf("tls_cipher %s; the test's Go client got %s, openssl %s", r.TLSCipher, e.Raw.TLSCipher, e.SClient.Cipher)
 	}
-	if normGroup(r.TLSGroup) != normGroup(e.SClient.TempKey) {
-		errorf("tls_group", r.TLSGroup, e.SClient.TempKey+" (openssl s_client)")
+	if g, ok := docGroupByKeyLine(docGroups, e.SClient.KeyLine); !ok || r.TLSGroup != g.Name {
+		errorf("tls_group", r.TLSGroup, fmt.Sprintf("docs/schema.md's name for openssl's %q: %q", e.SClient.KeyLine, g.Name))
 	}
 
 	// The certificate: fingerprint equal to openssl's, posttls-finger's and
@@ -271,7 +306,7 @@ func checkProbe(t *testing.T, s serverSpec, e *evidence, r record.ProbeRow, star
 	}
 }
 
-func mapStrings(in []string, f func(string) string) []string {
+func mapStrings[T any](in []T, f func(T) string) []string {
 	out := make([]string, len(in))
 	for i, s := range in {
 		out[i] = f(s)
@@ -283,11 +318,10 @@ func mapStrings(in []string, f func(string) string) []string {
 // only root and checks hosts.parquet and domains.parquet against the specs.
 func testAnalyze(ctx context.Context, t *testing.T, l *lab, scanDir string) {
 	report := filepath.Join(l.dir, "report")
-	var stdout, stderr bytes.Buffer
 	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := analyze.Command(actx, []string{"-roots", l.caFile, "-quiet", "-o", report, scanDir}, &stdout, &stderr); err != nil {
-		t.Fatalf("mxsurvey analyze: %v\n%s", err, stderr.String())
+	if err := mxsurvey(actx, t, "analyze", "-roots", l.caFile, "-quiet", "-o", report, scanDir); err != nil {
+		t.Fatal(err)
 	}
 	hosts, err := parquet.ReadFile[analyze.HostRow](filepath.Join(report, "hosts.parquet"))
 	if err != nil {
@@ -335,7 +369,7 @@ func testAnalyze(ctx context.Context, t *testing.T, l *lab, scanDir string) {
 			WildcardUsed: h.WildcardUsed, MatchMX: h.MatchMX, MatchBanner: h.MatchBanner,
 			MatchEHLO: h.MatchEHLO, MatchPostTLS: h.MatchPostTLS, MatchPTR: h.MatchPTR, ValidForMX: h.ValidForMX,
 		}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: analyzer says\n%+v\nwant\n%+v", s.Key, got, want)
 		}
 		if h.Expired || h.NotYetValid || h.CNOnly {

@@ -2,6 +2,7 @@ package realservers
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"strings"
@@ -45,7 +46,7 @@ func TestRealServers(t *testing.T) {
 	}
 	t.Run("reference", func(t *testing.T) {
 		for _, s := range l.servers {
-			t.Run(s.Key, func(t *testing.T) { checkReference(t, s, ev[s.Key]) })
+			t.Run(s.Key, func(t *testing.T) { checkReference(t, s, ev[s.Key], l.docGroups) })
 		}
 	})
 	if t.Failed() {
@@ -53,6 +54,8 @@ func TestRealServers(t *testing.T) {
 		return
 	}
 	t.Run("scan", func(t *testing.T) { testScan(ctx, t, l, ev) })
+	t.Run("groups", func(t *testing.T) { testGroups(ctx, t, l) })
+	t.Run("policies", func(t *testing.T) { testPolicies(ctx, t, l) })
 	t.Logf("realservers: done in %v", time.Since(start).Round(time.Millisecond))
 }
 
@@ -65,7 +68,7 @@ func (l *lab) gather(ctx context.Context, s serverSpec) (*evidence, error) {
 		return nil, fmt.Errorf("raw capture: %w", err)
 	}
 	var out string
-	if e.SClient, e.SClientOut, err = l.runSClient(ctx, s); err != nil {
+	if e.SClient, e.SClientOut, err = l.runSClient(ctx, s.IP, s.MX); err != nil {
 		return nil, fmt.Errorf("openssl s_client: %w\n%s", err, e.SClientOut)
 	}
 	for _, p := range e.SClient.Chain {
@@ -103,7 +106,7 @@ func expectedGreeting(s serverSpec) []string {
 
 // checkReference checks the independent evidence against the lab's own
 // configuration: if this fails, the lab (or a tool) is wrong, not the scanner.
-func checkReference(t *testing.T, s serverSpec, e *evidence) {
+func checkReference(t *testing.T, s serverSpec, e *evidence, docGroups []docGroup) {
 	g := e.Raw.Greeting
 	masked := make([]string, len(g))
 	for i, l := range g {
@@ -138,8 +141,11 @@ func checkReference(t *testing.T, s serverSpec, e *evidence) {
 	if sc.Protocol != "TLSv1.3" {
 		t.Errorf("s_client protocol %q, want TLSv1.3", sc.Protocol)
 	}
-	if normGroup(sc.TempKey) != "x25519" {
-		t.Errorf("s_client server temp key %q, want X25519", sc.TempKey)
+	// The servers' defaults prefer X25519; openssl's line for it is the
+	// one docs/schema.md states.
+	x25519, _ := docGroupByID(docGroups, tls.X25519)
+	if sc.KeyLine != x25519.KeyLine {
+		t.Errorf("s_client printed %q, want docs/schema.md's line for X25519, %q", sc.KeyLine, x25519.KeyLine)
 	}
 	if len(sc.Chain) != s.ChainLen {
 		t.Errorf("server sent %d certificates, want %d", len(sc.Chain), s.ChainLen)
@@ -159,8 +165,8 @@ func checkReference(t *testing.T, s serverSpec, e *evidence) {
 	if sc.VerifyCode != wantVerify {
 		t.Errorf("s_client verify %d (%s), want %d", sc.VerifyCode, sc.VerifyText, wantVerify)
 	}
-	if normTLSVersion(e.Raw.TLSVersion) != normTLSVersion(sc.Protocol) || normGroup(e.Raw.TLSGroup) != normGroup(sc.TempKey) {
-		t.Errorf("Go client negotiated %s %s, openssl %s %s", e.Raw.TLSVersion, e.Raw.TLSGroup, sc.Protocol, sc.TempKey)
+	if g, _ := docGroupByKeyLine(docGroups, sc.KeyLine); normTLSVersion(e.Raw.TLSVersion) != normTLSVersion(sc.Protocol) || e.Raw.TLSGroup != g.ID {
+		t.Errorf("Go client negotiated %s group %d, openssl %s %q (group %d in docs/schema.md)", e.Raw.TLSVersion, e.Raw.TLSGroup, sc.Protocol, sc.KeyLine, g.ID)
 	}
 	post := e.Raw.PostTLS
 	if !strings.HasPrefix(post[0], "250") {
@@ -189,7 +195,7 @@ func checkReference(t *testing.T, s serverSpec, e *evidence) {
 	if f.Fingerprint != e.FileFP {
 		t.Errorf("posttls-finger fingerprint %q, the lab's file %s", f.Fingerprint, e.FileFP)
 	}
-	if normGroup(f.KeyExchange) != "x25519" {
+	if f.KeyExchange != "X25519" { // Postfix's spelling (OpenSSL's short name)
 		t.Errorf("posttls-finger key exchange %q", f.KeyExchange)
 	}
 	if f.SubjectCN != s.CertCN {
@@ -199,6 +205,6 @@ func checkReference(t *testing.T, s serverSpec, e *evidence) {
 		t.Errorf("posttls-finger printed %d certificates, want %d", len(f.Chain), s.ChainLen)
 	}
 	t.Logf("greeting %q; EHLO %q; STARTTLS %q; post-TLS EHLO %q; openssl: %s %s %s, verify %d (%s); Go: %s %s %s; posttls-finger: %s %s %s %s",
-		g, e.Raw.EHLO, e.Raw.STARTTLS, post, sc.Protocol, sc.Cipher, sc.TempKey, sc.VerifyCode, sc.VerifyText,
+		g, e.Raw.EHLO, e.Raw.STARTTLS, post, sc.Protocol, sc.Cipher, sc.KeyLine, sc.VerifyCode, sc.VerifyText,
 		e.Raw.TLSVersion, e.Raw.TLSCipher, e.Raw.TLSGroup, f.Trust, f.Protocol, f.Cipher, f.KeyExchange)
 }

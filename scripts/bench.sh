@@ -4,7 +4,9 @@
 # mxsurvey's performance benchmark (`make bench`): lab, scanner, analyzer and
 # the bare reference loops (bench/tlsloop, bench/dnsloop) as separate
 # processes, each one's CPU and memory measured on its own, latency off and
-# on; figures are medians of BENCH_RUNS runs. Writes BENCHMARKS.md from every
+# on; figures are medians of BENCH_RUNS runs; then the analyzer on a synthetic
+# real-like scan of 1,000,000 probe rows (bench/synthscan, written once into
+# out/bench/synth and reused), on one core and on every core. Writes BENCHMARKS.md from every
 # size in out/bench/results (so a size run by hand, e.g. BENCH_SIZES=1000000
 # BENCH_RUNS=1, is added to the figures already there).
 #
@@ -33,9 +35,11 @@ GO=${GO:-go}
 # benchmark runs, and every process of one benchmark must be the same build.
 mkdir -p bin/bench
 "$GO" build -o bin/bench/mxsurvey ./cmd/mxsurvey
-for t in harness tlsloop dnsloop profiled; do
+for t in harness tlsloop dnsloop; do
   "$GO" build -o "bin/bench/$t" "./bench/$t"
 done
+# The same command with runtime/pprof around it (cmd/mxsurvey/profiled.go).
+"$GO" build -tags profiled -o bin/bench/profiled ./cmd/mxsurvey
 ulimit -n 20000 2>/dev/null || true
 # The field's tools (zgrab2, zdns) from ../shared/anchors, built once and
 # kept in out/anchors/bin (the first build takes ~1.5 min on 2 cores). The
@@ -84,7 +88,7 @@ if [ "$smoke" = 1 ]; then
   fi
   smoke_args=(-bin bin/bench/mxsurvey -sizes 1000 -runs 1 -smoke -analyze-rows 10000 -latency 5ms-20ms -flight-latency 5ms-20ms -field-domains 1000
     -work "$tmp/work" -results "$tmp/results" -report "$tmp/BENCHMARKS.md" -commands "scripts/bench.sh --smoke")
-  bin/bench/harness "${smoke_args[@]}" -phases off,on,flight
+  bin/bench/harness "${smoke_args[@]}" -phases off,on,flight,synth
   if [ -n "$builder" ]; then
     wait "$builder"
     anchors_result

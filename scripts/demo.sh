@@ -10,7 +10,7 @@ start=$(date +%s)
 scripts/labscan.sh "$n" "$out"
 echo
 sed -n '/^## Which name/,/^## Hosts/p' "$out/report/report.md" | sed '$d'
-echo "Lab ground truth: $out/lab/truth-hosts.jsonl, $out/lab/truth-domains.jsonl"
+echo "Lab ground truth: $out/lab/truth-hosts.jsonl, $out/lab/truth-domains.jsonl, $out/lab/truth-tlsa.jsonl"
 echo "Dataset:          $out/scan (docs/schema.md)"
 echo "Report:           $out/report/report.html  (also report.md, summary.json, hosts.csv, domains.csv)"
 echo "demo: done in $(( $(date +%s) - start ))s"

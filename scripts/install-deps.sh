@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Go: Debian's Jupyter stack for the
-# notebook, real mail and DNS servers for realservers/, and DuckDB (npm) for
-# the independent cross-check of the Parquet files. Idempotent; run as root.
+# notebook, Chromium (and DejaVu, the font the report's chart layout is
+# measured against) for the report's browser test, real mail, DNS and web
+# servers and DNSSEC tools for realservers/, and DuckDB (npm) for the independent cross-check of the
+# Parquet files. Idempotent; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -10,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in python3-pandas python3-matplotlib jupyter-nbconvert python3-nbclient python3-ipykernel; do
+for pkg in python3-pandas python3-matplotlib jupyter-nbconvert python3-nbclient python3-ipykernel chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -13,7 +13,7 @@ bin=${MXSURVEY:-bin/mxsurvey}
 [ -x "$bin" ] || go build -o "$bin" ./cmd/mxsurvey
 rm -rf "$out"
 mkdir -p "$out"
-"$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -latency "${LAB_LATENCY:-0}" \
+"$bin" lab -domains "$n" -seed "${LAB_SEED:-1}" -dns 127.0.0.1:0 -smtp-port 0 -mta-sts-port 0 -latency "${LAB_LATENCY:-0}" \
   -out "$out/lab" ${LAB_FLAGS:-} >"$out/lab.log" 2>&1 &
 labpid=$!
 trap 'kill $labpid 2>/dev/null || true; wait $labpid 2>/dev/null || true' EXIT
@@ -25,9 +25,10 @@ done
 [ -s "$out/lab/lab.json" ] || { echo "labscan: lab.json not written within 60s" >&2; exit 1; }
 dns=$(sed -n 's/.*"dns": *"\([^"]*\)".*/\1/p' "$out/lab/lab.json" | head -1)
 port=$(sed -n 's/.*"smtp_port": *\([0-9]*\).*/\1/p' "$out/lab/lab.json" | head -1)
+stsport=$(sed -n 's/.*"mta_sts_port": *\([0-9]*\).*/\1/p' "$out/lab/lab.json" | head -1)
 # The lab lives on loopback (and ::1 for its connection-refused case), which
 # a real scan never contacts: allow exactly those ranges.
-"$bin" scan -resolver "$dns" -port "$port" -allow 127.0.0.0/8 -allow ::1/128 -ipv6 \
+"$bin" scan -resolver "$dns" -port "$port" -mta-sts-port "$stsport" -allow 127.0.0.0/8 -allow ::1/128 -ipv6 \
   -ehlo-name scanner.mxsurvey.test -rate 0 -dns-rate 0 -ip-interval 0 -timeout 10s -step-timeout 5s \
   -o "$out/scan" "$@" "$out/lab/domains.csv"
 "$bin" analyze -roots "$out/lab/ca.pem" -o "$out/report" "$out/scan"

@@ -1,9 +1,12 @@
 package certs
 
 import (
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +39,7 @@ func TestCheck(t *testing.T) {
 		check func(*testing.T, *Leaf)
 	}{
 		{"trusted with intermediate", testpki.Chain(good, inter), Result{Trusted: true}, func(t *testing.T, l *Leaf) {
-			if l.Wildcard || l.CNOnly || l.SelfSigned || l.KeyLabel() != "ECDSA 256" || l.Issuer != "Test Issuing CA / Test PKI" {
+			if l.Wildcard || l.CNOnly || l.Cert.SelfSigned || l.KeyLabel() != "ECDSA 256" || l.IssuerLabel != "Test Issuing CA / Test PKI" {
 				t.Errorf("leaf = %+v (%s)", l, l.KeyLabel())
 			}
 		}},
@@ -60,12 +63,12 @@ func TestCheck(t *testing.T) {
 		{"expired", testpki.Chain(expired, inter), Result{Expired: true}, nil},
 		{"not yet valid", testpki.Chain(future, inter), Result{NotYetValid: true}, nil},
 		{"self-signed, not a CA", testpki.Chain(self), Result{}, func(t *testing.T, l *Leaf) {
-			if !l.SelfSigned {
+			if !l.Cert.SelfSigned {
 				t.Errorf("self-signed leaf not detected")
 			}
 		}},
 		{"unknown CA", testpki.Chain(unknown, other), Result{}, func(t *testing.T, l *Leaf) {
-			if l.SelfSigned {
+			if l.Cert.SelfSigned {
 				t.Errorf("CA-issued leaf counted as self-signed")
 			}
 		}},
@@ -143,5 +146,95 @@ func TestLoadRoots(t *testing.T) {
 	}
 	if _, err := LoadRoots(filepath.Join(dir, "missing.pem")); err == nil {
 		t.Errorf("LoadRoots accepted a missing file")
+	}
+}
+
+// Many goroutines checking the same few chains at once: each leaf is parsed
+// once and each (chain, day) verified once, the results are those of a
+// sequential check, and the counters do not depend on the interleaving.
+func TestCheckConcurrent(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	root := testpki.Make(testpki.Spec{CN: "Root", IsCA: true}, nil)
+	inter := testpki.Make(testpki.Spec{CN: "Issuing CA", IsCA: true}, root)
+	var chains [][][]byte
+	for i := range 8 {
+		leaf := testpki.Make(testpki.Spec{CN: "mx.example.com", DNSNames: []string{fmt.Sprintf("mx%d.example.com", i)}}, inter)
+		if i%2 == 0 {
+			chains = append(chains, testpki.Chain(leaf, inter))
+		} else {
+			chains = append(chains, testpki.Chain(leaf)) // intermediate missing: not trusted
+		}
+	}
+	v := New(testpki.Pool(root))
+	const workers, rounds = 16, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				i := (w + r) % len(chains)
+				at := now.Add(time.Duration(r%2) * 24 * time.Hour) // two days
+				res, err := v.Check(chains[i], at)
+				if err != nil || res.Trusted != (i%2 == 0) {
+					t.Errorf("chain %d: %+v, %v", i, res, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checks := workers * rounds
+	if s := v.Stats(); s.LeavesParsed != len(chains) || s.Verifications != 2*len(chains) || s.TrustHits != checks-2*len(chains) {
+		t.Errorf("stats = %+v, want %d leaves parsed, %d verifications, %d hits", s, len(chains), 2*len(chains), checks-2*len(chains))
+	}
+}
+
+// The verdict for a cache key must not depend on which probe of the key came
+// first. Here the intermediate becomes valid at 10:00 and the leaf expires at
+// 20:00: probes at 11:00 and 15:00 share a key, whichever is checked first.
+func TestTrustIndependentOfOrder(t *testing.T) {
+	day := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	root := testpki.Make(testpki.Spec{CN: "Root", IsCA: true}, nil)
+	inter := testpki.Make(testpki.Spec{CN: "Issuing CA", IsCA: true, NotBefore: day.Add(10 * time.Hour)}, root)
+	leaf := testpki.Make(testpki.Spec{CN: "mx.example.com", DNSNames: []string{"mx.example.com"},
+		NotAfter: day.Add(20 * time.Hour)}, inter)
+	chain := testpki.Chain(leaf, inter)
+	want := map[int]bool{1: false, 11: true, 15: true, 21: false}
+	for _, order := range [][]int{{1, 11, 15, 21}, {21, 15, 11, 1}, {15, 1, 21, 11}} {
+		v := New(testpki.Pool(root))
+		for _, h := range order {
+			r, err := v.Check(chain, day.Add(time.Duration(h)*time.Hour))
+			if err != nil || r.Trusted != want[h] {
+				t.Errorf("order %v, %02d:00: trusted=%v (%v), want %v", order, h, r.Trusted, err, want[h])
+			}
+		}
+		if s := v.Stats(); s.Verifications != 3 {
+			t.Errorf("order %v: %d verifications, want 3 (before 10:00, 10:00-20:00, after 20:00)", order, s.Verifications)
+		}
+	}
+}
+
+func TestFirstInstant(t *testing.T) {
+	day := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(nb, na time.Time) *x509.Certificate { return &x509.Certificate{NotBefore: nb, NotAfter: na} }
+	always := mk(day.AddDate(-1, 0, 0), day.AddDate(1, 0, 0))
+	fromTen := mk(day.Add(10*time.Hour), day.AddDate(1, 0, 0))
+	untilTwenty := mk(day.AddDate(-1, 0, 0), day.Add(20*time.Hour))
+	tests := []struct {
+		name   string
+		certs  []*x509.Certificate
+		period string
+		at     time.Time
+		want   time.Time
+	}{
+		{"all valid all day", []*x509.Certificate{always, always}, "11", day.Add(15 * time.Hour), day},
+		{"not yet valid", []*x509.Certificate{fromTen}, "0", day.Add(5 * time.Hour), day},
+		{"valid from ten", []*x509.Certificate{fromTen}, "1", day.Add(15 * time.Hour), day.Add(10 * time.Hour)},
+		{"expired after twenty", []*x509.Certificate{untilTwenty}, "0", day.Add(21 * time.Hour), day.Add(20*time.Hour + time.Nanosecond)},
+		{"both", []*x509.Certificate{untilTwenty, fromTen}, "11", day.Add(15 * time.Hour), day.Add(10 * time.Hour)},
+		{"unparsed intermediate skipped", []*x509.Certificate{always, fromTen}, "1x1", day.Add(12 * time.Hour), day.Add(10 * time.Hour)},
+	}
+	for _, tt := range tests {
+		if got := firstInstant(dayOf(tt.at), tt.certs, []byte(tt.period), tt.at); !got.Equal(tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

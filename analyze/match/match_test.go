@@ -146,3 +146,15 @@ func FuzzMatchName(f *testing.F) {
 		}
 	})
 }
+
+func TestIsAddress(t *testing.T) {
+	for s, want := range map[string]bool{
+		"192.0.2.1": true, "::1": true, "2001:db8::1": true, "fe80::1%eth0": true, "[192.0.2.1]": true,
+		"192.0.2": false, "1234": false, "01.2.3.4": false, "mx.example.com": false, "1.2.3.4.example": false,
+		"": false, "%eth0": false, "a:b": false,
+	} {
+		if got := isAddress(s); got != want {
+			t.Errorf("isAddress(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // The field phase measures mxsurvey next to the tools the measurement field
@@ -166,7 +167,7 @@ func benchField(ctx context.Context, c config, work string) (res FieldResult) {
 		}
 		f.Items, f.OutBytes = f.Scan.Counts["probes"], f.Scan.ProbeBytes
 		f.Groups = map[string]int64{}
-		err = record.ReadAll(filepath.Join(f.Scan.Dir, "probes"), func(r *record.ProbeRow) error {
+		err = store.ReadAll(survey.ProbesDir(f.Scan.Dir), func(r *survey.ProbeRow) error {
 			if r.TLSVersion != "" {
 				f.OK++
 				f.Groups[strings.ToLower(r.TLSGroup)]++
@@ -272,7 +273,7 @@ func domainList(csv, txt string) error {
 // is given exactly the targets mxsurvey probes.
 func zgrabTargets(mxDir, path string) (int64, error) {
 	seen := map[string]bool{}
-	return writeRows(mxDir, path, func(r *record.MXRow) string {
+	return writeRows(mxDir, path, func(r *survey.MXRow) string {
 		k := r.IP + "," + r.MXHost
 		if r.IP == "" || seen[k] {
 			return ""

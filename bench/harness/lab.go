@@ -18,6 +18,7 @@ type Lab struct {
 	Dir      string
 	DNS      string
 	Port     int
+	STSPort  int // the MTA-STS policy hosts' HTTPS port
 	Domains  int
 	Latency  string
 	StartS   float64 // from exec to lab.json written
@@ -47,7 +48,7 @@ func startLab(ctx context.Context, argv0 []string, n int, latency, dir string, t
 		return nil, nil, err
 	}
 	argv := append(append([]string{}, argv0...), "lab", "-domains", fmt.Sprint(n), "-seed", "1", "-dns", "127.0.0.1:0",
-		"-smtp-port", "0", "-latency", latency, "-no-truth", "-out", filepath.Join(dir, "lab"))
+		"-smtp-port", "0", "-mta-sts-port", "0", "-latency", latency, "-no-truth", "-out", filepath.Join(dir, "lab"))
 	argv = append(argv, extra...)
 	logf, err := os.Create(filepath.Join(dir, "lab.log"))
 	if err != nil {
@@ -64,11 +65,12 @@ func startLab(ctx context.Context, argv0 []string, n int, latency, dir string, t
 	deadline := time.After(timeout)
 	for {
 		var info struct {
-			DNS  string `json:"dns"`
-			Port int    `json:"smtp_port"`
+			DNS     string `json:"dns"`
+			Port    int    `json:"smtp_port"`
+			STSPort int    `json:"mta_sts_port"`
 		}
 		if b, err := os.ReadFile(filepath.Join(l.Dir, "lab.json")); err == nil && json.Unmarshal(b, &info) == nil && info.Port != 0 {
-			l.DNS, l.Port = info.DNS, info.Port
+			l.DNS, l.Port, l.STSPort = info.DNS, info.Port, info.STSPort
 			break
 		}
 		select {

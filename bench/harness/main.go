@@ -6,6 +6,10 @@
 // over each step from /proc/PID/stat), stores the figures as JSON in
 // -results, and renders every size found there into a Markdown report.
 //
+// After the sizes, the synth phase (synth.go) analyzes a synthetic real-like
+// scan of a million probe rows (bench/synthscan, written once and kept in
+// -synth-dir) on one core and on every core, and compares their outputs.
+//
 // Every step is bounded in time; the loops are bounded in count and time.
 package main
 
@@ -23,6 +27,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 type config struct {
@@ -43,6 +50,8 @@ type config struct {
 	anchors, noAnchors      string
 	fieldDomains, fieldRuns int
 	fieldConc               int
+	synthRows               int64
+	synthDir                string
 }
 
 func main() {
@@ -68,9 +77,12 @@ func main() {
 	flag.BoolVar(&c.smoke, "smoke", false, "smoke run: results and report go to -work only")
 	flag.StringVar(&c.commands, "commands", "", "text describing how this was invoked (for the report)")
 	render := flag.Bool("render", false, "only render the report from -results")
-	phases := flag.String("phases", "field,off,on,flight", "phases to run: field (side by side with zgrab2 and zdns on the proving ground), "+
-		"off (latency off), on (latency on), flight (latency on, no per-address limit); "+
+	phases := flag.String("phases", "field,off,on,flight,synth", "phases to run: field (side by side with zgrab2 and zdns on the proving ground), "+
+		"off (latency off), on (latency on), flight (latency on, no per-address limit), "+
+		"synth (the analyzer on a synthetic real-like scan, once, after the sizes); "+
 		"the figures of phases not run are kept from an earlier size-N.json or field.json")
+	flag.Int64Var(&c.synthRows, "synth-rows", 1_000_000, "probe rows of the synthetic scan of the synth phase (bench/synthscan; 2,000 with -smoke)")
+	flag.StringVar(&c.synthDir, "synth-dir", "out/bench/synth", "where the synthetic scan is written once and kept")
 	flag.IntVar(&c.flightPerIP, "flight-per-ip", 10000, "scanner -per-ip-concurrency in the flight phase")
 	flag.StringVar(&c.flightLatency, "flight-latency", "3s-6s", "lab latency of the flight phase: slow enough that -concurrency-on probes are in flight at once")
 	flag.StringVar(&c.anchors, "anchors", "", "directory holding the zgrab2 and zdns binaries (../shared/anchors/build.sh); empty: the field phase measures mxsurvey alone")
@@ -109,6 +121,10 @@ func main() {
 	}
 	if c.rateSize < 0 && len(c.sizes) > 0 {
 		c.rateSize = c.sizes[0]
+	}
+	if c.smoke {
+		c.synthRows = min(c.synthRows, 2000)
+		c.synthDir = filepath.Join(c.work, "synth")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -153,6 +169,12 @@ func main() {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	if c.phases["synth"] && c.synthRows > 0 && ctx.Err() == nil {
+		if err := runSynth(ctx, c); err != nil {
+			log.Printf("synth: FAILED: %v", err)
+			failed = true
 		}
 	}
 	if err := writeReport(c); err != nil {
@@ -288,7 +310,8 @@ func benchSize(ctx context.Context, c config, n int, largest bool) (res SizeResu
 }
 
 func scanArgs(lab *Lab, conc int) []string {
-	return []string{"-resolver", lab.DNS, "-port", fmt.Sprint(lab.Port), "-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6",
+	return []string{"-resolver", lab.DNS, "-port", fmt.Sprint(lab.Port), "-mta-sts-port", fmt.Sprint(lab.STSPort),
+		"-allow", "127.0.0.0/8", "-allow", "::1/128", "-ipv6",
 		"-ehlo-name", "scanner.mxsurvey.test", "-rate", "0", "-dns-rate", "0", "-ip-interval", "0",
 		"-timeout", "10s", "-step-timeout", "5s", "-progress", "1s", "-concurrency", fmt.Sprint(conc)}
 }
@@ -623,30 +646,18 @@ func analyze(ctx context.Context, c config, work, name string, pre []string, lab
 }
 
 func readManifest(f *ScanFig) error {
-	b, err := os.ReadFile(filepath.Join(f.Dir, "manifest.json"))
+	m, err := store.ReadManifest(f.Dir)
 	if err != nil {
 		return err
 	}
-	var m struct {
-		Started  time.Time        `json:"started"`
-		Ended    time.Time        `json:"ended"`
-		Status   string           `json:"status"`
-		Counts   map[string]int64 `json:"counts"`
-		Outcomes map[string]int64 `json:"outcomes"`
-		Errors   map[string]int64 `json:"error_classes"`
-		DNS      map[string]int64 `json:"dns_statuses"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	f.DNS = m.DNS
-	if m.Status != "complete" {
+	f.DNS = m.DNSStatuses
+	if m.Status != survey.StatusComplete || m.Ended == nil {
 		return fmt.Errorf("%s: manifest status %q", f.Dir, m.Status)
 	}
-	f.Counts, f.Outcomes, f.Errors = m.Counts, m.Outcomes, m.Errors
+	f.Counts, f.Outcomes, f.Errors = m.Counts, m.Outcomes, m.ErrorClasses
 	f.ScanS = m.Ended.Sub(m.Started).Seconds()
-	f.MXBytes = duBytes(filepath.Join(f.Dir, "mx"))
-	f.ProbeBytes = duBytes(filepath.Join(f.Dir, "probes"))
+	f.MXBytes = duBytes(survey.MXDir(f.Dir))
+	f.ProbeBytes = duBytes(survey.ProbesDir(f.Dir))
 	return nil
 }
 

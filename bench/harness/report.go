@@ -122,6 +122,10 @@ func writeReport(c config) error {
 	if len(rs) == 0 && fr == nil {
 		return fmt.Errorf("no results in %s", c.results)
 	}
+	synth, err := loadSynth(c.results)
+	if err != nil {
+		return err
+	}
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	var last SizeResult
@@ -373,6 +377,7 @@ func writeReport(c config) error {
 	}
 	p("\nThe shard copies repeat the same targets (the analyzer counts them as duplicates), so that row measures\n")
 	p("reading and analysing 1,000,000+ probe rows, not memory for 1,000,000 distinct targets.\n")
+	p("%s", synthReport(synth))
 
 	p("\n## Configured rates (`-rate 200 -dns-rate 500`, latency off)\n\n")
 	p("| domains | scan s (manifest) | connections (probes − skipped) | achieved connections/s | max over 5 s windows (probes done/s) | DNS queries | achieved queries/s | max over 5 s windows |\n")
@@ -401,9 +406,10 @@ func writeReport(c config) error {
 
 	p("\n## Targets\n\n")
 	targets(&b, rs, fr)
+	b.WriteString(synthTarget(synth))
 
 	p("\n## Profiles (go tool pprof -top)\n\n")
-	p("Taken with bench/profiled (the same commands with runtime/pprof around them) at the size shown, latency off\n")
+	p("Taken with bin/bench/profiled (mxsurvey built with -tags profiled: the same commands with runtime/pprof around them) at the size shown, latency off\n")
 	p("unless stated; the lab profile covers the whole latency-off phase of that size.\n")
 	for _, r := range rs {
 		keys := []struct{ k, title string }{

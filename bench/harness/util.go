@@ -5,19 +5,19 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // writeTargets lists the probes of a scan that completed (outcome ok) as
 // "IP:PORT MXHOST" lines for tlsloop, and returns how many.
 func writeTargets(scanDir, path string) (int64, error) {
-	return writeRows(filepath.Join(scanDir, "probes"), path, func(r *record.ProbeRow) string {
-		if r.Outcome != "ok" {
+	return writeRows(survey.ProbesDir(scanDir), path, func(r *survey.ProbeRow) string {
+		if r.Outcome != survey.OutcomeOK {
 			return ""
 		}
 		return joinHostPort(r.IP, r.Port) + " " + r.MXHost
@@ -33,7 +33,7 @@ func writeRows[T any](dir, path string, line func(*T) string) (int64, error) {
 	}
 	w := bufio.NewWriter(f)
 	var n int64
-	err = record.ReadAll(dir, func(r *T) error {
+	err = store.ReadAll(dir, func(r *T) error {
 		l := line(r)
 		if l == "" {
 			return nil

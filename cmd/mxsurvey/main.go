@@ -6,11 +6,14 @@
 // scans MX hosts with SMTP STARTTLS into a Parquet dataset (scan), turns a
 // dataset into statistics and reports (analyze), and runs a simulated mail
 // internet on loopback with known truth (lab).
+//
+// The command line is this package's alone: each subcommand's flag set is
+// in a file of its own (scan.go, analyze.go), and turns flags into the
+// configuration struct of the package that does the work, so that library
+// packages never parse flags and every command line error exits 2.
 package main
 
 import (
-	"github.com/mxsurvey/mxsurvey/internal/cli"
-
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +23,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mxsurvey/mxsurvey/analyze"
-	"github.com/mxsurvey/mxsurvey/lab"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
+
+// errUsage wraps every error in a command line (unknown flag, impossible
+// value, missing argument): run prints it and exits 2, before any traffic.
+var errUsage = errors.New("usage")
 
 type command struct {
 	name, summary string
@@ -32,13 +37,13 @@ type command struct {
 }
 
 var commands = []command{
-	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", pipeline.Command},
-	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyze.Command},
-	{"lab", "run a simulated mail internet on loopback, with ground truth", lab.Command},
+	{"scan", "resolve MX hosts and probe them with SMTP STARTTLS into a Parquet dataset", scanCommand},
+	{"analyze", "compute statistics, reports and notebook exports from scan datasets", analyzeCommand},
+	{"lab", "run a simulated mail internet on loopback, with ground truth", labCommand},
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", record.Version)
+	fmt.Fprintf(w, "mxsurvey %s: measure which names mail servers present in TLS\n\nusage: mxsurvey COMMAND [flags] [args]\n\ncommands:\n", survey.Version)
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
@@ -46,7 +51,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(profile(os.Args[1:], run))
 }
 
 func run(args []string) int {
@@ -59,7 +64,7 @@ func run(args []string) int {
 		return 0
 	}
 	if args[0] == "version" {
-		fmt.Printf("mxsurvey %s (schema %d)\n", record.Version, record.SchemaVersion)
+		fmt.Printf("mxsurvey %s (schema %d)\n", survey.Version, survey.SchemaVersion)
 		return 0
 	}
 	// The first SIGINT/SIGTERM cancels the context: stages stop taking work,
@@ -78,7 +83,7 @@ func run(args []string) int {
 		switch {
 		case err == nil:
 			return 0
-		case errors.Is(err, cli.ErrUsage):
+		case errors.Is(err, errUsage):
 			fmt.Fprintf(os.Stderr, "mxsurvey %s: %v\n", c.name, err)
 			return 2
 		case errors.Is(err, pipeline.ErrInterrupted):

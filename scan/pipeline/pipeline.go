@@ -2,6 +2,13 @@
 // write. Stages talk through bounded channels under one context, so a slow
 // stage pushes back on the ones before it instead of growing memory, and a
 // channel between two stages can later become a work queue between machines.
+//
+// It writes the dataset that package survey defines, through package store.
+// Its Config embeds the prober's and the resolver's configurations, and the
+// manifest records them from their tags. By file: pipeline.go wires the
+// stages, rows.go maps outcomes to rows, resume.go reads what an earlier run
+// committed, manifest.go writes the manifest, progress.go counts and reports.
+// Command-line flags are the command's (cmd/mxsurvey).
 package pipeline
 
 import (
@@ -11,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -19,12 +25,14 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
-	"github.com/mxsurvey/mxsurvey/datasets"
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/internal/workers"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/polite"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -34,7 +42,7 @@ var ErrInterrupted = errors.New("scan interrupted")
 
 // Result summarises a finished (or interrupted) scan.
 type Result struct {
-	Manifest *record.Manifest
+	Manifest *survey.Manifest
 }
 
 type target struct {
@@ -42,7 +50,7 @@ type target struct {
 	mxHost string
 }
 
-func (t target) key() string { return t.ip.String() + "|" + t.mxHost }
+func (t target) key() string { return survey.TargetKey(t.ip.String(), t.mxHost) }
 
 // run holds the state shared by the stages of one scan.
 type run struct {
@@ -53,14 +61,16 @@ type run struct {
 	connRate *rate.Limiter
 	sched    *polite.Scheduler[target]
 
-	mxRows    chan []record.MXRow
-	probeRows chan record.ProbeRow
+	batches   chan batch // a domain's rows, for the tables it fills (policies.go)
+	probeRows chan survey.ProbeRow
 
 	targetsMu sync.Mutex
 	targets   map[string]struct{} // (ip|mx_host) queued or done in this dataset
 
 	ptrMu    sync.Mutex
 	ptrCache map[netip.Addr][2]string
+
+	pol policyState
 
 	c counters
 }
@@ -74,32 +84,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r := &run{cfg: cfg, targets: map[string]struct{}{}, ptrCache: map[netip.Addr][2]string{}}
 	r.c.init()
-	var dnsLimiter *rate.Limiter
-	if cfg.DNSRate > 0 {
-		dnsLimiter = rate.NewLimiter(rate.Limit(cfg.DNSRate), burst(cfg.DNSRate))
-	}
 	if cfg.Rate > 0 {
 		r.connRate = rate.NewLimiter(rate.Limit(cfg.Rate), burst(cfg.Rate))
 	}
-	var err error
-	retries := cfg.DNSRetries
-	if retries == 0 {
-		retries = -1 // the resolver reads 0 as "its default"; here 0 means none
+	rc := cfg.Resolve
+	if cfg.DNSRate > 0 {
+		rc.Limiter = rate.NewLimiter(rate.Limit(cfg.DNSRate), burst(cfg.DNSRate))
 	}
-	r.resolver, err = resolve.New(resolve.Config{Servers: cfg.Resolvers, Timeout: cfg.DNSTimeout,
-		Retries: retries, Limiter: dnsLimiter})
-	if err != nil {
+	var err error
+	rc.DNSSEC = cfg.Policies
+	if r.resolver, err = resolve.New(rc); err != nil {
 		return nil, err
 	}
 	defer r.resolver.Close()
-	r.prober, err = probe.New(probe.Config{Port: cfg.Port, EHLOName: cfg.EHLOName, Timeout: cfg.ProbeTimeout,
-		StepTimeout: cfg.StepTimeout, CurvePreferences: cfg.TLSGroups, Dial: cfg.Dial})
-	if err != nil {
-		return nil, err
+	if r.prober, err = probe.New(cfg.Probe); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err) // e.g. an EHLO name with a space
 	}
 	r.policy = guard.New(cfg.Allow, cfg.Block)
+	if err := r.startPolicies(); err != nil {
+		return nil, err
+	}
 
-	in, err := datasets.Open(cfg.Input, cfg.Format)
+	in, err := domains.Open(cfg.Input, cfg.Format)
 	if err != nil {
 		return nil, fmt.Errorf("opening input: %w", err)
 	}
@@ -112,25 +118,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	mxw, err := record.NewPartWriter[record.MXRow](cfg.Out+"/mx", record.PartOptions{})
+	tw, err := r.openTables()
 	if err != nil {
 		return nil, err
 	}
-	pw, err := record.NewPartWriter[record.ProbeRow](cfg.Out+"/probes", record.PartOptions{GroupRows: 2000})
+	pw, err := store.NewPartWriter[survey.ProbeRow](survey.ProbesDir(cfg.Out), store.PartOptions{GroupRows: 2000})
 	if err != nil {
 		return nil, err
 	}
 
 	if cfg.Input != "-" {
 		go func() {
-			if n, err := datasets.Count(cfg.Input, cfg.Format); err == nil {
+			if n, err := domains.Count(cfg.Input, cfg.Format); err == nil {
 				r.c.inputTotal.Store(n)
 			}
 		}()
 	}
 
-	r.mxRows = make(chan []record.MXRow, 256)
-	r.probeRows = make(chan record.ProbeRow, 256)
+	r.batches = make(chan batch, 256)
+	r.probeRows = make(chan survey.ProbeRow, 256)
 	// The work context ends with the caller's, or when a writer fails (a
 	// full disk must stop the scan, not let it probe into the void); the
 	// writers outlive it so that everything finished is still committed.
@@ -142,35 +148,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// address, keeps going meanwhile; a target costs under 100 bytes.
 	r.sched = polite.New[target](work, cfg.PerIPConcurrency, cfg.IPInterval, max(100*cfg.Concurrency, 250_000))
 
-	stopManifest := r.keepManifest(m)
-	stopProgress := r.progress()
+	stopManifest := every(manifestEvery, func() { r.refreshManifest(m) })
+	stopProgress := func() {}
+	if cfg.Progress != nil {
+		stopProgress = every(cfg.ProgressEvery, func() { fmt.Fprintln(cfg.Progress, r.progressLine()) })
+	}
 
 	var writers errgroup.Group
-	// The writers are the one place every row passes: text is made valid
-	// UTF-8 there (Parquet STRING requires it; see record.MakeValidUTF8).
 	writers.Go(func() error {
-		return writeAll(mxw, r.mxRows, cfg.Checkpoint, cancelWork, func(rows []record.MXRow) []record.MXRow {
-			for i := range rows {
-				rows[i].MakeValidUTF8()
-			}
-			return rows
-		})
+		return writeAll(tw, r.batches, cfg.Checkpoint, cancelWork, func(b batch) []batch { return []batch{b} })
 	})
 	writers.Go(func() error {
-		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row record.ProbeRow) []record.ProbeRow {
-			row.MakeValidUTF8()
-			return []record.ProbeRow{row}
+		return writeAll(pw, r.probeRows, cfg.Checkpoint, cancelWork, func(row survey.ProbeRow) []survey.ProbeRow {
+			return []survey.ProbeRow{row}
 		})
 	})
 
-	domains := make(chan datasets.Entry, 4*cfg.DNSConcurrency)
+	names := make(chan domains.Entry, 4*cfg.DNSConcurrency)
 	var readErr error
 	var stages sync.WaitGroup
 	stages.Add(1)
 	go func() {
 		defer stages.Done()
-		defer close(domains)
-		readErr = r.read(work, in, done, domains)
+		defer close(names)
+		readErr = r.read(work, in, done, names)
 	}()
 	// Targets referenced by committed mx rows of an earlier run but without a
 	// committed probe row (lost when that run was killed) are probed first.
@@ -182,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		resolvers.Add(1)
 		go func() {
 			defer resolvers.Done()
-			for e := range domains {
+			for e := range names {
 				r.resolveDomain(work, e)
 			}
 		}()
@@ -194,9 +195,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}()
 	resolvers.Wait()
 	stages.Wait()
+	r.pol.fetches.Wait()
 	r.sched.Close()
 	<-probing
-	close(r.mxRows)
+	close(r.batches)
 	close(r.probeRows)
 	writeErr := writers.Wait()
 	stopProgress()
@@ -204,22 +206,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	now := time.Now().UTC()
 	m.Ended = &now
-	r.fillManifest(m, mxw, pw)
+	r.fillManifest(m, tw, pw)
 	var runErr error
 	switch {
 	case writeErr != nil:
-		m.Status, runErr = record.StatusFailed, writeErr
+		m.Status, runErr = survey.StatusFailed, writeErr
 	case readErr != nil && !errors.Is(readErr, context.Canceled):
-		m.Status, runErr = record.StatusFailed, readErr
+		m.Status, runErr = survey.StatusFailed, readErr
 	case ctx.Err() != nil:
-		m.Status, runErr = record.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
+		m.Status, runErr = survey.StatusInterrupted, fmt.Errorf("%w: %v; rerun with -resume to continue", ErrInterrupted, context.Cause(ctx))
 	default:
-		m.Status = record.StatusComplete
+		m.Status = survey.StatusComplete
 	}
 	if runErr != nil {
 		m.Error = runErr.Error()
 	}
-	if err := record.WriteManifest(cfg.Out, m); err != nil && runErr == nil {
+	if err := store.WriteManifest(cfg.Out, m); err != nil && runErr == nil {
 		runErr = err
 	}
 	r.summary(m)
@@ -230,13 +232,17 @@ func burst(perSecond float64) int {
 	return max(1, int(perSecond/10))
 }
 
-// writeAll drains ch into w, committing the open part every checkpoint
-// interval. It writes whatever has queued up in one call (rows of several
-// domains or probes together): one row per call cost the writer a size
-// check and a dispatch each, and a writer that falls behind keeps probes
-// waiting with their rows. After a write error it keeps draining (so no
-// stage blocks) but drops the open part, leaving only committed parts.
-func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
+// writeAll drains ch into w (a store.PartWriter, or the tables of
+// policies.go), committing the open part every checkpoint interval. It
+// writes whatever has queued up in one call (rows of several domains or
+// probes together): one row per call cost the writer a size check and a
+// dispatch each, and a writer that falls behind keeps probes waiting with
+// their rows. After a write error it keeps draining (so no stage blocks) but
+// drops the open part, leaving only committed parts.
+func writeAll[T, R any](w interface {
+	partWriter
+	Write([]R) error
+}, ch <-chan T, checkpoint time.Duration, stop context.CancelCauseFunc, rows func(T) []R) error {
 	var firstErr error
 	fail := func(err error) {
 		firstErr = err
@@ -286,11 +292,11 @@ func writeAll[T, R any](w *record.PartWriter[R], ch <-chan T, checkpoint time.Du
 // maxWriteBatch bounds the rows written in one call.
 const maxWriteBatch = 1024
 
-// read streams the input into domains: invalid lines become error rows at
+// read streams the input into names: invalid lines become error rows at
 // once, duplicates, other shards' domains and domains already in the
 // dataset are skipped.
-func (r *run) read(ctx context.Context, in *datasets.Reader, done *datasets.Dedup, domains chan<- datasets.Entry) error {
-	seen := datasets.NewDedup()
+func (r *run) read(ctx context.Context, in *domains.Reader, done *domains.Dedup, names chan<- domains.Entry) error {
+	seen := domains.NewDedup()
 	for {
 		e, err := in.Next()
 		if errors.Is(err, io.EOF) {
@@ -317,69 +323,38 @@ func (r *run) read(ctx context.Context, in *datasets.Reader, done *datasets.Dedu
 		}
 		if e.Err != "" {
 			r.c.invalid.Add(1)
-			r.c.dnsStatus(record.DNSError)
-			row := record.MXRow{Domain: e.Input, Rank: e.Rank, Input: e.Input, DNSStatus: record.DNSError,
-				DNSError: e.Err, ResolvedAt: time.Now().UTC()}
+			r.c.dnsStatus(survey.DNSError)
 			select {
-			case r.mxRows <- []record.MXRow{row}:
+			case r.batches <- batch{mx: []survey.MXRow{invalidRow(e, time.Now().UTC())}}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			continue
 		}
 		select {
-		case domains <- e:
+		case names <- e:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// invalidKey keys an invalid input line by its text, apart from every
-// valid domain name.
-func invalidKey(input string) string { return "\x00invalid:" + input }
-
 // resolveDomain resolves one domain, emits its mx rows as one batch (so they
-// are committed together) and queues its new targets.
-func (r *run) resolveDomain(ctx context.Context, e datasets.Entry) {
+// are committed together), with its policies row and after the tlsa rows of
+// its MX hosts (policies.go), and queues its new targets.
+func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
 	if ctx.Err() != nil {
 		return
 	}
+	pol := r.lookupPolicies(ctx, e.Domain)
 	d := r.resolver.Resolve(ctx, e.Domain)
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !r.lookupTLSA(ctx, d) {
 		return // interrupted mid-lookup: the outcome is not the domain's, resume redoes it
 	}
-	now := time.Now().UTC()
-	base := record.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
-		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: now}
-	var rows []record.MXRow
-	var targets []target
-	for _, h := range d.Hosts {
-		hr := base
-		hr.MXHost, hr.MXPreference, hr.MXHostStatus, hr.MXHostError = h.Name, int32(h.Preference), h.Status, h.Error
-		if len(h.Addrs) == 0 {
-			rows = append(rows, hr)
-			continue
-		}
-		for _, a := range h.Addrs {
-			ar := hr
-			ar.IP = a.String()
-			ar.IPVersion = 4
-			if a.Is6() && !a.Is4In6() {
-				ar.IPVersion = 6
-			}
-			rows = append(rows, ar)
-			targets = append(targets, target{ip: a, mxHost: h.Name})
-		}
-	}
-	if len(rows) == 0 {
-		rows = append(rows, base)
-	}
+	rows, targets := mxRows(e, d, time.Now().UTC())
 	r.c.resolved.Add(1)
 	r.c.dnsStatus(d.Status)
-	select {
-	case r.mxRows <- rows:
-	case <-ctx.Done():
+	if !r.emitDomain(ctx, batch{mx: rows}, pol) {
 		return
 	}
 	r.c.mxRows.Add(int64(len(rows)))
@@ -401,11 +376,11 @@ func (r *run) addTarget(ctx context.Context, t target) {
 	r.targetsMu.Unlock()
 	r.c.targets.Add(1)
 	if ok, reason := r.policy.Check(t.ip); !ok {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, record.ErrBlocked, reason))
+		r.emitProbe(ctx, skippedRow(t, r.cfg.Probe.Port, survey.ErrBlocked, reason))
 		return
 	}
 	if t.ip.Is6() && !t.ip.Is4In6() && !r.cfg.IPv6 {
-		r.emitProbe(ctx, skippedRow(t, r.cfg.Port, record.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
+		r.emitProbe(ctx, skippedRow(t, r.cfg.Probe.Port, survey.ErrIPv6Disabled, "IPv6 address recorded, not probed (no -ipv6)"))
 		return
 	}
 	if err := r.sched.Add(ctx, t.ip, t); err != nil {
@@ -413,12 +388,7 @@ func (r *run) addTarget(ctx context.Context, t target) {
 	}
 }
 
-func skippedRow(t target, port int, class, reason string) record.ProbeRow {
-	return record.ProbeRow{IP: t.ip.String(), Port: int32(port), MXHost: t.mxHost, StartedAt: time.Now().UTC(),
-		Outcome: record.OutcomeSkipped, ErrorClass: class, Error: reason}
-}
-
-func (r *run) emitProbe(ctx context.Context, row record.ProbeRow) {
+func (r *run) emitProbe(ctx context.Context, row survey.ProbeRow) {
 	select {
 	case r.probeRows <- row:
 		r.c.probe(row)
@@ -468,15 +438,15 @@ func (r *run) probeOne(ctx context.Context, t target, release func()) {
 // goroutine and its stack. A panic here (in our code, not the prober's,
 // which recovers its own) is recorded as data rather than ending the scan.
 // ok is false when the scan was interrupted: no row.
-func (r *run) connect(ctx context.Context, t target, release func()) (row record.ProbeRow, ok bool) {
+func (r *run) connect(ctx context.Context, t target, release func()) (row survey.ProbeRow, ok bool) {
 	r.c.inFlight.Add(1)
 	defer func() {
 		r.c.inFlight.Add(-1)
 		release()
 		if p := recover(); p != nil {
 			slog.Error("probe worker panic", "target", t.key(), "panic", p, "stack", string(debug.Stack()))
-			row = skippedRow(t, r.cfg.Port, record.ErrInternal, fmt.Sprint("internal error: ", p))
-			row.Outcome, ok = record.OutcomeConnect, true
+			row = skippedRow(t, r.cfg.Probe.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
+			row.Outcome, ok = survey.OutcomeConnect, true
 		}
 	}()
 	var ptrHost, ptrStatus string
@@ -514,140 +484,4 @@ func (r *run) ptr(ctx context.Context, ip netip.Addr) (string, string) {
 	r.ptrCache[ip] = [2]string{name, status}
 	r.ptrMu.Unlock()
 	return name, status
-}
-
-// prepareOut creates the output directory, or on -resume reads what an
-// earlier run committed: the domains done, and the targets referenced by
-// committed mx rows that have no committed probe row.
-func (r *run) prepareOut() (done *datasets.Dedup, carried []target, m *record.Manifest, err error) {
-	done = datasets.NewDedup()
-	old, merr := record.ReadManifest(r.cfg.Out)
-	switch {
-	case merr == nil && !r.cfg.Resume:
-		return nil, nil, nil, fmt.Errorf("%s already holds a scan (status %s): use -resume to continue it, or another -o", r.cfg.Out, old.Status)
-	case merr != nil && !errors.Is(merr, os.ErrNotExist):
-		return nil, nil, nil, fmt.Errorf("output directory %s unusable: %w", r.cfg.Out, merr)
-	}
-	if err := os.MkdirAll(r.cfg.Out, 0o755); err != nil {
-		return nil, nil, nil, fmt.Errorf("creating output directory: %w", err)
-	}
-	host, _ := os.Hostname()
-	m = &record.Manifest{Tool: "mxsurvey", ToolVersion: record.Version, SchemaVersion: record.SchemaVersion,
-		Args: r.cfg.Args, Options: r.cfg.options(), Host: host, Started: time.Now().UTC(), Status: record.StatusRunning}
-	if old != nil {
-		if old.SchemaVersion != record.SchemaVersion {
-			return nil, nil, nil, fmt.Errorf("%s was written with schema version %d, this mxsurvey writes %d: resume with the same version", r.cfg.Out, old.SchemaVersion, record.SchemaVersion)
-		}
-		m.Started = old.Started
-		m.Resumes = append(old.Resumes, time.Now().UTC())
-		referenced := map[string]target{}
-		err := record.ReadAll(r.cfg.Out+"/mx", func(row *record.MXRow) error {
-			// A row cannot tell an invalid input line from a valid domain
-			// whose resolution failed with "error" (a CNAME loop): mark
-			// both keys done; neither can collide with the other kind.
-			done.Seen(row.Domain)
-			if row.DNSStatus == record.DNSError && row.MXHost == "" {
-				done.Seen(invalidKey(row.Input))
-			}
-			if row.IP != "" {
-				if ip, perr := netip.ParseAddr(row.IP); perr == nil {
-					t := target{ip: ip, mxHost: row.MXHost}
-					referenced[t.key()] = t
-				}
-			}
-			r.c.resumedMXRows.Add(1)
-			return nil
-		})
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading committed mx rows to resume: %w", err)
-		}
-		err = record.ReadAll(r.cfg.Out+"/probes", func(row *record.ProbeRow) error {
-			k := row.IP + "|" + row.MXHost
-			if ip, perr := netip.ParseAddr(row.IP); perr == nil {
-				k = target{ip: ip, mxHost: row.MXHost}.key()
-			}
-			r.targets[k] = struct{}{}
-			delete(referenced, k)
-			r.c.resumedProbeRows.Add(1)
-			return nil
-		})
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading committed probe rows to resume: %w", err)
-		}
-		for _, t := range referenced {
-			carried = append(carried, t)
-		}
-		slog.Info("resuming", "dir", r.cfg.Out, "domains_done", done.Len(), "probes_done", len(r.targets), "targets_to_reprobe", len(carried))
-	}
-	if err := record.WriteManifest(r.cfg.Out, m); err != nil {
-		return nil, nil, nil, err
-	}
-	return done, carried, m, nil
-}
-
-func (c *Config) options() map[string]any {
-	groups := "go-default"
-	if len(c.TLSGroups) > 0 {
-		groups = ""
-		for i, g := range c.TLSGroups {
-			if i > 0 {
-				groups += ","
-			}
-			groups += g.String()
-		}
-	}
-	return map[string]any{
-		"input": c.Input, "format": string(c.Format), "shard": c.Shard.String(),
-		"resolvers": c.Resolvers, "dns_timeout": c.DNSTimeout.String(), "dns_retries": c.DNSRetries,
-		"dns_concurrency": c.DNSConcurrency, "dns_rate": c.DNSRate, "ptr": c.PTR,
-		"concurrency": c.Concurrency, "rate": c.Rate, "per_ip_concurrency": c.PerIPConcurrency,
-		"ip_interval": c.IPInterval.String(), "port": c.Port, "ehlo_name": c.EHLOName,
-		"probe_timeout": c.ProbeTimeout.String(), "step_timeout": c.StepTimeout.String(),
-		"checkpoint": c.Checkpoint.String(), "ipv6": c.IPv6, "tls_groups": groups, "allow": prefixes(c.Allow), "blocklist_entries": len(c.Block),
-	}
-}
-
-func prefixes(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
-}
-
-// keepManifest rewrites the manifest every 30 seconds so a killed scan
-// leaves its counts behind.
-func (r *run) keepManifest(m *record.Manifest) (stop func()) {
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				snapshot := *m
-				r.fillCounts(&snapshot)
-				if err := record.WriteManifest(r.cfg.Out, &snapshot); err != nil {
-					slog.Warn("updating manifest", "err", err)
-				}
-			}
-		}
-	}()
-	return func() { close(quit); wg.Wait() }
-}
-
-func (r *run) fillManifest(m *record.Manifest, mxw *record.PartWriter[record.MXRow], pw *record.PartWriter[record.ProbeRow]) {
-	r.fillCounts(m)
-	mxParts, _ := record.Parts(r.cfg.Out + "/mx")
-	probeParts, _ := record.Parts(r.cfg.Out + "/probes")
-	m.Parts = map[string]int{"mx": len(mxParts), "probes": len(probeParts)}
-	_, mxRows := mxw.Committed()
-	_, probeRows := pw.Committed()
-	m.Counts["mx_rows_written"] = mxRows
-	m.Counts["probe_rows_written"] = probeRows
 }

@@ -6,12 +6,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
 var testZone = []string{
@@ -58,9 +62,9 @@ type lab struct {
 	input string
 }
 
-func startTestWorld(t *testing.T, delay time.Duration) *lab {
+func startTestWorld(t *testing.T, delay time.Duration, extraZone ...string) *lab {
 	t.Helper()
-	d := startDNS(t, testZone)
+	d := startDNS(t, append(slices.Clone(testZone), extraZone...))
 	s1 := startSMTP(t, "127.61.0.1", 0, "mx1.a.test", delay)
 	s2 := startSMTP(t, "127.61.0.2", s1.port, "mx.shared.test", delay)
 	s3 := startSMTP(t, "127.61.0.3", s1.port, "implicit.test", delay)
@@ -72,24 +76,24 @@ func startTestWorld(t *testing.T, delay time.Duration) *lab {
 }
 
 func (l *lab) config(out string) Config {
-	return Config{Input: l.input, Out: out, Resolvers: []string{l.dns.addr}, DNSTimeout: 300 * time.Millisecond,
-		DNSRetries: 0, Port: l.port, EHLOName: "scanner.test", PTR: true, Concurrency: 8, DNSConcurrency: 4,
-		ProbeTimeout: 5 * time.Second, StepTimeout: 2 * time.Second,
+	return Config{Input: l.input, Out: out, Resolve: resolve.Config{Servers: []string{l.dns.addr}, Timeout: 300 * time.Millisecond},
+		Probe: probe.Config{Port: l.port, EHLOName: "scanner.test", Timeout: 5 * time.Second, StepTimeout: 2 * time.Second},
+		PTR:   true, Concurrency: 8, DNSConcurrency: 4,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.61.0.0/16")}}
 }
 
-func readDataset(t *testing.T, dir string) (map[string][]record.MXRow, map[string]record.ProbeRow) {
+func readDataset(t *testing.T, dir string) (map[string][]survey.MXRow, map[string]survey.ProbeRow) {
 	t.Helper()
-	mx := map[string][]record.MXRow{}
-	if err := record.ReadAll(filepath.Join(dir, "mx"), func(r *record.MXRow) error {
+	mx := map[string][]survey.MXRow{}
+	if err := store.ReadAll(survey.MXDir(dir), func(r *survey.MXRow) error {
 		mx[r.Domain] = append(mx[r.Domain], *r)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	probes := map[string]record.ProbeRow{}
-	if err := record.ReadAll(filepath.Join(dir, "probes"), func(r *record.ProbeRow) error {
-		k := r.IP + "|" + r.MXHost
+	probes := map[string]survey.ProbeRow{}
+	if err := store.ReadAll(survey.ProbesDir(dir), func(r *survey.ProbeRow) error {
+		k := survey.TargetKey(r.IP, r.MXHost)
 		if _, dup := probes[k]; dup {
 			t.Errorf("target %s has two probe rows", k)
 		}
@@ -108,7 +112,7 @@ func TestScanWritesTheDataset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != record.StatusComplete {
+	if res.Manifest.Status != survey.StatusComplete {
 		t.Fatalf("status %s", res.Manifest.Status)
 	}
 	mx, probes := readDataset(t, out)
@@ -209,8 +213,8 @@ func TestScanWritesTheDataset(t *testing.T) {
 	if m.ErrorClasses["blocked"] != 2 || m.Outcomes["ok"] != 3 {
 		t.Errorf("manifest outcomes = %v classes = %v", m.Outcomes, m.ErrorClasses)
 	}
-	onDisk, err := record.ReadManifest(out)
-	if err != nil || onDisk.Status != record.StatusComplete || onDisk.Ended == nil || onDisk.SchemaVersion != record.SchemaVersion {
+	onDisk, err := store.ReadManifest(out)
+	if err != nil || onDisk.Status != survey.StatusComplete || onDisk.Ended == nil || onDisk.SchemaVersion != survey.SchemaVersion {
 		t.Fatalf("manifest on disk: %+v, %v", onDisk, err)
 	}
 
@@ -247,12 +251,12 @@ func TestInterruptAndResume(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("interrupted run: err = %v", err)
 	}
-	if res.Manifest.Status != record.StatusInterrupted {
+	if res.Manifest.Status != survey.StatusInterrupted {
 		t.Fatalf("status %s", res.Manifest.Status)
 	}
 	_, probes := readDataset(t, out)
 	for k, p := range probes {
-		if p.ErrorClass == record.ErrCanceled {
+		if p.ErrorClass == survey.ErrCanceled {
 			t.Errorf("%s: a probe abandoned by the interrupt was written as data", k)
 		}
 	}
@@ -263,7 +267,7 @@ func TestInterruptAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Manifest.Status != record.StatusComplete || len(res.Manifest.Resumes) != 1 {
+	if res.Manifest.Status != survey.StatusComplete || len(res.Manifest.Resumes) != 1 {
 		t.Fatalf("resumed manifest: %+v", res.Manifest)
 	}
 	mx, probes := readDataset(t, out)
@@ -298,11 +302,11 @@ func TestResumeProbesTargetsLostInTheKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Forget every probe row, as if the probes part never got committed.
-	parts, _ := record.Parts(filepath.Join(out, "probes"))
+	parts, _ := store.Parts(survey.ProbesDir(out))
 	for _, p := range parts {
 		os.Remove(p)
 	}
-	os.WriteFile(filepath.Join(out, "probes", ".part-00009.parquet.tmp"), []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(survey.ProbesDir(out), ".part-00009.parquet.tmp"), []byte("partial"), 0o644)
 	asked := l.dns.count("a.test", "MX")
 	cfg := l.config(out)
 	cfg.Resume = true
@@ -327,7 +331,7 @@ func TestResumeProbesTargetsLostInTheKill(t *testing.T) {
 			t.Errorf("%s has %d rows after resume: scanned twice", d, len(rows))
 		}
 	}
-	if _, err := os.Stat(filepath.Join(out, "probes", ".part-00009.parquet.tmp")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(survey.ProbesDir(out), ".part-00009.parquet.tmp")); !os.IsNotExist(err) {
 		t.Errorf("temporary part of the killed run still there")
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // counters are updated by every stage and read by progress and the
@@ -37,7 +37,7 @@ func (c *counters) init() {
 	c.dnsStatuses = map[string]int64{}
 }
 
-func (c *counters) probe(row record.ProbeRow) {
+func (c *counters) probe(row survey.ProbeRow) {
 	c.probes.Add(1)
 	c.mu.Lock()
 	c.outcomes[row.Outcome]++
@@ -53,58 +53,29 @@ func (c *counters) dnsStatus(s string) {
 	c.mu.Unlock()
 }
 
-func (r *run) fillCounts(m *record.Manifest) {
-	c := &r.c
-	m.Counts = map[string]int64{
-		"input_lines":        c.read.Load(),
-		"duplicates":         c.duplicates.Load(),
-		"invalid":            c.invalid.Load(),
-		"domains_resolved":   c.resolved.Load(),
-		"mx_rows":            c.mxRows.Load() + c.invalid.Load(),
-		"targets":            c.targets.Load(),
-		"probes":             c.probes.Load(),
-		"resumed_skipped":    c.resumedSkip.Load(),
-		"resumed_mx_rows":    c.resumedMXRows.Load(),
-		"resumed_probe_rows": c.resumedProbeRows.Load(),
-	}
-	st := r.resolver.Stats()
-	m.Counts["dns_queries"] = int64(st.Queries)
-	m.Counts["dns_retries"] = int64(st.Retries)
-	m.Counts["dns_tcp_fallbacks"] = int64(st.TCPFallbacks)
-	m.Counts["dns_cache_hits"] = int64(st.CacheHits)
-	c.mu.Lock()
-	m.Outcomes = maps.Clone(c.outcomes)
-	m.ErrorClasses = maps.Clone(c.errorClasses)
-	m.DNSStatuses = maps.Clone(c.dnsStatuses)
-	c.mu.Unlock()
-}
-
-// progress prints a line every ProgressEvery on the progress writer
-// (stderr from the command): what a researcher watching a long scan needs
-// to know whether it is healthy and when it will end.
-func (r *run) progress() (stop func()) {
-	if r.cfg.Progress == nil {
-		return func() {}
-	}
+// every calls fn every d in a goroutine of its own until stop is called;
+// stop returns once fn is no longer running.
+func every(d time.Duration, fn func()) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(r.cfg.ProgressEvery)
+	wg.Go(func() {
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-quit:
 				return
 			case <-t.C:
-				fmt.Fprintln(r.cfg.Progress, r.progressLine())
+				fn()
 			}
 		}
-	}()
+	})
 	return func() { close(quit); wg.Wait() }
 }
 
+// progressLine is what a researcher watching a long scan needs to know
+// whether it is healthy and when it will end; Run prints one every
+// ProgressEvery on the progress writer (stderr from the command).
 func (r *run) progressLine() string {
 	c := &r.c
 	el := time.Since(c.start).Seconds()
@@ -122,6 +93,9 @@ func (r *run) progressLine() string {
 	fmt.Fprintf(&b, " | %.0f dom/s | probes %d done, %d in flight, %d queued, %.0f/s | dns %d queries",
 		float64(c.resolved.Load())/el, c.probes.Load(), c.inFlight.Load(), pending,
 		float64(c.probes.Load())/el, r.resolver.Stats().Queries)
+	if r.cfg.Policies {
+		fmt.Fprintf(&b, " | policies %d, tlsa %d, sts fetches %d", r.pol.rows.Load(), r.pol.tlsaRows.Load(), r.pol.fetched.Load())
+	}
 	c.mu.Lock()
 	if len(c.errorClasses) > 0 {
 		b.WriteString(" | errors")
@@ -134,7 +108,7 @@ func (r *run) progressLine() string {
 }
 
 // summary prints the end-of-scan summary on the progress writer.
-func (r *run) summary(m *record.Manifest) {
+func (r *run) summary(m *survey.Manifest) {
 	if r.cfg.Progress == nil {
 		return
 	}
@@ -147,6 +121,10 @@ func (r *run) summary(m *record.Manifest) {
 		fmt.Fprintf(w, "mxsurvey: error classes %s\n", formatCounts(m.ErrorClasses))
 	}
 	fmt.Fprintf(w, "mxsurvey: dns %s\n", formatCounts(m.DNSStatuses))
+	if r.cfg.Policies {
+		fmt.Fprintf(w, "mxsurvey: policies: %d policies rows, %d tlsa rows written, %d MTA-STS policies fetched; dnssec %v\n",
+			m.Counts["policy_rows_written"], m.Counts["tlsa_rows_written"], m.Counts["sts_fetches"], m.Options["dnssec"])
+	}
 	fmt.Fprintf(w, "mxsurvey: dataset in %s\n", r.cfg.Out)
 }
 

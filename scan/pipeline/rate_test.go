@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
 // maxInWindow is the most events within any window of length w.
@@ -46,15 +49,15 @@ func TestRatesAreNeverExceeded(t *testing.T) {
 	var mu sync.Mutex
 	var dials []time.Time
 	const connRate, dnsRate = 40, 120
-	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolvers: []string{d.addr}, EHLOName: "scanner.test",
+	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolve: resolve.Config{Servers: []string{d.addr}},
 		Rate: connRate, DNSRate: dnsRate, PTR: true, Concurrency: 50, DNSConcurrency: 50,
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.64.0.0/16")},
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		Probe: probe.Config{EHLOName: "scanner.test", Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			mu.Lock()
 			dials = append(dials, time.Now())
 			mu.Unlock()
 			return nil, syscall.ECONNREFUSED
-		}}
+		}}}
 	start := time.Now()
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -15,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxsurvey/mxsurvey/internal/cli"
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/scan/probe"
+	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
 // TestNeverContactsSpecialOrBlockedAddresses points MX records at addresses
@@ -39,18 +40,18 @@ func TestNeverContactsSpecialOrBlockedAddresses(t *testing.T) {
 	os.WriteFile(in, []byte("evil.test\noptout.test\nfine.test\n"), 0o644)
 	var mu sync.Mutex
 	var dialed []string
-	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolvers: []string{d.addr}, DNSRetries: 0, EHLOName: "scanner.test",
-		Port: 2525, IPv6: true, ProbeTimeout: time.Second, StepTimeout: time.Second,
+	cfg := Config{Input: in, Out: t.TempDir() + "/s", Resolve: resolve.Config{Servers: []string{d.addr}}, IPv6: true,
+		Probe: probe.Config{EHLOName: "scanner.test", Port: 2525, Timeout: time.Second, StepTimeout: time.Second,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				dialed = append(dialed, addr)
+				mu.Unlock()
+				return nil, syscall.ECONNREFUSED
+			}},
 		// The lab range is allowed, but 127.0.0.1 and ::1 are not in it, and
 		// the opt-out range is blocklisted inside it.
 		Allow: []netip.Prefix{netip.MustParsePrefix("127.62.0.0/15")},
-		Block: []netip.Prefix{netip.MustParsePrefix("127.62.0.0/16")},
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			mu.Lock()
-			dialed = append(dialed, addr)
-			mu.Unlock()
-			return nil, syscall.ECONNREFUSED
-		}}
+		Block: []netip.Prefix{netip.MustParsePrefix("127.62.0.0/16")}}
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -60,65 +61,15 @@ func TestNeverContactsSpecialOrBlockedAddresses(t *testing.T) {
 	_, probes := readDataset(t, cfg.Out)
 	for _, ip := range []string{"10.0.0.1", "169.254.169.254", "0.0.0.0", "127.0.0.1", "::1", "fe80::1"} {
 		p := probes[ip+"|mx.evil.test"]
-		if p.Outcome != record.OutcomeSkipped || p.ErrorClass != record.ErrBlocked || !strings.Contains(p.Error, "special-purpose") {
+		if p.Outcome != survey.OutcomeSkipped || p.ErrorClass != survey.ErrBlocked || !strings.Contains(p.Error, "special-purpose") {
 			t.Errorf("%s: %s/%s %q, want skipped/blocked special-purpose", ip, p.Outcome, p.ErrorClass, p.Error)
 		}
 	}
-	if p := probes["127.62.0.1|mx.optout.test"]; p.ErrorClass != record.ErrBlocked || !strings.Contains(p.Error, "blocklisted") {
+	if p := probes["127.62.0.1|mx.optout.test"]; p.ErrorClass != survey.ErrBlocked || !strings.Contains(p.Error, "blocklisted") {
 		t.Errorf("blocklisted target: %+v", p)
 	}
-	if p := probes["127.63.0.1|mx.fine.test"]; p.Outcome != record.OutcomeConnect || p.ErrorClass != record.ErrRefused {
+	if p := probes["127.63.0.1|mx.fine.test"]; p.Outcome != survey.OutcomeConnect || p.ErrorClass != survey.ErrRefused {
 		t.Errorf("allowed target: %s/%s", p.Outcome, p.ErrorClass)
-	}
-}
-
-// TestBadInputFailsBeforeTraffic: every bad command line ends with a
-// one-line error and ErrUsage (exit 2) before any DNS or SMTP traffic.
-func TestBadInputFailsBeforeTraffic(t *testing.T) {
-	d := startDNS(t, []string{"a.test. MX 10 mx.a.test."})
-	dir := t.TempDir()
-	list := filepath.Join(dir, "d.txt")
-	os.WriteFile(list, []byte("a.test\n"), 0o644)
-	base := []string{"-resolver", d.addr, "-ehlo-name", "scanner.test", "-quiet"}
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"unknown flag", []string{"-frobnicate", list}, "flag provided but not defined"},
-		{"shard K > N", []string{"-shard", "3/2", "-o", dir + "/o", list}, "between 1 and N"},
-		{"shard garbage", []string{"-shard", "half", "-o", dir + "/o", list}, "want K/N"},
-		{"negative rate", []string{"-rate", "-5", "-o", dir + "/o", list}, "rates must be"},
-		{"negative concurrency", []string{"-concurrency", "-1", "-o", dir + "/o", list}, "concurrency"},
-		{"port out of range", []string{"-port", "70000", "-o", dir + "/o", list}, "-port"},
-		{"no output", []string{list}, "-o DIR"},
-		{"no input", []string{"-o", dir + "/o"}, "no domain list"},
-		{"two inputs", []string{"-o", dir + "/o", list, list}, "one domain list"},
-		{"bad resolver", []string{"-resolver", "dns.example:53", "-o", dir + "/o", list}, "-resolver"},
-		{"bad allow", []string{"-allow", "10.0.0.0/33", "-o", dir + "/o", list}, "-allow"},
-		{"unreadable blocklist", []string{"-blocklist", dir + "/missing.txt", "-o", dir + "/o", list}, "blocklist"},
-		{"unknown tls group", []string{"-tls-groups", "x448", "-o", dir + "/o", list}, "unknown group"},
-		{"unknown format", []string{"-format", "xml", "-o", dir + "/o", list}, "format"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			err := Command(context.Background(), append(append([]string{}, base...), tt.args...), &stderr, &stderr)
-			if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want ErrUsage mentioning %q", err, tt.want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error is not one line: %q", err)
-			}
-		})
-	}
-	if n := d.count("a.test", "MX"); n != 0 {
-		t.Errorf("bad command lines sent %d DNS queries", n)
-	}
-	// No -ehlo-name.
-	err := Command(context.Background(), []string{"-resolver", d.addr, "-o", dir + "/o", list}, &bytes.Buffer{}, &bytes.Buffer{})
-	if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "-ehlo-name") {
-		t.Errorf("missing -ehlo-name: %v", err)
 	}
 }
 
@@ -133,8 +84,9 @@ func TestDeadResolverStopsTheScan(t *testing.T) {
 	in := filepath.Join(t.TempDir(), "d.txt")
 	os.WriteFile(in, []byte("a.test\n"), 0o644)
 	out := t.TempDir() + "/s"
-	_, err = Run(context.Background(), Config{Input: in, Out: out, Resolvers: []string{pc.LocalAddr().String()},
-		DNSTimeout: 100 * time.Millisecond, EHLOName: "scanner.test"})
+	_, err = Run(context.Background(), Config{Input: in, Out: out,
+		Resolve: resolve.Config{Servers: []string{pc.LocalAddr().String()}, Timeout: 100 * time.Millisecond},
+		Probe:   probe.Config{EHLOName: "scanner.test"}})
 	if err == nil || !strings.Contains(err.Error(), "does not answer") {
 		t.Fatalf("err = %v", err)
 	}
@@ -195,9 +147,9 @@ func TestDiskFull(t *testing.T) {
 		if len(tmps) > 0 {
 			t.Errorf("half-written parts left: %v", tmps)
 		}
-		parts, _ := record.Parts(filepath.Join(dir, "scan", sub))
+		parts, _ := store.Parts(filepath.Join(dir, "scan", sub))
 		for _, p := range parts {
-			if err := record.ReadPart(p, func(*record.MXRow) error { return nil }); sub == "mx" && err != nil {
+			if err := store.ReadPart(p, func(*survey.MXRow) error { return nil }); sub == "mx" && err != nil {
 				t.Errorf("committed part %s does not read back: %v", p, err)
 			}
 		}

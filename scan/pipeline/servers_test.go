@@ -105,13 +105,21 @@ type smtpServer struct {
 	banner   string
 	cert     tls.Certificate
 	delay    time.Duration // before the greeting: lets tests interrupt mid-probe
+	groups   []tls.CurveID // the key exchange groups the server accepts; nil: Go's default
 	accepted atomic.Int64
 }
 
 func startSMTP(t *testing.T, ip string, port int, name string, delay time.Duration) *smtpServer {
 	t.Helper()
-	s := &smtpServer{ip: ip, port: port, banner: "220 " + name + " ESMTP test", cert: selfSigned(t, name), delay: delay}
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, itoa(port)))
+	return serveSMTP(t, &smtpServer{ip: ip, port: port, delay: delay}, name)
+}
+
+// serveSMTP starts s, configured by the caller, on s.ip and s.port (0: any).
+func serveSMTP(t *testing.T, s *smtpServer, name string) *smtpServer {
+	t.Helper()
+	s.banner, s.cert = "220 "+name+" ESMTP test", selfSigned(t, name)
+	port := s.port
+	l, err := net.Listen("tcp", net.JoinHostPort(s.ip, itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +171,7 @@ func (s *smtpServer) serve(c net.Conn, name string, done chan struct{}) {
 			}
 		case "STARTTLS":
 			w("220 go ahead")
-			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{s.cert}})
+			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{s.cert}, CurvePreferences: s.groups})
 			if tc.Handshake() != nil {
 				return
 			}

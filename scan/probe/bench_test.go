@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"testing"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // BenchmarkProbe is one whole conversation (greeting, EHLO, STARTTLS, TLS
@@ -23,7 +23,7 @@ func BenchmarkProbe(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		row := pr.Probe(context.Background(), Target{IP: srv.addr.Addr(), MXHost: "mx.example.test"})
-		if row.Outcome != record.OutcomeOK {
+		if row.Outcome != survey.OutcomeOK {
 			b.Fatalf("%s %s", row.ErrorClass, row.Error)
 		}
 		<-srv.done

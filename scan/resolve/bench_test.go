@@ -7,7 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // BenchmarkResolve and BenchmarkBareExchange run against the same
@@ -23,7 +23,7 @@ func BenchmarkResolve(b *testing.B) {
 		{"uncached", "u"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r, err := New(Config{Servers: []string{srv.addr}, Timeout: time.Second, Retries: -1})
+			r, err := New(Config{Servers: []string{srv.addr}, Timeout: time.Second})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -33,7 +33,7 @@ func BenchmarkResolve(b *testing.B) {
 			for b.Loop() {
 				d := r.Resolve(ctx, benchName(bc.prefix, i))
 				i++
-				if d.Status != record.DNSOK || len(d.Hosts) != 1 || d.Hosts[0].Status != record.DNSOK {
+				if d.Status != survey.DNSOK || len(d.Hosts) != 1 || d.Hosts[0].Status != survey.DNSOK {
 					b.Fatalf("%+v", d)
 				}
 			}

@@ -16,11 +16,15 @@ import (
 type behaviour struct {
 	rcode    int           // reply with this RCODE and no records
 	drop     bool          // never reply
+	dropUDP  bool          // never reply over UDP (a firewall dropping UDP)
 	truncUDP bool          // over UDP, reply with TC set and no records
 	wrongQ   bool          // reply to a different question name
 	wrongID  bool          // reply with another message ID
 	noFollow bool          // stop the answer at the first CNAME, as some resolvers do
 	delay    time.Duration // wait before replying
+	// DNSSEC, as a validating resolver answers (keyed by name only):
+	secure bool // the name validates: AD=1 when every name of the answer's chain is secure and the query has DO
+	bogus  bool // the name does not validate: SERVFAIL, unless the query has CD
 }
 
 // fakeDNS is an in-process recursive resolver on 127.0.0.1 (UDP and TCP on
@@ -105,6 +109,12 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if tcp {
 		f.counts["tcp "+key]++
 	}
+	if req.CheckingDisabled {
+		f.counts["cd "+key]++
+	}
+	if o := req.IsEdns0(); o != nil && o.Do() {
+		f.counts["do "+key]++
+	}
 	b, ok := f.special[key]
 	if !ok {
 		b = f.special[name]
@@ -114,7 +124,7 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if b.delay > 0 {
 		time.Sleep(b.delay)
 	}
-	if b.drop {
+	if b.drop || (b.dropUDP && !tcp) {
 		return
 	}
 	m := new(dns.Msg)
@@ -125,8 +135,13 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.Rcode = b.rcode
 	case b.truncUDP && !tcp:
 		m.Truncated = true
+	case f.isBogus(name) && !req.CheckingDisabled:
+		m.Rcode = dns.RcodeServerFailure
 	default:
 		m.Answer, m.Rcode = f.answer(name, q.Qtype, b.noFollow)
+		if o := req.IsEdns0(); o != nil && o.Do() && !req.CheckingDisabled {
+			m.AuthenticatedData = f.chainSecure(name, m.Answer)
+		}
 	}
 	if b.wrongQ {
 		m.Question[0].Name = "wrong." + name
@@ -140,8 +155,32 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			size = int(o.UDPSize())
 		}
 		m.Truncate(size)
+	} else {
+		m.Truncate(dns.MaxMsgSize) // as a server must: a TCP message is at most 64 KiB (RFC 1035 §4.2.2)
 	}
 	_ = w.WriteMsg(m) // a failed write is the client's timeout to report
+}
+
+func (f *fakeDNS) isBogus(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.special[name].bogus
+}
+
+// chainSecure reports whether name and every CNAME target of the answer
+// validate, as a validating resolver decides AD for a chain.
+func (f *fakeDNS) chainSecure(name string, answer []dns.RR) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.special[name].secure {
+		return false
+	}
+	for _, rr := range answer {
+		if c, ok := rr.(*dns.CNAME); ok && !f.special[dns.CanonicalName(c.Target)].secure {
+			return false
+		}
+	}
+	return true
 }
 
 // answer chases CNAMEs like a recursive resolver: NXDOMAIN when the name

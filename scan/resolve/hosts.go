@@ -9,7 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // maxAddrs bounds the addresses kept per host: no real MX host has more,
@@ -37,6 +37,10 @@ type hostResult struct {
 	addrs   []netip.Addr
 	cnames  []string
 	expires time.Time
+	// DNSSEC statuses: of the A and AAAA lookups, of the one cnames come
+	// from, and of the one status reports (A's, unless only AAAA gave
+	// addresses or only AAAA failed).
+	dnssecA, dnssecAAAA, cnamesDNSSEC, dnssec string
 }
 
 // hostAddrs returns the addresses of name (canonical form), through the
@@ -126,16 +130,19 @@ func (f *flight) finish(name string, c *call, v hostResult, canceled bool) {
 // lookupAddrs asks for A and AAAA at once, since both round trips are
 // needed and neither depends on the other.
 func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
-	var six chainResult
+	var (
+		six    chainResult
+		secSix string
+	)
 	done := make(chan struct{})
 	r.workers.Go(func() {
 		defer close(done)
-		six = r.lookup(ctx, name, dns.TypeAAAA)
+		six, secSix = r.lookupSec(ctx, name, dns.TypeAAAA)
 	})
-	four := r.lookup(ctx, name, dns.TypeA)
+	four, secFour := r.lookupSec(ctx, name, dns.TypeA)
 	<-done
 
-	var res hostResult
+	res := hostResult{dnssecA: secFour, dnssecAAAA: secSix, cnamesDNSSEC: secFour, dnssec: secFour}
 	truncated := false
 	add := func(a netip.Addr, ok bool) {
 		if !ok || containsAddr(res.addrs, a) {
@@ -148,7 +155,7 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 		res.addrs = append(res.addrs, a)
 	}
 	ttl := ^uint32(0)
-	if four.status == record.DNSOK {
+	if four.status == survey.DNSOK {
 		for _, rr := range four.rrs {
 			if a, ok := rr.(*dns.A); ok {
 				ip, ok := netip.AddrFromSlice(a.A)
@@ -158,9 +165,9 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 		ttl = min(ttl, four.ttl)
 		res.cnames = four.cnames
 	} else {
-		res.cnames = six.cnames
+		res.cnames, res.cnamesDNSSEC = six.cnames, secSix
 	}
-	if six.status == record.DNSOK {
+	if six.status == survey.DNSOK {
 		for _, rr := range six.rrs {
 			if a, ok := rr.(*dns.AAAA); ok {
 				add(netip.AddrFromSlice(a.AAAA))
@@ -171,31 +178,43 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 
 	switch {
 	case len(res.addrs) > 0:
-		res.status = record.DNSOK
+		res.status = survey.DNSOK
+		if !hasAddr4(res.addrs) {
+			res.dnssec = secSix
+		}
 		// Addresses are usable; keep what went wrong with the other half.
 		switch {
-		case four.status != record.DNSOK:
+		case four.status != survey.DNSOK:
 			res.reason = four.reason
-		case six.status != record.DNSOK:
+		case six.status != survey.DNSOK:
 			res.reason = six.reason
 		case truncated:
 			res.reason = fmt.Sprintf("more than %d addresses, extra ignored", maxAddrs)
 		}
 		res.expires = time.Now().Add(min(max(time.Duration(ttl)*time.Second, minCacheTTL), maxCacheTTL))
-	case four.status == record.DNSOK && six.status == record.DNSOK:
-		res.status, res.reason = record.DNSNoAddr, "no A or AAAA records"
+	case four.status == survey.DNSOK && six.status == survey.DNSOK:
+		res.status, res.reason = survey.DNSNoAddr, "no A or AAAA records"
 		res.expires = time.Now().Add(noAddrCacheTTL)
-	case four.status != record.DNSOK:
+	case four.status != survey.DNSOK:
 		res.status, res.reason = four.status, four.reason
-		if six.status != record.DNSOK {
+		if six.status != survey.DNSOK {
 			res.reason += "; " + six.reason
 		}
 		res.expires = time.Now().Add(failCacheTTL)
 	default:
-		res.status, res.reason = six.status, six.reason
+		res.status, res.reason, res.dnssec = six.status, six.reason, secSix
 		res.expires = time.Now().Add(failCacheTTL)
 	}
 	return res
+}
+
+func hasAddr4(addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if a.Is4() {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAddr(addrs []netip.Addr, a netip.Addr) bool {

@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // ednsSize is the EDNS0 UDP payload we advertise: the DNS Flag Day 2020
@@ -35,6 +37,8 @@ type chainResult struct {
 	rrs    []dns.RR // records of the asked type owned by the chain's last name
 	cnames []string // CNAME targets followed, display form
 	ttl    uint32   // smallest TTL among rrs and the CNAMEs followed
+	// unauthenticated: a reply used came without the AD bit (dnssec.go).
+	unauthenticated bool
 }
 
 // lookup asks for (name, qtype) and follows CNAMEs: first within each
@@ -46,11 +50,12 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) chainR
 	res.ttl = ^uint32(0)
 	cur := name
 	for {
-		msg, status, reason := r.query(ctx, cur, qtype)
+		msg, status, reason := r.query(ctx, cur, qtype, false)
 		if msg == nil {
 			res.status, res.reason = status, fmt.Sprintf("%s %s: %s", dns.TypeToString[qtype], display(cur), reason)
 			return res
 		}
+		res.unauthenticated = res.unauthenticated || !msg.AuthenticatedData
 		hops := 0
 		for {
 			var next string
@@ -71,25 +76,25 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) chainR
 				break
 			}
 			if next == name || containsName(res.cnames, display(next)) {
-				res.status, res.reason = record.DNSError, fmt.Sprintf("cname loop at %s", display(next))
+				res.status, res.reason = survey.DNSError, fmt.Sprintf("cname loop at %s", display(next))
 				return res
 			}
 			if len(res.cnames) >= r.maxCNAME {
-				res.status, res.reason = record.DNSError, fmt.Sprintf("cname chain longer than %d", r.maxCNAME)
+				res.status, res.reason = survey.DNSError, fmt.Sprintf("cname chain longer than %d", r.maxCNAME)
 				return res
 			}
 			res.cnames = append(res.cnames, display(next))
 			cur = next
 			hops++
 		}
-		if status == record.DNSNXDomain {
+		if status == survey.DNSNXDomain {
 			// The name, or the last CNAME target, does not exist.
 			res.rrs = nil
 			res.status, res.reason = status, fmt.Sprintf("%s %s: NXDOMAIN", dns.TypeToString[qtype], display(cur))
 			return res
 		}
 		if len(res.rrs) > 0 || hops == 0 {
-			res.status = record.DNSOK // with no rrs: NODATA
+			res.status = survey.DNSOK // with no rrs: NODATA
 			return res
 		}
 		// The answer stopped at a CNAME target without its records: ask
@@ -108,15 +113,22 @@ func containsName(names []string, s string) bool {
 
 // query asks one question with retries and classifies the outcome. The
 // message is returned only for NOERROR (status ok) and NXDOMAIN, the two
-// replies whose content we use.
-func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, string) {
+// replies whose content we use. With Config.DNSSEC the query carries the DO
+// bit; cd sets CD, asking the resolver not to validate, in one attempt
+// (dnssec.go).
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool) (*dns.Msg, string, string) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
-	m.SetEdns0(ednsSize, false)
+	m.CheckingDisabled = cd
+	m.SetEdns0(ednsSize, r.dnssec)
 	first := int(r.next.Add(1))
-	status, reason := record.DNSError, "no attempt made"
-	for attempt := 0; attempt <= r.retries; attempt++ {
+	status, reason := survey.DNSError, "no attempt made"
+	retries := r.retries
+	if cd {
+		retries = 0 // it asks again after a SERVFAIL that was retried already (dnssec.go)
+	}
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)
 			if err := sleep(ctx, backoff(attempt)); err != nil {
@@ -129,7 +141,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 		resp, err := r.exchange(ctx, m, server)
 		if err != nil {
 			if errors.Is(err, errRateDeadline) {
-				return nil, record.DNSTimeout, err.Error()
+				return nil, survey.DNSTimeout, err.Error()
 			}
 			if ctx.Err() != nil {
 				s, why := ctxStatus(ctx)
@@ -140,21 +152,21 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 		}
 		switch resp.Rcode {
 		case dns.RcodeSuccess:
-			return resp, record.DNSOK, ""
+			return resp, survey.DNSOK, ""
 		case dns.RcodeNameError:
-			return resp, record.DNSNXDomain, "NXDOMAIN"
+			return resp, survey.DNSNXDomain, "NXDOMAIN"
 		case dns.RcodeServerFailure:
-			status, reason = record.DNSServfail, "SERVFAIL"
+			status, reason = survey.DNSServfail, "SERVFAIL"
 			continue
 		case dns.RcodeRefused:
 			// A resolver refusing us is policy, not a transient failure.
-			return nil, record.DNSRefused, "REFUSED"
+			return nil, survey.DNSRefused, "REFUSED"
 		default:
-			return nil, record.DNSError, "rcode " + dns.RcodeToString[resp.Rcode]
+			return nil, survey.DNSError, "rcode " + dns.RcodeToString[resp.Rcode]
 		}
 	}
-	if r.retries > 0 {
-		reason = fmt.Sprintf("%s (after %d attempts)", reason, r.retries+1)
+	if retries > 0 {
+		reason = fmt.Sprintf("%s (after %d attempts)", reason, retries+1)
 	}
 	return nil, status, reason
 }
@@ -171,7 +183,7 @@ func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, server string) (*dn
 	if err == nil {
 		err = checkReply(m, resp)
 	}
-	if err != nil && classify(err) == record.DNSTimeout && ctx.Err() == nil {
+	if err != nil && classify(err) == survey.DNSTimeout && ctx.Err() == nil {
 		r.stats.timeouts.Add(1)
 	}
 	return resp, err
@@ -249,13 +261,13 @@ func checkReply(q, resp *dns.Msg) error {
 // never by message text.
 func classify(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return record.DNSTimeout
+		return survey.DNSTimeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return record.DNSTimeout
+		return survey.DNSTimeout
 	}
-	return record.DNSError
+	return survey.DNSError
 }
 
 // ctxStatus is the outcome of a lookup cut short by its context: a
@@ -263,9 +275,9 @@ func classify(err error) string {
 // is an error the caller should not record as data.
 func ctxStatus(ctx context.Context) (string, string) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return record.DNSTimeout, "context deadline exceeded"
+		return survey.DNSTimeout, "context deadline exceeded"
 	}
-	return record.DNSError, "canceled"
+	return survey.DNSError, "canceled"
 }
 
 // backoff returns the delay before retry number attempt (1-based):
@@ -287,28 +299,177 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Check asks every configured server one question ("." NS) and fails when
-// one of them gives no reply at all, so a scan with a dead or mistyped
-// resolver stops before it sends a single probe instead of recording a
-// million timeouts. Any reply, REFUSED included, shows the server is there.
+// Check makes sure that a DNS server answers at every configured address
+// before a scan sends anything else, so a mistyped -resolver stops the scan
+// at once instead of recording a million timeouts. It does not judge the
+// resolver: a validating resolver cut off from the root, or one that
+// forwards only some zones, never answers ". NS" yet resolves every name
+// of its input, so the question is "localhost. A", which RFC 6761 §6.3 asks
+// every caching server to answer from local data (Unbound, BIND, Knot
+// Resolver and dnsmasq do), and any reply counts: SERVFAIL or REFUSED
+// shows a DNS server listening as well as an answer does.
+//
+// Per server, over UDP, the same query is sent up to max(Retries,1)+1
+// times, Timeout apart, on one socket, so a slow reply to an earlier send
+// still counts. The server is refused when
+//   - the UDP port is unreachable (ICMP port unreachable: nothing listens);
+//   - what comes back over UDP is not a DNS reply;
+//   - UDP stays silent and a TCP connection to the same address is refused
+//     or times out (nothing listens, or the address drops everything);
+//   - UDP stays silent but the question gets a reply over TCP: UDP does not
+//     reach the server or its replies do not come back, and a scan's
+//     queries go over UDP;
+//   - over TCP the server sends bytes that are not a DNS reply, or closes
+//     the connection without one (another service on that port).
+//
+// A server silent over UDP that accepts a TCP connection and stays silent
+// there too is accepted, with a warning: something listens on the DNS
+// port and may still resolve the scan's names (a resolver with no local
+// answer for localhost, trying to resolve it upstream); the scan's own
+// queries will tell, and its progress lines count their timeouts.
 func (r *Resolver) Check(ctx context.Context) error {
-	m := new(dns.Msg)
-	m.SetQuestion(".", dns.TypeNS)
-	m.RecursionDesired = true
 	for _, server := range r.servers {
-		var err error
-		for attempt := 0; attempt <= max(r.retries, 1); attempt++ {
-			m.Id = dns.Id()
-			if _, err = r.exchangeOnce(ctx, r.udp, m, server); err == nil {
-				break
-			}
-			if _, err = r.exchangeOnce(ctx, r.tcp, m, server); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("resolver %s does not answer (%v): check -resolver, or that a resolver runs there", server, err)
+		if err := r.checkServer(ctx, server); err != nil {
+			return fmt.Errorf("resolver %s %w: check -resolver, or that a resolver runs there", server, err)
 		}
 	}
 	return nil
+}
+
+// checkQuestion is the liveness question (RFC 6761 §6.3).
+const checkQuestion = "localhost."
+
+func (r *Resolver) checkServer(ctx context.Context, server string) error {
+	m := new(dns.Msg)
+	m.SetQuestion(checkQuestion, dns.TypeA)
+	m.RecursionDesired = true
+	timeout, sends := r.udp.Timeout, max(r.retries, 1)+1
+	udpErr := r.checkUDP(ctx, m, server, timeout, sends)
+	if !errors.Is(udpErr, errCheckSilent) {
+		return udpErr
+	}
+	silence := time.Duration(sends) * timeout
+	switch err := r.checkTCP(ctx, m, server, timeout); {
+	case err == nil:
+		return fmt.Errorf("answers over TCP but not over UDP (silent for %v): UDP is filtered on the way, or -dns-timeout is too short for it", silence)
+	case errors.Is(err, errCheckSilent):
+		slog.Warn("resolver answered no liveness question but accepts TCP connections; scanning with it anyway",
+			"resolver", server, "question", checkQuestion+" A", "silent_for", silence+timeout)
+		return nil
+	default:
+		return fmt.Errorf("does not answer (UDP silent for %v; TCP: %w)", silence, err)
+	}
+}
+
+// errCheckSilent: no reply within the time allowed.
+var errCheckSilent = errors.New("no reply")
+
+// checkUDP sends m up to sends times on one connected UDP socket, timeout
+// apart, and returns nil at the first reply carrying its ID, whatever its
+// RCODE; errCheckSilent when none comes.
+func (r *Resolver) checkUDP(ctx context.Context, m *dns.Msg, server string, timeout time.Duration, sends int) error {
+	co, err := r.udp.DialContext(ctx, server)
+	if err != nil {
+		return fmt.Errorf("does not answer (UDP: %w)", err)
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.Close() })
+	defer stop()
+	for range sends {
+		if err := r.checkSend(ctx, co, m, timeout); err != nil {
+			return fmt.Errorf("does not answer (UDP: %w)", err)
+		}
+		if err := awaitUDP(ctx, co, m.Id); !errors.Is(err, errCheckSilent) {
+			return err
+		}
+	}
+	return errCheckSilent
+}
+
+// awaitUDP reads until a reply with the query's ID or the read deadline;
+// stray replies (to another ID) are skipped.
+func awaitUDP(ctx context.Context, co *dns.Conn, id uint16) error {
+	for {
+		resp, err := co.ReadMsg()
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("check interrupted: %w", ctx.Err())
+		case err == nil && resp.Response && resp.Id == id:
+			return nil
+		case err == nil:
+			continue
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("does not answer: nothing listens on its UDP port (%w)", err)
+		case classify(err) == survey.DNSTimeout:
+			return errCheckSilent
+		default:
+			return fmt.Errorf("does not speak DNS over UDP (%w)", err)
+		}
+	}
+}
+
+// checkSend waits on the rate limiter, counts the query and sends it with
+// a read deadline timeout later (or the context's, if sooner).
+func (r *Resolver) checkSend(ctx context.Context, co *dns.Conn, m *dns.Msg, timeout time.Duration) error {
+	if r.limiter != nil {
+		if err := r.limiter.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	r.stats.queries.Add(1)
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := co.SetDeadline(deadline); err != nil {
+		return err
+	}
+	return co.WriteMsg(m)
+}
+
+// checkTCP connects to server over TCP and asks m once: nil for a reply
+// with its ID, errCheckSilent when the connection stays silent until the
+// timeout, an error when the connection fails or the server sends
+// something else.
+func (r *Resolver) checkTCP(ctx context.Context, m *dns.Msg, server string, timeout time.Duration) error {
+	nc, err := (&net.Dialer{Timeout: timeout}).DialContext(ctx, "tcp", server)
+	if err != nil {
+		return err
+	}
+	cc := &countingConn{Conn: nc}
+	co := &dns.Conn{Conn: cc}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.Close() })
+	defer stop()
+	if err := r.checkSend(ctx, co, m, timeout); err != nil {
+		return err
+	}
+	resp, err := co.ReadMsg()
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("check interrupted: %w", ctx.Err())
+	case err == nil && resp.Response && resp.Id == m.Id:
+		return nil
+	case err == nil:
+		return errors.New("replied to another question")
+	case cc.n == 0 && classify(err) == survey.DNSTimeout:
+		return errCheckSilent
+	case cc.n == 0:
+		return fmt.Errorf("closed the connection without a reply (%w)", err)
+	default:
+		return fmt.Errorf("sent %d bytes that are not a DNS reply (%w)", cc.n, err)
+	}
+}
+
+// countingConn counts the bytes read, to tell a silent peer from one
+// sending something other than DNS.
+type countingConn struct {
+	net.Conn
+	n int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -1,7 +1,7 @@
 // Package resolve is mxsurvey's DNS stage: a stub resolver that asks
 // configured recursive resolvers for a domain's MX records and for the
 // addresses of each MX host, and reports the outcome in the dataset's
-// stable status vocabulary (record.DNSOK, record.DNSNXDomain, ...), never
+// stable status vocabulary (survey.DNSOK, survey.DNSNXDomain, ...), never
 // as raw Go errors.
 //
 // It follows RFC 1035 (messages, RCODEs, truncation and the TCP retry),
@@ -37,11 +37,12 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/time/rate"
 
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/internal/workers"
-	"github.com/mxsurvey/mxsurvey/scan/record"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields, except DefaultRetries,
+// which is what a command offers (Config.Retries 0 means no retries).
 const (
 	DefaultTimeout   = 3 * time.Second
 	DefaultRetries   = 2
@@ -51,17 +52,19 @@ const (
 )
 
 // Config configures a Resolver. Zero values take the defaults above.
+//
+// The fields tagged `option` are recorded under that name in a scan's
+// manifest (docs/schema.md).
 type Config struct {
 	// Servers are the recursive resolvers, HOST:PORT (a bare address gets
 	// port 53). Empty means the nameservers of /etc/resolv.conf.
-	Servers []string
+	Servers []string `option:"resolvers"`
 	// Timeout bounds one query attempt (dial, send, and wait for the reply).
-	Timeout time.Duration
+	Timeout time.Duration `option:"dns_timeout"`
 	// Retries is the number of extra attempts after a timeout, SERVFAIL,
 	// network error or rejected reply, each on the next server, after an
-	// exponential backoff with jitter starting at 100ms. 0 means
-	// DefaultRetries; a negative value means no retries.
-	Retries int
+	// exponential backoff with jitter starting at 100ms. 0 means none.
+	Retries int `option:"dns_retries"`
 	// MaxCNAME bounds the CNAME chain followed for one lookup.
 	MaxCNAME int
 	// Limiter, when set, is waited on before every query sent, retries and
@@ -74,6 +77,11 @@ type Config struct {
 	// kept), so a hostile answer with hundreds of MX records cannot fan
 	// out into hundreds of lookups and probes.
 	MaxMX int
+	// DNSSEC sets the DO bit on every query and reports the DNSSEC status
+	// of each lookup, when the servers are trusted for AD (dnssec.go).
+	DNSSEC bool
+	// TrustAD trusts the AD bit of servers that are not on loopback.
+	TrustAD bool `option:"trust_ad"`
 }
 
 // Resolver resolves domains to MX hosts and addresses. It is safe for
@@ -84,6 +92,8 @@ type Resolver struct {
 	maxCNAME int
 	maxMX    int
 	limiter  *rate.Limiter
+	dnssec   bool // DO on every query
+	trustAD  bool // dnssec, and the servers' AD bit is believed
 	timeout  time.Duration
 	udp      *dns.Client // the check's one-off queries
 	tcp      *dns.Client
@@ -110,9 +120,31 @@ type counters struct {
 	queries, retries, tcpFallbacks, timeouts, cacheHits, cacheMisses atomic.Uint64
 }
 
-// New returns a Resolver for cfg. It fails when no server is configured or
-// a server address does not parse.
+// WithDefaults returns c with the defaults above in its zero fields, as New
+// uses it.
+func (c Config) WithDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxCNAME == 0 {
+		c.MaxCNAME = DefaultMaxCNAME
+	}
+	if c.MaxMX == 0 {
+		c.MaxMX = DefaultMaxMX
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	return c
+}
+
+// New returns a Resolver for cfg. It fails when no server is configured, a
+// server address does not parse, or a timeout or bound is negative.
 func New(cfg Config) (*Resolver, error) {
+	if cfg.Timeout < 0 || cfg.Retries < 0 || cfg.MaxCNAME < 0 || cfg.MaxMX < 0 {
+		return nil, errors.New("resolve: negative timeout, retries or bound")
+	}
+	cfg = cfg.WithDefaults()
 	servers := cfg.Servers
 	if len(servers) == 0 {
 		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
@@ -139,31 +171,14 @@ func New(cfg Config) (*Resolver, error) {
 		}
 		r.servers = append(r.servers, hp)
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	switch {
-	case r.retries == 0:
-		r.retries = DefaultRetries
-	case r.retries < 0:
-		r.retries = 0
-	}
-	if r.maxCNAME <= 0 {
-		r.maxCNAME = DefaultMaxCNAME
-	}
-	if r.maxMX <= 0 {
-		r.maxMX = DefaultMaxMX
-	}
-	switch {
-	case cfg.CacheSize == 0:
-		r.cache = newHostCache(DefaultCacheSize)
-	case cfg.CacheSize > 0:
+	if cfg.CacheSize > 0 {
 		r.cache = newHostCache(cfg.CacheSize)
 	}
-	r.timeout = timeout
-	r.udp = &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
-	r.tcp = &dns.Client{Net: "tcp", Timeout: timeout}
+	r.dnssec = cfg.DNSSEC
+	r.trustAD = cfg.DNSSEC && (cfg.TrustAD || onLoopback(r.servers))
+	r.timeout = cfg.Timeout
+	r.udp = &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsSize}
+	r.tcp = &dns.Client{Net: "tcp", Timeout: cfg.Timeout}
 	r.workers = workers.New(2 * time.Second)
 	r.udpServers = map[string]*udpServer{}
 	for _, s := range r.servers {
@@ -209,8 +224,8 @@ func (r *Resolver) Stats() Stats {
 type Host struct {
 	Name       string // lowercased, no trailing dot
 	Preference uint16
-	// Status is record.DNSOK when the host has at least one address,
-	// record.DNSNoAddr when its A and AAAA answers are both empty, or the
+	// Status is survey.DNSOK when the host has at least one address,
+	// survey.DNSNoAddr when its A and AAAA answers are both empty, or the
 	// failure of its lookup (timeout, servfail, nxdomain, refused, error).
 	// When only one of A and AAAA failed and the other gave addresses, the
 	// host is ok and Error names the failed half.
@@ -222,12 +237,15 @@ type Host struct {
 	// CNAMEs are the targets followed from Name for its A lookup (or AAAA
 	// when the A lookup failed), in order.
 	CNAMEs []string
+	// DNSSEC statuses (survey.DNSSEC*) of the A and of the AAAA lookup,
+	// and of the one CNAMEs come from. Empty without Config.DNSSEC.
+	DNSSECA, DNSSECAAAA, CNAMEsDNSSEC string
 }
 
 // Domain is the DNS outcome for one domain.
 type Domain struct {
 	Name string // lowercased, no trailing dot
-	// Status is one of record.DNSOK, DNSNXDomain, DNSNoMX, DNSNullMX,
+	// Status is one of survey.DNSOK, DNSNXDomain, DNSNoMX, DNSNullMX,
 	// DNSServfail, DNSTimeout, DNSRefused, DNSError. It describes the MX
 	// lookup (and for an implicit MX, the domain's own address lookup);
 	// MX hosts carry their own Status.
@@ -241,6 +259,11 @@ type Domain struct {
 	ImplicitMX bool
 	// CNAMEs are the targets followed from Name for the MX query, in order.
 	CNAMEs []string
+	// DNSSEC is the status of the MX lookup (its answer or denial); for an
+	// implicit MX, and when the implicit MX's address lookup failed, of
+	// that address lookup (the A lookup's, or AAAA's when only AAAA gave
+	// addresses or only AAAA failed).
+	DNSSEC string
 	// Hosts are sorted by Preference then Name.
 	Hosts []Host
 }
@@ -254,16 +277,16 @@ func (r *Resolver) Resolve(ctx context.Context, domain string) Domain {
 	d := Domain{Name: display(name)}
 	if !ok {
 		d.Name = strings.ToLower(strings.TrimSuffix(domain, "."))
-		d.Status, d.Error = record.DNSError, "invalid domain name"
+		d.Status, d.Error = survey.DNSError, "invalid domain name"
 		return d
 	}
 	if isAddrLiteral(name) {
-		d.Status, d.Error = record.DNSError, "domain is an address literal"
+		d.Status, d.Error = survey.DNSError, "domain is an address literal"
 		return d
 	}
-	res := r.lookup(ctx, name, dns.TypeMX)
-	d.CNAMEs = res.cnames
-	if res.status != record.DNSOK {
+	res, sec := r.lookupSec(ctx, name, dns.TypeMX)
+	d.CNAMEs, d.DNSSEC = res.cnames, sec
+	if res.status != survey.DNSOK {
 		d.Status, d.Error = res.status, res.reason
 		return d
 	}
@@ -280,13 +303,13 @@ func (r *Resolver) Resolve(ctx context.Context, domain string) Domain {
 	// should be 0; a lone "." at another preference still cannot name a
 	// host, so it is read as null MX too, with a note.
 	if len(mxs) == 1 && mxs[0].Mx == "." {
-		d.Status = record.DNSNullMX
+		d.Status = survey.DNSNullMX
 		if mxs[0].Preference != 0 {
 			d.Error = fmt.Sprintf("null mx with preference %d", mxs[0].Preference)
 		}
 		return d
 	}
-	d.Status = record.DNSOK
+	d.Status = survey.DNSOK
 	d.Hosts, d.Error = r.mxHosts(mxs)
 	r.lookupHosts(ctx, d.Hosts)
 	return d
@@ -342,7 +365,7 @@ const hostParallel = 8
 
 func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 	if len(hosts) == 1 {
-		r.fillHost(ctx, &hosts[0])
+		r.fillHost(ctx, &hosts[0], true)
 		return
 	}
 	sem := make(chan struct{}, hostParallel)
@@ -352,27 +375,28 @@ func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 		wg.Add(1)
 		r.workers.Go(func() {
 			defer func() { <-sem; wg.Done() }()
-			r.fillHost(ctx, &hosts[i])
+			r.fillHost(ctx, &hosts[i], true)
 		})
 	}
 	wg.Wait()
 }
 
-func (r *Resolver) fillHost(ctx context.Context, h *Host) {
+func (r *Resolver) fillHost(ctx context.Context, h *Host, useCache bool) {
 	if isAddrLiteral(h.Name) {
 		// RFC 5321 §5.1 wants a name here; an address would bypass the
 		// host-name checks the survey is about, so it is not looked up.
-		h.Status, h.Error = record.DNSError, "mx target is an address literal"
+		h.Status, h.Error = survey.DNSError, "mx target is an address literal"
 		return
 	}
 	if _, ok := dns.IsDomainName(h.Name); !ok || h.Name == "" {
-		h.Status, h.Error = record.DNSError, "mx target is not a valid name"
+		h.Status, h.Error = survey.DNSError, "mx target is not a valid name"
 		return
 	}
-	a := r.hostAddrs(ctx, dns.Fqdn(h.Name), true)
+	a := r.hostAddrs(ctx, dns.Fqdn(h.Name), useCache)
 	h.Status, h.Error = a.status, a.reason
 	h.Addrs = slices.Clone(a.addrs)
 	h.CNAMEs = slices.Clone(a.cnames)
+	h.DNSSECA, h.DNSSECAAAA, h.CNAMEsDNSSEC = a.dnssecA, a.dnssecAAAA, a.cnamesDNSSEC
 }
 
 // implicitMX applies RFC 5321 §5.1 to a domain whose MX answer is empty.
@@ -381,40 +405,41 @@ func (r *Resolver) fillHost(ctx context.Context, h *Host) {
 func (r *Resolver) implicitMX(ctx context.Context, name string, d Domain) Domain {
 	a := r.hostAddrs(ctx, name, false)
 	switch a.status {
-	case record.DNSOK:
-		d.Status, d.ImplicitMX = record.DNSOK, true
-		d.Hosts = []Host{{Name: d.Name, Status: a.status, Error: a.reason, Addrs: a.addrs, CNAMEs: a.cnames}}
-	case record.DNSNoAddr:
-		d.Status = record.DNSNoMX
+	case survey.DNSOK:
+		d.Status, d.ImplicitMX, d.DNSSEC = survey.DNSOK, true, a.dnssec
+		d.Hosts = []Host{{Name: d.Name, Status: a.status, Error: a.reason, Addrs: a.addrs, CNAMEs: a.cnames,
+			DNSSECA: a.dnssecA, DNSSECAAAA: a.dnssecAAAA, CNAMEsDNSSEC: a.cnamesDNSSEC}}
+	case survey.DNSNoAddr:
+		d.Status = survey.DNSNoMX
 	default:
 		// We cannot tell "no mail" from "lookup failed": report the failure.
-		d.Status, d.Error = a.status, "implicit mx address lookup: "+a.reason
+		d.Status, d.Error, d.DNSSEC = a.status, "implicit mx address lookup: "+a.reason, a.dnssec
 	}
 	return d
 }
 
 // PTR returns the first PTR name of ip (lowercased, no trailing dot) and a
 // DNS status. CNAMEs are followed, as RFC 2317 classless delegation needs.
-// A name that exists without PTR records gives ("", record.DNSOK); a
-// missing one gives record.DNSNXDomain.
+// A name that exists without PTR records gives ("", survey.DNSOK); a
+// missing one gives survey.DNSNXDomain.
 func (r *Resolver) PTR(ctx context.Context, ip netip.Addr) (name, status string) {
 	if !ip.IsValid() {
-		return "", record.DNSError
+		return "", survey.DNSError
 	}
 	arpa, err := dns.ReverseAddr(ip.Unmap().String())
 	if err != nil {
-		return "", record.DNSError
+		return "", survey.DNSError
 	}
 	res := r.lookup(ctx, arpa, dns.TypePTR)
-	if res.status != record.DNSOK {
+	if res.status != survey.DNSOK {
 		return "", res.status
 	}
 	for _, rr := range res.rrs {
 		if p, ok := rr.(*dns.PTR); ok {
-			return display(dns.CanonicalName(p.Ptr)), record.DNSOK
+			return display(dns.CanonicalName(p.Ptr)), survey.DNSOK
 		}
 	}
-	return "", record.DNSOK
+	return "", survey.DNSOK
 }
 
 // normalize returns the canonical (lowercase, fully qualified) form of a

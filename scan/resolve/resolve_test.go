@@ -3,7 +3,6 @@ package resolve
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/time/rate"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // testZone is the fake resolver's view of the world, one scenario per
@@ -123,12 +122,12 @@ func TestResolve(t *testing.T) {
 		check    func(t *testing.T, r *Resolver, d Domain)
 	}{
 		{
-			name: "several preferences", domain: "Multi.Test.", status: record.DNSOK,
+			name: "several preferences", domain: "Multi.Test.", status: survey.DNSOK,
 			hosts: []wantHost{
-				{"mx1.multi.test", 10, record.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", ""},
+				{"mx1.multi.test", 10, survey.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", ""},
 				// A SERVFAILs, AAAA answers: usable, the failure noted.
-				{"mx2.multi.test", 20, record.DNSOK, "2001:db8::12", ""},
-				{"mx3.multi.test", 30, record.DNSOK, "192.0.2.13", ""},
+				{"mx2.multi.test", 20, survey.DNSOK, "2001:db8::12", ""},
+				{"mx3.multi.test", 30, survey.DNSOK, "192.0.2.13", ""},
 			},
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if d.Name != "multi.test" {
@@ -139,21 +138,21 @@ func TestResolve(t *testing.T) {
 				}
 			},
 		},
-		{name: "null mx", domain: "nullmx.test", status: record.DNSNullMX},
+		{name: "null mx", domain: "nullmx.test", status: survey.DNSNullMX},
 		{
-			name: "null mx among others ignored", domain: "nullmixed.test", status: record.DNSOK,
+			name: "null mx among others ignored", domain: "nullmixed.test", status: survey.DNSOK,
 			errHas: "ignored null mx",
-			hosts:  []wantHost{{"mx1.multi.test", 10, record.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", ""}},
+			hosts:  []wantHost{{"mx1.multi.test", 10, survey.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", ""}},
 		},
 		{
-			name: "implicit mx", domain: "implicit.test", status: record.DNSOK, implicit: true,
-			hosts: []wantHost{{"implicit.test", 0, record.DNSOK, "192.0.2.20 2001:db8::20", ""}},
+			name: "implicit mx", domain: "implicit.test", status: survey.DNSOK, implicit: true,
+			hosts: []wantHost{{"implicit.test", 0, survey.DNSOK, "192.0.2.20 2001:db8::20", ""}},
 		},
-		{name: "no mx no address", domain: "nomx.test", status: record.DNSNoMX},
-		{name: "nxdomain", domain: "missing.test", status: record.DNSNXDomain, errHas: "NXDOMAIN"},
+		{name: "no mx no address", domain: "nomx.test", status: survey.DNSNoMX},
+		{name: "nxdomain", domain: "missing.test", status: survey.DNSNXDomain, errHas: "NXDOMAIN"},
 		{
-			name: "servfail retried", domain: "servfail.test", status: record.DNSServfail,
-			cfg: func(c *Config) { c.Retries = 0 }, // the default: 2 retries
+			name: "servfail retried", domain: "servfail.test", status: survey.DNSServfail,
+			cfg: func(c *Config) { c.Retries = 2 },
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if s := r.Stats(); s.Queries != 3 || s.Retries != 2 {
 					t.Errorf("stats = %+v, want 3 queries, 2 retries", s)
@@ -161,7 +160,7 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "no reply is a timeout", domain: "drop.test", status: record.DNSTimeout,
+			name: "no reply is a timeout", domain: "drop.test", status: survey.DNSTimeout,
 			cfg: func(c *Config) { c.Timeout = 200 * time.Millisecond },
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if s := r.Stats(); s.Timeouts != 2 || s.Queries != 2 {
@@ -170,20 +169,20 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "refused not retried", domain: "refused.test", status: record.DNSRefused,
+			name: "refused not retried", domain: "refused.test", status: survey.DNSRefused,
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if s := r.Stats(); s.Queries != 1 {
 					t.Errorf("stats = %+v, want 1 query", s)
 				}
 			},
 		},
-		{name: "other rcode", domain: "formerr.test", status: record.DNSError, errHas: "FORMERR"},
+		{name: "other rcode", domain: "formerr.test", status: survey.DNSError, errHas: "FORMERR"},
 		{
-			name: "cname followed in answer", domain: "cname.test", status: record.DNSOK,
+			name: "cname followed in answer", domain: "cname.test", status: survey.DNSOK,
 			cnames: "target.cname.test", nHosts: 1,
 		},
 		{
-			name: "cname target queried", domain: "partial.test", status: record.DNSOK,
+			name: "cname target queried", domain: "partial.test", status: survey.DNSOK,
 			cnames: "a.partial.test b.partial.test", nHosts: 1,
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if n := srv.count("a.partial.test. MX"); n != 1 {
@@ -191,31 +190,31 @@ func TestResolve(t *testing.T) {
 				}
 			},
 		},
-		{name: "cname loop", domain: "loop.test", status: record.DNSError, errHas: "cname loop", cnames: "loop2.test"},
+		{name: "cname loop", domain: "loop.test", status: survey.DNSError, errHas: "cname loop", cnames: "loop2.test"},
 		{
-			name: "cname chain bound", domain: "chain.test", status: record.DNSError, errHas: "cname chain longer",
+			name: "cname chain bound", domain: "chain.test", status: survey.DNSError, errHas: "cname chain longer",
 			cnames: "c1.chain.test",
 			cfg:    func(c *Config) { c.MaxCNAME = 1 },
 		},
-		{name: "cname to nothing", domain: "dangling.test", status: record.DNSNXDomain, cnames: "gone.dangling.test"},
+		{name: "cname to nothing", domain: "dangling.test", status: survey.DNSNXDomain, cnames: "gone.dangling.test"},
 		{
-			name: "mx host without address", domain: "noaddr.test", status: record.DNSOK,
-			hosts: []wantHost{{"mx.noaddr.test", 10, record.DNSNoAddr, "", ""}},
+			name: "mx host without address", domain: "noaddr.test", status: survey.DNSOK,
+			hosts: []wantHost{{"mx.noaddr.test", 10, survey.DNSNoAddr, "", ""}},
 		},
 		{
-			name: "mx host nxdomain", domain: "hostnx.test", status: record.DNSOK,
-			hosts: []wantHost{{"gone.hostnx.test", 10, record.DNSNXDomain, "", ""}},
+			name: "mx host nxdomain", domain: "hostnx.test", status: survey.DNSOK,
+			hosts: []wantHost{{"gone.hostnx.test", 10, survey.DNSNXDomain, "", ""}},
 		},
 		{
-			name: "mx host is a cname", domain: "hostcname.test", status: record.DNSOK,
-			hosts: []wantHost{{"alias.hostcname.test", 10, record.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", "mx1.multi.test"}},
+			name: "mx host is a cname", domain: "hostcname.test", status: survey.DNSOK,
+			hosts: []wantHost{{"alias.hostcname.test", 10, survey.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", "mx1.multi.test"}},
 		},
 		{
-			name: "mx target address literal", domain: "literal.test", status: record.DNSOK,
+			name: "mx target address literal", domain: "literal.test", status: survey.DNSOK,
 			hosts: []wantHost{
-				{"192.0.2.1", 10, record.DNSError, "", ""},
-				{"[192.0.2.1]", 20, record.DNSError, "", ""},
-				{"mx1.multi.test", 30, record.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", ""},
+				{"192.0.2.1", 10, survey.DNSError, "", ""},
+				{"[192.0.2.1]", 20, survey.DNSError, "", ""},
+				{"mx1.multi.test", 30, survey.DNSOK, "192.0.2.11 192.0.2.12 2001:db8::11", ""},
 			},
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if d.Hosts[0].Error != "mx target is an address literal" {
@@ -227,7 +226,7 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "truncated udp then tcp", domain: "tc.test", status: record.DNSOK, nHosts: 1,
+			name: "truncated udp then tcp", domain: "tc.test", status: survey.DNSOK, nHosts: 1,
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if s := r.Stats(); s.TCPFallbacks != 1 {
 					t.Errorf("TCPFallbacks = %d, want 1", s.TCPFallbacks)
@@ -238,7 +237,7 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "wrong question rejected", domain: "wrongq.test", status: record.DNSError, errHas: "question",
+			name: "wrong question rejected", domain: "wrongq.test", status: survey.DNSError, errHas: "question",
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if n := srv.count("wrongq.test. MX"); n != 2 {
 					t.Errorf("queries = %d, want 2 (the rejection is a failed attempt)", n)
@@ -246,7 +245,7 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "hundreds of mx capped", domain: "many.test", status: record.DNSOK, errHas: "300 mx hosts",
+			name: "hundreds of mx capped", domain: "many.test", status: survey.DNSOK, errHas: "300 mx hosts",
 			nHosts: DefaultMaxMX,
 			check: func(t *testing.T, r *Resolver, d Domain) {
 				if d.Hosts[0].Preference != 1 || d.Hosts[63].Preference != 64 {
@@ -258,9 +257,9 @@ func TestResolve(t *testing.T) {
 				}
 			},
 		},
-		{name: "invalid name", domain: "bad..name", status: record.DNSError, errHas: "invalid"},
-		{name: "empty name", domain: "", status: record.DNSError, errHas: "invalid"},
-		{name: "address as domain", domain: "192.0.2.1", status: record.DNSError, errHas: "address literal"},
+		{name: "invalid name", domain: "bad..name", status: survey.DNSError, errHas: "invalid"},
+		{name: "empty name", domain: "", status: survey.DNSError, errHas: "invalid"},
+		{name: "address as domain", domain: "192.0.2.1", status: survey.DNSError, errHas: "address literal"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -329,7 +328,7 @@ func TestHostCacheSharedAcrossDomains(t *testing.T) {
 	}
 	for _, d := range []string{"shared1.test", "shared2.test"} {
 		got := r.Resolve(context.Background(), d)
-		if got.Status != record.DNSOK || len(got.Hosts) != 1 || got.Hosts[0].Status != record.DNSOK {
+		if got.Status != survey.DNSOK || len(got.Hosts) != 1 || got.Hosts[0].Status != survey.DNSOK {
 			t.Fatalf("%s: %+v", d, got)
 		}
 	}
@@ -354,7 +353,7 @@ func TestHostLookupsInFlightMerged(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			d := r.Resolve(context.Background(), fmt.Sprintf("flight%d.test", i))
-			if d.Status != record.DNSOK || len(d.Hosts) != 1 || len(d.Hosts[0].Addrs) != 1 {
+			if d.Status != survey.DNSOK || len(d.Hosts) != 1 || len(d.Hosts[0].Addrs) != 1 {
 				t.Errorf("flight%d: %+v", i, d)
 			}
 		}()
@@ -377,12 +376,12 @@ func TestPTR(t *testing.T) {
 	tests := []struct {
 		ip, name, status string
 	}{
-		{"127.0.0.1", "localhost", record.DNSOK},
-		{"::ffff:127.0.0.1", "localhost", record.DNSOK}, // mapped: reversed as IPv4
-		{"::1", "localhost6.test", record.DNSOK},
-		{"127.0.0.3", "classless.test", record.DNSOK}, // RFC 2317 CNAME
-		{"127.0.0.4", "", record.DNSOK},               // name exists, no PTR
-		{"127.0.0.2", "", record.DNSNXDomain},
+		{"127.0.0.1", "localhost", survey.DNSOK},
+		{"::ffff:127.0.0.1", "localhost", survey.DNSOK}, // mapped: reversed as IPv4
+		{"::1", "localhost6.test", survey.DNSOK},
+		{"127.0.0.3", "classless.test", survey.DNSOK}, // RFC 2317 CNAME
+		{"127.0.0.4", "", survey.DNSOK},               // name exists, no PTR
+		{"127.0.0.2", "", survey.DNSNXDomain},
 	}
 	for _, tc := range tests {
 		name, status := r.PTR(context.Background(), netip.MustParseAddr(tc.ip))
@@ -390,7 +389,7 @@ func TestPTR(t *testing.T) {
 			t.Errorf("PTR(%s) = %q, %q; want %q, %q", tc.ip, name, status, tc.name, tc.status)
 		}
 	}
-	if _, status := r.PTR(context.Background(), netip.Addr{}); status != record.DNSError {
+	if _, status := r.PTR(context.Background(), netip.Addr{}); status != survey.DNSError {
 		t.Errorf("PTR(zero) status = %q", status)
 	}
 }
@@ -403,7 +402,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	start := time.Now()
 	for i := 0; i < 10; i++ {
-		if d := r.Resolve(context.Background(), fmt.Sprintf("rate%d.test", i)); d.Status != record.DNSNXDomain {
+		if d := r.Resolve(context.Background(), fmt.Sprintf("rate%d.test", i)); d.Status != survey.DNSNXDomain {
 			t.Fatalf("%+v", d)
 		}
 	}
@@ -435,9 +434,9 @@ func TestCancel(t *testing.T) {
 		if el := time.Since(start); el > 2*time.Second {
 			t.Errorf("deadline=%v: Resolve took %v after cancel", deadline, el)
 		}
-		want := record.DNSError
+		want := survey.DNSError
 		if deadline {
-			want = record.DNSTimeout
+			want = survey.DNSTimeout
 		}
 		if d.Status != want {
 			t.Errorf("deadline=%v: Status = %q (%s), want %q", deadline, d.Status, d.Error, want)
@@ -454,7 +453,7 @@ func TestServerRotation(t *testing.T) {
 	}
 	// Whichever server the first attempt goes to, the retry goes to the other.
 	for i := 0; i < 2; i++ {
-		if d := r.Resolve(context.Background(), "nullmx.test"); d.Status != record.DNSNullMX {
+		if d := r.Resolve(context.Background(), "nullmx.test"); d.Status != survey.DNSNullMX {
 			t.Errorf("attempt %d: %+v", i, d)
 		}
 	}
@@ -469,11 +468,14 @@ func TestNewConfig(t *testing.T) {
 	if !slices.Equal(r.servers, want) {
 		t.Errorf("servers = %v, want %v", r.servers, want)
 	}
-	if r.retries != DefaultRetries || r.maxCNAME != DefaultMaxCNAME || r.cache == nil {
+	if r.retries != 0 || r.maxCNAME != DefaultMaxCNAME || r.maxMX != DefaultMaxMX || r.cache == nil {
 		t.Errorf("defaults not applied: %+v", r)
 	}
 	if _, err := New(Config{Servers: []string{"not an address"}}); err == nil {
 		t.Error("bad server accepted")
+	}
+	if _, err := New(Config{Servers: []string{"127.0.0.1"}, Retries: -1}); err == nil {
+		t.Error("negative Retries accepted")
 	}
 }
 
@@ -481,7 +483,7 @@ func TestHostCacheBounded(t *testing.T) {
 	c := newHostCache(3)
 	now := time.Now()
 	for i := 0; i < 10; i++ {
-		c.put(fmt.Sprint(i), hostResult{status: record.DNSOK, expires: now.Add(time.Hour)})
+		c.put(fmt.Sprint(i), hostResult{status: survey.DNSOK, expires: now.Add(time.Hour)})
 	}
 	if len(c.m) != 3 {
 		t.Errorf("cache holds %d entries, want 3", len(c.m))
@@ -489,27 +491,5 @@ func TestHostCacheBounded(t *testing.T) {
 	c.put("old", hostResult{expires: now.Add(-time.Second)})
 	if _, ok := c.get("old", now); ok {
 		t.Error("expired entry served")
-	}
-}
-
-func TestCheck(t *testing.T) {
-	f := newFakeDNS(t, []string{"a.test. A 192.0.2.1"}, nil, nil)
-	r, err := New(Config{Servers: []string{f.addr}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Check(context.Background()); err != nil {
-		t.Fatalf("a live server failed the check: %v", err)
-	}
-	// A UDP socket that never answers and a closed TCP port.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	dead, _ := New(Config{Servers: []string{f.addr, pc.LocalAddr().String()}, Timeout: 100 * time.Millisecond, Retries: -1})
-	err = dead.Check(context.Background())
-	if err == nil || !strings.Contains(err.Error(), pc.LocalAddr().String()) || !strings.Contains(err.Error(), "-resolver") {
-		t.Fatalf("a dead server passed the check: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mxsurvey/mxsurvey/scan/record"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
 // Many lookups in flight share a few sockets, and each gets its own answer.
@@ -25,7 +25,7 @@ func TestUDPSharedSockets(t *testing.T) {
 		wg.Go(func() {
 			name := benchName("u", i)
 			d := r.Resolve(context.Background(), name)
-			if d.Status != record.DNSOK || len(d.Hosts) != 1 || d.Hosts[0].Name != "mx-"+name {
+			if d.Status != survey.DNSOK || len(d.Hosts) != 1 || d.Hosts[0].Name != "mx-"+name {
 				t.Errorf("%s: %+v", name, d)
 			}
 		})
@@ -43,12 +43,12 @@ func TestUDPSharedSockets(t *testing.T) {
 // lab's dns_wrong_id truth says.
 func TestUDPWrongIDTimesOut(t *testing.T) {
 	srv := newFakeDNS(t, []string{"wrongid.test. MX 10 mx.wrongid.test."}, map[string]behaviour{"wrongid.test.": {wrongID: true}}, nil)
-	r, err := New(Config{Servers: []string{srv.addr}, Timeout: 150 * time.Millisecond, Retries: -1})
+	r, err := New(Config{Servers: []string{srv.addr}, Timeout: 150 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if d := r.Resolve(context.Background(), "wrongid.test"); d.Status != record.DNSTimeout {
+	if d := r.Resolve(context.Background(), "wrongid.test"); d.Status != survey.DNSTimeout {
 		t.Errorf("Status = %q (%s), want timeout", d.Status, d.Error)
 	}
 	if s := r.Stats(); s.Timeouts != 1 {
@@ -65,14 +65,14 @@ func TestUDPRefused(t *testing.T) {
 	}
 	addr := pc.LocalAddr().String()
 	pc.Close()
-	r, err := New(Config{Servers: []string{addr}, Timeout: 5 * time.Second, Retries: -1})
+	r, err := New(Config{Servers: []string{addr}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	start := time.Now()
 	d := r.Resolve(context.Background(), "any.test")
-	if d.Status != record.DNSError || time.Since(start) > 2*time.Second {
+	if d.Status != survey.DNSError || time.Since(start) > 2*time.Second {
 		t.Errorf("Status = %q (%s) after %v, want error at once", d.Status, d.Error, time.Since(start))
 	}
 }
@@ -80,7 +80,7 @@ func TestUDPRefused(t *testing.T) {
 // Close ends lookups in flight.
 func TestUDPClose(t *testing.T) {
 	srv := newFakeDNS(t, nil, map[string]behaviour{"drop.test.": {drop: true}}, nil)
-	r, err := New(Config{Servers: []string{srv.addr}, Timeout: 5 * time.Second, Retries: -1})
+	r, err := New(Config{Servers: []string{srv.addr}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestUDPClose(t *testing.T) {
 	r.Close()
 	select {
 	case d := <-done:
-		if d.Status != record.DNSError {
+		if d.Status != survey.DNSError {
 			t.Errorf("Status = %q (%s), want error", d.Status, d.Error)
 		}
 	case <-time.After(2 * time.Second):

@@ -13,8 +13,7 @@
 // valid_for_mx, issuers, key_types, primary/any_mx_valid, server software,
 // MX providers). The certificate figures that are recounted (with_cert,
 // cert_unparseable, cert_missing, self_signed) use the scanner's own columns
-// (cert_parse_error, cert_self_signed), which are defined the same way; see
-// the comment at selfSigned below for the one documented difference.
+// (cert_parse_error, cert_self_signed), which are defined the same way.
 import { DuckDBInstance } from '@duckdb/node-api';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -80,8 +79,7 @@ await con.run(`CREATE VIEW p AS SELECT
   coalesce(tls_group, '') AS tls_group,
   coalesce(len(cert_chain), 0) > 0 AND coalesce(octet_length(cert_chain[1]), 0) > 0 AS has_leaf,
   coalesce(cert_parse_error, '') AS parse_error,
-  coalesce(cert_self_signed, false) AS self_signed,
-  cert_chain[1] AS leaf
+  coalesce(cert_self_signed, false) AS self_signed
 FROM probes`);
 
 const results = []; // {name, duck, analyzer, note}
@@ -110,26 +108,11 @@ for (const k of ['total', 'skipped', 'probed', 'connected', 'greeted', 'banner_h
   check(`hosts.${k}`, h[k], summary.hosts?.[k]);
 }
 
-// self_signed. The scanner's cert_self_signed and the analyzer's self_signed
-// are both "RawSubject == RawIssuer and the leaf's signature verifies with its
-// own key" (Go's CheckSignature), with one documented difference: the
-// analyzer also counts a self-issued leaf whose signature algorithm Go refuses
-// as insecure (InsecureAlgorithmError: md5WithRSA only; MD2 is "unsupported"
-// and SHA-1 is checked). The analyzer counts among hosts.with_cert (tls_ok and
-// a parseable leaf), so the recount is: scanner's flag among tls_ok rows with
-// a parseable leaf, plus md5WithRSA leaves that are self-issued, found by
-// reading the leaf's DER below (independently of Go).
-const MD5_RSA_OID = '06092a864886f70d010104'; // OID 1.2.840.113549.1.1.4 as DER
-const md5Candidates = await rows(`SELECT leaf FROM p
-  WHERE tls_version <> '' AND has_leaf AND parse_error = '' AND NOT self_signed
-    AND contains(lower(hex(leaf)), '${MD5_RSA_OID}')`);
-let md5SelfIssued = 0;
-for (const r of md5Candidates) {
-  const c = md5Cert(Buffer.from(r.leaf.bytes));
-  if (c.md5 && c.selfIssued) md5SelfIssued++;
-}
-check('hosts.self_signed', Number(h.self_signed_scanner) + md5SelfIssued, summary.hosts?.self_signed,
-  md5SelfIssued ? `${h.self_signed_scanner} cert_self_signed + ${md5SelfIssued} self-issued md5WithRSA` : 'cert_self_signed among parseable leaves');
+// self_signed: the scanner's cert_self_signed and the analyzer's self_signed
+// are one definition (docs/schema.md, "Self-signed"), computed by the same Go
+// function; the analyzer counts it among hosts.with_cert (tls_ok and a
+// parseable leaf).
+check('hosts.self_signed', h.self_signed_scanner, summary.hosts?.self_signed, 'cert_self_signed among parseable leaves');
 
 // ---- top lists that need no certificate evaluation ---------------------------
 async function topList(name, sql) {
@@ -216,36 +199,3 @@ if (bad) {
   process.exit(1);
 }
 console.log(`crosscheck: ok: ${results.length} figures agree`);
-
-// md5Cert reads just enough DER of a certificate: whether the outer
-// signatureAlgorithm is md5WithRSA and whether the issuer Name equals the
-// subject Name byte for byte (Go's RawIssuer == RawSubject).
-function md5Cert(b) {
-  const tlv = (off) => {
-    let len = b[off + 1];
-    let hdr = 2;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      len = 0;
-      for (let i = 0; i < n; i++) len = len * 256 + b[off + 2 + i];
-      hdr += n;
-    }
-    return { tag: b[off], start: off, body: off + hdr, end: off + hdr + len };
-  };
-  try {
-    const cert = tlv(0);
-    const tbs = tlv(cert.body);
-    const sigAlg = tlv(tbs.end);
-    const oid = tlv(sigAlg.body);
-    const md5 = b.subarray(oid.start, oid.end).toString('hex') === MD5_RSA_OID;
-    let e = tlv(tbs.body);
-    if (e.tag === 0xa0) e = tlv(e.end); // [0] version
-    const sig = tlv(e.end); // e: serialNumber; sig: signature AlgorithmIdentifier
-    const issuer = tlv(sig.end);
-    const validity = tlv(issuer.end);
-    const subject = tlv(validity.end);
-    return { md5, selfIssued: b.subarray(issuer.start, issuer.end).equals(b.subarray(subject.start, subject.end)) };
-  } catch {
-    return { md5: false, selfIssued: false };
-  }
-}

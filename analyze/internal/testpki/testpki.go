@@ -33,6 +33,9 @@ type Spec struct {
 	NotAfter  time.Time
 	IsCA      bool
 	RSABits   int // an RSA key of this size instead of ECDSA P-256
+	// Edit changes the template last, for what the fields above do not
+	// say (name constraints, path length, policies, ...).
+	Edit func(*x509.Certificate)
 }
 
 var serial atomic.Int64
@@ -73,6 +76,9 @@ func Make(s Spec, parent *Cert) *Cert {
 	if s.IsCA {
 		tmpl.KeyUsage |= x509.KeyUsageCertSign
 		tmpl.ExtKeyUsage = nil
+	}
+	if s.Edit != nil {
+		s.Edit(tmpl)
 	}
 	signerCert, signerKey := tmpl, key
 	if parent != nil {

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/mxsurvey/mxsurvey/analyze"
+)
+
+// analyzeCommand is "mxsurvey analyze". -h prints the usage and returns
+// nil, so that asking for help is not reported as a failure.
+func analyzeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	roots := fs.String("roots", "", "PEM `bundle` of trusted roots (default: the system roots)")
+	old := fs.String("compare", "", "older scan directory or summary.json to compare with (`OLD`)")
+	out := fs.String("o", "", "report `directory` to write (required)")
+	quiet := fs.Bool("quiet", false, "no progress lines; log warnings only")
+	top := fs.Int("top", 20, "entries per top list in the reports and summary.json")
+	workers := fs.Int("workers", 0, "goroutines decoding and evaluating row groups (0: one per core); the results do not depend on it")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `usage: mxsurvey analyze [-roots bundle.pem] [-compare OLD] [-quiet] [-workers N] -o REPORTDIR SCANDIR...
+
+Reads the Parquet dataset of one or more scan directories (shards of one scan
+are merged) and writes summary.json, report.md, report.html, hosts.csv/.parquet,
+domains.csv/.parquet and top_*.csv to REPORTDIR; with -compare also
+compare.json. Definitions of every figure: docs/statistics.md.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *out == "" || fs.NArg() == 0 {
+		return fmt.Errorf("%w: -o REPORTDIR and at least one SCANDIR are required (mxsurvey analyze -h)", errUsage)
+	}
+	level := slog.LevelInfo
+	progress := stderr
+	if *quiet {
+		level, progress = slog.LevelWarn, nil
+	}
+	opts := analyze.Options{
+		Dirs:      fs.Args(),
+		RootsFile: *roots,
+		OutDir:    *out,
+		Compare:   *old,
+		TopN:      *top,
+		Workers:   *workers,
+		Progress:  progress,
+		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	s, err := analyze.Analyze(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	fmt.Fprintf(stdout, "analyzed %d hosts and %d domains; %d hosts with a certificate, %s match the MX name\nreport: %s\n",
+		s.Hosts["total"], s.Domains["total"], s.Hosts["with_cert"],
+		analyze.Share(s.Hosts["match_mx"], s.Hosts["with_cert"]), *out)
+	return nil
+}
