@@ -48,10 +48,11 @@ type FieldResult struct {
 // FieldRound is one round: every tool once.
 type FieldRound struct {
 	ZDNS    *ToolFig `json:"zdns,omitempty"`
-	DNSOnly *ToolFig `json:"mxsurvey_dns_only,omitempty"`
-	Scan    *ToolFig `json:"mxsurvey,omitempty"`        // default groups
-	ZGrab   *ToolFig `json:"zgrab2,omitempty"`          // its default: X25519
-	ScanX   *ToolFig `json:"mxsurvey_x25519,omitempty"` // -tls-groups x25519
+	DNSOnly *ToolFig `json:"mxsurvey_dns_only,omitempty"`     // -policies=false: MX, A, AAAA
+	DNSPol  *ToolFig `json:"mxsurvey_dns_policies,omitempty"` // the default -policies: the policy records too
+	Scan    *ToolFig `json:"mxsurvey,omitempty"`              // default groups
+	ZGrab   *ToolFig `json:"zgrab2,omitempty"`                // its default: X25519
+	ScanX   *ToolFig `json:"mxsurvey_x25519,omitempty"`       // -tls-groups x25519
 	TLS     *LoopFig `json:"tlsloop,omitempty"`
 	TLSX    *LoopFig `json:"tlsloop_x25519,omitempty"`
 }
@@ -63,6 +64,9 @@ type ToolFig struct {
 	OK       int64            `json:"ok"`                 // domains answered NOERROR, probes with a TLS handshake
 	OutBytes int64            `json:"out_bytes"`          // JSON lines, or the Parquet parts (mx for DNS, probes for probes)
 	Queries  int64            `json:"queries,omitempty"`  // mxsurvey: DNS queries sent
+	Domains  int64            `json:"domains,omitempty"`  // mxsurvey: domains resolved
+	Fetches  int64            `json:"fetches,omitempty"`  // mxsurvey: MTA-STS policy fetches started (sts_fetches)
+	HTTPS    int64            `json:"https,omitempty"`    // mxsurvey: of those, fetches whose TLS handshake completed
 	Groups   map[string]int64 `json:"groups,omitempty"`   // negotiated key exchange per probe
 	Scan     *ScanFig         `json:"scan,omitempty"`     // mxsurvey's manifest figures
 	Failures map[string]int64 `json:"failures,omitempty"` // zgrab2 status or zdns status other than success
@@ -87,6 +91,15 @@ func (t *ToolFig) labPer() float64 {
 		return nanv
 	}
 	return div(t.Proc.LabCPUS, float64(t.Items))
+}
+
+// domains is how many domains an mxsurvey run resolved (results written
+// before Domains was recorded have it in the manifest's counts).
+func (t *ToolFig) domains() int64 {
+	if t.Domains == 0 && t.Scan != nil {
+		return t.Scan.Counts["domains_resolved"]
+	}
+	return t.Domains
 }
 
 func (t *ToolFig) bytesPer() float64 {
@@ -145,8 +158,8 @@ func benchField(ctx context.Context, c config, work string) (res FieldResult) {
 	}
 	mxscan := func(name string, args ...string) (*ToolFig, error) {
 		dir := filepath.Join(work, name)
-		a := append(append([]string{c.bin, "scan", "-resolver", lab.DNS, "-ehlo-name", "scanner.mxsurvey.test",
-			"-rate", "0", "-dns-rate", "0", "-progress", "1s"}, args...), "-o", dir, domainsCSV)
+		a := append(append([]string{c.bin, "scan", "-resolver", lab.DNS, "-mta-sts-port", fmt.Sprint(lab.STSPort),
+			"-ehlo-name", "scanner.mxsurvey.test", "-rate", "0", "-dns-rate", "0", "-progress", "1s"}, args...), "-o", dir, domainsCSV)
 		f, err := tool(name, a, dir)
 		if err != nil {
 			return f, err
@@ -155,8 +168,16 @@ func benchField(ctx context.Context, c config, work string) (res FieldResult) {
 		if err := readManifest(&s); err != nil {
 			return f, err
 		}
-		f.Scan, f.Queries = &s, s.Counts["dns_queries"]
-		return f, nil
+		f.Scan, f.Queries, f.Domains, f.Fetches = &s, s.Counts["dns_queries"], s.Counts["domains_resolved"], s.Counts["sts_fetches"]
+		if f.Fetches > 0 {
+			err = store.ReadAll(survey.PoliciesDir(dir), func(r *survey.PolicyRow) error {
+				if r.STSFetched && r.STSTLSVersion != "" {
+					f.HTTPS++
+				}
+				return nil
+			})
+		}
+		return f, err
 	}
 	probeArgs := []string{"-allow", "127.0.0.0/8", "-port", fmt.Sprint(lab.Port), "-concurrency", conc,
 		"-per-ip-concurrency", conc, "-ip-interval", "0", "-timeout", "30s", "-step-timeout", "10s"}
@@ -193,15 +214,27 @@ func benchField(ctx context.Context, c config, work string) (res FieldResult) {
 				rd.ZDNS = f
 			}
 		}
-		// No -allow: every lab address is special-purpose, so each target is
-		// recorded as blocked without a connection. What is left is DNS.
-		f, err := mxscan("mxsurvey-dns-only", "-dns-concurrency", conc)
+		// No -allow: every lab address is special-purpose, so each target
+		// (and each MTA-STS policy host) is recorded as blocked without a
+		// connection. What is left is DNS: without the policy records, as
+		// zdns asks, and with them, as a scan does by default.
+		dnsOnly := func(name string, args ...string) (*ToolFig, error) {
+			f, err := mxscan(name, append([]string{"-dns-concurrency", conc}, args...)...)
+			if err != nil {
+				return f, err
+			}
+			f.Items, f.OutBytes = f.Domains, f.Scan.MXBytes+duBytes(survey.PoliciesDir(f.Scan.Dir))+duBytes(survey.TLSADir(f.Scan.Dir))
+			f.OK = f.Scan.DNS["ok"]
+			return f, nil
+		}
+		f, err := dnsOnly("mxsurvey-dns-only", "-policies=false")
 		if fail(err) {
 			break
 		}
-		f.Items, f.OutBytes = f.Scan.Counts["domains_resolved"], f.Scan.MXBytes
-		f.OK = f.Scan.DNS["ok"]
 		rd.DNSOnly = f
+		if rd.DNSPol, err = dnsOnly("mxsurvey-dns-policies"); fail(err) {
+			break
+		}
 		if r == 0 {
 			res.Targets, err = zgrabTargets(filepath.Join(f.Scan.Dir, "mx"), targetsCSV)
 			if fail(err) {

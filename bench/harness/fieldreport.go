@@ -39,9 +39,11 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 	p("(mxsurvey `-rate 0 -dns-rate 0 -ip-interval 0 -per-ip-concurrency %d`, zgrab2 `--server-rate-limit=1000000`,\n", fr.Conc)
 	p("zdns has none), one after the other against the same lab; each round runs every tool once, ratios are taken\n")
 	p("within a round, and the figures are the medians of %d round%s (%s, commit %s).\n", len(rs), plural(len(rs)), fr.Machine.Date, fr.Machine.Commit)
-	p("mxsurvey does what a user's scan does: it resolves the domains (MX, A, AAAA, and PTR of each address), probes,\n")
-	p("and writes Parquet; zgrab2 is given the scan's targets as `ip,mx_host` rows and only probes. zgrab2 does not\n")
-	p("send EHLO again after TLS, mxsurvey does (it records the name the server gives there).\n\n")
+	p("mxsurvey does what a user's scan does: it resolves the domains (MX, A, AAAA, and PTR of each address; with the\n")
+	p("default `-policies` also the MTA-STS and TLS-RPT TXT records, the TLSA records of each MX host, DNSSEC status by\n")
+	p("the AD bit, and the MTA-STS policy fetch over HTTPS where a record asks for one), probes, and writes Parquet;\n")
+	p("zgrab2 is given the scan's targets as `ip,mx_host` rows and only probes. zgrab2 does not send EHLO again after\n")
+	p("TLS, mxsurvey does (it records the name the server gives there).\n\n")
 	p("When the machine is shared, a tool gets only part of the two cores (the \"cores used\" rows) and the rates\n")
 	p("move with the load of others; CPU per item moves much less. The \"two idle cores allow\" rows divide two\n")
 	p("cores by the tool's and the lab's CPU per item: the rate each tool would reach if nothing else ran.\n\n")
@@ -55,9 +57,9 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 		return
 	}
 	p("```\n")
-	for _, k := range []string{"lab", "zdns", "mxsurvey-dns-only", "mxsurvey", "zgrab2", "mxsurvey-x25519", "tlsloop-default", "tlsloop-x25519"} {
+	for _, k := range []string{"lab", "zdns", "mxsurvey-dns-only", "mxsurvey-dns-policies", "mxsurvey", "zgrab2", "mxsurvey-x25519", "tlsloop-default", "tlsloop-x25519"} {
 		if a, ok := fr.Argv[k]; ok {
-			p("%-18s %s\n", k+":", strings.Join(a, " "))
+			p("%-22s %s\n", k+":", strings.Join(a, " "))
 		}
 	}
 	p("```\n\n")
@@ -110,6 +112,29 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 	sx := func(r FieldRound) *ToolFig { return r.ScanX }
 	zd := func(r FieldRound) *ToolFig { return r.ZDNS }
 	dn := func(r FieldRound) *ToolFig { return r.DNSOnly }
+	dp := func(r FieldRound) *ToolFig { return r.DNSPol }
+	qper := func(t *ToolFig) float64 {
+		if t == nil {
+			return nanv
+		}
+		if t.Queries == 0 {
+			return zdnsQueriesPerDomain
+		}
+		return div(float64(t.Queries), float64(t.domains()))
+	}
+	fetchPer := func(n func(*ToolFig) int64) func(*ToolFig) float64 {
+		return func(t *ToolFig) float64 {
+			if t == nil {
+				return nanv
+			}
+			return div(float64(n(t)), float64(t.domains()))
+		}
+	}
+	fetches := fetchPer(func(t *ToolFig) int64 { return t.Fetches })
+	https := fetchPer(func(t *ToolFig) int64 { return t.HTTPS })
+	f2s := func(t func(FieldRound) *ToolFig, f func(*ToolFig) float64) string {
+		return f2(m(func(r FieldRound) float64 { return f(t(r)) }))
+	}
 
 	p("### Probes\n\n")
 	p("| | zgrab2 smtp | mxsurvey, default groups | mxsurvey `-tls-groups x25519` | ratio default (mxsurvey / zgrab2) | ratio both X25519 |\n")
@@ -134,6 +159,9 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 	bytesPer := func(t *ToolFig) float64 { return t.bytesPer() }
 	p("| output bytes per probe | %s (JSON) | %s (Parquet) | %s (Parquet) | | |\n", ms(zg, bytesPer), ms(sc, bytesPer), ms(sx, bytesPer))
 	p("| probes with a TLS handshake | %s | %s | %s | | |\n", okOf(zg), okOf(sc), okOf(sx))
+	p("| DNS queries per domain (mxsurvey resolves; zgrab2 is given the targets) | | %s | %s | | |\n", f2s(sc, qper), f2s(sx, qper))
+	p("| MTA-STS policy fetches per domain (started / TLS completed) | | %s / %s | %s / %s | | |\n",
+		f2s(sc, fetches), f2s(sc, https), f2s(sx, fetches), f2s(sx, https))
 	lp := func(g string) func(FieldRound) *LoopFig {
 		return func(r FieldRound) *LoopFig {
 			if g == "x25519" {
@@ -163,36 +191,46 @@ func writeField(p func(string, ...any), fr *FieldResult) {
 		f2(m(func(r FieldRound) float64 { return div(r.ScanX.cpuPer()*1e6, lcpu(r.TLSX)) })))
 
 	p("\n### DNS only\n\n")
-	p("zdns asks MX, then A of each exchange (%d queries per domain here); mxsurvey asks MX, then A and AAAA of each\n", zdnsQueriesPerDomain)
-	p("MX host (and records the domain, its hosts and addresses in Parquet, each address as a blocked target row).\n\n")
-	p("| | zdns mxlookup | mxsurvey DNS-only | ratio (mxsurvey / zdns) |\n|---|---:|---:|---:|\n")
-	qper := func(t *ToolFig) float64 {
-		if t == nil {
-			return nanv
+	p("zdns asks MX, then A of each exchange (%d queries per domain here). mxsurvey `-policies=false` asks MX, then A and\n", zdnsQueriesPerDomain)
+	p("AAAA of each MX host; with the default `-policies` it also asks, with the DO bit, the domain's `_mta-sts` and\n")
+	p("`_smtp._tls` TXT records beside its MX, the TLSA records (`_25._tcp`) of each MX host, and A and AAAA of\n")
+	p("`mta-sts.<domain>` where a record asks for a policy fetch (the fetch itself is blocked here: no `-allow`). Both\n")
+	p("record the domain, its hosts and addresses in Parquet (each address as a blocked target row), the policies run\n")
+	p("also its policies and tlsa rows. Queries per domain are mxsurvey's own count (its manifest), retries included.\n\n")
+	p("| | zdns mxlookup | mxsurvey DNS-only, `-policies=false` | mxsurvey DNS-only, default `-policies` | ratio `-policies=false` / zdns | ratio `-policies` / zdns |\n")
+	p("|---|---:|---:|---:|---:|---:|\n")
+	row := func(name string, f func(*ToolFig) float64, fmtv func(float64) string, withRatio bool) {
+		v := func(t func(FieldRound) *ToolFig) string {
+			return fmtv(m(func(r FieldRound) float64 { return f(t(r)) }))
 		}
-		if t.Queries == 0 {
-			return zdnsQueriesPerDomain
+		r1, r2 := "", ""
+		if withRatio {
+			r1, r2 = ratio(dn, zd, f), ratio(dp, zd, f)
 		}
-		return div(float64(t.Queries), float64(t.Items))
+		p("| %s | %s | %s | %s | %s | %s |\n", name, v(zd), v(dn), v(dp), r1, r2)
 	}
-	p("| DNS queries per domain | %s | %s | |\n", f2(m(func(r FieldRound) float64 { return qper(r.ZDNS) })), f2(m(func(r FieldRound) float64 { return qper(r.DNSOnly) })))
-	p("| **domains/s** | %s | %s | **%s** |\n", ms(zd, rate), ms(dn, rate), ratio(dn, zd, rate))
-	p("| CPU per domain, µs | %s | %s | %s |\n", us(zd, cpu), us(dn, cpu), ratio(dn, zd, cpu))
+	row("DNS queries per domain", qper, f2, true)
+	row("**domains/s**", rate, f0, true)
+	row("queries/s", func(t *ToolFig) float64 { return t.rate() * qper(t) }, f0, true)
+	usv := func(f func(*ToolFig) float64) func(*ToolFig) float64 {
+		return func(t *ToolFig) float64 { return f(t) * 1e6 }
+	}
+	row("CPU per domain, µs", usv(cpu), f0, true)
 	perQ := func(t *ToolFig) float64 { return div(t.cpuPer(), qper(t)) }
-	p("| **CPU per query, µs** | %s | %s | **%s** |\n", us(zd, perQ), us(dn, perQ), ratio(dn, zd, perQ))
-	p("| lab CPU per domain, µs | %s | %s | |\n", us(zd, lab), us(dn, lab))
-	p("| domains/s two idle cores allow (2 / tool + lab CPU per domain) | %s | %s | %s |\n", ms(zd, bound), ms(dn, bound), ratio(dn, zd, bound))
-	p("| cores used (tool + lab, of 2) | %s | %s | |\n", f2(m(func(r FieldRound) float64 { return cores(r.ZDNS) })),
-		f2(m(func(r FieldRound) float64 { return cores(r.DNSOnly) })))
-	p("| peak RSS | %s | %s | |\n", rss(zd), rss(dn))
-	p("| output bytes per domain | %s (JSON) | %s (Parquet, mx rows) | |\n", ms(zd, bytesPer), ms(dn, bytesPer))
-	p("| domains answered NOERROR | %s | %s | |\n", okOf(zd), okOf(dn))
+	row("**CPU per query, µs**", usv(perQ), f1, true)
+	row("lab CPU per domain, µs", usv(lab), f0, false)
+	row("domains/s two idle cores allow (2 / tool + lab CPU per domain)", bound, f0, true)
+	row("cores used (tool + lab, of 2)", cores, f2, false)
+	p("| peak RSS | %s | %s | %s | | |\n", rss(zd), rss(dn), rss(dp))
+	p("| output bytes per domain | %s (JSON) | %s (Parquet: mx) | %s (Parquet: mx, policies, tlsa) | | |\n", ms(zd, bytesPer), ms(dn, bytesPer), ms(dp, bytesPer))
+	p("| domains answered NOERROR | %s | %s | %s | | |\n", okOf(zd), okOf(dn), okOf(dp))
+	p("| MTA-STS policy fetches per domain (started; blocked here) | | | %s | | |\n", f2s(dp, fetches))
 
 	p("\n### Every round (the spread)\n\n")
-	p("| round | zdns domains/s | mxsurvey DNS-only domains/s | zgrab2 probes/s | mxsurvey probes/s | mxsurvey x25519 probes/s | tlsloop default / x25519 handshakes/s |\n")
+	p("| round | zdns domains/s | mxsurvey DNS-only domains/s (`-policies=false` / `-policies`) | zgrab2 probes/s | mxsurvey probes/s | mxsurvey x25519 probes/s | tlsloop default / x25519 handshakes/s |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, r := range rs {
-		p("| %d | %s | %s | %s | %s | %s | %s / %s |\n", i+1, f0(r.ZDNS.rate()), f0(r.DNSOnly.rate()), f0(r.ZGrab.rate()),
+		p("| %d | %s | %s / %s | %s | %s | %s | %s / %s |\n", i+1, f0(r.ZDNS.rate()), f0(r.DNSOnly.rate()), f0(r.DNSPol.rate()), f0(r.ZGrab.rate()),
 			f0(r.Scan.rate()), f0(r.ScanX.rate()), f0(lrate(r.TLS)), f0(lrate(r.TLSX)))
 	}
 	p("\n")
@@ -241,20 +279,35 @@ func fieldTargets(p func(string, ...any), fr *FieldResult, status func(bool) str
 		})
 	}
 	rate := func(t *ToolFig) float64 { return t.rate() }
+	// A figure these results lack (a run before the step existed) is not
+	// a miss.
+	st := func(v float64, ok bool) string {
+		if v != v {
+			return "not measured in these results"
+		}
+		return status(ok)
+	}
 	zg := func(x FieldRound) *ToolFig { return x.ZGrab }
 	x := r(func(x FieldRound) *ToolFig { return x.ScanX }, zg, rate)
 	d := r(func(x FieldRound) *ToolFig { return x.Scan }, zg, rate)
-	p("| probes/s ≥ 1.5× zgrab2 at equal key exchange (X25519), proving ground | %sx | %s |\n", f2(x), status(x >= 1.5))
-	p("| probes/s ≥ 1.3× zgrab2 at each tool's default | %sx | %s |\n", f2(d), status(d >= 1.3))
+	p("| probes/s ≥ 1.5× zgrab2 at equal key exchange (X25519), proving ground | %sx | %s |\n", f2(x), st(x, x >= 1.5))
+	p("| probes/s ≥ 1.3× zgrab2 at each tool's default | %sx | %s |\n", f2(d), st(d, d >= 1.3))
 	zd := func(x FieldRound) *ToolFig { return x.ZDNS }
-	dn := func(x FieldRound) *ToolFig { return x.DNSOnly }
-	dr := r(dn, zd, rate)
-	p("| DNS-only domains/s ≥ 1× zdns mxlookup at the same concurrency (asking AAAA too) | %sx | %s |\n", f2(dr), status(dr >= 1))
-	q := r(dn, zd, func(t *ToolFig) float64 {
+	perQ := func(t *ToolFig) float64 {
 		if t.Queries == 0 {
 			return div(t.cpuPer(), zdnsQueriesPerDomain)
 		}
 		return div(t.Proc.CPUS(), float64(t.Queries))
-	})
-	p("| DNS CPU per query ≤ zdns's | %sx | %s |\n", f2(q), status(q <= 1))
+	}
+	for _, d := range []struct {
+		what string
+		t    func(FieldRound) *ToolFig
+	}{
+		{"asking AAAA and the policy records (default `-policies`)", func(x FieldRound) *ToolFig { return x.DNSPol }},
+		{"asking AAAA, `-policies=false`", func(x FieldRound) *ToolFig { return x.DNSOnly }},
+	} {
+		dr, q := r(d.t, zd, rate), r(d.t, zd, perQ)
+		p("| DNS-only domains/s ≥ 1× zdns mxlookup at the same concurrency, %s | %sx | %s |\n", d.what, f2(dr), st(dr, dr >= 1))
+		p("| DNS CPU per query ≤ zdns's, %s | %sx | %s |\n", d.what, f2(q), st(q, q <= 1))
+	}
 }
