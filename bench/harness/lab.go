@@ -40,7 +40,8 @@ type LabStats struct {
 	Argv      []string `json:"argv"`
 }
 
-// startLab starts a lab of n domains in dir; extra are more lab flags.
+// startLab starts "mxsurvey lab" with n domains and the given latency (and
+// world flags, extra) and waits until it serves.
 func startLab(ctx context.Context, argv0 []string, n int, latency, dir string, timeout time.Duration, extra ...string) (*Lab, []string, error) {
 	_ = os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

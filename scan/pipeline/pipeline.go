@@ -28,6 +28,7 @@ import (
 	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/workers"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/polite"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
@@ -59,8 +60,6 @@ type run struct {
 	policy   *guard.Policy
 	connRate *rate.Limiter
 	sched    *polite.Scheduler[target]
-	paceMu   sync.Mutex // one prober at a time takes a token, then a target (next)
-	drained  bool       // the scheduler said it has no more targets; under paceMu
 
 	batches   chan batch // a domain's rows, for the tables it fills (policies.go)
 	probeRows chan survey.ProbeRow
@@ -97,6 +96,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if r.resolver, err = resolve.New(rc); err != nil {
 		return nil, err
 	}
+	defer r.resolver.Close()
 	if r.prober, err = probe.New(cfg.Probe); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err) // e.g. an EHLO name with a space
 	}
@@ -188,19 +188,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}()
 	}
-	var probers sync.WaitGroup
-	for i := 0; i < cfg.Concurrency; i++ {
-		probers.Add(1)
-		go func() {
-			defer probers.Done()
-			r.probeLoop(work)
-		}()
-	}
+	probing := make(chan struct{})
+	go func() {
+		defer close(probing)
+		r.probeAll(work)
+	}()
 	resolvers.Wait()
 	stages.Wait()
 	r.pol.fetches.Wait()
 	r.sched.Close()
-	probers.Wait()
+	<-probing
 	close(r.batches)
 	close(r.probeRows)
 	writeErr := writers.Wait()
@@ -236,9 +233,12 @@ func burst(perSecond float64) int {
 }
 
 // writeAll drains ch into w (a store.PartWriter, or the tables of
-// policies.go), committing the open part every checkpoint interval. After a
-// write error it keeps draining (so no stage blocks) but drops the open
-// part, leaving only committed parts.
+// policies.go), committing the open part every checkpoint interval. It
+// writes whatever has queued up in one call (rows of several domains or
+// probes together): one row per call cost the writer a size check and a
+// dispatch each, and a writer that falls behind keeps probes waiting with
+// their rows. After a write error it keeps draining (so no stage blocks) but
+// drops the open part, leaving only committed parts.
 func writeAll[T, R any](w interface {
 	partWriter
 	Write([]R) error
@@ -251,6 +251,7 @@ func writeAll[T, R any](w interface {
 	}
 	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
 	defer tick.Stop()
+	var batch []R
 	for {
 		select {
 		case v, ok := <-ch:
@@ -260,11 +261,24 @@ func writeAll[T, R any](w interface {
 				}
 				return w.Close()
 			}
+			batch = append(batch[:0], rows(v)...)
+			open := true
+			for open && len(batch) < maxWriteBatch {
+				select {
+				case v, open = <-ch:
+					if open {
+						batch = append(batch, rows(v)...)
+					}
+				default:
+					open = false // nothing more queued; a closed ch is seen above next time
+				}
+			}
 			if firstErr == nil {
-				if err := w.Write(rows(v)); err != nil {
+				if err := w.Write(batch); err != nil {
 					fail(err)
 				}
 			}
+			clear(batch) // the rows' strings and chains are not kept alive by the batch
 		case <-tick.C:
 			if firstErr == nil {
 				if err := w.CommitIfOlder(checkpoint); err != nil {
@@ -274,6 +288,9 @@ func writeAll[T, R any](w interface {
 		}
 	}
 }
+
+// maxWriteBatch bounds the rows written in one call.
+const maxWriteBatch = 1024
 
 // read streams the input into names: invalid lines become error rows at
 // once, duplicates, other shards' domains and domains already in the
@@ -349,12 +366,13 @@ func (r *run) resolveDomain(ctx context.Context, e domains.Entry) {
 // addTarget queues t unless it is already queued or done; targets that must
 // not be contacted get their row at once.
 func (r *run) addTarget(ctx context.Context, t target) {
+	k := t.key()
 	r.targetsMu.Lock()
-	if _, ok := r.targets[t.key()]; ok {
+	if _, ok := r.targets[k]; ok {
 		r.targetsMu.Unlock()
 		return
 	}
-	r.targets[t.key()] = struct{}{}
+	r.targets[k] = struct{}{}
 	r.targetsMu.Unlock()
 	r.c.targets.Add(1)
 	if ok, reason := r.policy.Check(t.ip); !ok {
@@ -378,68 +396,81 @@ func (r *run) emitProbe(ctx context.Context, row survey.ProbeRow) {
 	}
 }
 
-func (r *run) probeLoop(ctx context.Context) {
+// probeAll takes targets from the scheduler while fewer than Concurrency
+// are in progress and probes each on a worker. Workers start on demand and
+// end when idle, so the scan's goroutines, and the stacks they grew, follow
+// the probes in progress rather than -concurrency: 10,000 probers kept
+// their stacks through the scan even while most of them waited for work.
+func (r *run) probeAll(ctx context.Context) {
+	probers := workers.New(proberIdle)
+	defer probers.Stop()
+	slots := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		t, release, ok := r.next(ctx)
+		slots <- struct{}{} // freed by a probe that ends, also when ctx ends
+		// Under -rate the connection token comes first and the target
+		// second, so the scheduler chooses (longest queue first) when the
+		// connection can start. Taken the other way round, every waiting
+		// probe held a target while it queued for a token: at -rate 200
+		// with 1,000 probes a target waited 5 s for its connection, and the
+		// busiest address with it, every time.
+		if r.connRate != nil {
+			if err := r.connRate.Wait(ctx); err != nil {
+				return
+			}
+		}
+		t, release, ok := r.sched.Next(ctx)
 		if !ok {
 			return
 		}
-		r.probeOne(ctx, t, release)
+		wg.Add(1)
+		probers.Go(func() {
+			defer func() { <-slots; wg.Done() }()
+			r.probeOne(ctx, t, release)
+		})
 	}
 }
 
-// next hands out the next target. Under -rate a prober takes its
-// connection token first and the target second, one prober at a time, so
-// the scheduler chooses (longest queue first) when the connection can
-// start. Taken the other way round, every idle prober held a target while
-// it queued for a token: at -rate 200 with 1,000 probers a target waited
-// 5 s for its connection, and the busiest address with it, every time.
-func (r *run) next(ctx context.Context) (target, func(), bool) {
-	if r.connRate == nil {
-		return r.sched.Next(ctx)
-	}
-	r.paceMu.Lock()
-	defer r.paceMu.Unlock()
-	// Once drained, the probers still queued here leave without a token:
-	// a thousand of them, one token each, kept the scan 5 s past its end.
-	if r.drained {
-		return target{}, nil, false
-	}
-	if err := r.connRate.Wait(ctx); err != nil {
-		return target{}, nil, false
-	}
-	t, release, ok := r.sched.Next(ctx)
-	r.drained = !ok
-	return t, release, ok
-}
+// proberIdle is how long a probe worker waits for the next target.
+const proberIdle = 2 * time.Second
 
-// probeOne probes one target, which next has just handed out (with its
-// connection token): the dial comes first, so no DNS wait can bunch
-// connections together, and the address is released as soon as the
-// connection has ended, so its interval counts from there. The PTR lookup
-// follows. A panic here (in our code, not the prober's, which recovers its
-// own) is recorded as data rather than ending the scan.
+// probeOne probes one target and hands its row to the writer.
 func (r *run) probeOne(ctx context.Context, t target, release func()) {
+	if row, ok := r.connect(ctx, t, release); ok {
+		r.emitProbe(ctx, row)
+	}
+}
+
+// connect runs the probe's connection. The address and the in-flight count
+// are released as soon as it ends, not after the row has reached the
+// writer: with 10,000 probes in flight on a busy machine, a third of them
+// were finished rows waiting for the writer, holding their address, their
+// goroutine and its stack. A panic here (in our code, not the prober's,
+// which recovers its own) is recorded as data rather than ending the scan.
+// ok is false when the scan was interrupted: no row.
+func (r *run) connect(ctx context.Context, t target, release func()) (row survey.ProbeRow, ok bool) {
 	r.c.inFlight.Add(1)
 	defer func() {
 		r.c.inFlight.Add(-1)
 		release()
 		if p := recover(); p != nil {
 			slog.Error("probe worker panic", "target", t.key(), "panic", p, "stack", string(debug.Stack()))
-			row := skippedRow(t, r.cfg.Probe.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
-			row.Outcome = survey.OutcomeConnect
-			r.emitProbe(ctx, row)
+			row = skippedRow(t, r.cfg.Probe.Port, survey.ErrInternal, fmt.Sprint("internal error: ", p))
+			row.Outcome, ok = survey.OutcomeConnect, true
 		}
 	}()
-	row := r.prober.Probe(ctx, probe.Target{IP: t.ip, MXHost: t.mxHost})
-	release() // the done function of polite.Scheduler may be called again
+	row = r.prober.Probe(ctx, probe.Target{IP: t.ip, MXHost: t.mxHost})
+	release() // the address's interval counts from here; polite's done may be called again
 	if ctx.Err() != nil {
-		return // abandoned by an interrupt: not a property of the server
+		return row, false // abandoned by an interrupt: not a property of the server
 	}
+	// The PTR lookup follows the connection, so no DNS wait sits between
+	// the connection token and the dial.
 	if r.cfg.PTR {
 		row.PTRHost, row.PTRStatus = r.ptr(ctx, t.ip)
 	}
-	r.emitProbe(ctx, row)
+	return row, true
 }
 
 // ptr looks up an address once per scan however many MX names share it.
