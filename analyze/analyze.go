@@ -6,8 +6,11 @@
 // Parquet exports, and optionally a comparison with an older scan.
 //
 // Memory is bounded by distinct certificates and targets, never by rows:
-// probe rows are streamed once, keeping a one-byte summary per target, and mx
-// rows are then streamed domain by domain and joined to those summaries.
+// probe rows are streamed once, keeping a three-byte summary per target, and
+// mx rows are then streamed domain by domain and joined to those summaries.
+// The transport security policies (policy.go) are read before the probes,
+// keeping only the MX hosts with TLSA records and the domains with a valid
+// MTA-STS or TLS-RPT record.
 //
 // Each pass over a table (runPass) uses every core the same way: row groups
 // are decoded and each row evaluated (evalProbe, evalDomain: verification,
@@ -72,13 +75,20 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Summary is summary.json. Hosts and Domains always hold every key of the
-// figure tables, zeros included, so that readers can rely on the keys.
+// Summary is summary.json. Hosts and Domains hold every key of the figure
+// tables that the scan measured, zeros included, so that readers can rely
+// on the keys; a figure of transport security policies that the scan did
+// not measure (a schema-1 scan, -policies=false, DNSSEC not trusted) is
+// left out, never zero.
 type Summary struct {
-	Scan    ScanInfo           `json:"scan"`
-	Hosts   map[string]int64   `json:"hosts"`
-	Domains map[string]int64   `json:"domains"`
-	Top     map[string]TopList `json:"top"`
+	Scan    ScanInfo         `json:"scan"`
+	Hosts   map[string]int64 `json:"hosts"`
+	Domains map[string]int64 `json:"domains"`
+	// TLSRPTResults counts, per RFC 8460 result type (every type, zeros
+	// included), the MX hosts that fail for a sender honouring their
+	// domain's DANE or MTA-STS request; nil when not measured.
+	TLSRPTResults map[string]int64   `json:"tlsrpt_results,omitempty"`
+	Top           map[string]TopList `json:"top"`
 
 	// Comparison is set when Options.Compare was given; it is written to
 	// compare.json, not to summary.json.
@@ -117,7 +127,16 @@ const (
 	tProbed uint8 = 1 << iota
 	tSTARTTLS
 	tValidForMX
+	tDANEValid
 )
+
+// targetFacts are what the domain pass knows of a target: its flags, and
+// the RFC 8460 result types (resultCode) a DANE sender and an MTA-STS
+// sender whose policy lists the host would report for it.
+type targetFacts struct {
+	flags     uint8
+	dane, sts uint8
+}
 
 type analyzer struct {
 	opts     Options
@@ -127,10 +146,16 @@ type analyzer struct {
 	hosts    [numHostFigures]int64
 	domains  [numDomainFigures]int64
 	top      map[string]map[string]int64
-	targets  map[targetID]uint8
+	targets  map[targetID]targetFacts
 	dupes    int64
-	out      *outputs
-	fallback time.Time // probe time for rows without started_at: the scan's start, else now
+	// The transport security policies: what the scan measured (scanInfo),
+	// and the tlsa and policies passes' results, read only after them.
+	measured      measured
+	tlsa          map[string]*tlsaHost
+	policies      map[string]*policyInfo
+	tlsrptResults []int64 // by position in tlsrpt.ResultTypes
+	out           *outputs
+	fallback      time.Time // probe time for rows without started_at: the scan's start, else now
 }
 
 // Analyze runs the analysis. It reads only the datasets in opts.Dirs (and
@@ -159,13 +184,16 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	a := &analyzer{
-		opts:     opts,
-		workers:  workers,
-		log:      log,
-		verifier: certs.New(roots),
-		top:      make(map[string]map[string]int64),
-		targets:  make(map[targetID]uint8),
-		fallback: time.Now(),
+		opts:          opts,
+		workers:       workers,
+		log:           log,
+		verifier:      certs.New(roots),
+		top:           make(map[string]map[string]int64),
+		targets:       make(map[targetID]targetFacts),
+		tlsa:          make(map[string]*tlsaHost),
+		policies:      make(map[string]*policyInfo),
+		tlsrptResults: make([]int64, len(resultTypes)),
+		fallback:      time.Now(),
 	}
 	for _, t := range topDefs {
 		a.top[t.Name] = make(map[string]int64)
@@ -179,6 +207,17 @@ func Analyze(ctx context.Context, opts Options) (*Summary, error) {
 			return nil, err
 		}
 		defer a.out.abort()
+	}
+	if a.measured >= measuredPolicies {
+		if err := a.readTLSA(ctx); err != nil {
+			return nil, err
+		}
+		if err := a.readCNAMEs(ctx); err != nil {
+			return nil, err
+		}
+		if err := a.readPolicies(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.readProbes(ctx); err != nil {
 		return nil, err
@@ -214,6 +253,7 @@ func (a *analyzer) scanInfo() (ScanInfo, error) {
 	var versions, statuses []string
 	var started, ended time.Time
 	running := false
+	a.measured = measuredDNSSEC
 	for _, dir := range a.opts.Dirs {
 		st, err := os.Stat(dir)
 		if err != nil {
@@ -226,10 +266,12 @@ func (a *analyzer) scanInfo() (ScanInfo, error) {
 		if err != nil {
 			// The parts are the data; a missing manifest only loses provenance.
 			a.log.Warn("no usable manifest", "dir", dir, "err", err)
+			a.measured = min(a.measured, scanMeasured(dir, nil))
 			statuses = appendNew(statuses, "unknown")
 			running = true // no shard may claim an end for it
 			continue
 		}
+		a.measured = min(a.measured, scanMeasured(dir, m))
 		versions = appendNew(versions, m.ToolVersion)
 		statuses = appendNew(statuses, m.Status)
 		if info.SchemaVersion != 0 && info.SchemaVersion != m.SchemaVersion {
@@ -297,10 +339,20 @@ func (a *analyzer) summary(scan ScanInfo) *Summary {
 		Top:     make(map[string]TopList, len(topDefs)),
 	}
 	for i, f := range hostFigures {
-		s.Hosts[f.Key] = a.hosts[i]
+		if f.Needs <= a.measured {
+			s.Hosts[f.Key] = a.hosts[i]
+		}
 	}
 	for i, f := range domainFigures {
-		s.Domains[f.Key] = a.domains[i]
+		if f.Needs <= a.measured {
+			s.Domains[f.Key] = a.domains[i]
+		}
+	}
+	if a.measured >= measuredDNSSEC {
+		s.TLSRPTResults = make(map[string]int64, len(resultTypes))
+		for i, r := range resultTypes {
+			s.TLSRPTResults[string(r)] = a.tlsrptResults[i]
+		}
 	}
 	for _, t := range topDefs {
 		s.Top[t.Name] = topList(a.top[t.Name], a.opts.TopN)

@@ -283,7 +283,8 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 	wantHeader := "ip,port,mx_host,ptr_host,outcome,error_class,banner_host,ehlo_host,post_tls_ehlo_host,starttls_offered," +
 		"tls_version,tls_group,cert_sha256,cert_subject_cn,cert_san_dns,cert_issuer,cert_key_type,cert_key_bits,issuer,with_cert,trusted," +
 		"self_signed,expired,not_yet_valid,wildcard,wildcard_used,cn_only,match_mx,match_banner,match_ehlo," +
-		"match_post_tls_ehlo,match_ptr,valid_for_mx,server_software,mx_provider"
+		"match_post_tls_ehlo,match_ptr,valid_for_mx,server_software,mx_provider," +
+		"tlsa_present,tlsa_secure,tlsa_bogus,dane_valid,dane_result"
 	if got := strings.Join(hosts[0], ","); got != wantHeader {
 		t.Errorf("hosts.csv header:\n got %s\nwant %s", got, wantHeader)
 	}
@@ -322,20 +323,24 @@ func TestAnalyzeEndToEnd(t *testing.T) {
 		t.Errorf("cert_sha256 length %d", got)
 	}
 	domains := readCSV(t, filepath.Join(out, "domains.csv"))
+	// The fixture's manifest does not say the scan had policies on.
+	const unmeasured = ",false,false,false,false,false,,,false,false,false,,"
 	if got := strings.Join(domains[0], ","); got != "domain,rank,dns_status,implicit_mx,mx_count,target_count,probed,"+
-		"starttls_all_mx,primary_mx_valid,any_mx_valid,primary_mx_host,mx_provider" {
+		"starttls_all_mx,primary_mx_valid,any_mx_valid,primary_mx_host,mx_provider,mx_secure,dane_protected,dane_deliverable,"+
+		"mta_sts_record,mta_sts_policy_ok,mta_sts_mode,mta_sts_failure,mta_sts_enforce,mta_sts_deliverable,tlsrpt_record,"+
+		"auth_policy,tlsrpt_results" {
 		t.Errorf("domains.csv header: %s", got)
 	}
 	if len(domains) != 14 {
 		t.Fatalf("domains.csv has %d lines, want 14", len(domains))
 	}
-	if got := strings.Join(domains[1], ","); got != "example.com,1,ok,false,1,2,1,true,true,true,mx1.example.com,example.com" {
+	if got := strings.Join(domains[1], ","); got != "example.com,1,ok,false,1,2,1,true,true,true,mx1.example.com,example.com"+unmeasured {
 		t.Errorf("domains.csv example.com: %s", got)
 	}
-	if got := strings.Join(domains[3], ","); got != "shared.example,3,ok,false,2,2,2,true,false,false,mx.expired.example,expired.example" {
+	if got := strings.Join(domains[3], ","); got != "shared.example,3,ok,false,2,2,2,true,false,false,mx.expired.example,expired.example"+unmeasured {
 		t.Errorf("domains.csv shared.example: %s", got)
 	}
-	if got := strings.Join(domains[12], ","); got != "evil.example,12,ok,false,2,1,1,true,false,false,x."+evil+",x."+evil {
+	if got := strings.Join(domains[12], ","); got != "evil.example,12,ok,false,2,1,1,true,false,false,x."+evil+",x."+evil+unmeasured {
 		t.Errorf("domains.csv evil.example: %s", got)
 	}
 	top := readCSV(t, filepath.Join(out, "top_tls_versions.csv"))
@@ -448,11 +453,17 @@ func TestCompare(t *testing.T) {
 				t.Errorf("hosts.total = %s, want %s", got, tc.total)
 			}
 			for _, f := range hostFigures {
-				if _, ok := c["hosts"][f.Key]; !ok {
+				if _, ok := c["hosts"][f.Key]; ok != (f.Needs == measuredBasics) {
 					t.Errorf("compare.json lacks hosts.%s", f.Key)
 				}
 			}
 			for _, f := range domainFigures {
+				if f.Needs > measuredBasics {
+					if got, ok := c["domains"][f.Key]; ok {
+						t.Errorf("domains.%s = %s: neither scan measured it", f.Key, got)
+					}
+					continue
+				}
 				if got := string(c["domains"][f.Key]); !strings.HasSuffix(got, `"delta":0}`) {
 					t.Errorf("domains.%s = %s, want no change", f.Key, got)
 				}

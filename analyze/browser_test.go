@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
@@ -195,13 +196,38 @@ func bigScan(t *testing.T, fx fixture) string {
 			allMX = append(allMX, r)
 		}
 	}
+	// With policies measured, so that the report's policy section and its
+	// chart are checked too: every MX RRset secure, a quarter of the MX hosts
+	// with a bogus TLSA lookup (dnssec-invalid under DANE), every domain an
+	// MTA-STS record whose policy host never answered (sts-policy-fetch-error).
+	var tlsa []survey.TLSARow
+	var pols []survey.PolicyRow
+	seen := map[string]bool{}
+	for i := range allMX {
+		r := &allMX[i]
+		r.MXDNSSEC = survey.DNSSECSecure
+		if r.MXHost != "" && !seen[r.MXHost] {
+			seen[r.MXHost] = true
+			if len(seen)%4 == 0 {
+				tlsa = append(tlsa, survey.TLSARow{MXHost: r.MXHost, TLSAStatus: survey.DNSServfail, TLSADNSSEC: survey.DNSSECBogus})
+			}
+		}
+		if !seen["domain "+r.Domain] {
+			seen["domain "+r.Domain] = true
+			pols = append(pols, survey.PolicyRow{Domain: r.Domain, MTASTSStatus: survey.DNSOK, MTASTSTXT: []string{"v=STSv1; id=1"},
+				STSFetched: true, STSErrorClass: survey.ErrTimeout})
+		}
+	}
 	writeRows(t, filepath.Join(dir, "probes", "part-00000.parquet"), allProbes)
 	writeRows(t, filepath.Join(dir, "mx", "part-00000.parquet"), allMX)
-	m, err := os.ReadFile(filepath.Join(fx.scan, "manifest.json"))
+	writeRows(t, filepath.Join(dir, "tlsa", "part-00000.parquet"), tlsa)
+	writeRows(t, filepath.Join(dir, "policies", "part-00000.parquet"), pols)
+	m, err := store.ReadManifest(fx.scan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), m, 0o644); err != nil {
+	m.Options = map[string]any{"policies": true, "dnssec": survey.DNSSECTrusted}
+	if err := store.WriteManifest(dir, m); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -242,7 +268,7 @@ func TestReportInBrowser(t *testing.T) {
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wantCharts := 1 + len(topDefs)
+	wantCharts := 1 + len(topDefs) + 1 // the headline, the top lists, the RFC 8460 result types
 	for _, width := range []int{390, 1280} {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
 			window := max(width, 500) // headless Chromium's narrowest window

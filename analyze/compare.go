@@ -13,11 +13,13 @@ import (
 // analyzer) or a name fell outside a truncated top list, so that "unknown" is
 // never shown as a change from or to zero.
 type Comparison struct {
-	Old     ScanInfo                    `json:"old_scan"`
-	New     ScanInfo                    `json:"new_scan"`
-	Hosts   map[string]Delta            `json:"hosts"`
-	Domains map[string]Delta            `json:"domains"`
-	Top     map[string]map[string]Delta `json:"top"`
+	Old     ScanInfo         `json:"old_scan"`
+	New     ScanInfo         `json:"new_scan"`
+	Hosts   map[string]Delta `json:"hosts"`
+	Domains map[string]Delta `json:"domains"`
+	// TLSRPTResults compares summary.json's tlsrpt_results.
+	TLSRPTResults map[string]Delta            `json:"tlsrpt_results,omitempty"`
+	Top           map[string]map[string]Delta `json:"top"`
 
 	old *Summary // for the report's percentages
 }
@@ -53,11 +55,18 @@ func compare(old, cur *Summary) *Comparison {
 		Top:     map[string]map[string]Delta{},
 		old:     old,
 	}
-	for _, f := range hostFigures {
-		c.Hosts[f.Key] = newDelta(lookup(old.Hosts, f.Key), lookup(cur.Hosts, f.Key))
+	deltas := func(out map[string]Delta, figs []figure, old, cur map[string]int64) {
+		for _, f := range figs {
+			if d := newDelta(lookup(old, f.Key), lookup(cur, f.Key)); d.Old != nil || d.New != nil {
+				out[f.Key] = d
+			}
+		}
 	}
-	for _, f := range domainFigures {
-		c.Domains[f.Key] = newDelta(lookup(old.Domains, f.Key), lookup(cur.Domains, f.Key))
+	deltas(c.Hosts, hostFigures[:], old.Hosts, cur.Hosts)
+	deltas(c.Domains, domainFigures[:], old.Domains, cur.Domains)
+	if old.TLSRPTResults != nil || cur.TLSRPTResults != nil {
+		c.TLSRPTResults = map[string]Delta{}
+		deltas(c.TLSRPTResults, resultFigures(), old.TLSRPTResults, cur.TLSRPTResults)
 	}
 	for _, t := range topDefs {
 		o, n := old.Top[t.Name], cur.Top[t.Name]

@@ -3,6 +3,9 @@ package analyze
 import (
 	"context"
 	"math"
+	"strings"
+
+	"github.com/mxsurvey/mxsurvey/analyze/tlsrpt"
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
@@ -18,6 +21,7 @@ type mxRow struct {
 	MXHost       string `parquet:"mx_host,dict"`
 	MXPreference int32  `parquet:"mx_preference"`
 	IP           string `parquet:"ip,dict"`
+	MXDNSSEC     string `parquet:"mx_dnssec,dict"` // schema 2; empty in a schema-1 scan
 }
 
 // domainRow is the part of an mx row the domain statistics use.
@@ -34,6 +38,7 @@ type domainAcc struct {
 	rank       int64
 	dnsStatus  string
 	implicitMX bool
+	mxSecure   bool // mx_dnssec secure (every row of a domain has the same)
 	rows       []domainRow
 }
 
@@ -51,6 +56,24 @@ type DomainRow struct {
 	AnyMXValid     bool   `parquet:"any_mx_valid"`
 	PrimaryMXHost  string `parquet:"primary_mx_host"`
 	MXProvider     string `parquet:"mx_provider,dict"`
+
+	// Transport security policies (docs/statistics.md): false and empty
+	// when the scan did not measure them (summary.json then has no key).
+	MXSecure          bool   `parquet:"mx_secure"`
+	DANEProtected     bool   `parquet:"dane_protected"`
+	DANEDeliverable   bool   `parquet:"dane_deliverable"`
+	MTASTSRecord      bool   `parquet:"mta_sts_record"`
+	MTASTSPolicyOK    bool   `parquet:"mta_sts_policy_ok"`
+	MTASTSMode        string `parquet:"mta_sts_mode,dict"`    // of a valid policy: enforce, testing, none
+	MTASTSFailure     string `parquet:"mta_sts_failure,dict"` // the policy's own RFC 8460 result type
+	MTASTSEnforce     bool   `parquet:"mta_sts_enforce"`
+	MTASTSDeliverable bool   `parquet:"mta_sts_deliverable"`
+	TLSRPTRecord      bool   `parquet:"tlsrpt_record"`
+	// AuthPolicy is the request a sender honours: dane, mta-sts, or empty.
+	AuthPolicy string `parquet:"auth_policy,dict"`
+	// TLSRPTResults are "mx_host=result-type", one per probed MX host that
+	// fails under AuthPolicy, in mx row order.
+	TLSRPTResults []string `parquet:"tlsrpt_results,list"`
 }
 
 // domainBatch is what a worker computed for one row group of mx rows: the
@@ -91,6 +114,7 @@ func (a *analyzer) readMX(ctx context.Context) error {
 		if b.head != nil {
 			if pending != nil && pending.name == b.head.name {
 				pending.implicitMX = pending.implicitMX || b.head.implicitMX
+				pending.mxSecure = pending.mxSecure || b.head.mxSecure
 				pending.rows = append(pending.rows, b.head.rows...)
 			} else {
 				if err := flush(); err != nil {
@@ -129,10 +153,12 @@ func (a *analyzer) domainBatch(ctx context.Context, g store.RowGroup) (*domainBa
 		for i := range rows {
 			r := &rows[i]
 			if len(runs) == 0 || r.Domain != runs[len(runs)-1].name {
-				runs = append(runs, &domainAcc{name: r.Domain, rank: r.Rank, dnsStatus: r.DNSStatus})
+				runs = append(runs, &domainAcc{name: r.Domain, rank: r.Rank, dnsStatus: r.DNSStatus,
+					mxSecure: r.MXDNSSEC == survey.DNSSECSecure})
 			}
 			cur := runs[len(runs)-1]
 			cur.implicitMX = cur.implicitMX || r.ImplicitMX
+			cur.mxSecure = cur.mxSecure || r.MXDNSSEC == survey.DNSSECSecure
 			if r.MXHost != "" {
 				cur.rows = append(cur.rows, domainRow{r.MXHost, r.MXPreference, r.IP})
 			}
@@ -174,10 +200,11 @@ func (a *analyzer) domainBatch(ctx context.Context, g store.RowGroup) (*domainBa
 type domainScratch struct {
 	hosts map[string]bool
 	seen  map[targetID]bool
+	views map[string]int // index in probed
 }
 
 func newDomainScratch() domainScratch {
-	return domainScratch{hosts: make(map[string]bool), seen: make(map[targetID]bool)}
+	return domainScratch{hosts: make(map[string]bool), seen: make(map[targetID]bool), views: make(map[string]int)}
 }
 
 // evalDomain computes a domain's row from its mx rows and the probe pass's
@@ -208,6 +235,8 @@ func (a *analyzer) evalDomain(d *domainAcc, s domainScratch) DomainRow {
 
 	allSTARTTLS, anyValid := true, false
 	primaryProbed, primaryAllValid := 0, true
+	clear(s.views)
+	var probed []mxHostView
 	for _, r := range d.rows {
 		if r.ip == "" {
 			continue
@@ -218,11 +247,20 @@ func (a *analyzer) evalDomain(d *domainAcc, s domainScratch) DomainRow {
 		}
 		seen[key] = true
 		out.TargetCount++
-		f := a.targets[key] // a target without a probe row was not probed
+		tf := a.targets[key] // a target without a probe row was not probed
+		f := tf.flags
 		if f&tProbed == 0 {
 			continue
 		}
 		out.Probed++
+		i, ok := s.views[r.mxHost]
+		if !ok {
+			i = len(probed)
+			s.views[r.mxHost] = i
+			probed = append(probed, mxHostView{name: r.mxHost, tlsa: a.tlsa[r.mxHost], first: tf})
+		}
+		probed[i].anyDANEValid = probed[i].anyDANEValid || f&tDANEValid != 0
+		probed[i].anyValidForMX = probed[i].anyValidForMX || f&tValidForMX != 0
 		allSTARTTLS = allSTARTTLS && f&tSTARTTLS != 0
 		anyValid = anyValid || f&tValidForMX != 0
 		if r.pref == minPref {
@@ -237,6 +275,14 @@ func (a *analyzer) evalDomain(d *domainAcc, s domainScratch) DomainRow {
 		if out.PrimaryMXHost != "" {
 			out.MXProvider = registeredDomain(out.PrimaryMXHost)
 		}
+	}
+	v := domainPolicy(d.mxSecure, a.policies[d.name], probed)
+	out.MXSecure, out.DANEProtected, out.DANEDeliverable = v.mxSecure, v.daneProtected, v.daneDeliverable
+	out.MTASTSRecord, out.MTASTSPolicyOK, out.MTASTSMode = v.mtaSTSRecord, v.mtaSTSPolicyOK, v.mtaSTSMode
+	out.MTASTSFailure, out.MTASTSEnforce, out.MTASTSDeliverable = string(v.mtaSTSFailure), v.mtaSTSEnforce, v.mtaSTSDeliverable
+	out.TLSRPTRecord, out.AuthPolicy = v.tlsrptRecord, v.authPolicy
+	for _, f := range v.results {
+		out.TLSRPTResults = append(out.TLSRPTResults, f.host+"="+string(f.result))
 	}
 	return out
 }
@@ -276,5 +322,23 @@ func (a *analyzer) countDomain(d *DomainRow) {
 	}
 	if d.AnyMXValid {
 		c[dAnyMXValid]++
+	}
+	count := func(k int, b bool) {
+		if b {
+			c[k]++
+		}
+	}
+	count(dMXSecure, d.MXSecure)
+	count(dDANEProtected, d.DANEProtected)
+	count(dDANEDeliverable, d.DANEDeliverable)
+	count(dMTASTSRecord, d.MTASTSRecord)
+	count(dMTASTSPolicyOK, d.MTASTSPolicyOK)
+	count(dMTASTSEnforce, d.MTASTSEnforce)
+	count(dMTASTSDeliverable, d.MTASTSDeliverable)
+	count(dTLSRPTRecord, d.TLSRPTRecord)
+	for _, r := range d.TLSRPTResults {
+		if code := resultCode(tlsrpt.ResultType(r[strings.LastIndexByte(r, '=')+1:])); code > 0 {
+			a.tlsrptResults[code-1]++
+		}
 	}
 }

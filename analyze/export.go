@@ -66,6 +66,14 @@ type HostRow struct {
 	ValidForMX     bool   `parquet:"valid_for_mx"`
 	ServerSoftware string `parquet:"server_software,dict"`
 	MXProvider     string `parquet:"mx_provider,dict"`
+
+	// DANE (docs/statistics.md): false and empty when the scan did not
+	// measure it.
+	TLSAPresent bool   `parquet:"tlsa_present"`
+	TLSASecure  bool   `parquet:"tlsa_secure"`
+	TLSABogus   bool   `parquet:"tlsa_bogus"`
+	DANEValid   bool   `parquet:"dane_valid"`
+	DANEResult  string `parquet:"dane_result,dict"` // the RFC 8460 result type a DANE sender reports
 }
 
 // hostFromProbe pairs the fields of HostRow with the fields of probeRow of
@@ -341,6 +349,8 @@ func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
 		}
 	}
 	row.ServerSoftware, row.MXProvider = h.software, h.provider
+	row.TLSAPresent, row.TLSASecure, row.TLSABogus = h.tlsa.present(), h.tlsa.secure(), h.tlsa.bogus()
+	row.DANEValid, row.DANEResult = h.daneValid, string(h.daneResult)
 	if h.withCert {
 		l := h.cert.Leaf
 		row.Issuer, row.WithCert = l.IssuerLabel, true

@@ -3,6 +3,7 @@ package analyze
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ func TestProjections(t *testing.T) {
 	for _, tc := range []struct{ sub, full reflect.Type }{
 		{reflect.TypeFor[probeRow](), reflect.TypeFor[survey.ProbeRow]()},
 		{reflect.TypeFor[mxRow](), reflect.TypeFor[survey.MXRow]()},
+		{reflect.TypeFor[cnameRow](), reflect.TypeFor[survey.MXRow]()},
+		{reflect.TypeFor[tlsaRow](), reflect.TypeFor[survey.TLSARow]()},
+		{reflect.TypeFor[policyRow](), reflect.TypeFor[survey.PolicyRow]()},
 	} {
 		full := map[string]reflect.StructField{}
 		for i := range tc.full.NumField() {
@@ -55,7 +59,9 @@ func TestProjections(t *testing.T) {
 // (and, written as one, never parts), targets repeat across shards
 // (skipped in one, probed in another), and popular certificates meet every
 // worker at once. Probes run over two days, across the moment a leaf
-// expires.
+// expires. The scan ran with policies on: tlsa rows (DANE-TA of the issuing
+// CA, DANE-EE of nothing, bogus; hosts repeated across shards) and
+// policies rows (MTA-STS policies fetched, failed, TLS-RPT records).
 func shardedScan(t *testing.T) (dirs []string, roots string) {
 	t.Helper()
 	base := t.TempDir()
@@ -78,9 +84,31 @@ func shardedScan(t *testing.T) (dirs []string, roots string) {
 		}
 		leaves = append(leaves, testpki.Chain(testpki.Make(spec, inter), inter))
 	}
+	var stsNames []string
+	for d := range 150 {
+		stsNames = append(stsNames, fmt.Sprintf("mta-sts.d%d.example", d))
+	}
+	stsChain := testpki.Chain(testpki.Make(testpki.Spec{CN: "mta-sts", DNSNames: stsNames}, inter), inter)
+	taRecord := fmt.Sprintf("2 0 1 %x", sha256.Sum256(inter.DER))
 	opts := store.PartOptions{MaxPartRows: 40, GroupRows: 7}
 	for k := range 3 {
 		dir := filepath.Join(base, fmt.Sprintf("shard-%d", k))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.WriteManifest(dir, &survey.Manifest{Tool: survey.Tool, SchemaVersion: survey.SchemaVersion,
+			Options: map[string]any{"policies": true, "dnssec": survey.DNSSECTrusted}, Started: day, Status: survey.StatusComplete}); err != nil {
+			t.Fatal(err)
+		}
+		tw, err := store.NewPartWriter[survey.TLSARow](survey.TLSADir(dir), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		polw, err := store.NewPartWriter[survey.PolicyRow](survey.PoliciesDir(dir), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seenHost := map[string]bool{}
 		mxw, err := store.NewPartWriter[survey.MXRow](survey.MXDir(dir), opts)
 		if err != nil {
 			t.Fatal(err)
@@ -104,8 +132,25 @@ func shardedScan(t *testing.T) (dirs []string, roots string) {
 					host = fmt.Sprintf("mx%d.%s", j, name)
 				}
 				ip := fmt.Sprintf("192.0.2.%d", (d*7+j)%250)
+				mxSec := survey.DNSSECInsecure
+				if d%2 == 0 {
+					mxSec = survey.DNSSECSecure
+				}
 				mxs = append(mxs, survey.MXRow{Domain: name, Rank: int64(d + 1), DNSStatus: survey.DNSOK, MXHost: host,
-					MXPreference: int32(10 * (j % 3)), IP: ip, ResolvedAt: at})
+					MXPreference: int32(10 * (j % 3)), IP: ip, ResolvedAt: at, MXDNSSEC: mxSec})
+				if !seenHost[host] {
+					seenHost[host] = true
+					row := survey.TLSARow{MXHost: host, TLSAName: "_25._tcp." + host, TLSAStatus: survey.DNSNoRecords, TLSADNSSEC: survey.DNSSECSecure}
+					switch (d + k) % 5 {
+					case 0, 1, 2:
+						row.TLSAStatus, row.TLSARecords = survey.DNSOK, []string{taRecord}
+					case 3:
+						row.TLSAStatus, row.TLSADNSSEC = survey.DNSServfail, survey.DNSSECBogus
+					}
+					if err := tw.Write([]survey.TLSARow{row}); err != nil {
+						t.Fatal(err)
+					}
+				}
 				r := survey.ProbeRow{IP: ip, Port: 25, MXHost: host, StartedAt: at.Add(time.Duration(j) * time.Second),
 					Outcome: survey.OutcomeOK, Banner: "220 " + host + " ESMTP Postfix", BannerHost: host,
 					EHLOHost: host, STARTTLSOffered: true, TLSVersion: "TLS 1.3", TLSGroup: "X25519",
@@ -122,6 +167,23 @@ func shardedScan(t *testing.T) (dirs []string, roots string) {
 				mxs = []survey.MXRow{{Domain: name, Rank: int64(d + 1), DNSStatus: survey.DNSNXDomain, ResolvedAt: at}}
 				probes = nil
 			}
+			pol := survey.PolicyRow{Domain: name, MTASTSStatus: survey.DNSNoRecords, TLSRPTStatus: survey.DNSNoRecords}
+			if d%5 == 0 {
+				pol.TLSRPTStatus, pol.TLSRPTTXT = survey.DNSOK, []string{"v=TLSRPTv1; rua=mailto:tls@" + name}
+			}
+			switch d % 4 {
+			case 1, 3:
+				pol.MTASTSStatus, pol.MTASTSTXT = survey.DNSOK, []string{"v=STSv1; id=1"}
+				pol.STSFetched, pol.STSStartedAt, pol.STSTLSVersion, pol.STSCertChain = true, at, "TLS 1.3", stsChain
+				pol.STSHTTPStatus, pol.STSContentType = 200, "text/plain"
+				pol.STSBody = fmt.Appendf(nil, "version: STSv1\nmode: enforce\nmx: *.p%d.example\nmax_age: 86400\n", d%12)
+				if d%8 == 3 {
+					pol.STSHTTPStatus = 404
+				}
+			}
+			if err := polw.Write([]survey.PolicyRow{pol}); err != nil {
+				t.Fatal(err)
+			}
 			if err := mxw.Write(mxs); err != nil {
 				t.Fatal(err)
 			}
@@ -129,7 +191,7 @@ func shardedScan(t *testing.T) (dirs []string, roots string) {
 				t.Fatal(err)
 			}
 		}
-		if err := errors.Join(mxw.Close(), pw.Close()); err != nil {
+		if err := errors.Join(mxw.Close(), pw.Close(), tw.Close(), polw.Close()); err != nil {
 			t.Fatal(err)
 		}
 		dirs = append(dirs, dir)
@@ -177,6 +239,12 @@ func TestWorkersSameBytes(t *testing.T) {
 			if s.Hosts["expired"] == 0 || s.Hosts["trusted"] == 0 || s.Hosts["self_signed"] == 0 || s.Hosts["skipped"] == 0 || s.Domains["dns_error"] == 0 {
 				t.Fatalf("the scan lacks a case: %v %v", s.Hosts, s.Domains)
 			}
+			if s.Hosts["dane_valid"] == 0 || s.Hosts["dane_valid"] == s.Hosts["tlsa_secure"] || s.Hosts["tlsa_bogus"] == 0 ||
+				s.Domains["dane_protected"] == 0 || s.Domains["mta_sts_deliverable"] == 0 ||
+				s.Domains["mta_sts_deliverable"] == s.Domains["mta_sts_enforce"] || s.TLSRPTResults["dnssec-invalid"] == 0 ||
+				s.TLSRPTResults["sts-policy-fetch-error"] == 0 {
+				t.Fatalf("the scan lacks a policy case: %v %v %v", s.Hosts, s.Domains, s.TLSRPTResults)
+			}
 			continue
 		}
 		names := func(m map[string][]byte) []string {
@@ -195,7 +263,8 @@ func TestWorkersSameBytes(t *testing.T) {
 				t.Errorf("%d workers: %s differs from 1 worker's", workers, name)
 			}
 		}
-		if !reflect.DeepEqual(s.Hosts, firstSummary.Hosts) || !reflect.DeepEqual(s.Domains, firstSummary.Domains) {
+		if !reflect.DeepEqual(s.Hosts, firstSummary.Hosts) || !reflect.DeepEqual(s.Domains, firstSummary.Domains) ||
+			!reflect.DeepEqual(s.TLSRPTResults, firstSummary.TLSRPTResults) {
 			t.Errorf("%d workers: figures differ", workers)
 		}
 	}

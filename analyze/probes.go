@@ -8,6 +8,7 @@ import (
 
 	"github.com/mxsurvey/mxsurvey/analyze/certs"
 	"github.com/mxsurvey/mxsurvey/analyze/match"
+	"github.com/mxsurvey/mxsurvey/analyze/tlsrpt"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
@@ -94,6 +95,11 @@ type hostResult struct {
 	matchPTR, wildcardUsed      bool
 	validForMX                  bool
 	software, provider          string
+	// The MX host's TLSA lookup (nil: no records and not bogus, or not
+	// measured) and the DANE sender's verdict on the target.
+	tlsa       *tlsaHost
+	daneValid  bool
+	daneResult tlsrpt.ResultType
 }
 
 // hostFacts is a probe row's hostResult with the row's values its counting
@@ -105,7 +111,7 @@ type hostFacts struct {
 	bannerHost, bannerMX bool
 	starttls             bool
 	target               targetID
-	targetFlags          uint8
+	targetFacts          targetFacts
 	certUnparseable      bool
 }
 
@@ -127,8 +133,12 @@ func (a *analyzer) evalProbe(r *probeRow) hostFacts {
 		h.connected = r.Outcome != survey.OutcomeConnect
 		h.software = serverSoftware(r.Banner, r.EHLOReply, r.PostTLSEHLOReply)
 	}
+	at := r.StartedAt
+	if at.IsZero() {
+		at = a.fallback
+	}
 	if r.TLSVersion != "" {
-		f.certUnparseable = a.evalCert(r, h)
+		f.certUnparseable = a.evalCert(r, h, at)
 	}
 	switch {
 	case h.withCert:
@@ -138,14 +148,23 @@ func (a *analyzer) evalProbe(r *probeRow) hostFacts {
 	default:
 		h.certSHA = r.CertSHA256
 	}
+	h.tlsa = a.tlsa[r.MXHost]
+	dv := daneTarget(h.tlsa, r.Outcome, r.TLSVersion != "", r.CertChain, at)
+	h.daneValid, h.daneResult = dv.valid, dv.result
+	tf := &f.targetFacts
 	if h.probed {
-		f.targetFlags |= tProbed
+		tf.flags |= tProbed
 		if r.STARTTLSOffered {
-			f.targetFlags |= tSTARTTLS
+			tf.flags |= tSTARTTLS
 		}
 		if h.validForMX {
-			f.targetFlags |= tValidForMX
+			tf.flags |= tValidForMX
 		}
+		if h.daneValid {
+			tf.flags |= tDANEValid
+		}
+		tf.dane = resultCode(h.daneResult)
+		tf.sts = resultCode(stsTarget(r.Outcome, r.TLSVersion != "", h))
 	}
 	f.target = targetOf(r.IP, r.MXHost)
 	return f
@@ -153,11 +172,7 @@ func (a *analyzer) evalProbe(r *probeRow) hostFacts {
 
 // evalCert verifies and matches the certificate of a row whose handshake
 // completed; it reports whether a recorded leaf did not parse.
-func (a *analyzer) evalCert(r *probeRow, h *hostResult) (unparseable bool) {
-	at := r.StartedAt
-	if at.IsZero() {
-		at = a.fallback
-	}
+func (a *analyzer) evalCert(r *probeRow, h *hostResult, at time.Time) (unparseable bool) {
 	res, err := a.verifier.Check(r.CertChain, at)
 	switch {
 	case errors.Is(err, certs.ErrNoChain):
@@ -243,7 +258,11 @@ func (a *analyzer) countProbe(f *hostFacts) {
 		count(hMatchPTR, h.matchPTR)
 		count(hValidForMX, h.validForMX)
 	}
-	a.noteTarget(f.target, f.targetFlags)
+	count(hTLSAPresent, h.tlsa.present())
+	count(hTLSASecure, h.tlsa.secure())
+	count(hTLSABogus, h.tlsa.bogus())
+	count(hDANEValid, h.daneValid)
+	a.noteTarget(f.target, f.targetFacts)
 }
 
 // targetID identifies a target: the first 128 bits of the SHA-256 of its
@@ -258,14 +277,14 @@ func targetOf(ip, mxHost string) targetID {
 	return targetID(sum[:16])
 }
 
-// noteTarget keeps the one byte per target that the domain pass needs. When
+// noteTarget keeps the three bytes per target that the domain pass needs. When
 // shards repeat a target, a probed row wins over a skipped one and otherwise
 // the first row stays, so that no combination of rows looks better than any
 // single probe did.
-func (a *analyzer) noteTarget(key targetID, f uint8) {
+func (a *analyzer) noteTarget(key targetID, f targetFacts) {
 	if old, seen := a.targets[key]; seen {
 		a.dupes++
-		if old&tProbed != 0 || f&tProbed == 0 {
+		if old.flags&tProbed != 0 || f.flags&tProbed == 0 {
 			return
 		}
 	}

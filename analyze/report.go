@@ -24,15 +24,24 @@ func Share(n, d int64) string {
 	return fmt.Sprintf("%d of %d (%.1f%%)", n, d, 100*float64(n)/float64(d))
 }
 
+// notMeasured stands for a figure the scan did not measure.
+const notMeasured = "not measured"
+
 func figureLines(section string, figs []figure, vals map[string]int64) []line {
 	out := make([]line, 0, len(figs))
 	for _, f := range figs {
-		l := line{Key: section + "." + f.Key, Label: f.Label, N: vals[f.Key]}
+		n, ok := vals[f.Key]
+		l := line{Key: section + "." + f.Key, Label: f.Label, N: n}
 		if f.Of >= 0 {
-			of := figs[f.Of].Key
-			l.Of, l.D = section+"."+of, vals[of]
+			l.Of = section + "." + figs[f.Of].Key
+		}
+		switch {
+		case !ok && f.Needs > measuredBasics:
+			l.Text = notMeasured
+		case f.Of >= 0:
+			l.D = vals[figs[f.Of].Key]
 			l.Text = Share(l.N, l.D)
-		} else {
+		default:
 			l.Text = fmt.Sprint(l.N)
 		}
 		out = append(out, l)
@@ -106,14 +115,22 @@ func compareLines(section string, figs []figure, old, cur map[string]int64) []co
 	for _, f := range figs {
 		r := compareRow{Key: section + "." + f.Key}
 		on, ook := old[f.Key]
-		nn := cur[f.Key]
-		if f.Of < 0 {
+		nn, nok := cur[f.Key]
+		switch {
+		case !ook && !nok && f.Needs > measuredBasics:
+			continue // measured by neither scan
+		case !nok && f.Needs > measuredBasics:
+			r.New, r.Change = notMeasured, "unknown"
+			if ook {
+				r.Old = fmt.Sprint(on)
+			}
+		case f.Of < 0:
 			r.New = fmt.Sprint(nn)
 			if ook {
 				r.Old = fmt.Sprint(on)
 				r.Change = fmt.Sprintf("%+d", nn-on)
 			}
-		} else {
+		default:
 			of := figs[f.Of].Key
 			od, odok := old[of]
 			nd := cur[of]
@@ -172,16 +189,77 @@ type reportData struct {
 	S         *Summary
 	Headline  []line
 	HeadChart chart
+	Policy    policyView
 	Hosts     []line
 	Domains   []line
 	Tops      []topView
 	Compare   *compareView
 }
 
+// policyView is the report's answer to "would a strict sender deliver?":
+// of the domains that ask for authenticated delivery, how many an honouring
+// sender could deliver to, and the RFC 8460 result types of the failures.
+type policyView struct {
+	Measured, DNSSEC bool
+	DANE, STS        []line // the funnel of each mechanism
+	TLSRPT           line
+	Results          []line // tlsrpt_results, each of their sum
+	ResultsTotal     int64
+	Chart            chart
+}
+
+func buildPolicy(s *Summary) policyView {
+	var v policyView
+	_, v.Measured = s.Domains["mta_sts_record"]
+	v.DNSSEC = s.TLSRPTResults != nil
+	if !v.Measured {
+		return v
+	}
+	doms := figureLines("domains", domainFigures[:], s.Domains)
+	for _, i := range []int{dMXSecure, dDANEProtected, dDANEDeliverable} {
+		v.DANE = append(v.DANE, doms[i])
+	}
+	for _, i := range []int{dMTASTSRecord, dMTASTSPolicyOK, dMTASTSEnforce, dMTASTSDeliverable} {
+		v.STS = append(v.STS, doms[i])
+	}
+	v.TLSRPT = doms[dTLSRPTRecord]
+	if !v.DNSSEC {
+		return v
+	}
+	for _, n := range s.TLSRPTResults {
+		v.ResultsTotal += n
+	}
+	var labels []string
+	var vals []int64
+	for _, f := range resultFigures() {
+		n := s.TLSRPTResults[f.Key]
+		v.Results = append(v.Results, line{Key: f.Key, Label: f.Label, N: n, D: v.ResultsTotal, Text: Share(n, v.ResultsTotal)})
+		if n > 0 {
+			labels = append(labels, f.Key)
+			vals = append(vals, n)
+		}
+	}
+	v.Chart = newChart("Why a strict sender would not deliver (RFC 8460 result types)", labels, vals, v.ResultsTotal)
+	return v
+}
+
+// Texts of the policy section, shared by both reports.
+const (
+	policyIntro = "A domain asks senders to authenticate its mail servers with DANE (TLSA records, DNSSEC-signed) " +
+		"or MTA-STS (a policy fetched over HTTPS). A sender that honours the request delivers only to an MX host " +
+		"whose certificate passes; when none passes, the domain gets no mail from it. MTA-STS in mode testing " +
+		"only asks for reports: those domains receive mail anyway."
+	policyNotMeasured = "Not measured: the scan has no tlsa and policies tables (a schema-1 scan, or one run with -policies=false)."
+	policyNoDNSSEC    = "DANE and the result types are not measured: the scan's resolver was not trusted for DNSSEC (manifest dnssec)."
+	policyResults     = "Why the others would not: the RFC 8460 result type a sender would report, one per failing MX host " +
+		"of a domain with DANE or an MTA-STS policy in mode enforce or testing (tlsrpt_results)."
+)
+
 type compareView struct {
 	Old, New ScanInfo
 	Hosts    []compareRow
 	Domains  []compareRow
+	Results  []compareRow // tlsrpt_results; empty when neither scan measured them
 	Top      []compareTop
 }
 
@@ -197,6 +275,7 @@ func buildReport(s *Summary) reportData {
 		Hosts:    figureLines("hosts", hostFigures[:], s.Hosts),
 		Domains:  figureLines("domains", domainFigures[:], s.Domains),
 		Tops:     topViews(s),
+		Policy:   buildPolicy(s),
 	}
 	var labels []string
 	var vals []int64
@@ -210,6 +289,7 @@ func buildReport(s *Summary) reportData {
 			Old: c.Old, New: c.New,
 			Hosts:   compareLines("hosts", hostFigures[:], c.old.Hosts, s.Hosts),
 			Domains: compareLines("domains", domainFigures[:], c.old.Domains, s.Domains),
+			Results: compareLines("tlsrpt_results", resultFigures(), c.old.TLSRPTResults, s.TLSRPTResults),
 		}
 		rows := compareTopRows(c)
 		for _, t := range topDefs {
@@ -243,6 +323,25 @@ func markdownReport(s *Summary) string {
 	for _, l := range d.Headline {
 		p("| %s | %s | %s |\n", l.Label, l.Text, l.Of)
 	}
+	pv := d.Policy
+	p("\n## Would a strict sender deliver?\n\n%s\n\n", policyIntro)
+	switch {
+	case !pv.Measured:
+		p("%s\n", policyNotMeasured)
+	default:
+		p("| Asked for | Key | Domains | Denominator |\n|---|---|---|---|\n")
+		for _, l := range append(append(pv.DANE, pv.STS...), pv.TLSRPT) {
+			p("| %s | %s | %s | %s |\n", l.Label, l.Key, l.Text, orDash(l.Of))
+		}
+		if !pv.DNSSEC {
+			p("\n%s\n", policyNoDNSSEC)
+			break
+		}
+		p("\n%s Of %d failing MX hosts:\n\n| Result type | Meaning | MX hosts |\n|---|---|---|\n", policyResults, pv.ResultsTotal)
+		for _, l := range pv.Results {
+			p("| %s | %s | %s |\n", l.Key, l.Label, l.Text)
+		}
+	}
 	section := func(title string, lines []line) {
 		p("\n## %s\n\n| Figure | Key | Value | Denominator |\n|---|---|---|---|\n", title)
 		for _, l := range lines {
@@ -273,6 +372,10 @@ func markdownReport(s *Summary) string {
 		table(c.Hosts)
 		p("\n")
 		table(c.Domains)
+		if len(c.Results) > 0 {
+			p("\n")
+			table(c.Results)
+		}
 		for _, t := range c.Top {
 			p("\n### %s\n\n", t.Title)
 			table(t.Rows)
@@ -288,7 +391,9 @@ func orDash(s string) string {
 	return s
 }
 
-var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"orDash": orDash}).Parse(`<!DOCTYPE html>
+var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"orDash": orDash,
+	"policyIntro": func() string { return policyIntro }, "policyNotMeasured": func() string { return policyNotMeasured },
+	"policyNoDNSSEC": func() string { return policyNoDNSSEC }, "policyResults": func() string { return policyResults }}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -318,6 +423,21 @@ svg text{font-family:system-ui,sans-serif}
 {{end}}</table></div>
 {{template "chart" .HeadChart}}
 
+{{with .Policy}}
+<h2>Would a strict sender deliver?</h2>
+<p>{{policyIntro}}</p>
+{{if not .Measured}}<p class="muted">{{policyNotMeasured}}</p>{{else}}
+<div class="scroll"><table><tr><th>Asked for</th><th>Key</th><th>Domains</th><th>Denominator</th></tr>
+{{range .DANE}}{{template "figure" .}}{{end}}{{range .STS}}{{template "figure" .}}{{end}}{{template "figure" .TLSRPT}}
+</table></div>
+{{if not .DNSSEC}}<p class="muted">{{policyNoDNSSEC}}</p>{{else}}
+<p>{{policyResults}} Of {{.ResultsTotal}} failing MX hosts:</p>
+<div class="scroll"><table><tr><th>Result type</th><th>Meaning</th><th>MX hosts</th></tr>
+{{range .Results}}<tr><td><code>{{.Key}}</code></td><td>{{.Label}}</td><td class="n">{{.Text}}</td></tr>
+{{end}}</table></div>
+{{if .Chart.Bars}}{{template "chart" .Chart}}{{end}}{{end}}{{end}}
+{{end}}
+
 <h2>Hosts</h2>
 {{template "figures" .Hosts}}
 <h2>Domains</h2>
@@ -337,13 +457,15 @@ svg text{font-family:system-ui,sans-serif}
 <p>Old: started {{orDash .Old.Started}} ({{orDash .Old.Status}}). New: started {{orDash .New.Started}} ({{orDash .New.Status}}).</p>
 {{template "compare" .Hosts}}
 {{template "compare" .Domains}}
+{{if .Results}}{{template "compare" .Results}}{{end}}
 {{range .Top}}<h3>{{.Title}}</h3>{{template "compare" .Rows}}{{end}}
 {{end}}
 </body>
 </html>
 {{define "figures"}}<div class="scroll"><table><tr><th>Figure</th><th>Key</th><th>Value</th><th>Denominator</th></tr>
-{{range .}}<tr><td>{{.Label}}</td><td><code>{{.Key}}</code></td><td class="n">{{.Text}}</td><td><code>{{orDash .Of}}</code></td></tr>
-{{end}}</table></div>{{end}}
+{{range .}}{{template "figure" .}}{{end}}</table></div>{{end}}
+{{define "figure"}}<tr><td>{{.Label}}</td><td><code>{{.Key}}</code></td><td class="n">{{.Text}}</td><td><code>{{orDash .Of}}</code></td></tr>
+{{end}}
 {{define "compare"}}<div class="scroll"><table><tr><th>Figure</th><th>Old</th><th>New</th><th>Change</th></tr>
 {{range .}}<tr><td>{{.Key}}</td><td class="n">{{.Old}}</td><td class="n">{{.New}}</td><td class="n">{{.Change}}</td></tr>
 {{end}}</table></div>{{end}}

@@ -4,16 +4,21 @@ import (
 	"context"
 	"maps"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/analyze/tlsrpt"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/lab"
 
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 // capMX applies the scanner's documented bound on MX records per domain
@@ -217,13 +222,24 @@ func analyzeAgainstTruth(t *testing.T, truth *lab.Truth, labDir, scanDir string,
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The scans of the lab run with policies on and the lab's DNS trusted
+	// for AD: every policy figure is measured and held to the truth.
 	wantHosts, wantDomains := truthFigures(truth, reachable)
-	if _, ok := sum.Hosts["tlsa_present"]; ok {
-		policyHosts, policyDomains := truthPolicyFigures(truth, reachable)
-		maps.Copy(wantHosts, policyHosts)
-		maps.Copy(wantDomains, policyDomains)
-	} else {
-		t.Log("the analyzer states no DNSSEC, DANE, MTA-STS or TLS-RPT figures yet: the truth's are not compared")
+	policyHosts, policyDomains, wantResults := truthPolicyFigures(truth, reachable)
+	maps.Copy(wantHosts, policyHosts)
+	maps.Copy(wantDomains, policyDomains)
+	if sum.TLSRPTResults == nil {
+		t.Error("summary has no tlsrpt_results")
+	}
+	for k, v := range wantResults {
+		if got, ok := sum.TLSRPTResults[k]; !ok || got != v {
+			t.Errorf("summary tlsrpt_results.%s = %d, truth says %d", k, got, v)
+		}
+	}
+	for k := range sum.TLSRPTResults {
+		if _, ok := wantResults[k]; !ok {
+			t.Errorf("summary tlsrpt_results.%s is no RFC 8460 result type", k)
+		}
 	}
 	for k, v := range wantHosts {
 		if got, ok := sum.Hosts[k]; !ok || got != v {
@@ -235,7 +251,9 @@ func analyzeAgainstTruth(t *testing.T, truth *lab.Truth, labDir, scanDir string,
 			t.Errorf("summary domains.%s = %d, truth says %d", k, got, v)
 		}
 	}
-	t.Logf("summary: %d host figures and %d domain figures equal the truth's", len(wantHosts), len(wantDomains))
+	t.Logf("summary: %d host figures, %d domain figures and %d tlsrpt_results equal the truth's", len(wantHosts), len(wantDomains), len(wantResults))
+	t.Logf("policy figures: hosts %v, domains %v, tlsrpt_results %v", policyHosts, policyDomains, wantResults)
+	checkVerdictExports(t, truth, reportDir, reachable)
 	return reportDir
 }
 
@@ -247,8 +265,8 @@ func compareProbe(h lab.TruthHost, p survey.ProbeRow) []string {
 
 // truthPolicyFigures counts the summary's figures of transport security
 // policies (issue 13) from the truth's facts: per probe row its DANE facts,
-// per domain its verdicts.
-func truthPolicyFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains map[string]int64) {
+// per domain its verdicts, and the RFC 8460 result types of its MX hosts.
+func truthPolicyFigures(truth *lab.Truth, reachable map[string]bool) (hosts, domains, results map[string]int64) {
 	hosts = map[string]int64{"tlsa_present": 0, "tlsa_secure": 0, "tlsa_bogus": 0, "dane_valid": 0}
 	for _, h := range truth.Hosts {
 		if !reachable[survey.TargetKey(h.IP, h.MXHost)] {
@@ -263,8 +281,15 @@ func truthPolicyFigures(truth *lab.Truth, reachable map[string]bool) (hosts, dom
 	}
 	domains = map[string]int64{"mx_secure": 0, "dane_protected": 0, "dane_deliverable": 0, "mta_sts_record": 0,
 		"mta_sts_policy_ok": 0, "mta_sts_enforce": 0, "mta_sts_deliverable": 0, "tlsrpt_record": 0}
+	results = map[string]int64{}
+	for _, r := range tlsrpt.ResultTypes() {
+		results[string(r)] = 0
+	}
 	for _, d := range truth.Domains {
 		f := d.Facts
+		for _, r := range f.TLSRPTResults {
+			results[r.Result]++
+		}
 		for k, v := range map[string]bool{"mx_secure": f.MXSecure, "dane_protected": f.DANEProtected, "dane_deliverable": f.DANEDeliverable,
 			"mta_sts_record": f.MTASTSRecord, "mta_sts_policy_ok": f.MTASTSPolicyOK, "mta_sts_enforce": f.MTASTSEnforce,
 			"mta_sts_deliverable": f.MTASTSDeliverable, "tlsrpt_record": f.TLSRPTRecord} {
@@ -273,7 +298,79 @@ func truthPolicyFigures(truth *lab.Truth, reachable map[string]bool) (hosts, dom
 			}
 		}
 	}
-	return hosts, domains
+	return hosts, domains, results
+}
+
+// checkVerdictExports holds the analyzer's per-domain verdicts
+// (domains.parquet) and per-target DANE verdicts (hosts.parquet) to the
+// truth's facts, row by row, so that a figure that agrees by chance (two
+// wrong verdicts cancelling) is caught too.
+func checkVerdictExports(t *testing.T, truth *lab.Truth, reportDir string, reachable map[string]bool) {
+	t.Helper()
+	bad := 0
+	report := func(format string, args ...any) {
+		if bad++; bad <= 40 {
+			t.Errorf(format, args...)
+		}
+	}
+	facts := map[string]lab.TruthDomainFacts{}
+	for _, d := range truth.Domains {
+		facts[d.Domain] = d.Facts
+	}
+	domains, err := parquet.ReadFile[analyze.DomainRow](filepath.Join(reportDir, "domains.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := map[string]string{"": "", "dane": "dane", "sts": "mta-sts"} // the truth's spelling, the export's
+	for _, r := range domains {
+		f := facts[r.Domain]
+		var want []string
+		for _, h := range f.TLSRPTResults {
+			want = append(want, h.MXHost+"="+h.Result)
+		}
+		got := slices.Sorted(slices.Values(r.TLSRPTResults))
+		slices.Sort(want)
+		for _, c := range []struct {
+			col       string
+			got, want any
+		}{
+			{"mx_secure", r.MXSecure, f.MXSecure}, {"dane_protected", r.DANEProtected, f.DANEProtected},
+			{"dane_deliverable", r.DANEDeliverable, f.DANEDeliverable}, {"mta_sts_record", r.MTASTSRecord, f.MTASTSRecord},
+			{"mta_sts_policy_ok", r.MTASTSPolicyOK, f.MTASTSPolicyOK}, {"mta_sts_enforce", r.MTASTSEnforce, f.MTASTSEnforce},
+			{"mta_sts_deliverable", r.MTASTSDeliverable, f.MTASTSDeliverable}, {"tlsrpt_record", r.TLSRPTRecord, f.TLSRPTRecord},
+			{"auth_policy", r.AuthPolicy, auth[f.AuthPolicy]}, {"tlsrpt_results", got, want},
+		} {
+			if !reflect.DeepEqual(comparable(c.got), comparable(c.want)) {
+				report("domains.parquet %s: %s = %v, truth %v", r.Domain, c.col, c.got, c.want)
+			}
+		}
+	}
+	if len(domains) != len(truth.Domains) {
+		report("domains.parquet has %d rows, the truth %d domains", len(domains), len(truth.Domains))
+	}
+	dane := map[string]lab.TruthHost{}
+	for _, h := range truth.Hosts {
+		if reachable[survey.TargetKey(h.IP, h.MXHost)] {
+			dane[survey.TargetKey(h.IP, h.MXHost)] = h
+		}
+	}
+	hosts, err := parquet.ReadFile[analyze.HostRow](filepath.Join(reportDir, "hosts.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range hosts {
+		h, ok := dane[survey.TargetKey(r.IP, r.MXHost)]
+		if !ok {
+			continue // behind the MX cap: checkAgainstTruth reports a probe row there
+		}
+		d := h.DANE
+		if r.TLSAPresent != d.TLSAPresent || r.TLSASecure != d.TLSASecure || r.TLSABogus != d.TLSABogus ||
+			r.DANEValid != d.DANEValid || r.DANEResult != d.Failure {
+			report("hosts.parquet %s %s: tlsa present/secure/bogus %v/%v/%v dane_valid %v dane_result %q; truth %+v",
+				r.IP, r.MXHost, r.TLSAPresent, r.TLSASecure, r.TLSABogus, r.DANEValid, r.DANEResult, d)
+		}
+	}
+	t.Logf("verdicts: %d domains and %d hosts compared with the truth, %d mismatches", len(domains), len(hosts), bad)
 }
 
 // truthFigures counts the summary's figures from the truth's own facts.

@@ -258,3 +258,96 @@ func TestConnLog(t *testing.T) {
 		}
 	}
 }
+
+// TestProvingGround checks the benchmark's world (bench/harness, lab
+// -tenant-pool): every domain has one MX name of its own on two addresses of
+// one pool of -tenant-pool addresses, the DNS server answers what the truth
+// says, and the truth has one target per MX address, each completing with
+// TLS 1.3.
+func TestProvingGround(t *testing.T) {
+	cases, err := ParseCases("default=0,hostile=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const domains, pool = 2000, 200
+	l, err := Start(context.Background(), Config{
+		WorldParams: WorldParams{Domains: domains, Seed: 1, Cases: cases, Providers: 1, ProviderShare: 1, TenantPool: pool},
+		DNSAddr:     "127.0.0.1:0", OutDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tr, err := ReadTruth(l.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Domains) != domains {
+		t.Fatalf("%d domains in the truth, want %d", len(tr.Domains), domains)
+	}
+	ips := map[string]bool{}
+	names := map[string]string{} // MX name -> its domain
+	type target struct{ ip, mx string }
+	want := map[target]bool{}
+	for _, d := range tr.Domains {
+		if d.DNSStatus != world.StatusOK || len(d.MX) != 1 || len(d.MX[0].IPs) != 2 || d.MX[0].IPs[0] == d.MX[0].IPs[1] {
+			t.Fatalf("%s: %+v, want one MX with two addresses", d.Domain, d)
+		}
+		mx := d.MX[0].Host
+		if own := strings.ReplaceAll(strings.TrimSuffix(d.Domain, ".test"), ".", "-") + "-test.mail.provider1.test"; mx != own {
+			t.Fatalf("%s: MX %s, want its own name %s", d.Domain, mx, own)
+		}
+		if other, dup := names[mx]; dup {
+			t.Fatalf("MX %s serves %s and %s", mx, other, d.Domain)
+		}
+		names[mx] = d.Domain
+		for _, ip := range d.MX[0].IPs {
+			ips[ip] = true
+			want[target{ip, mx}] = true
+		}
+	}
+	if len(ips) != pool {
+		t.Errorf("%d addresses in use, want the pool of %d", len(ips), pool)
+	}
+	if len(tr.Hosts) != len(want) {
+		t.Errorf("%d targets in the truth, want one per MX address: %d", len(tr.Hosts), len(want))
+	}
+	for _, h := range tr.Hosts {
+		if !want[target{h.IP, h.MXHost}] {
+			t.Fatalf("target %s %s is no domain's MX address", h.IP, h.MXHost)
+		}
+		if h.Outcome != "ok" || h.TLSVersion != "TLS 1.3" {
+			t.Fatalf("target %s %s: outcome %q, %q; want ok over TLS 1.3", h.IP, h.MXHost, h.Outcome, h.TLSVersion)
+		}
+	}
+	// The server answers as the truth says (a sample: every 100th domain).
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	for i := 0; i < len(tr.Domains); i += 100 {
+		d := tr.Domains[i]
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(d.Domain), dns.TypeMX)
+		r, _, err := c.Exchange(m, l.DNSAddr)
+		if err != nil || len(r.Answer) != 1 {
+			t.Fatalf("MX %s: %v %v", d.Domain, r, err)
+		}
+		if got := strings.TrimSuffix(r.Answer[0].(*dns.MX).Mx, "."); got != d.MX[0].Host {
+			t.Errorf("MX %s answered %s, truth %s", d.Domain, got, d.MX[0].Host)
+		}
+		m.SetQuestion(dns.Fqdn(d.MX[0].Host), dns.TypeA)
+		r, _, err = c.Exchange(m, l.DNSAddr)
+		if err != nil {
+			t.Fatalf("A %s: %v", d.MX[0].Host, err)
+		}
+		var got []string
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*dns.A); ok {
+				got = append(got, a.A.String())
+			}
+		}
+		slices.Sort(got)
+		wantIPs := slices.Sorted(slices.Values(d.MX[0].IPs))
+		if !slices.Equal(got, wantIPs) {
+			t.Errorf("A %s answered %v, truth %v", d.MX[0].Host, got, wantIPs)
+		}
+	}
+}

@@ -14,19 +14,23 @@
 // them in this order, the first that holds naming the failure, because a
 // sender's HTTPS client meets them in this order:
 //
-//  1. sts-policy-fetch-error: no complete HTTP response (sts_error_class not
-//     empty: timeout, refused, reset, unreachable, TLS handshake failures,
+//  1. sts-policy-fetch-error: no TLS session (sts_tls_version empty:
+//     timeout, refused, reset, unreachable, TLS handshake failures,
 //     no_address, dns, blocked, ...);
 //  2. sts-webpki-invalid: the HTTPS certificate chain (sts_cert_chain) is not
 //     trusted by the roots given, is outside its validity at sts_started_at,
 //     or does not match "mta-sts.<domain>" (RFC 8461 §3.3);
-//  3. sts-policy-fetch-error: an HTTP status other than 200, redirects
-//     included (§3.3: "HTTP 3xx redirects MUST NOT be followed");
+//  3. sts-policy-fetch-error: a failure after the handshake (sts_error_class
+//     not empty: a body over 1 MiB, a timeout reading it) or an HTTP status
+//     other than 200, redirects included (§3.3: "HTTP 3xx redirects MUST NOT
+//     be followed");
 //  4. sts-policy-invalid: a media type other than text/plain (§3.3: senders
 //     SHOULD check it; the body arrived but cannot be taken as a policy), a
 //     body over MaxPolicyBytes (sts_body_truncated: the scanner keeps at most
 //     64 KiB, so a truncated body is ErrPolicyTooLarge without parsing), or
 //     any ParsePolicy error.
+//
+// (package analyze, stsPolicy, applies it).
 //
 // A TXT record problem (ErrNoRecord, ErrMultipleRecords, ErrRecordSyntax) is
 // not a failure type at all: the sender treats the domain as having no

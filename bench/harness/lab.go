@@ -40,13 +40,16 @@ type LabStats struct {
 	Argv      []string `json:"argv"`
 }
 
-func startLab(ctx context.Context, argv0 []string, n int, latency, dir string, timeout time.Duration) (*Lab, []string, error) {
+// startLab starts "mxsurvey lab" with n domains and the given latency (and
+// world flags, extra) and waits until it serves.
+func startLab(ctx context.Context, argv0 []string, n int, latency, dir string, timeout time.Duration, extra ...string) (*Lab, []string, error) {
 	_ = os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
 	argv := append(append([]string{}, argv0...), "lab", "-domains", fmt.Sprint(n), "-seed", "1", "-dns", "127.0.0.1:0",
 		"-smtp-port", "0", "-mta-sts-port", "0", "-latency", latency, "-no-truth", "-out", filepath.Join(dir, "lab"))
+	argv = append(argv, extra...)
 	logf, err := os.Create(filepath.Join(dir, "lab.log"))
 	if err != nil {
 		return nil, nil, err

@@ -45,8 +45,14 @@ type config struct {
 	commands                        string
 	phases                          map[string]bool
 	flightPerIP                     int
-	synthRows                       int64
-	synthDir                        string
+	flightLatency                   string
+	// The field phase (field.go).
+	anchors, noAnchors      string
+	fieldDomains, fieldRuns int
+	fieldConc               int
+	synthRows               int64
+	synthDir                string
+	polite                  politeConfig
 }
 
 func main() {
@@ -72,11 +78,20 @@ func main() {
 	flag.BoolVar(&c.smoke, "smoke", false, "smoke run: results and report go to -work only")
 	flag.StringVar(&c.commands, "commands", "", "text describing how this was invoked (for the report)")
 	render := flag.Bool("render", false, "only render the report from -results")
-	phases := flag.String("phases", "off,on,flight,synth", "phases to run: off (latency off), on (latency on), flight (latency on, no per-address limit), "+
-		"synth (the analyzer on a synthetic real-like scan, once, after the sizes); the figures of phases not run are kept from an earlier run")
+	phases := flag.String("phases", "field,off,on,flight,synth,polite", "phases to run: field (side by side with zgrab2 and zdns on the proving ground), "+
+		"off (latency off), on (latency on), flight (latency on, no per-address limit), "+
+		"synth (the analyzer on a synthetic real-like scan, once, after the sizes), polite (the polite tail, polite.go, at -polite-sizes); "+
+		"the figures of phases not run are kept from an earlier size-N.json or field.json")
 	flag.Int64Var(&c.synthRows, "synth-rows", 1_000_000, "probe rows of the synthetic scan of the synth phase (bench/synthscan; 2,000 with -smoke)")
 	flag.StringVar(&c.synthDir, "synth-dir", "out/bench/synth", "where the synthetic scan is written once and kept")
 	flag.IntVar(&c.flightPerIP, "flight-per-ip", 10000, "scanner -per-ip-concurrency in the flight phase")
+	flag.StringVar(&c.flightLatency, "flight-latency", "3s-6s", "lab latency of the flight phase: slow enough that -concurrency-on probes are in flight at once")
+	flag.StringVar(&c.anchors, "anchors", "", "directory holding the zgrab2 and zdns binaries (../shared/anchors/build.sh); empty: the field phase measures mxsurvey alone")
+	flag.StringVar(&c.noAnchors, "no-anchors", "", "why -anchors is empty, for the report")
+	flag.IntVar(&c.fieldDomains, "field-domains", 20000, "domains of the proving ground (field phase)")
+	flag.IntVar(&c.fieldRuns, "field-runs", 0, "rounds of the field phase (0: -runs)")
+	flag.IntVar(&c.fieldConc, "field-concurrency", 200, "concurrency of every tool in the field phase")
+	c.polite.flags()
 	flag.Parse()
 	c.phases = map[string]bool{}
 	for _, ph := range strings.Split(*phases, ",") {
@@ -91,19 +106,22 @@ func main() {
 		}
 		c.sizes = append(c.sizes, n)
 	}
+	if c.fieldRuns <= 0 {
+		c.fieldRuns = c.runs
+	}
 	if *render {
 		if err := writeReport(c); err != nil {
 			log.Fatal(err)
 		}
 		return
 	}
-	if len(c.sizes) == 0 {
+	if len(c.sizes) == 0 && !c.phases["field"] {
 		log.Fatal("no sizes")
 	}
-	if c.profileSize < 0 {
+	if c.profileSize < 0 && len(c.sizes) > 0 {
 		c.profileSize = c.sizes[len(c.sizes)-1]
 	}
-	if c.rateSize < 0 {
+	if c.rateSize < 0 && len(c.sizes) > 0 {
 		c.rateSize = c.sizes[0]
 	}
 	if c.smoke {
@@ -118,7 +136,23 @@ func main() {
 		}
 	}
 	failed := false
-	for i, n := range c.sizes {
+	if c.phases["field"] && ctx.Err() == nil {
+		fr := benchField(ctx, c, filepath.Join(c.work, "field"))
+		fr.Machine, fr.Commands = machine(), c.commands
+		b, _ := json.MarshalIndent(fr, "", " ")
+		if err := os.WriteFile(filepath.Join(c.results, "field.json"), b, 0o644); err != nil {
+			log.Fatal(err)
+		}
+		for _, e := range fr.Errors {
+			failed = true
+			log.Printf("field: FAILED: %s", e)
+		}
+	}
+	todo := c.sizes
+	if !c.phases["off"] && !c.phases["on"] && !c.phases["flight"] {
+		todo = nil
+	}
+	for i, n := range todo {
 		res := benchSize(ctx, c, n, i == len(c.sizes)-1)
 		res.Machine = machine()
 		res.Commands = c.commands
@@ -145,6 +179,12 @@ func main() {
 			failed = true
 		}
 	}
+	if c.phases["polite"] && ctx.Err() == nil {
+		if err := runPolite(ctx, c); err != nil {
+			log.Printf("polite: FAILED: %v", err)
+			failed = true
+		}
+	}
 	if err := writeReport(c); err != nil {
 		log.Fatal(err)
 	}
@@ -165,6 +205,7 @@ type SizeResult struct {
 	Config     map[string]string   `json:"config"`
 	LabOff     *LabStats           `json:"lab_off,omitempty"`
 	LabOn      *LabStats           `json:"lab_on,omitempty"`
+	LabFlight  *LabStats           `json:"lab_flight,omitempty"`
 	Off        []OffRun            `json:"off"`
 	On         []ScanFig           `json:"on"`
 	Flight     *ScanFig            `json:"flight,omitempty"`
@@ -203,6 +244,7 @@ type ScanFig struct {
 	Outcomes   map[string]int64 `json:"outcomes"`
 	Errors     map[string]int64 `json:"error_classes"`
 	ScanS      float64          `json:"scan_s"` // manifest ended - started
+	DNS        map[string]int64 `json:"dns_statuses"`
 	MXBytes    int64            `json:"mx_bytes"`
 	ProbeBytes int64            `json:"probe_bytes"`
 	Dir        string           `json:"dir"`
@@ -240,7 +282,7 @@ func scanTimeout(n int) time.Duration {
 func benchSize(ctx context.Context, c config, n int, largest bool) (res SizeResult) {
 	res = SizeResult{Size: n, Runs: c.runs, Started: time.Now().UTC(), Profiles: map[string]string{},
 		MemPeaks: map[string]MemPeak{}, Argv: map[string][]string{}, Config: map[string]string{
-			"latency_on": c.latency, "concurrency_on": fmt.Sprint(c.concOn), "concurrency_off": fmt.Sprint(c.concOff),
+			"latency_on": c.latency, "latency_flight": c.flightLatency, "concurrency_on": fmt.Sprint(c.concOn), "concurrency_off": fmt.Sprint(c.concOff),
 			"loop_in_flight": fmt.Sprint(c.loopC)}}
 	defer func() { res.Ended = time.Now().UTC() }()
 	work := filepath.Join(c.work, fmt.Sprintf("size-%d", n))
@@ -345,21 +387,7 @@ func benchOff(ctx context.Context, c config, n int, largest bool, work string, r
 		if fail(err) {
 			break
 		}
-		nHS := min(max(ok, 1000), 20000)
-		for _, g := range []string{"default", "x25519"} {
-			a := []string{c.tlsloop, "-targets", targets, "-c", fmt.Sprint(c.loopC), "-n", fmt.Sprint(nHS), "-duration", "60s", "-tls-groups", g}
-			res.Argv["tlsloop-"+g] = a
-			lf, err := loop(ctx, "tlsloop-"+g, a, filepath.Join(work, "tlsloop-"+g+".log"), lab.pid())
-			if fail(err) {
-				break
-			}
-			lf.GroupsArg = g
-			if g == "default" {
-				o.TLS = lf
-			} else {
-				o.TLSX = lf
-			}
-		}
+		o.TLS, o.TLSX = tlsLoops(ctx, c, work, targets, c.loopC, min(max(ok, 1000), 20000), "60s", lab.pid(), res.Argv, fail)
 		nQ := min(max(o.Scan.Counts["dns_queries"], 1000), 100000)
 		a := []string{c.dnsloop, "-server", lab.DNS, "-domains", domains, "-c", "200", "-n", fmt.Sprint(nQ), "-duration", "60s"}
 		res.Argv["dnsloop"] = a
@@ -430,49 +458,76 @@ func benchOff(ctx context.Context, c config, n int, largest bool, work string, r
 }
 
 // benchOn is the latency-on phase: thousands of probes in flight, as on the
-// internet; with "flight", one more scan without the per-address limit.
+// internet; with "flight", one more scan without the per-address limit, on
+// a lab slow enough (-flight-latency) that the CPU is not what bounds the
+// probes in flight.
 func benchOn(ctx context.Context, c config, n int, work string, res *SizeResult, fail func(error) bool, prof bool, labStartTimeout time.Duration) {
-	log.Printf("size %d: starting the lab (latency %s)", n, c.latency)
-	lab, argv, err := startLab(ctx, []string{c.bin}, n, c.latency, filepath.Join(work, "on"), labStartTimeout)
-	res.Argv["lab_on"] = argv
+	if c.phases["on"] {
+		log.Printf("size %d: starting the lab (latency %s)", n, c.latency)
+		lab, argv, err := startLab(ctx, []string{c.bin}, n, c.latency, filepath.Join(work, "on"), labStartTimeout)
+		res.Argv["lab_on"] = argv
+		if fail(err) {
+			return
+		}
+		scan := scanner(ctx, n, work, res, lab)
+		for r := range c.runs {
+			if ctx.Err() != nil {
+				break
+			}
+			log.Printf("size %d: latency on, run %d/%d", n, r+1, c.runs)
+			f, err := scan("scan-on", []string{c.bin}, scanArgs(lab, c.concOn)...)
+			if fail(err) {
+				break
+			}
+			res.On = append(res.On, f)
+		}
+		if prof && ctx.Err() == nil {
+			pre := []string{c.profiled, "-memprofile", filepath.Join(work, "scan-on.heap.prof"), "-mem-every", "500ms"}
+			if _, err := scan("scan-on-profiled", pre, scanArgs(lab, c.concOn)...); !fail(err) {
+				res.Profiles["scan_heap_on"] = pprofHeap(filepath.Join(work, "scan-on.heap.prof"))
+				res.MemPeaks["scan_on"] = readPeak(filepath.Join(work, "scan-on.heap.prof.json"))
+			}
+		}
+		st := lab.stop()
+		st.Argv = res.Argv["lab_on"]
+		res.LabOn = &st
+	}
+	if !c.phases["flight"] || c.flightPerIP <= 1 || ctx.Err() != nil {
+		return
+	}
+	log.Printf("size %d: starting the lab (latency %s)", n, c.flightLatency)
+	lab, argv, err := startLab(ctx, []string{c.bin}, n, c.flightLatency, filepath.Join(work, "flight"), labStartTimeout)
+	res.Argv["lab_flight"] = argv
 	if fail(err) {
 		return
 	}
-	base := func(conc int) []string { return scanArgs(lab, conc) }
+	// Politeness caps in-flight probes at the number of distinct busy
+	// addresses; lifting the per-address limit lets the queue into flight.
+	// Five slow replies make a probe last up to five times the latency: the
+	// deadlines grow with it, so only the lab's tarpits time out.
+	step, whole := 5*time.Second, 10*time.Second
+	parts := strings.Split(c.flightLatency, "-") // "3s-6s" or "5s": the highest is last
+	if hi, err := time.ParseDuration(parts[len(parts)-1]); err == nil {
+		step, whole = step+2*hi, whole+8*hi
+	}
+	args := append(scanArgs(lab, c.concOn), "-per-ip-concurrency", fmt.Sprint(c.flightPerIP),
+		"-timeout", whole.String(), "-step-timeout", step.String())
 	scan := scanner(ctx, n, work, res, lab)
-	for r := range c.runs {
-		if !c.phases["on"] {
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		log.Printf("size %d: latency on, run %d/%d", n, r+1, c.runs)
-		f, err := scan("scan-on", []string{c.bin}, base(c.concOn)...)
-		if fail(err) {
-			break
-		}
-		res.On = append(res.On, f)
+	f, err := scan("scan-on-flight", []string{c.bin}, args...)
+	if !fail(err) {
+		res.Flight = &f
+		res.FlightNote = fmt.Sprintf("-per-ip-concurrency %d, lab latency %s", c.flightPerIP, c.flightLatency)
 	}
-	if c.phases["flight"] && c.flightPerIP > 1 && ctx.Err() == nil {
-		// Politeness caps in-flight probes at the number of distinct busy
-		// addresses; lifting the per-address limit lets the queue into flight.
-		f, err := scan("scan-on-flight", []string{c.bin}, append(base(c.concOn), "-per-ip-concurrency", fmt.Sprint(c.flightPerIP))...)
-		if !fail(err) {
-			res.Flight = &f
-			res.FlightNote = fmt.Sprintf("-per-ip-concurrency %d", c.flightPerIP)
-		}
-	}
-	if prof && c.phases["on"] && ctx.Err() == nil {
-		pre := []string{c.profiled, "-memprofile", filepath.Join(work, "scan-on.heap.prof"), "-mem-every", "500ms"}
-		if _, err := scan("scan-on-profiled", pre, base(c.concOn)...); !fail(err) {
-			res.Profiles["scan_heap_on"] = pprofHeap(filepath.Join(work, "scan-on.heap.prof"))
-			res.MemPeaks["scan_on"] = readPeak(filepath.Join(work, "scan-on.heap.prof.json"))
+	if prof && ctx.Err() == nil {
+		pre := []string{c.profiled, "-memprofile", filepath.Join(work, "scan-flight.heap.prof"), "-mem-every", "500ms"}
+		if _, err := scan("scan-flight-profiled", pre, args...); !fail(err) {
+			res.Profiles["scan_heap_flight"] = pprofHeap(filepath.Join(work, "scan-flight.heap.prof"))
+			res.MemPeaks["scan_flight"] = readPeak(filepath.Join(work, "scan-flight.heap.prof.json"))
 		}
 	}
 	st := lab.stop()
-	st.Argv = res.Argv["lab_on"]
-	res.LabOn = &st
+	st.Argv = argv
+	res.LabFlight = &st
 }
 
 // merge keeps, from an earlier result of the same size, the figures of the
@@ -506,15 +561,33 @@ func merge(c config, path string, res SizeResult) SizeResult {
 		res.Started, res.Commands = old.Started, old.Commands
 	}
 	if !c.phases["on"] {
-		res.On = old.On
-		if !c.phases["flight"] {
-			res.LabOn = old.LabOn
-		}
+		res.On, res.LabOn = old.On, old.LabOn
 	}
 	if !c.phases["flight"] {
-		res.Flight, res.FlightNote = old.Flight, old.FlightNote
+		res.Flight, res.FlightNote, res.LabFlight = old.Flight, old.FlightNote, old.LabFlight
 	}
 	return res
+}
+
+// tlsLoops runs tlsloop with Go's default groups and with X25519 against
+// the targets file, n handshakes each, and returns both (nil when one failed).
+func tlsLoops(ctx context.Context, c config, work, targets string, inFlight int, n int64, dur string, labPID int,
+	argv map[string][]string, fail func(error) bool) (def, x *LoopFig) {
+	for _, g := range []string{"default", "x25519"} {
+		a := []string{c.tlsloop, "-targets", targets, "-c", fmt.Sprint(inFlight), "-n", fmt.Sprint(n), "-duration", dur, "-tls-groups", g}
+		argv["tlsloop-"+g] = a
+		lf, err := loop(ctx, "tlsloop-"+g, a, filepath.Join(work, "tlsloop-"+g+".log"), labPID)
+		if fail(err) {
+			continue
+		}
+		lf.GroupsArg = g
+		if g == "default" {
+			def = lf
+		} else {
+			x = lf
+		}
+	}
+	return def, x
 }
 
 func loop(ctx context.Context, name string, argv []string, logPath string, labPID int) (*LoopFig, error) {
@@ -585,6 +658,7 @@ func readManifest(f *ScanFig) error {
 	if err != nil {
 		return err
 	}
+	f.DNS = m.DNSStatuses
 	if m.Status != survey.StatusComplete || m.Ended == nil {
 		return fmt.Errorf("%s: manifest status %q", f.Dir, m.Status)
 	}

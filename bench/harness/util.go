@@ -16,18 +16,30 @@ import (
 // writeTargets lists the probes of a scan that completed (outcome ok) as
 // "IP:PORT MXHOST" lines for tlsloop, and returns how many.
 func writeTargets(scanDir, path string) (int64, error) {
+	return writeRows(survey.ProbesDir(scanDir), path, func(r *survey.ProbeRow) string {
+		if r.Outcome != survey.OutcomeOK {
+			return ""
+		}
+		return joinHostPort(r.IP, r.Port) + " " + r.MXHost
+	})
+}
+
+// writeRows writes one line per row of the Parquet parts in dir that line
+// turns into a non-empty string, and returns how many; none is an error.
+func writeRows[T any](dir, path string, line func(*T) string) (int64, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
 	}
 	w := bufio.NewWriter(f)
 	var n int64
-	err = store.ReadAll(survey.ProbesDir(scanDir), func(r *survey.ProbeRow) error {
-		if r.Outcome != survey.OutcomeOK {
+	err = store.ReadAll(dir, func(r *T) error {
+		l := line(r)
+		if l == "" {
 			return nil
 		}
 		n++
-		_, err := fmt.Fprintf(w, "%s %s\n", joinHostPort(r.IP, r.Port), r.MXHost)
+		_, err := fmt.Fprintln(w, l)
 		return err
 	})
 	if err == nil {
@@ -37,7 +49,7 @@ func writeTargets(scanDir, path string) (int64, error) {
 		err = cerr
 	}
 	if err == nil && n == 0 {
-		err = fmt.Errorf("%s: no completed probes to replay", scanDir)
+		err = fmt.Errorf("%s: no rows to write into %s", dir, path)
 	}
 	return n, err
 }

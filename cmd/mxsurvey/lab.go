@@ -42,6 +42,8 @@ func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Float64Var(&cfg.HostingShare, "hosting-share", 0.15, "share of non-case domains on shared hosting; the rest run their own MX")
 	fs.IntVar(&cfg.Providers, "providers", 0, "number of providers (0: domains/2000+5, at most 500)")
 	fs.Float64Var(&cfg.Zipf, "zipf", 1.0, "Zipf exponent of the providers' market shares")
+	fs.IntVar(&cfg.TenantPool, "tenant-pool", 0, "make every provider tenant-like (per-domain MX on 2 of a shared pool) with this many addresses; "+
+		"the benchmark's proving ground is -tenant-pool 200 -providers 1 -provider-share 1 -hosting-share 0 -cases default=0,hostile=0")
 	fs.BoolVar(&cfg.NoTruth, "no-truth", false, "do not write the truth files (load tests)")
 	fs.BoolVar(&truthWait, "truth-wait", false, "write lab.json only once the truth files are written (default: serve and write lab.json at once, truth_ready when the truth files appear)")
 	fs.DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")

@@ -5,10 +5,12 @@
 // with runtime/pprof around it: a CPU profile of the whole run, and a heap
 // profile taken whenever the in-use heap plus goroutine stacks reach a new
 // peak (checked every -mem-every), with the runtime's memory figures at that
-// peak in FILE.json. Being the same main package, it cannot drift from the
-// command it measures.
+// peak in FILE.json and its goroutines in FILE.goroutines; and, to find
+// where work waits rather than where it burns CPU, an execution trace (go
+// tool trace) and block and mutex profiles. Being the same main package, it
+// cannot drift from the command it measures.
 //
-//	profiled [-cpuprofile F] [-memprofile F] [-mem-every 1s] scan|analyze|lab ARGS...
+//	profiled [-cpuprofile F] [-memprofile F] [-mem-every 1s] [-trace F] [-blockprofile F] [-mutexprofile F] scan|analyze|lab ARGS...
 
 package main
 
@@ -19,6 +21,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 )
 
@@ -39,6 +42,9 @@ func profile(args []string, run func([]string) int) int {
 	cpuFile := fs.String("cpuprofile", "", "write a CPU profile of the whole command here")
 	memFile := fs.String("memprofile", "", "write the heap profile at the peak of heap+stack in use here")
 	every := fs.Duration("mem-every", time.Second, "how often to check for a new memory peak")
+	traceFile := fs.String("trace", "", "write an execution trace of the whole command here (go tool trace)")
+	blockFile := fs.String("blockprofile", "", "write a profile of where goroutines blocked (every blocking event) here")
+	mutexFile := fs.String("mutexprofile", "", "write a profile of mutex contention (every event) here")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,6 +62,29 @@ func profile(args []string, run func([]string) int) int {
 			pprof.StopCPUProfile()
 			_ = f.Close()
 		}()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profiled:", err)
+			return 2
+		}
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintln(os.Stderr, "profiled:", err)
+			return 2
+		}
+		defer func() {
+			trace.Stop()
+			_ = f.Close()
+		}()
+	}
+	if *blockFile != "" {
+		runtime.SetBlockProfileRate(1)
+		defer writeProfile("block", *blockFile)
+	}
+	if *mutexFile != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer writeProfile("mutex", *mutexFile)
 	}
 	done := make(chan struct{})
 	memDone := make(chan struct{})
@@ -90,6 +119,18 @@ func profile(args []string, run func([]string) int) int {
 	return code
 }
 
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profiled:", err)
+		return
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "profiled:", err)
+	}
+	_ = f.Close()
+}
+
 func writeHeap(path string, p peak) {
 	f, err := os.Create(path + ".tmp")
 	if err != nil {
@@ -101,4 +142,9 @@ func writeHeap(path string, p peak) {
 	_ = os.Rename(path+".tmp", path)
 	b, _ := json.MarshalIndent(p, "", "  ")
 	_ = os.WriteFile(path+".json", b, 0o644)
+	// What the goroutines (and so the stacks) were doing at the peak.
+	if g, err := os.Create(path + ".goroutines"); err == nil {
+		_ = pprof.Lookup("goroutine").WriteTo(g, 1)
+		_ = g.Close()
+	}
 }

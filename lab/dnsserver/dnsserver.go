@@ -66,6 +66,12 @@ func Start(addr string, w *world.World, auth *pki.Authority) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: dns: %w", err)
 	}
+	// A resolver serving a survey runs with a large receive buffer (unbound's
+	// so-rcvbuf): at Linux's default 208 KiB a few hundred queries arriving
+	// together overflow it, and each lost one costs its client a timeout.
+	if uc, ok := pc.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20) // capped at net.core.rmem_max; the default still serves
+	}
 	h := &handler{w: w, auth: auth}
 	s := &Server{
 		Addr: pc.LocalAddr().String(),

@@ -46,6 +46,9 @@ func (st StyleID) perDomainMX() bool { return st == StyleTenant || st == StyleGa
 // providerStyle: the six largest are suite-like, tenant-like, a filtering
 // gateway, internal-banner, classic, classic; the others are drawn.
 func (w *World) providerStyle(p int) StyleID {
+	if w.p.TenantPool > 0 {
+		return StyleTenant
+	}
 	if p < len(topStyles) {
 		return topStyles[p]
 	}

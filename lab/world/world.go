@@ -110,6 +110,11 @@ type Params struct {
 	Zipf          float64            // exponent of the providers' market shares
 	LatencyMin    time.Duration      // per-reply delay range of the SMTP servers
 	LatencyMax    time.Duration
+	// TenantPool > 0 makes every provider tenant-like (a per-domain MX name
+	// on two addresses of a shared pool) with a pool of this many addresses:
+	// with one provider and no cases, the benchmark's proving ground (every
+	// domain one MX, TLS 1.3, one certificate per pool).
+	TenantPool int
 }
 
 func (p *Params) setDefaults() {
@@ -284,6 +289,9 @@ func (w *World) buildProviders() {
 			n := 4
 			if p < 3 {
 				n = 8
+			}
+			if w.p.TenantPool > 0 {
+				n = w.p.TenantPool
 			}
 			for range n {
 				pr.pool = append(pr.pool, slot)

@@ -94,6 +94,7 @@ func Work(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", pipeline.ErrConfig, err)
 	}
+	defer res.Close()
 	w := &worker{cfg: cfg, n: names{prefix: cfg.NATS.Prefix}, host: host,
 		probeSlots: make(chan struct{}, cfg.Concurrency), dnsSlots: make(chan struct{}, cfg.DNSConcurrency),
 		fetchSlots: make(chan struct{}, cfg.Concurrency),
@@ -281,6 +282,7 @@ func (r *scanRunner) stop() {
 }
 
 func (r *scanRunner) run() {
+	defer r.res.Close() // its sockets; every lookup of the scan has ended below
 	var wg sync.WaitGroup
 	wg.Go(r.domainLoop)
 	wg.Go(r.probeLoop)

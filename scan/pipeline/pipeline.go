@@ -22,8 +22,12 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/workers"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
 )
 
@@ -51,14 +55,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The connection rate is taken right before each dial, after the
-	// address's turn came, so waits elsewhere cannot bunch connections;
+	defer res.Close()
+	// The connection rate is taken before a target is handed out (probeAll);
 	// policy fetches take it too.
 	connRate := NewLimiter(cfg.Rate)
-	var beforeDial func(context.Context) error
 	sc := cfg.StageConfig()
 	if connRate != nil {
-		beforeDial, sc.FetchLimiter = connRate.Wait, connRate
+		sc.FetchLimiter = connRate
 	}
 	var s *Scan
 	sc.TLSADone = func(host string) bool { return s.TLSAWritten(host) }
@@ -115,28 +118,64 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		})
 	}
-	var probers sync.WaitGroup
-	for range cfg.Concurrency {
-		probers.Go(func() {
-			for {
-				t, release, ok := s.Next(work)
-				if !ok {
-					return
-				}
-				s.Probing(1)
-				row, ok := st.Probe(work, t, beforeDial)
-				release()
-				s.Probing(-1)
-				if ok && st.PTR(work, &row) {
-					s.AcceptProbe(work, row, nil)
-				}
-			}
-		})
-	}
+	probing := make(chan struct{})
+	go func() {
+		defer close(probing)
+		probeAll(work, cfg.Concurrency, s, st, connRate)
+	}()
 	resolvers.Wait()
 	stages.Wait()
 	fetches.Wait()
 	s.CloseQueue()
-	probers.Wait()
+	<-probing
 	return s.Finish(ctx, readErr)
 }
+
+// probeAll takes targets from the scan's queue while fewer than concurrency
+// are in progress and probes each on a worker. Workers start on demand and
+// end when idle, so the scan's goroutines, and the stacks they grew, follow
+// the probes in progress rather than -concurrency: 10,000 probers kept
+// their stacks through the scan even while most of them waited for work.
+func probeAll(ctx context.Context, concurrency int, s *Scan, st *Stages, connRate *rate.Limiter) {
+	probers := workers.New(proberIdle)
+	defer probers.Stop()
+	slots := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		slots <- struct{}{} // freed by a probe that ends, also when ctx ends
+		// Under -rate the connection token comes first and the target
+		// second, so the scheduler chooses (longest queue first) when the
+		// connection can start. Taken the other way round, every waiting
+		// probe held a target while it queued for a token: at -rate 200
+		// with 1,000 probes a target waited 5 s for its connection, and the
+		// busiest address with it, every time.
+		if connRate != nil {
+			if err := connRate.Wait(ctx); err != nil {
+				return
+			}
+		}
+		t, release, ok := s.Next(ctx)
+		if !ok {
+			return
+		}
+		wg.Add(1)
+		probers.Go(func() {
+			defer func() { <-slots; wg.Done() }()
+			s.Probing(1)
+			row, ok := st.Probe(ctx, t, nil)
+			// The address and the in-flight count are released as soon as
+			// the connection ends, not after the row has reached the writer;
+			// the address's interval counts from here. The PTR lookup
+			// follows, so no DNS wait sits between token and dial.
+			release()
+			s.Probing(-1)
+			if ok && st.PTR(ctx, &row) {
+				s.AcceptProbe(ctx, row, nil)
+			}
+		})
+	}
+}
+
+// proberIdle is how long a probe worker waits for the next target.
+const proberIdle = 2 * time.Second

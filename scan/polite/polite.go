@@ -8,6 +8,16 @@
 // dispatcher goroutine owns the queues and hands each ready item to exactly
 // one waiting worker over a channel, so ten thousand idle workers cost no
 // CPU: nothing wakes them but their own item.
+//
+// Longest queue first: of the addresses that are free and rested, the one
+// with the most queued items is served next. A polite scan cannot end
+// before its busiest address has had all its connections one after the
+// other, each followed by the interval (the polite lower bound:
+// max over addresses of the sum of its probes' durations plus the
+// interval); an address that waits behind a crowd of one-target addresses
+// only moves that end later. Serving the longest queues first keeps every
+// busy address busy from the start, and the one-target addresses fill the
+// slots in between.
 package polite
 
 import (
@@ -36,9 +46,13 @@ type Scheduler[T any] struct {
 	pending atomic.Int64 // queued items, for Stats
 	tracked atomic.Int64 // addresses remembered, for Stats
 
-	// Owned by the dispatcher goroutine.
+	// Owned by the dispatcher goroutine. An address with queued items and
+	// a free slot is in resting until its interval has passed, then in
+	// ready; otherwise in neither.
 	addrs    map[netip.Addr]*addrQueue[T]
-	ready    readyHeap[T]
+	resting  queueHeap[T] // earliest readyAt first
+	ready    queueHeap[T] // longest queue first
+	seen     uint64       // addresses ever queued: the tie-break
 	inFlight int
 	releases int
 }
@@ -57,8 +71,11 @@ type addrQueue[T any] struct {
 	addr     netip.Addr
 	items    []T
 	inFlight int
-	readyAt  time.Time // earliest next start
-	index    int       // in the ready heap, -1 when absent
+	readyAt  time.Time     // earliest next start
+	added    int           // items ever queued: a busy address is likely to get more
+	seq      uint64        // first seen
+	heap     *queueHeap[T] // the heap holding it, nil when none
+	index    int           // in heap
 }
 
 // New returns a scheduler allowing perAddr concurrent items per address
@@ -72,6 +89,8 @@ func New[T any](ctx context.Context, perAddr int, interval time.Duration, maxPen
 		release: make(chan *addrQueue[T]), out: make(chan handout[T]), closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 		addrs:   make(map[netip.Addr]*addrQueue[T])}
+	s.resting.less = func(a, b *addrQueue[T]) bool { return a.readyAt.Before(b.readyAt) }
+	s.ready.less = longerQueue[T]
 	go s.dispatch(ctx)
 	return s
 }
@@ -98,7 +117,9 @@ func (s *Scheduler[T]) Close() {
 }
 
 // Next returns the next item whose address is free and rested, and a done
-// function the caller must call when the connection has ended. ok is false
+// function the caller must call when the connection has ended (calling it
+// again does nothing). Of several such addresses, the one with the most
+// queued items goes first (see the package comment). ok is false
 // when the scheduler is closed and drained, or ctx is done.
 func (s *Scheduler[T]) Next(ctx context.Context) (item T, done func(), ok bool) {
 	select {
@@ -133,18 +154,23 @@ func (s *Scheduler[T]) dispatch(ctx context.Context) {
 		if closed && s.pending.Load() == 0 && s.inFlight == 0 {
 			return
 		}
+		now := s.now()
+		for s.resting.Len() > 0 && !s.resting.top().readyAt.After(now) {
+			s.place(s.resting.top(), now)
+		}
 		var out chan handout[T]
 		var next handout[T]
 		var wake <-chan time.Time
 		if s.ready.Len() > 0 {
-			q := s.ready[0]
-			if wait := q.readyAt.Sub(s.now()); wait > 0 {
-				timer.Reset(wait)
-				wake = timer.C
-			} else {
-				out = s.out
-				next = handout[T]{item: q.items[0], done: s.releaseFunc(q)}
-			}
+			q := s.ready.top()
+			out = s.out
+			next = handout[T]{item: q.items[0], done: s.releaseFunc(q)}
+		}
+		// Woken when the next address has rested, even with an item on
+		// offer: that address may have the longer queue.
+		if s.resting.Len() > 0 {
+			timer.Reset(s.resting.top().readyAt.Sub(now))
+			wake = timer.C
 		}
 		select {
 		case a := <-s.adds:
@@ -171,21 +197,21 @@ func (s *Scheduler[T]) dispatch(ctx context.Context) {
 func (s *Scheduler[T]) enqueue(a added[T]) {
 	q := s.addrs[a.addr]
 	if q == nil {
-		q = &addrQueue[T]{addr: a.addr, index: -1}
+		s.seen++
+		q = &addrQueue[T]{addr: a.addr, seq: s.seen}
 		s.addrs[a.addr] = q
 		s.tracked.Store(int64(len(s.addrs)))
 	}
 	q.items = append(q.items, a.item)
+	q.added++
 	s.pending.Add(1)
-	if q.index < 0 && q.inFlight < s.perAddr {
-		heap.Push(&s.ready, q)
-	}
+	s.place(q, s.now())
 }
 
-// handedOut records that the item at the top of the ready heap went to a
-// worker.
+// handedOut records that the first item of the top of the ready heap went
+// to a worker.
 func (s *Scheduler[T]) handedOut() {
-	q := heap.Pop(&s.ready).(*addrQueue[T])
+	q := s.ready.top()
 	var zero T
 	q.items[0] = zero
 	q.items = q.items[1:]
@@ -193,23 +219,45 @@ func (s *Scheduler[T]) handedOut() {
 	s.inFlight++
 	s.pending.Add(-1)
 	<-s.room
-	if len(q.items) > 0 && q.inFlight < s.perAddr {
-		heap.Push(&s.ready, q)
-	}
+	s.place(q, s.now())
 }
 
+// released counts the interval from the end of the connection: the done
+// function is called when it has ended.
 func (s *Scheduler[T]) released(q *addrQueue[T]) {
 	q.inFlight--
 	s.inFlight--
-	q.readyAt = s.now().Add(s.interval)
-	if q.index >= 0 {
-		heap.Fix(&s.ready, q.index)
-	} else if len(q.items) > 0 {
-		heap.Push(&s.ready, q)
-	}
+	now := s.now()
+	q.readyAt = now.Add(s.interval)
+	s.place(q, now)
 	s.releases++
 	if s.releases%4096 == 0 {
 		s.sweep()
+	}
+}
+
+// place puts q in the heap its state says (ready, resting or none) and
+// restores that heap's order after a change of q.
+func (s *Scheduler[T]) place(q *addrQueue[T], now time.Time) {
+	var h *queueHeap[T]
+	switch {
+	case len(q.items) == 0 || q.inFlight >= s.perAddr:
+	case q.readyAt.After(now):
+		h = &s.resting
+	default:
+		h = &s.ready
+	}
+	if q.heap == h {
+		if h != nil {
+			heap.Fix(h, q.index)
+		}
+		return
+	}
+	if q.heap != nil {
+		heap.Remove(q.heap, q.index)
+	}
+	if h != nil {
+		heap.Push(h, q)
 	}
 }
 
@@ -240,25 +288,47 @@ func (s *Scheduler[T]) sweep() {
 	s.tracked.Store(int64(len(s.addrs)))
 }
 
-type readyHeap[T any] []*addrQueue[T]
+// longerQueue orders the ready heap: the most queued items first; among
+// equal queues the address that had the most items so far (its queue is
+// short because its targets are still being resolved: more will come), then
+// the one that has rested longest, then the one seen first.
+func longerQueue[T any](a, b *addrQueue[T]) bool {
+	if len(a.items) != len(b.items) {
+		return len(a.items) > len(b.items)
+	}
+	if a.added != b.added {
+		return a.added > b.added
+	}
+	if !a.readyAt.Equal(b.readyAt) {
+		return a.readyAt.Before(b.readyAt)
+	}
+	return a.seq < b.seq
+}
 
-func (h readyHeap[T]) Len() int           { return len(h) }
-func (h readyHeap[T]) Less(i, j int) bool { return h[i].readyAt.Before(h[j].readyAt) }
-func (h readyHeap[T]) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+// queueHeap is a heap of address queues that keeps each queue's heap and
+// index up to date, so a queue can be fixed or removed where it is.
+type queueHeap[T any] struct {
+	qs   []*addrQueue[T]
+	less func(a, b *addrQueue[T]) bool
 }
-func (h *readyHeap[T]) Push(x any) {
+
+func (h *queueHeap[T]) top() *addrQueue[T] { return h.qs[0] }
+func (h *queueHeap[T]) Len() int           { return len(h.qs) }
+func (h *queueHeap[T]) Less(i, j int) bool { return h.less(h.qs[i], h.qs[j]) }
+func (h *queueHeap[T]) Swap(i, j int) {
+	h.qs[i], h.qs[j] = h.qs[j], h.qs[i]
+	h.qs[i].index = i
+	h.qs[j].index = j
+}
+func (h *queueHeap[T]) Push(x any) {
 	q := x.(*addrQueue[T])
-	q.index = len(*h)
-	*h = append(*h, q)
+	q.heap, q.index = h, len(h.qs)
+	h.qs = append(h.qs, q)
 }
-func (h *readyHeap[T]) Pop() any {
-	old := *h
-	q := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	q.index = -1
+func (h *queueHeap[T]) Pop() any {
+	q := h.qs[len(h.qs)-1]
+	h.qs[len(h.qs)-1] = nil
+	h.qs = h.qs[:len(h.qs)-1]
+	q.heap, q.index = nil, -1
 	return q
 }

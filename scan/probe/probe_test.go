@@ -590,6 +590,41 @@ func TestProbeRecoversPanic(t *testing.T) {
 	}
 }
 
+// panicOnTLS is a connection whose code fails when the TLS handshake writes
+// its first record.
+type panicOnTLS struct{ net.Conn }
+
+func (c panicOnTLS) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 0x16 { // a TLS handshake record
+		panic("handshake bug")
+	}
+	return c.Conn.Write(b)
+}
+
+// The handshake runs on a worker goroutine: a panic there still ends as
+// this probe's row, not the program.
+func TestProbeRecoversPanicInHandshake(t *testing.T) {
+	p := testPKI(t)
+	srv := newServer(t, "127.0.0.1", script{greeting: "220 mx.example.test ESMTP\r\n", ehlo: ehloOK, starttls: starttls220,
+		tls: serverTLS(p.ed, 0, 0), postEHLO: postEHLOOK})
+	var d net.Dialer
+	pr, err := New(Config{EHLOName: ehloName, Port: int(srv.addr.Port()), Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return panicOnTLS{c}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := pr.Probe(context.Background(), Target{IP: srv.addr.Addr(), MXHost: "mx.example.test"})
+	if got.Outcome != survey.OutcomeTLS || got.ErrorClass != survey.ErrInternal || !strings.HasPrefix(got.Error, "panic: handshake bug") {
+		t.Errorf("row %s/%s %q", got.Outcome, got.ErrorClass, got.Error)
+	}
+	srv.wait(t, 1)
+}
+
 func TestNew(t *testing.T) {
 	pr, err := New(Config{EHLOName: ehloName})
 	if err != nil {

@@ -52,7 +52,7 @@ type testServer struct {
 	conns      []net.Conn
 }
 
-func newServer(t *testing.T, ip string, sc script) *testServer {
+func newServer(t testing.TB, ip string, sc script) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
@@ -225,7 +225,7 @@ var (
 	pkiErr  error
 )
 
-func testPKI(t *testing.T) *pki {
+func testPKI(t testing.TB) *pki {
 	t.Helper()
 	pkiOnce.Do(func() { pkiVal, pkiErr = makePKI() })
 	if pkiErr != nil {

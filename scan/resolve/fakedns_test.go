@@ -19,6 +19,7 @@ type behaviour struct {
 	dropUDP  bool          // never reply over UDP (a firewall dropping UDP)
 	truncUDP bool          // over UDP, reply with TC set and no records
 	wrongQ   bool          // reply to a different question name
+	wrongID  bool          // reply with another message ID
 	noFollow bool          // stop the answer at the first CNAME, as some resolvers do
 	delay    time.Duration // wait before replying
 	// DNSSEC, as a validating resolver answers (keyed by name only):
@@ -36,12 +37,13 @@ type fakeDNS struct {
 	zone    map[string][]dns.RR // canonical owner name -> records
 	special map[string]behaviour
 	counts  map[string]int // "name. TYPE" and "tcp name. TYPE" -> queries seen
+	peers   map[string]int // client address -> queries seen from it
 	synth   func(name string, qtype uint16) []dns.RR
 }
 
 func newFakeDNS(t testing.TB, records []string, special map[string]behaviour, synth func(string, uint16) []dns.RR) *fakeDNS {
 	t.Helper()
-	f := &fakeDNS{zone: map[string][]dns.RR{}, special: special, counts: map[string]int{}, synth: synth}
+	f := &fakeDNS{zone: map[string][]dns.RR{}, special: special, counts: map[string]int{}, peers: map[string]int{}, synth: synth}
 	if f.special == nil {
 		f.special = map[string]behaviour{}
 	}
@@ -66,6 +68,9 @@ func newFakeDNS(t testing.TB, records []string, special map[string]behaviour, sy
 			continue
 		}
 		pc, ln = p, l
+		// Hundreds of queries at once must not overflow the default buffer:
+		// a dropped one would cost a test its timeout.
+		_ = p.(*net.UDPConn).SetReadBuffer(4 << 20)
 	}
 	if ln == nil {
 		t.Fatal("no port free for both UDP and TCP")
@@ -100,6 +105,7 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 
 	f.mu.Lock()
 	f.counts[key]++
+	f.peers[w.RemoteAddr().String()]++
 	if tcp {
 		f.counts["tcp "+key]++
 	}
@@ -139,6 +145,9 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	if b.wrongQ {
 		m.Question[0].Name = "wrong." + name
+	}
+	if b.wrongID {
+		m.Id ^= 0x5a5a
 	}
 	if !tcp {
 		size := dns.MinMsgSize

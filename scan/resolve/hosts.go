@@ -2,7 +2,6 @@ package resolve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -44,10 +43,9 @@ type hostResult struct {
 	dnssecA, dnssecAAAA, cnamesDNSSEC, dnssec string
 }
 
-var errLeaderCanceled = errors.New("shared lookup canceled")
-
 // hostAddrs returns the addresses of name (canonical form), through the
-// cache and with concurrent lookups of one name merged into one.
+// cache and with concurrent lookups of one name merged into one: the first
+// caller looks up in its own goroutine, the others wait for its result.
 func (r *Resolver) hostAddrs(ctx context.Context, name string, useCache bool) hostResult {
 	if !useCache || r.cache == nil {
 		return r.lookupAddrs(ctx, name)
@@ -57,44 +55,76 @@ func (r *Resolver) hostAddrs(ctx context.Context, name string, useCache bool) ho
 			r.stats.cacheHits.Add(1)
 			return v
 		}
-		ran := false
-		ch := r.flight.DoChan(name, func() (any, error) {
-			if v, ok := r.cache.get(name, time.Now()); ok {
-				return v, nil
+		c, leader := r.flight.join(name)
+		if leader {
+			v, ok := r.cache.get(name, time.Now()) // put between our get and join
+			if ok {
+				r.stats.cacheHits.Add(1)
+			} else {
+				r.stats.cacheMisses.Add(1)
+				v = r.lookupAddrs(ctx, name)
 			}
-			ran = true
-			r.stats.cacheMisses.Add(1)
-			v := r.lookupAddrs(ctx, name)
-			if ctx.Err() != nil {
-				// The result reflects the leader's context, not DNS: do
-				// not cache it, and let other waiters try again.
-				return v, errLeaderCanceled
+			// A result cut short by the leader's context is not DNS's
+			// answer: it is not cached, and the waiters ask again.
+			canceled := !ok && ctx.Err() != nil
+			if !ok && !canceled {
+				r.cache.put(name, v)
 			}
-			r.cache.put(name, v)
-			return v, nil
-		})
+			r.flight.finish(name, c, v, canceled)
+			if canceled {
+				s, why := ctxStatus(ctx)
+				return hostResult{status: s, reason: why}
+			}
+			return v
+		}
 		select {
 		case <-ctx.Done():
 			s, why := ctxStatus(ctx)
 			return hostResult{status: s, reason: why}
-		case res := <-ch:
-			v := res.Val.(hostResult)
-			if res.Err != nil {
-				if ctx.Err() != nil {
-					s, why := ctxStatus(ctx)
-					return hostResult{status: s, reason: why}
-				}
-				if !ran {
-					continue // the leader gave up, not DNS: ask again
-				}
-				return v
-			}
-			if !ran {
-				r.stats.cacheHits.Add(1)
-			}
-			return v
+		case <-c.done:
 		}
+		if c.canceled {
+			continue // the leader gave up, not DNS: ask again
+		}
+		r.stats.cacheHits.Add(1)
+		return c.val
 	}
+}
+
+// flight is the set of host lookups in progress.
+type flight struct {
+	mu    sync.Mutex
+	calls map[string]*call
+}
+
+type call struct {
+	done     chan struct{} // closed when val is set
+	val      hostResult
+	canceled bool // the leader's context ended first
+}
+
+// join returns the lookup of name in progress, or a new one that the caller
+// leads and must finish.
+func (f *flight) join(name string) (c *call, leader bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.calls[name]; c != nil {
+		return c, false
+	}
+	if f.calls == nil {
+		f.calls = map[string]*call{}
+	}
+	c = &call{done: make(chan struct{})}
+	f.calls[name] = c
+	return c, true
+}
+
+func (f *flight) finish(name string, c *call, v hostResult, canceled bool) {
+	f.mu.Lock()
+	delete(f.calls, name)
+	f.mu.Unlock()
+	c.val, c.canceled = v, canceled
+	close(c.done)
 }
 
 // lookupAddrs asks for A and AAAA at once, since both round trips are
@@ -105,10 +135,10 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) hostResult {
 		secSix string
 	)
 	done := make(chan struct{})
-	go func() {
+	r.workers.Go(func() {
 		defer close(done)
 		six, secSix = r.lookupSec(ctx, name, dns.TypeAAAA)
-	}()
+	})
 	four, secFour := r.lookupSec(ctx, name, dns.TypeA)
 	<-done
 

@@ -175,7 +175,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool
 // server when the UDP reply is truncated (RFC 1035 §4.2.1). Each send waits
 // on the limiter.
 func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
-	resp, err := r.exchangeOnce(ctx, r.udp, m, server)
+	resp, err := r.exchangeUDP(ctx, m, server)
 	if err == nil && resp.Truncated {
 		r.stats.tcpFallbacks.Add(1)
 		resp, err = r.exchangeOnce(ctx, r.tcp, m, server)
@@ -189,16 +189,37 @@ func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, server string) (*dn
 	return resp, err
 }
 
-func (r *Resolver) exchangeOnce(ctx context.Context, c *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
+// exchangeUDP sends m once over the server's shared UDP sockets.
+func (r *Resolver) exchangeUDP(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
+	if err := r.send(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := r.udpServers[server].exchange(ctx, m, r.timeout)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return resp, err
+}
+
+// send waits for the limiter and counts the query about to be sent.
+func (r *Resolver) send(ctx context.Context) error {
 	if r.limiter != nil {
 		if err := r.limiter.Wait(ctx); err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return ctx.Err()
 			}
-			return nil, errRateDeadline
+			return errRateDeadline
 		}
 	}
 	r.stats.queries.Add(1)
+	return nil
+}
+
+// exchangeOnce sends m once on a socket of its own (TCP, and the check).
+func (r *Resolver) exchangeOnce(ctx context.Context, c *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
+	if err := r.send(ctx); err != nil {
+		return nil, err
+	}
 	co, err := c.DialContext(ctx, server)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,13 @@
 // MX hosts, so host addresses are cached in a bounded cache and concurrent
 // lookups of one host are merged; everything an answer can make us do
 // (CNAME hops, MX count) is bounded so a hostile zone cannot multiply work.
+//
+// Queries travel over a few long-lived UDP sockets per server, replies
+// matched to queries by message ID (udp.go), and the questions a lookup can
+// ask at once (A beside AAAA, the hosts of one domain) run in parallel on
+// reused goroutines: a further question per domain costs one datagram each
+// way and a hand-off, which is what a survey asking policy records too
+// needs. Truncated answers go to TCP on a connection of their own.
 package resolve
 
 import (
@@ -28,9 +35,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/workers"
 )
 
 // Defaults applied by New to zero Config fields, except DefaultRetries,
@@ -94,12 +101,16 @@ type Resolver struct {
 	limiter  Limiter
 	dnssec   bool // DO on every query
 	trustAD  bool // dnssec, and the servers' AD bit is believed
-	udp      *dns.Client
+	timeout  time.Duration
+	udp      *dns.Client // the check's one-off queries
 	tcp      *dns.Client
-	cache    *hostCache // nil when disabled
-	flight   singleflight.Group
-	next     atomic.Uint32 // spreads first attempts over the servers
-	stats    counters
+	// udpServers carry the queries, over a few shared sockets per server.
+	udpServers map[string]*udpServer
+	cache      *hostCache // nil when disabled
+	flight     flight
+	workers    *workers.Pool // the parallel questions of a lookup
+	next       atomic.Uint32 // spreads first attempts over the servers
+	stats      counters
 }
 
 // Stats are cumulative counters since New.
@@ -172,9 +183,24 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	r.dnssec = cfg.DNSSEC
 	r.trustAD = cfg.DNSSEC && (cfg.TrustAD || onLoopback(r.servers))
+	r.timeout = cfg.Timeout
 	r.udp = &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsSize}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: cfg.Timeout}
+	r.workers = workers.New(2 * time.Second)
+	r.udpServers = map[string]*udpServer{}
+	for _, s := range r.servers {
+		r.udpServers[s] = newUDPServer(s)
+	}
 	return r, nil
+}
+
+// Close closes the resolver's sockets; lookups still in flight end with an
+// error. A Resolver is not usable after Close.
+func (r *Resolver) Close() {
+	for _, u := range r.udpServers {
+		u.close()
+	}
+	r.workers.Stop()
 }
 
 // serverAddr accepts HOST:PORT, or a bare IP address meaning port 53,
@@ -354,10 +380,10 @@ func (r *Resolver) lookupHosts(ctx context.Context, hosts []Host) {
 	for i := range hosts {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
+		r.workers.Go(func() {
 			defer func() { <-sem; wg.Done() }()
 			r.fillHost(ctx, &hosts[i], true)
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -103,9 +103,23 @@ func (lim Limits) WithDefaults() Limits {
 func Read(br *bufio.Reader, lim Limits) (Reply, error) {
 	lim = lim.WithDefaults()
 	var (
-		r   Reply
-		raw []byte
+		r     Reply
+		raw   []byte
+		spans [][2]int // of each line's text in raw
 	)
+	// Raw is made once, on the way out, and Lines are slices of it: a
+	// string per line and per prefix cost a multi-line EHLO reply a dozen
+	// copies.
+	end := func(err error) (Reply, error) {
+		r.Raw = string(raw)
+		if len(spans) > 0 {
+			r.Lines = make([]string, len(spans))
+			for i, sp := range spans {
+				r.Lines[i] = r.Raw[sp[0]:sp[1]]
+			}
+		}
+		return r, err
+	}
 	for {
 		line, err := readLine(br, lim.MaxLineBytes)
 		// Raw never grows beyond MaxBytes, whatever the line length.
@@ -115,7 +129,6 @@ func Read(br *bufio.Reader, lim Limits) (Reply, error) {
 		} else {
 			raw = append(raw, line...)
 		}
-		r.Raw = string(raw)
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(raw) > 0 {
 				err = io.ErrUnexpectedEOF
@@ -123,28 +136,29 @@ func Read(br *bufio.Reader, lim Limits) (Reply, error) {
 			if !errors.Is(err, ErrLineTooLong) {
 				err = fmt.Errorf("smtpreply: %w", err)
 			}
-			return r, err
+			return end(err)
 		}
 		if over {
-			return r, ErrTooLarge
+			return end(ErrTooLarge)
 		}
 		text := trimEOL(line)
+		textEnd := len(raw) - len(line) + len(text)
 		code, sep, rest, ok := splitLine(text)
 		if !ok {
-			r.Lines = append(r.Lines, string(text))
-			return r, fmt.Errorf("%w: line %d is not a reply line", ErrMalformed, len(r.Lines))
+			spans = append(spans, [2]int{textEnd - len(text), textEnd})
+			return end(fmt.Errorf("%w: line %d is not a reply line", ErrMalformed, len(spans)))
 		}
-		r.Lines = append(r.Lines, string(rest))
-		if len(r.Lines) == 1 {
+		spans = append(spans, [2]int{textEnd - len(rest), textEnd})
+		if len(spans) == 1 {
 			r.Code = code
 		} else if code != r.Code {
-			return r, fmt.Errorf("%w: line %d has code %03d, first line %03d", ErrMalformed, len(r.Lines), code, r.Code)
+			return end(fmt.Errorf("%w: line %d has code %03d, first line %03d", ErrMalformed, len(spans), code, r.Code))
 		}
 		if sep != '-' {
-			return r, nil
+			return end(nil)
 		}
-		if len(r.Lines) >= lim.MaxLines {
-			return r, ErrTooManyLines
+		if len(spans) >= lim.MaxLines {
+			return end(ErrTooManyLines)
 		}
 	}
 }

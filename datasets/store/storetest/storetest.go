@@ -1,7 +1,7 @@
-// Package storetest writes datasets as earlier versions of mxsurvey wrote
-// them, for the tests of every reader that must still read them (package
-// store, the analyzer). It is not for production code: a scanner writes only
-// the current version.
+// Package storetest writes datasets for the tests of their readers: as
+// earlier versions of mxsurvey wrote them, for every reader that must still
+// read them (package store, the analyzer), and any table in one call. It is
+// not for production code: a scanner writes only the current version.
 package storetest
 
 import (
@@ -40,15 +40,20 @@ func V1(r survey.MXRow) MXRowV1 {
 // WriteMXV1 writes rows as one version-1 mx part of the scan in dir (its
 // probes table did not change, and version 1 had no other).
 func WriteMXV1(dir string, rows []survey.MXRow) error {
-	w, err := store.NewPartWriter[MXRowV1](survey.MXDir(dir), store.PartOptions{})
-	if err != nil {
-		return err
-	}
 	v1 := make([]MXRowV1, len(rows))
 	for i, r := range rows {
 		v1[i] = V1(r)
 	}
-	if err := w.Write(v1); err != nil {
+	return WriteTable(survey.MXDir(dir), v1)
+}
+
+// WriteTable writes rows as one committed part of the table in dir.
+func WriteTable[T any](dir string, rows []T) error {
+	w, err := store.NewPartWriter[T](dir, store.PartOptions{})
+	if err != nil {
+		return err
+	}
+	if err := w.Write(rows); err != nil {
 		w.Abort()
 		return err
 	}
