@@ -52,8 +52,9 @@ type Server struct {
 // Serve serves the world's policy hosts on ln until Close.
 func Serve(w *world.World, auth *pki.Authority, ln net.Listener) *Server {
 	s := &Server{w: w, auth: auth, groups: world.ServerGroups()}
-	s.conns = tcpserve.Serve(ln, s.handle)
+	s.conns = tcpserve.New(ln)
 	s.done = s.conns.Done()
+	s.conns.Start(s.handle)
 	return s
 }
 

@@ -65,8 +65,9 @@ func Serve(w *world.World, auth *pki.Authority, ln net.Listener, connLog io.Writ
 	if connLog != nil {
 		handle = s.logged
 	}
-	s.conns = tcpserve.Serve(ln, handle)
+	s.conns = tcpserve.New(ln)
 	s.done = s.conns.Done()
+	s.conns.Start(handle)
 	return s
 }
 

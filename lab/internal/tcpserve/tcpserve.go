@@ -28,14 +28,20 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// Serve accepts on ln until Close and runs handle for each connection from
+// New makes the server of ln; Start starts accepting. The two are apart so
+// that a caller can keep Done (and the server itself) in its own fields
+// before the first connection can read them.
+func New(ln net.Listener) *Server {
+	return &Server{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+}
+
+// Start accepts on ln until Close and runs handle for each connection from
 // a loopback peer, in a goroutine of its own; the connection is closed when
 // handle returns.
-func Serve(ln net.Listener, handle func(net.Conn)) *Server {
-	s := &Server{ln: ln, handle: handle, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+func (s *Server) Start(handle func(net.Conn)) {
+	s.handle = handle
 	s.wg.Add(1)
 	go s.serve()
-	return s
 }
 
 // Done is closed when Close is called: a session waiting on a timer ends.
