@@ -629,11 +629,21 @@ var (
 )
 
 func analyze(ctx context.Context, c config, work, name string, pre []string, labDir string, dirs []string) (*AnalyzeFig, error) {
+	log.Printf("  %s (%d scan dirs)", name, len(dirs))
+	return analyzeDirs(ctx, work, name, name, pre, filepath.Join(labDir, "ca.pem"), dirs, 15*time.Minute)
+}
+
+// analyzeDirs runs "mxsurvey analyze" over dirs into work/NAME-report and
+// reads the rows and leaves it counted from its log (work/NAME.log); step
+// names the process in the figures.
+func analyzeDirs(ctx context.Context, work, name, step string, pre []string, roots string, dirs []string, timeout time.Duration) (*AnalyzeFig, error) {
 	out := filepath.Join(work, name+"-report")
 	_ = os.RemoveAll(out)
-	a := append(append(append([]string{}, pre...), "analyze", "-roots", filepath.Join(labDir, "ca.pem"), "-o", out), dirs...)
-	log.Printf("  %s (%d scan dirs)", name, len(dirs))
-	p, _, err := run(ctx, name, a, filepath.Join(work, name+".log"), 15*time.Minute, 0)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	argv := append(append(append([]string{}, pre...), "analyze", "-roots", roots, "-o", out), dirs...)
+	p, _, err := run(ctx, step, argv, filepath.Join(work, name+".log"), timeout, 0)
 	f := &AnalyzeFig{Proc: p, Shards: len(dirs)}
 	if err != nil {
 		return f, err

@@ -102,30 +102,7 @@ func runSynth(ctx context.Context, c config) error {
 }
 
 func analyzeSynth(ctx context.Context, work, name string, pre []string, in *synthscan.Result) (*AnalyzeFig, error) {
-	out := filepath.Join(work, name+"-report")
-	_ = os.RemoveAll(out)
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
-	}
-	argv := append(append(append([]string{}, pre...), "analyze", "-roots", in.Roots, "-o", out), in.Dirs...)
-	p, _, err := run(ctx, "analyze-synth-"+name, argv, filepath.Join(work, name+".log"), 20*time.Minute, 0)
-	f := &AnalyzeFig{Proc: p, Shards: len(in.Dirs)}
-	if err != nil {
-		return f, err
-	}
-	b, _ := os.ReadFile(p.Log)
-	for _, m := range reRows.FindAllStringSubmatch(string(b), -1) {
-		v, _ := strconv.ParseInt(m[2], 10, 64)
-		if m[1] == "probes" {
-			f.ProbeRows = max(f.ProbeRows, v)
-		} else {
-			f.MXRows = max(f.MXRows, v)
-		}
-	}
-	if m := reLeaves.FindStringSubmatch(string(b)); m != nil {
-		f.Leaves, _ = strconv.ParseInt(m[1], 10, 64)
-	}
-	return f, nil
+	return analyzeDirs(ctx, work, name, "analyze-synth-"+name, pre, in.Roots, in.Dirs, 20*time.Minute)
 }
 
 // differingFiles lists the files that are not the same in both directories.
