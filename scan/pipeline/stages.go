@@ -37,8 +37,9 @@ type Stages struct {
 	ptrMu    sync.Mutex
 	ptrCache map[netip.Addr][2]string
 
-	tlsaMu    sync.Mutex
-	tlsaCache map[string]*tlsaLookup
+	tlsaMu      sync.Mutex
+	tlsaCache   map[string]*tlsaLookup
+	tlsaSweepAt int // cache size at which finished lookups the Scan holds are dropped
 }
 
 // StageConfig configures Stages: the scan's options for the work that
@@ -149,7 +150,7 @@ func (st *Stages) Resolve(ctx context.Context, task Task) (Resolved, bool) {
 		if st.fetcher == nil {
 			return Resolved{}, false // not a task of a scan without policies
 		}
-		row, ok := st.tlsa(ctx, st.res.LookupHost(ctx, task.TLSAHost))
+		row, ok, _ := st.tlsa(ctx, st.res.LookupHost(ctx, task.TLSAHost), false)
 		return Resolved{Rows: Rows{TLSA: []survey.TLSARow{row}}}, ok
 	}
 	var pol chan survey.PolicyRow
@@ -161,10 +162,10 @@ func (st *Stages) Resolve(ctx context.Context, task Task) (Resolved, bool) {
 	var rs Resolved
 	if st.fetcher != nil {
 		for _, h := range d.Hosts {
-			if st.tlsaDone(h.Name) {
+			row, ok, held := st.tlsa(ctx, h, true)
+			if held {
 				continue
 			}
-			row, ok := st.tlsa(ctx, h)
 			if !ok {
 				return Resolved{}, false
 			}
@@ -198,15 +199,30 @@ type tlsaLookup struct {
 }
 
 // tlsa returns the tlsa row of an MX host, looking it up the first time a
-// host is seen here and waiting for that lookup after; false when ctx
-// ended first.
-func (st *Stages) tlsa(ctx context.Context, h resolve.Host) (survey.TLSARow, bool) {
+// domain names it; the domains that name it meanwhile wait for that
+// lookup. With skipHeld, a host whose row the Scan already holds is not
+// asked again: held, no row.
+//
+// A finished lookup stays cached only until the Scan holds its row: the
+// cache is swept each time it has doubled since the last sweep. Kept for
+// the whole scan, the rows were the largest part of the scanner's memory
+// at 1,000,000 domains (211 MB of 595 MB live, one row per MX host). A
+// domain that finds no entry checks the Scan again under the same lock, so
+// a swept host is never looked up twice.
+func (st *Stages) tlsa(ctx context.Context, h resolve.Host, skipHeld bool) (row survey.TLSARow, ok, held bool) {
 	if ctx.Err() != nil {
-		return survey.TLSARow{}, false
+		return survey.TLSARow{}, false, false
 	}
 	st.tlsaMu.Lock()
-	l, ok := st.tlsaCache[h.Name]
-	if !ok {
+	l, found := st.tlsaCache[h.Name]
+	if !found {
+		if skipHeld && st.tlsaDone(h.Name) {
+			st.tlsaMu.Unlock()
+			return survey.TLSARow{}, false, true
+		}
+		if len(st.tlsaCache) >= st.tlsaSweepAt {
+			st.sweepTLSA()
+		}
 		if len(st.tlsaCache) >= 1_000_000 {
 			clear(st.tlsaCache) // a bound, not an LRU: a host asked again is one more query
 		}
@@ -214,7 +230,7 @@ func (st *Stages) tlsa(ctx context.Context, h resolve.Host) (survey.TLSARow, boo
 		st.tlsaCache[h.Name] = l
 	}
 	st.tlsaMu.Unlock()
-	if !ok {
+	if !found {
 		l.row = policy.TLSA(ctx, st.res, h)
 		l.ok = ctx.Err() == nil
 		if !l.ok {
@@ -230,12 +246,27 @@ func (st *Stages) tlsa(ctx context.Context, h resolve.Host) (survey.TLSARow, boo
 	select {
 	case <-l.done:
 	case <-ctx.Done():
-		return survey.TLSARow{}, false
+		return survey.TLSARow{}, false, false
 	}
 	if !l.ok {
-		return st.tlsa(ctx, h)
+		return st.tlsa(ctx, h, skipHeld)
 	}
-	return l.row, true
+	return l.row, true, false
+}
+
+// sweepTLSA drops the finished lookups of hosts whose row the Scan holds;
+// st.tlsaMu is held.
+func (st *Stages) sweepTLSA() {
+	for host, l := range st.tlsaCache {
+		select {
+		case <-l.done:
+			if l.ok && st.tlsaDone(host) {
+				delete(st.tlsaCache, host)
+			}
+		default: // in flight: domains may be waiting for it
+		}
+	}
+	st.tlsaSweepAt = max(2*len(st.tlsaCache), 1024)
 }
 
 // Probe probes one target into its row. beforeDial runs right before the
