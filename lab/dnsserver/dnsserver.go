@@ -1,4 +1,4 @@
-// Package dnsserver is the lab's authoritative DNS server (miekg/dns, UDP
+// Package dnsserver is the lab's authoritative DNS server (miekg/dns messages; UDP
 // and TCP on one address): it answers for test. (RFC 2606) and the reverse
 // zones of the lab's addresses from the world's zones (world.World.Lookup,
 // world.World.PTR), and applies the DNS shapes of the case table that are
@@ -22,9 +22,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -36,24 +38,27 @@ import (
 // Server is a running DNS server.
 type Server struct {
 	Addr string // the bound address, UDP and TCP
-	udp  *dns.Server
+	udp  *net.UDPConn
 	tcp  *dns.Server
+	wg   sync.WaitGroup // the UDP readers
 }
 
 // Start binds addr over UDP and TCP (port 0: one free port for both) and
 // serves the world's zones until Close; auth makes the data of TLSA
 // records.
 func Start(addr string, w *world.World, auth *pki.Authority) (*Server, error) {
-	var pc net.PacketConn
+	var uc *net.UDPConn
 	var tl net.Listener
 	var err error
 	// With port 0 the TCP listener must take the port UDP got; that port can
 	// be taken over TCP already, so try a few.
 	for try := 0; try < 10; try++ {
+		var pc net.PacketConn
 		pc, err = net.ListenPacket("udp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("lab: dns: %w", err)
 		}
+		uc = pc.(*net.UDPConn)
 		tl, err = net.Listen("tcp", pc.LocalAddr().String())
 		if err == nil {
 			break
@@ -69,35 +74,70 @@ func Start(addr string, w *world.World, auth *pki.Authority) (*Server, error) {
 	// A resolver serving a survey runs with a large receive buffer (unbound's
 	// so-rcvbuf): at Linux's default 208 KiB a few hundred queries arriving
 	// together overflow it, and each lost one costs its client a timeout.
-	if uc, ok := pc.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(4 << 20) // capped at net.core.rmem_max; the default still serves
-	}
+	_ = uc.SetReadBuffer(4 << 20) // capped at net.core.rmem_max; the default still serves
 	h := &handler{w: w, auth: auth}
 	s := &Server{
-		Addr: pc.LocalAddr().String(),
-		udp:  &dns.Server{PacketConn: pc, Handler: h},
+		Addr: uc.LocalAddr().String(),
+		udp:  uc,
 		tcp:  &dns.Server{Listener: tl, Handler: h, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second},
 	}
-	for _, ds := range []*dns.Server{s.udp, s.tcp} {
-		started := make(chan struct{})
-		ds.NotifyStartedFunc = func() { close(started) }
-		go func() {
-			_ = ds.ActivateAndServe() // returns after Shutdown; a failure shows up as started never closing
-		}()
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			pc.Close() // ends whichever server did start
-			tl.Close()
-			return nil, errors.New("lab: dns server did not start")
-		}
+	started := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	go func() {
+		_ = s.tcp.ActivateAndServe() // returns after Shutdown; a failure shows up as started never closing
+	}()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		uc.Close()
+		tl.Close()
+		return nil, errors.New("lab: dns server did not start")
+	}
+	for range runtime.GOMAXPROCS(0) {
+		s.wg.Go(func() { serveUDP(uc, h) })
 	}
 	return s, nil
 }
 
 // Close stops both servers.
 func (s *Server) Close() error {
-	return errors.Join(s.udp.Shutdown(), s.tcp.Shutdown())
+	err := s.udp.Close()
+	s.wg.Wait()
+	return errors.Join(err, s.tcp.Shutdown())
+}
+
+// serveUDP answers datagrams until the socket closes. A few of these
+// readers share the socket, each answering its query before reading the
+// next: miekg/dns's server starts a goroutine per datagram, whose stack
+// growth and out-of-band address handling were a third of the lab's DNS
+// CPU, and the lab serves several queries per domain of a survey. A
+// datagram that is not a query message is dropped, as a server that cannot
+// parse it has nothing to answer.
+func serveUDP(c *net.UDPConn, h *handler) {
+	in := make([]byte, dns.MaxMsgSize)
+	out := make([]byte, dns.MaxMsgSize)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(in)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // a transient error (an ICMP error queued on the socket): read on
+		}
+		req := new(dns.Msg)
+		if req.Unpack(in[:n]) != nil || req.Response {
+			continue
+		}
+		m := h.answer(req, true)
+		if m == nil {
+			continue
+		}
+		b, err := m.PackBuffer(out)
+		if err != nil {
+			continue
+		}
+		_, _ = c.WriteToUDPAddrPort(b, from) // a failed write is the client's loss; nothing to retry
+	}
 }
 
 // handler serves the lab's zones authoritatively: test. and the reverse
@@ -123,15 +163,24 @@ func hdr(name string, t uint16) dns.RR_Header {
 	return dns.RR_Header{Name: dns.Fqdn(name), Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
 }
 
+// ServeDNS answers over TCP (miekg/dns's server); UDP has serveUDP.
 func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
+	if m := h.answer(req, false); m != nil {
+		_ = rw.WriteMsg(m) // a failed write is the client's loss; nothing to retry
+	}
+}
+
+// answer makes the reply to req, or returns nil when the query must be
+// dropped (the dns_timeout case). Over UDP the reply is cut to the
+// client's EDNS0 size.
+func (h *handler) answer(req *dns.Msg, udp bool) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
 	m.RecursionAvailable = false
 	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
 		m.SetRcode(req, dns.RcodeNotImplemented)
-		_ = rw.WriteMsg(m) // a failed write is the client's loss; nothing to retry
-		return
+		return m
 	}
 	q := req.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
@@ -142,7 +191,7 @@ func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 	case name == "test" || strings.HasSuffix(name, ".test"):
 		var answer bool
 		if answer, sp, sec = h.answerTest(m, name, q.Qtype, req.CheckingDisabled); !answer {
-			return // dropped on purpose: the dns_timeout case
+			return nil // dropped on purpose: the dns_timeout case
 		}
 	case strings.HasSuffix(name, ".in-addr.arpa") || name == "in-addr.arpa":
 		h.answerPTR(m, name, q.Qtype, "in-addr.arpa.")
@@ -157,7 +206,7 @@ func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 	if opt != nil {
 		m.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), opt.Do())
 	}
-	if _, isUDP := rw.RemoteAddr().(*net.UDPAddr); isUDP {
+	if udp {
 		size := dns.MinMsgSize
 		if opt != nil {
 			size = max(int(opt.UDPSize()), dns.MinMsgSize)
@@ -172,7 +221,7 @@ func (h *handler) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 	case world.SpoilQuestion:
 		m.Question[0].Name = "mismatch." + dns.Fqdn(name)
 	}
-	_ = rw.WriteMsg(m) // see above
+	return m
 }
 
 // answerTest fills m for a name under test.; answer is false when the query
