@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 
 	"github.com/parquet-go/parquet-go"
@@ -149,7 +150,7 @@ func newTable[T any](dir, name string) (*table[T], error) {
 		return nil, fmt.Errorf("creating export: %w", err)
 	}
 	t.csv = bufio.NewWriterSize(t.csvFile, 1<<20)
-	t.pq = parquet.NewGenericWriter[T](t.pqFile, parquet.Compression(&parquet.Zstd),
+	t.pq = parquet.NewGenericWriter[T](t.pqFile, store.Compression(),
 		parquet.MaxRowsPerRowGroup(exportRowGroup))
 	var zero T
 	header := csv.NewWriter(t.csv)

@@ -173,7 +173,7 @@ func (p *PartWriter[T]) open() error {
 	}
 	p.file = f
 	p.w = parquet.NewGenericWriter[T](f,
-		parquet.Compression(&parquet.Zstd),
+		Compression(),
 		parquet.MaxRowsPerRowGroup(p.groupRows),
 		parquet.CreatedBy(survey.Tool, survey.Version, ""),
 	)
