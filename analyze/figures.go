@@ -172,8 +172,8 @@ var topDefs = []topDef{
 var resultLabels = map[tlsrpt.ResultType]string{
 	tlsrpt.ResultSTARTTLSNotSupported:    "No STARTTLS",
 	tlsrpt.ResultCertificateHostMismatch: "Certificate not for the MX host",
-	tlsrpt.ResultCertificateExpired:      "Certificate expired or not yet valid",
-	tlsrpt.ResultCertificateNotTrusted:   "Certificate not trusted",
+	tlsrpt.ResultCertificateExpired:      "Certificate expired",
+	tlsrpt.ResultCertificateNotTrusted:   "Certificate not trusted or not yet valid",
 	tlsrpt.ResultValidationFailure:       "Handshake failed, TLSA not matched, or MX host not in the policy",
 	tlsrpt.ResultTLSAInvalid:             "TLSA records, none usable",
 	tlsrpt.ResultDNSSECInvalid:           "TLSA lookup DNSSEC-bogus",

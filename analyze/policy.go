@@ -220,8 +220,9 @@ func daneTarget(t *tlsaHost, outcome string, tlsDone bool, chain [][]byte, at ti
 // stsTarget is the RFC 8460 result type an MTA-STS sender reports for a
 // target of an MX host its policy lists ("" when it delivers or never
 // reached TLS): no STARTTLS, a failed handshake, then the certificate in
-// the order crypto/x509 checks it (dates, where "not yet valid" is
-// crypto/x509's Expired reason too, then the name, then the chain).
+// the order crypto/x509 checks it (dates, then the name, then the chain),
+// a certificate outside its dates having tlsrpt.DateResult's type, as for
+// DANE.
 func stsTarget(outcome string, tlsDone bool, h *hostResult) tlsrpt.ResultType {
 	switch {
 	case outcome == survey.OutcomeSTARTTLS:
@@ -233,7 +234,7 @@ func stsTarget(outcome string, tlsDone bool, h *hostResult) tlsrpt.ResultType {
 	case !h.withCert:
 		return tlsrpt.ResultValidationFailure // a certificate no client can read
 	case h.cert.Expired || h.cert.NotYetValid:
-		return tlsrpt.ResultCertificateExpired
+		return tlsrpt.DateResult(h.cert.Expired, h.cert.NotYetValid)
 	case !h.matchMX:
 		return tlsrpt.ResultCertificateHostMismatch
 	case !h.cert.Trusted:

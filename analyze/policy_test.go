@@ -118,7 +118,10 @@ func TestSTSTarget(t *testing.T) {
 		{"no connection", survey.OutcomeConnect, false, &hostResult{}, ""},
 		{"leaf unreadable", survey.OutcomeOK, true, &hostResult{}, tlsrpt.ResultValidationFailure},
 		{"expired before mismatch", survey.OutcomeOK, true, with(func(h *hostResult) { h.cert.Expired, h.matchMX = true, false }), tlsrpt.ResultCertificateExpired},
-		{"not yet valid", survey.OutcomeOK, true, with(func(h *hostResult) { h.cert.NotYetValid = true }), tlsrpt.ResultCertificateExpired},
+		{"expired", survey.OutcomeOK, true, with(func(h *hostResult) { h.cert.Expired = true }), tlsrpt.ResultCertificateExpired},
+		// Not yet valid is not expired (RFC 8460 §4.3.1), as for DANE-TA.
+		{"not yet valid", survey.OutcomeOK, true, with(func(h *hostResult) { h.cert.NotYetValid = true }), tlsrpt.ResultCertificateNotTrusted},
+		{"not yet valid before mismatch", survey.OutcomeOK, true, with(func(h *hostResult) { h.cert.NotYetValid, h.matchMX = true, false }), tlsrpt.ResultCertificateNotTrusted},
 		{"mismatch before untrusted", survey.OutcomePostTLSEHLO, true, with(func(h *hostResult) { h.matchMX, h.cert.Trusted = false, false }), tlsrpt.ResultCertificateHostMismatch},
 		{"untrusted", survey.OutcomeOK, true, with(func(h *hostResult) { h.cert.Trusted = false }), tlsrpt.ResultCertificateNotTrusted},
 	} {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 	"github.com/mxsurvey/mxsurvey/lab/truth"
 	"github.com/mxsurvey/mxsurvey/lab/world"
 )
@@ -105,10 +106,8 @@ func WaitTruthFiles(ctx context.Context, dir string) error {
 		case time.Now().After(deadline):
 			return fmt.Errorf("lab: %s: the truth files are not complete after %v", dir, truthWaitBound)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := clock.Sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

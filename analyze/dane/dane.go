@@ -186,9 +186,8 @@ func (r Reason) progress() int {
 // ResultType is the RFC 8460 §4.3 result type a sender would report for r,
 // or "" for the empty Reason (success). RFC 8460 has no DANE-specific type
 // for a record that matches nothing; validation-failure is its "general
-// failure" (mox reports the same). A certificate not yet valid is not
-// "expired": certificate-not-trusted is RFC 8460's type for other
-// certificate failures.
+// failure" (mox reports the same). A certificate of the path outside its
+// validity period has tlsrpt.DateResult's type, as for MTA-STS.
 func (r Reason) ResultType() tlsrpt.ResultType {
 	switch r {
 	case "":
@@ -197,9 +196,9 @@ func (r Reason) ResultType() tlsrpt.ResultType {
 		return tlsrpt.ResultTLSAInvalid
 	case ReasonNameMismatch:
 		return tlsrpt.ResultCertificateHostMismatch
-	case ReasonExpired:
-		return tlsrpt.ResultCertificateExpired
-	case ReasonChainInvalid, ReasonNotYetValid:
+	case ReasonExpired, ReasonNotYetValid:
+		return tlsrpt.DateResult(r == ReasonExpired, r == ReasonNotYetValid)
+	case ReasonChainInvalid:
 		return tlsrpt.ResultCertificateNotTrusted
 	}
 	return tlsrpt.ResultValidationFailure

@@ -206,6 +206,43 @@ func sum256(b []byte) []byte {
 	return d[:]
 }
 
+// A DANE-TA path with a certificate outside its dates gets the RFC 8460
+// type MTA-STS gives a leaf outside its dates (tlsrpt.DateResult):
+// certificate-expired only for one past its NotAfter.
+func TestVerifyDatesResultType(t *testing.T) {
+	mk := testpki.Make
+	root := mk(testpki.Spec{CN: "Root CA", IsCA: true}, nil)
+	inter := mk(testpki.Spec{CN: "Issuing CA", IsCA: true}, root)
+	name := []string{"mx.example.com"}
+	leafOf := func(issuer *testpki.Cert, spec testpki.Spec) *testpki.Cert {
+		spec.DNSNames = name
+		return mk(spec, issuer)
+	}
+	pastInter := mk(testpki.Spec{CN: "Old CA", IsCA: true, NotAfter: now.Add(-time.Hour)}, root)
+	futureInter := mk(testpki.Spec{CN: "New CA", IsCA: true, NotBefore: now.Add(time.Hour)}, root)
+	tests := []struct {
+		name   string
+		anchor *testpki.Cert
+		leaf   *testpki.Cert
+		reason Reason
+		want   tlsrpt.ResultType
+	}{
+		{"in date", inter, leafOf(inter, testpki.Spec{}), "", ""},
+		{"leaf expired", inter, leafOf(inter, testpki.Spec{NotAfter: now.Add(-time.Hour)}), ReasonExpired, tlsrpt.ResultCertificateExpired},
+		{"leaf not yet valid", inter, leafOf(inter, testpki.Spec{NotBefore: now.Add(time.Hour)}), ReasonNotYetValid, tlsrpt.ResultCertificateNotTrusted},
+		{"anchor expired", pastInter, leafOf(pastInter, testpki.Spec{}), ReasonExpired, tlsrpt.ResultCertificateExpired},
+		{"anchor not yet valid", futureInter, leafOf(futureInter, testpki.Spec{}), ReasonNotYetValid, tlsrpt.ResultCertificateNotTrusted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Verify([]Record{rec(2, 0, 1, tt.anchor)}, testpki.Chain(tt.leaf, tt.anchor), name, now)
+			if got := res.Reason.ResultType(); res.Reason != tt.reason || got != tt.want {
+				t.Errorf("reason %q, result type %q (%s); want %q, %q", res.Reason, got, res.Detail, tt.reason, tt.want)
+			}
+		})
+	}
+}
+
 func TestReasonResultType(t *testing.T) {
 	tests := map[Reason]tlsrpt.ResultType{
 		"":                  "",

@@ -52,6 +52,28 @@ func ResultTypes() []ResultType {
 	}
 }
 
+// DateResult is the result type of a certificate used outside its validity
+// period: certificate-not-trusted when the time is before its NotBefore,
+// certificate-expired when after its NotAfter, "" when neither. DANE and
+// MTA-STS verdicts both take it from here, so the two agree.
+//
+// §4.3.1 defines certificate-expired as "the certificate has expired": a
+// certificate not yet valid has not, and certificate-not-trusted is the
+// type that "covers multiple certificate-related failures that include,
+// but are not limited to" the ones it names. Senders built on Go's
+// crypto/x509 may say otherwise (its x509.Expired reason covers both
+// sides, and mox reports certificate-expired for it); the survey follows
+// the RFC's words. Not yet valid is checked first, as crypto/x509 does.
+func DateResult(expired, notYetValid bool) ResultType {
+	switch {
+	case notYetValid:
+		return ResultCertificateNotTrusted
+	case expired:
+		return ResultCertificateExpired
+	}
+	return ""
+}
+
 // Version is the tag a TLS-RPT record starts with (RFC 8460 §3, case-sensitive).
 const Version = "v=TLSRPTv1"
 

@@ -57,6 +57,27 @@ func TestParseRecord(t *testing.T) {
 	}
 }
 
+// DateResult is the one place DANE and MTA-STS verdicts take the type of a
+// certificate outside its dates from.
+func TestDateResult(t *testing.T) {
+	tests := []struct {
+		name                 string
+		expired, notYetValid bool
+		want                 ResultType
+	}{
+		{"in date", false, false, ""},
+		{"expired", true, false, ResultCertificateExpired},
+		{"not yet valid", false, true, ResultCertificateNotTrusted},
+		// NotAfter before NotBefore: both hold; crypto/x509 reports NotBefore first.
+		{"inverted validity", true, true, ResultCertificateNotTrusted},
+	}
+	for _, tt := range tests {
+		if got := DateResult(tt.expired, tt.notYetValid); got != tt.want {
+			t.Errorf("%s: DateResult(%v, %v) = %q, want %q", tt.name, tt.expired, tt.notYetValid, got, tt.want)
+		}
+	}
+}
+
 func TestResultTypes(t *testing.T) {
 	all := ResultTypes()
 	if len(all) != 11 {

@@ -11,8 +11,8 @@ import (
 
 // Count quickly counts the entries of a (possibly gzip) file for a progress
 // estimate, without normalising anything. It is approximate: for lists and
-// CSV it counts non-blank lines not starting with '#' (a CSV header counts);
-// for zone files it counts changes of NS owner on lines with an explicit
+// CSV it counts non-blank lines not starting with '#', less a header line
+// that Reader would skip (the same test, isHeader); for zone files it counts changes of NS owner on lines with an explicit
 // owner, skipping the SOA owner. It returns 0 for stdin ("-"), which cannot
 // be read twice.
 func Count(path string, format Format) (int64, error) {
@@ -39,7 +39,7 @@ func Count(path string, format Format) (int64, error) {
 	if format == FormatZone {
 		n, err = countZone(br)
 	} else {
-		n, err = countLines(br)
+		n, err = countLines(br, format)
 	}
 	if err != nil {
 		return n, fmt.Errorf("datasets: counting %s: %w", path, err)
@@ -67,13 +67,21 @@ func eachLine(br *bufio.Reader, fn func(line []byte)) error {
 	}
 }
 
-func countLines(br *bufio.Reader) (int64, error) {
+func countLines(br *bufio.Reader, format Format) (int64, error) {
 	var n int64
+	first := true
 	err := eachLine(br, func(line []byte) {
 		line = bytes.TrimLeft(line, "\ufeff \t\r\n\v\f")
-		if len(line) > 0 && line[0] != '#' {
-			n++
+		if len(line) == 0 || line[0] == '#' {
+			return
 		}
+		if first { // only the first record can be a header
+			first = false
+			if rec := bytes.TrimSpace(line); len(rec) <= MaxLineLen && isHeader(string(rec), format) {
+				return
+			}
+		}
+		n++
 	})
 	return n, err
 }

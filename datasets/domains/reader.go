@@ -261,8 +261,10 @@ func (r *Reader) readLine() (line []byte, tooLong bool, err error) {
 // for a CSV header line.
 func (r *Reader) parseRecord(s string) (e Entry, skip bool) {
 	e.Line = r.line
-	isCSV := r.format == FormatCSV || r.format == FormatAuto && strings.IndexByte(s, ',') >= 0
-	if !isCSV {
+	if r.records == 0 && isHeader(s, r.format) {
+		return e, true
+	}
+	if !isCSV(s, r.format) {
 		e.Input = clean(s)
 		e.Domain, e.Err = normalizeEntry(s)
 		return e, false
@@ -281,11 +283,6 @@ func (r *Reader) parseRecord(s string) (e Entry, skip bool) {
 	}
 	rankStr, dom := strings.TrimSpace(f[0]), strings.TrimSpace(f[1])
 	rank, rankErr := parseRank(rankStr)
-	if rankErr && r.records == 0 && strings.IndexByte(dom, '.') < 0 {
-		// A header line such as "rank,domain": first record, no number
-		// where the rank goes, no dot where the domain goes.
-		return e, true
-	}
 	e.Input = clean(dom)
 	if rankErr {
 		e.Err = fmt.Sprintf("invalid rank %q", truncate(rankStr, 32))
@@ -294,6 +291,28 @@ func (r *Reader) parseRecord(s string) (e Entry, skip bool) {
 	e.Rank = rank
 	e.Domain, e.Err = normalizeEntry(dom)
 	return e, false
+}
+
+// isCSV says whether the trimmed record line s is read as CSV in format.
+func isCSV(s string, format Format) bool {
+	return format == FormatCSV || format == FormatAuto && strings.IndexByte(s, ',') >= 0
+}
+
+// isHeader says whether s, the first record line of a list or CSV input
+// (trimmed), is a header such as "rank,domain": read as CSV, with no
+// number where the rank goes and no dot where the domain goes. Reader
+// skips it and Count does not count it, so a progress total is the number
+// of domains.
+func isHeader(s string, format Format) bool {
+	if !isCSV(s, format) {
+		return false
+	}
+	f, nf, err := splitCSV(s)
+	if err != nil || nf != 2 {
+		return false
+	}
+	_, badRank := parseRank(strings.TrimSpace(f[0]))
+	return badRank && strings.IndexByte(strings.TrimSpace(f[1]), '.') < 0
 }
 
 func normalizeEntry(s string) (domain, reason string) {

@@ -361,7 +361,7 @@ func (st *Stater) dane(t world.Target, h *Host, v mxView) DANE {
 	switch {
 	case f.DANEValid:
 	case taMatched && (h.Facts.Expired || h.Facts.NotYetValid):
-		f.Failure = world.ResultCertExpired
+		f.Failure = dateResult(h.Facts)
 	case taMatched:
 		f.Failure = world.ResultHostMismatch
 	default:
@@ -458,6 +458,17 @@ func (st *Stater) domainFacts(d world.Domain, t *Domain, rows map[string]*Host) 
 	return f
 }
 
+// dateResult is the RFC 8460 result type of a leaf outside its dates, for
+// DANE-TA and MTA-STS alike: certificate-expired says "the certificate has
+// expired" (§4.3.1), which a certificate valid from 2090 has not; the other
+// certificate failures are certificate-not-trusted.
+func dateResult(f *Facts) string {
+	if f.NotYetValid {
+		return world.ResultCertNotTrusted
+	}
+	return world.ResultCertExpired
+}
+
 // stsHostResult is the RFC 8460 result type a sender applying a domain's
 // MTA-STS policy reports for an MX host whose (first probed) target's row
 // is h: the policy's own failure first, then an MX host the policy does not
@@ -476,7 +487,7 @@ func stsHostResult(stsFail string, s world.STS, h *Host) string {
 	case h.Facts == nil:
 		return "" // no TLS session: nothing a TLS report speaks of
 	case h.Facts.Expired || h.Facts.NotYetValid:
-		return world.ResultCertExpired
+		return dateResult(h.Facts)
 	case !h.Facts.MatchMX:
 		return world.ResultHostMismatch
 	case !h.Facts.Trusted:

@@ -191,3 +191,36 @@ func TestPolicyBackground(t *testing.T) {
 		t.Errorf("shares beyond the small ones intended: %v", n)
 	}
 }
+
+// A leaf outside its dates: certificate-expired only once it has expired
+// (RFC 8460 §4.3.1), certificate-not-trusted while not yet valid, under an
+// MTA-STS policy as under DANE-TA (no lab case puts a not-yet-valid leaf
+// behind either, so the rule is held here).
+func TestSTSHostResultDates(t *testing.T) {
+	sts := world.STS{MX: world.STSMXHosts}
+	tests := []struct {
+		name  string
+		facts Facts
+		want  string
+	}{
+		{"in date", Facts{Trusted: true, MatchMX: true}, ""},
+		{"expired", Facts{Trusted: true, MatchMX: true, Expired: true}, world.ResultCertExpired},
+		{"not yet valid", Facts{Trusted: true, MatchMX: true, NotYetValid: true}, world.ResultCertNotTrusted},
+		{"expired before the name", Facts{Trusted: true, Expired: true}, world.ResultCertExpired},
+		{"not yet valid before the name", Facts{Trusted: true, NotYetValid: true}, world.ResultCertNotTrusted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &Host{Outcome: world.OutOK, Facts: &tt.facts}
+			if got := stsHostResult("", sts, h); got != tt.want {
+				t.Errorf("stsHostResult = %q, want %q", got, tt.want)
+			}
+			if tt.want == "" {
+				return
+			}
+			if got := dateResult(&tt.facts); got != tt.want {
+				t.Errorf("dateResult = %q, want %q (the DANE-TA rule)", got, tt.want)
+			}
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 )
 
 // NATS is how a process reaches the NATS server: the client library's own
@@ -146,10 +148,8 @@ func publish(ctx context.Context, js jetstream.JetStream, subject string, data [
 			return fmt.Errorf("publishing to %s: %w", subject, err)
 		}
 		slog.Debug("publish failed; retrying", "subject", subject, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return fmt.Errorf("publishing to %s: %w", subject, ctx.Err())
+		if err := clock.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("publishing to %s: %w", subject, err)
 		}
 		wait = min(2*wait, 2*time.Second)
 	}

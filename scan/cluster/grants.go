@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
 
@@ -30,9 +31,7 @@ func (c *coordinator) serveWant(m *nats.Msg) {
 	if wait := time.Until(c.grantFrom); wait > 0 {
 		// A resumed coordinator: connections the crashed one granted
 		// may still be open.
-		select {
-		case <-time.After(min(wait, grantWait)):
-		case <-ctx.Done():
+		if clock.Sleep(ctx, min(wait, grantWait)) != nil {
 			return
 		}
 		if time.Now().Before(c.grantFrom) {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 )
 
@@ -35,7 +36,7 @@ func (c *coordinator) consume(ctx context.Context, consumer string, handle func(
 		it, err := c.messages(ctx, consumer)
 		if err != nil {
 			slog.Warn("reading results", "consumer", consumer, "err", err)
-			waitFor(ctx, time.Second)
+			clock.Sleep(ctx, time.Second)
 			continue
 		}
 		for {
@@ -48,7 +49,7 @@ func (c *coordinator) consume(ctx context.Context, consumer string, handle func(
 				break
 			}
 			slog.Debug("reading results", "consumer", consumer, "err", err)
-			waitFor(ctx, 100*time.Millisecond)
+			clock.Sleep(ctx, 100*time.Millisecond)
 		}
 		it.Stop()
 	}

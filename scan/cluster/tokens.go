@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 )
 
 // tokens paces a worker's DNS queries by the scan's one limiter, which the
@@ -59,7 +61,7 @@ func (p *tokens) Wait(ctx context.Context) error {
 			if dl, ok := ctx.Deadline(); ok && dl.Before(now.Add(wait)) {
 				return errNoTokens
 			}
-			if err := waitFor(ctx, wait); err != nil {
+			if err := clock.Sleep(ctx, wait); err != nil {
 				return err
 			}
 			continue
@@ -98,7 +100,7 @@ func (p *tokens) Wait(ctx context.Context) error {
 			// No coordinator answers (it restarts, NATS reconnects):
 			// wait, as a query must not fail for it.
 			slog.Debug("leasing DNS tokens", "err", err)
-			if err := waitFor(ctx, 250*time.Millisecond); err != nil {
+			if err := clock.Sleep(ctx, 250*time.Millisecond); err != nil {
 				return err
 			}
 		}
@@ -120,15 +122,4 @@ func (p *tokens) lease(ctx context.Context, n int) (g tokenGrant, sent, received
 	}
 	err = decode(m.Data, &g)
 	return g, sent, received, err
-}
-
-func waitFor(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/pipeline"
 	"github.com/mxsurvey/mxsurvey/scan/resolve"
@@ -298,18 +299,18 @@ func (r *scanRunner) domainLoop() {
 	defer batches.Wait()
 	for r.taking.Err() == nil {
 		if r.waiting.Load() >= int64(cap(r.w.dnsSlots)) {
-			waitFor(r.taking, 20*time.Millisecond)
+			clock.Sleep(r.taking, 20*time.Millisecond)
 			continue
 		}
 		cons, err := r.batchConsumer()
 		if err != nil {
-			waitFor(r.taking, time.Second)
+			clock.Sleep(r.taking, time.Second)
 			continue
 		}
 		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			r.resetBatchConsumer()
-			waitFor(r.taking, time.Second)
+			clock.Sleep(r.taking, time.Second)
 			continue
 		}
 		for msg := range msgs.Messages() {
@@ -317,7 +318,7 @@ func (r *scanRunner) domainLoop() {
 		}
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			r.resetBatchConsumer()
-			waitFor(r.taking, 250*time.Millisecond)
+			clock.Sleep(r.taking, 250*time.Millisecond)
 		}
 	}
 }
@@ -482,7 +483,7 @@ func (r *scanRunner) probeLoop() {
 		if err != nil {
 			if r.taking.Err() == nil {
 				slog.Debug("asking for targets", "err", err)
-				waitFor(r.taking, 250*time.Millisecond)
+				clock.Sleep(r.taking, 250*time.Millisecond)
 			}
 			continue
 		}

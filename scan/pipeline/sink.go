@@ -61,7 +61,11 @@ func (a *Ack) fail() {
 // groups, each by one goroutine: a domain's tables (policies, mx, tlsa, in
 // that order, each writer committing the one before it first:
 // store.CommitBefore), and the probes. Each group commits its open parts
-// together at least every checkpoint.
+// together at least every checkpoint. A group writes what has queued up in
+// one store write per table (rows of several domains or probes together,
+// up to maxWriteRows): one write per domain cost a size check and a
+// dispatch each, and a writer that falls behind keeps probes and resolvers
+// waiting with their rows.
 //
 // The order is the dataset's contract (docs/schema.md): a domain's
 // policies row is committed no later than its mx rows, so committed mx rows
@@ -128,7 +132,7 @@ func (s *sink) write(ctx context.Context, r *Rows, ack *Ack) bool {
 	for _, g := range s.groups {
 		n := 0
 		for _, t := range g.tables {
-			if t.has(r) {
+			if t.rows(r) > 0 {
 				n++
 			}
 		}
@@ -168,12 +172,48 @@ type groupBatch struct {
 	ack  *Ack
 }
 
+// rows counts the rows of r that the group writes.
+func (g *group) rows(r *Rows) int {
+	n := 0
+	for _, t := range g.tables {
+		n += t.rows(r)
+	}
+	return n
+}
+
+// maxWriteRows bounds the rows a group takes off its channel for one
+// write. A write puts all its rows into one part, so it also bounds by how
+// much a part may pass its PartOptions.MaxPartRows.
+const maxWriteRows = 1024
+
+// take returns first and the batches queued behind it, up to maxWriteRows
+// rows, without waiting for more: ok is false once the channel is closed
+// (the batches taken before are still returned).
+func (g *group) take(bs []groupBatch, first groupBatch) (_ []groupBatch, ok bool) {
+	bs = append(bs[:0], first)
+	n := g.rows(first.rows)
+	for n < maxWriteRows {
+		select {
+		case b, open := <-g.ch:
+			if !open {
+				return bs, false
+			}
+			bs = append(bs, b)
+			n += g.rows(b.rows)
+		default:
+			return bs, true
+		}
+	}
+	return bs, true
+}
+
 // tableWriter is one table's part writer; table[R] for each row type R.
 type tableWriter interface {
 	name() string
-	has(r *Rows) bool
-	// write writes the table's rows of r, remembering ack for their part.
-	write(r *Rows, ack *Ack) error
+	rows(r *Rows) int // the table's rows in r
+	// write writes the table's rows of every batch in one store write,
+	// so into one part, remembering each batch's ack for that part.
+	write(bs []groupBatch) error
 	committed() (parts int, rows int64)
 	// settle completes the acks of the rows in parts committed since the
 	// last call.
@@ -207,38 +247,51 @@ func (g *group) run(checkpoint time.Duration, stop context.CancelCauseFunc) erro
 			t.settle()
 		}
 	}
+	closeAll := func() error {
+		if firstErr != nil {
+			return firstErr
+		}
+		var errs []error
+		for _, t := range g.tables { // in order, as each commits the one before it first
+			errs = append(errs, t.close())
+		}
+		settle()
+		return errors.Join(errs...)
+	}
 	tick := time.NewTicker(max(checkpoint/4, 10*time.Millisecond))
 	defer tick.Stop()
+	var bs []groupBatch
 	for {
 		select {
 		case b, ok := <-g.ch:
 			if !ok {
-				if firstErr != nil {
-					return firstErr
-				}
-				var errs []error
-				for _, t := range g.tables { // in order, as each commits the one before it first
-					errs = append(errs, t.close())
-				}
-				settle()
-				return errors.Join(errs...)
+				return closeAll()
 			}
+			bs, ok = g.take(bs, b)
 			if firstErr != nil {
-				b.ack.fail()
-				continue
-			}
-			for _, t := range g.tables {
-				if !t.has(b.rows) {
-					continue
-				}
-				if err := t.write(b.rows, b.ack); err != nil {
+				for _, b := range bs {
 					b.ack.fail()
-					fail(err)
-					break
+				}
+			} else {
+				// Tables in order: every batch's policies rows are
+				// written before its mx rows, its mx rows before its tlsa
+				// rows, as one batch at a time would.
+				for _, t := range g.tables {
+					if err := t.write(bs); err != nil {
+						for _, b := range bs {
+							b.ack.fail()
+						}
+						fail(err)
+						break
+					}
+				}
+				if firstErr == nil {
+					settle()
 				}
 			}
-			if firstErr == nil {
-				settle()
+			clear(bs) // the rows are not kept alive until the next write
+			if !ok {
+				return closeAll()
 			}
 		case <-tick.C:
 			if firstErr != nil {
@@ -276,6 +329,7 @@ type table[R any] struct {
 	tableName string
 	pick      func(*Rows) []R
 	w         *store.PartWriter[R]
+	buf       []R    // the rows of one write
 	pending   []*Ack // of the rows in the open part
 	parts     int    // committed parts when pending was last settled
 }
@@ -289,27 +343,38 @@ func newTable[R any](name, dir string, opts store.PartOptions, pick func(*Rows) 
 }
 
 func (t *table[R]) name() string                       { return t.tableName }
-func (t *table[R]) has(r *Rows) bool                   { return len(t.pick(r)) > 0 }
+func (t *table[R]) rows(r *Rows) int                   { return len(t.pick(r)) }
 func (t *table[R]) committed() (parts int, rows int64) { return t.w.Committed() }
 func (t *table[R]) age() time.Duration                 { return t.w.Age() }
 func (t *table[R]) commit() error                      { return t.w.Commit() }
 func (t *table[R]) close() error                       { return t.w.Close() }
 func (t *table[R]) abort()                             { t.w.Abort() }
 
-// write writes r's rows of the table. A full part is committed inside
-// Write before they go into the next one, so the acks pending before are
-// settled first.
-func (t *table[R]) write(r *Rows, ack *Ack) error {
+// write writes the table's rows of bs, copied into one slice (so the
+// store's in-place UTF-8 repair never touches rows a caller still reads).
+// A full part is committed inside Write before they go into the next one,
+// so the acks pending before are settled first.
+func (t *table[R]) write(bs []groupBatch) error {
+	for _, b := range bs {
+		t.buf = append(t.buf, t.pick(b.rows)...)
+	}
+	if len(t.buf) == 0 {
+		return nil
+	}
 	before, _ := t.w.Committed()
-	err := t.w.Write(t.pick(r))
+	err := t.w.Write(t.buf)
+	clear(t.buf) // the rows' strings and chains are not kept alive by the buffer
+	t.buf = t.buf[:0]
 	if after, _ := t.w.Committed(); after > before {
 		t.settle()
 	}
 	if err != nil {
 		return err
 	}
-	if ack != nil {
-		t.pending = append(t.pending, ack)
+	for _, b := range bs {
+		if b.ack != nil && t.rows(b.rows) > 0 {
+			t.pending = append(t.pending, b.ack)
+		}
 	}
 	return nil
 }

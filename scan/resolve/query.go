@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/clock"
 )
 
 // ednsSize is the EDNS0 UDP payload we advertise: the DNS Flag Day 2020
@@ -131,7 +132,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, cd bool
 	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			r.stats.retries.Add(1)
-			if err := sleep(ctx, backoff(attempt)); err != nil {
+			if err := clock.Sleep(ctx, backoff(attempt)); err != nil {
 				s, why := ctxStatus(ctx)
 				return nil, s, why
 			}
@@ -286,17 +287,6 @@ func ctxStatus(ctx context.Context) (string, string) {
 func backoff(attempt int) time.Duration {
 	d := backoffBase << min(attempt-1, 6)
 	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Check makes sure that a DNS server answers at every configured address
