@@ -7,6 +7,8 @@
 package workers
 
 import (
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -35,6 +37,31 @@ func (p *Pool) Go(fn func()) {
 	default:
 		go p.loop(fn)
 	}
+}
+
+// Run runs fn on a worker and waits for its result: a caller that spends
+// most of its life waiting hands its deep, short work over this way. A
+// panic in fn is carried back and raised in the caller's goroutine, where
+// the caller's recovery (a probe's row) sees it.
+func (p *Pool) Run(fn func() error) error {
+	type result struct {
+		err   error
+		panic any
+	}
+	done := make(chan result, 1)
+	p.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- result{panic: fmt.Sprintf("%v\n%s", v, debug.Stack())}
+			}
+		}()
+		done <- result{err: fn()}
+	})
+	r := <-done
+	if r.panic != nil {
+		panic(r.panic)
+	}
+	return r.err
 }
 
 func (p *Pool) loop(fn func()) {

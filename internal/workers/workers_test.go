@@ -1,7 +1,9 @@
 package workers
 
 import (
+	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,5 +52,27 @@ func TestPool(t *testing.T) {
 	}
 	if g := runtime.NumGoroutine(); g > before-n {
 		t.Errorf("%d goroutines after stop, want the %d idle workers gone (%d before)", g, n, before)
+	}
+}
+
+// Run hands back fn's error, and its panic to the caller's goroutine,
+// where the caller's recover sees it.
+func TestRun(t *testing.T) {
+	p := New(time.Second)
+	defer p.Stop()
+	want := errors.New("handshake failed")
+	if err := p.Run(func() error { return want }); err != want {
+		t.Fatalf("Run returned %v, want %v", err, want)
+	}
+	if err := p.Run(func() error { return nil }); err != nil {
+		t.Fatalf("Run returned %v, want nil", err)
+	}
+	got := func() (v any) {
+		defer func() { v = recover() }()
+		_ = p.Run(func() error { panic("bad certificate") })
+		return nil
+	}()
+	if s, _ := got.(string); !strings.Contains(s, "bad certificate") || !strings.Contains(s, "goroutine") {
+		t.Fatalf("recovered %q, want the panic value and its stack", got)
 	}
 }

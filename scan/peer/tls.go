@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime/debug"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -55,30 +54,6 @@ type Result struct {
 // idle workers were alive at a 10,000-probe flight run's memory peak).
 var handshakers = workers.New(time.Second)
 
-// onWorker runs fn on a handshake worker and waits for it. A panic in fn is
-// carried back and raised in the caller's goroutine, where the caller's
-// recovery (a probe's row) sees it.
-func onWorker(fn func() error) error {
-	type result struct {
-		err   error
-		panic any
-	}
-	done := make(chan result, 1)
-	handshakers.Go(func() {
-		defer func() {
-			if v := recover(); v != nil {
-				done <- result{panic: fmt.Sprintf("%v\n%s", v, debug.Stack())}
-			}
-		}()
-		done <- result{err: fn()}
-	})
-	r := <-done
-	if r.panic != nil {
-		panic(r.panic)
-	}
-	return r.err
-}
-
 // Handshake runs a TLS client handshake over c and records what the server
 // presented, verifying nothing: a survey records every chain, and the
 // analyzer judges it later against the roots it is given. pre are bytes
@@ -116,7 +91,7 @@ func Handshake(c net.Conn, pre []byte, cfg Config) (*tls.Conn, Result, error) {
 	}
 	hc := &handshakeConn{Conn: c, pre: pre, record: true}
 	conn := tls.Client(hc, tc)
-	err := onWorker(conn.Handshake)
+	err := handshakers.Run(conn.Handshake)
 	hc.record = false
 	if err != nil {
 		chain := sent

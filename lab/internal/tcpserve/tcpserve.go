@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/internal/workers"
 )
 
 // Server serves the connections of one listener.
@@ -21,6 +23,8 @@ type Server struct {
 	ln     net.Listener
 	handle func(net.Conn)
 	done   chan struct{}
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -32,7 +36,8 @@ type Server struct {
 // that a caller can keep Done (and the server itself) in its own fields
 // before the first connection can read them.
 func New(ln net.Listener) *Server {
-	return &Server{ln: ln, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{ln: ln, done: make(chan struct{}), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 }
 
 // Start accepts on ln until Close and runs handle for each connection from
@@ -104,6 +109,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	close(s.done)
+	s.cancel()
 	err := s.ln.Close()
 	for c := range s.conns {
 		c.Close()
@@ -116,19 +122,18 @@ func (s *Server) Close() error {
 	return err
 }
 
+// handshakers run the lab's TLS server handshakes, as scan/peer's run the
+// scanner's: a handshake needs a deep stack, and a connection's goroutine,
+// new for each connection, would grow one by copying every time (5% of the
+// lab's CPU in a latency-off scan) and keep it while the session waits.
+var handshakers = workers.New(time.Second)
+
 // Handshake runs a TLS server handshake on tc, bounded by limit and by
 // Close.
 func (s *Server) Handshake(tc *tls.Conn, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	ctx, cancel := context.WithTimeout(s.ctx, limit)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return tc.HandshakeContext(ctx)
+	return handshakers.Run(func() error { return tc.HandshakeContext(ctx) })
 }
 
 // AddrOf is the address of a TCP endpoint.
