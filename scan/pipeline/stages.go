@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
+	"github.com/mxsurvey/mxsurvey/internal/gcmem"
 	"github.com/mxsurvey/mxsurvey/scan/guard"
 	"github.com/mxsurvey/mxsurvey/scan/policy"
 	"github.com/mxsurvey/mxsurvey/scan/probe"
@@ -293,6 +294,7 @@ func (st *Stages) Probe(ctx context.Context, t Target, beforeDial func(context.C
 			return survey.ProbeRow{}, false
 		}
 	}
+	defer gcmem.Open()() // thousands of probes waiting on servers: memory, not CPU, is their cost
 	row = st.prober.Probe(ctx, probe.Target{IP: t.IP, MXHost: t.MXHost})
 	if ctx.Err() != nil {
 		return survey.ProbeRow{}, false // abandoned by an interrupt: not a property of the server
