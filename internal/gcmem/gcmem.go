@@ -4,10 +4,10 @@
 // goroutine stacks, so with 10,000 probes in flight the heap in use was 455
 // MiB for 180 MiB live and 183 MiB of stacks, and the scanner's peak RSS 651
 // MiB. A scan holding that many connections is bound by the network, not by
-// its CPU (that run used a third of a core): collecting at half the growth
-// costs CPU it has to spare and took the peak to 524 MiB (latency 3-6 s,
-// 100,000 lab domains). Below a thousand connections, where a lab scan is
-// CPU-bound, the runtime's setting stays.
+// its CPU (that run used two thirds of one core): collecting at half the
+// growth costs CPU it has to spare (about 10% more) and took the peak to
+// 528 MiB (latency 3-6 s, 100,000 lab domains). Below a thousand
+// connections, where a lab scan is CPU-bound, the runtime's setting stays.
 //
 // GOGC set in the environment is the user's choice and is left alone.
 package gcmem
