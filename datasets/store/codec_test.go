@@ -67,3 +67,26 @@ func TestPageCodecMemory(t *testing.T) {
 		t.Errorf("%d KiB is not well under the default codec's %d KiB", ours>>10, theirs>>10)
 	}
 }
+
+// BenchmarkPageCodec compares the page-window codec with parquet-go's
+// default on a page, each with a warm encoder (go test -bench PageCodec).
+func BenchmarkPageCodec(b *testing.B) {
+	src := page(pageWindow)
+	for _, c := range []struct {
+		name  string
+		codec interface {
+			Encode(dst, src []byte) ([]byte, error)
+		}
+	}{{"page-window", &pageZstd{}}, {"parquet-go-default", &pqzstd.Codec{}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(src)))
+			var dst []byte
+			for b.Loop() {
+				var err error
+				if dst, err = c.codec.Encode(dst, src); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
