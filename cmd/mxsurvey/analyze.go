@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,11 +33,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if done, err := parseFlags(fs, args); done {
+		return err
 	}
 	if *out == "" || fs.NArg() == 0 {
 		return fmt.Errorf("%w: -o REPORTDIR and at least one SCANDIR are required (mxsurvey analyze -h)", errUsage)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -64,14 +63,11 @@ func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(fs.Output(), "  %-30s %s%s\n", c.Name, c.Desc, mark)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if done, err := parseFlags(fs, args); done {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	if err := noArguments(fs); err != nil {
+		return err
 	}
 	if cfg.OutDir == "" {
 		return fmt.Errorf("%w: -out DIR is required (mxsurvey lab -h)", errUsage)

@@ -20,6 +20,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,27 @@ import (
 // errUsage wraps every error in a command line (unknown flag, impossible
 // value, missing argument): run prints it and exits 2, before any traffic.
 var errUsage = errors.New("usage")
+
+// parseFlags parses a command's flags. done is true when the command has
+// nothing more to do: after -h, whose usage the flag set printed (exit 0),
+// or on a bad command line, whose err wraps errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) (done bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return false, nil
+}
+
+// noArguments is the check of a command that takes flags only.
+func noArguments(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	return nil
+}
 
 type command struct {
 	name, summary string

@@ -91,11 +91,8 @@ func scanCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.BoolVar(&cfg.Resolve.TrustAD, "trust-ad", false, "trust the AD bit of resolvers not on loopback (only over a channel you trust to a validating resolver you trust; with -nats: each worker's resolvers)")
 	fs.DurationVar(&cfg.ProgressEvery, "progress", pipeline.DefaultProgressEvery, "interval between progress lines on stderr")
 
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if done, err := parseFlags(fs, args); done {
+		return err
 	}
 	var err error
 	if cfg.Format, err = domains.ParseFormat(*format); err != nil {

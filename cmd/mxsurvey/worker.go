@@ -39,14 +39,11 @@ func workerCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var((*listFlag)(&cfg.Resolvers), "resolver", "recursive DNS resolver HOST:PORT (repeatable; default: /etc/resolv.conf)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", pipeline.DefaultConcurrency, "probes in flight, all scans together")
 	fs.IntVar(&cfg.DNSConcurrency, "dns-concurrency", pipeline.DefaultDNSConcurrency, "domains resolved at once, all scans together")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if done, err := parseFlags(fs, args); done {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	if err := noArguments(fs); err != nil {
+		return err
 	}
 	if nats.URL == "" {
 		return fmt.Errorf("%w: -nats URL is required", errUsage)
