@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mxsurvey/mxsurvey/bench/internal/counts"
 )
 
 type config struct {
@@ -94,12 +96,9 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench cluster: ")
-	for _, f := range strings.Fields(workers) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			log.Fatalf("bad number of workers %q", f)
-		}
-		c.workers = append(c.workers, n)
+	var err error
+	if c.workers, err = counts.Parse("workers", workers); err != nil {
+		log.Fatal(err)
 	}
 	res := Results{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), NProc: runtime.NumCPU(), Latency: c.latency,
 		Concurrency: c.conc, DNSConc: c.dnsConc, Commands: c.commands}

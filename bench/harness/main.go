@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/bench/internal/counts"
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
@@ -99,12 +100,9 @@ func main() {
 	}
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench: ")
-	for _, f := range strings.Fields(sizes) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			log.Fatalf("bad size %q", f)
-		}
-		c.sizes = append(c.sizes, n)
+	var err error
+	if c.sizes, err = counts.Parse("sizes", sizes); err != nil {
+		log.Fatal(err)
 	}
 	if c.fieldRuns <= 0 {
 		c.fieldRuns = c.runs

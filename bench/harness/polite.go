@@ -24,10 +24,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/bench/internal/counts"
 	"github.com/mxsurvey/mxsurvey/bench/politetail"
 )
 
@@ -66,11 +66,11 @@ func runPolite(ctx context.Context, c config) error {
 		p.sizes, p.latency, p.interval = "1000", c.latency, 50*time.Millisecond
 	}
 	var errs []error
-	for _, f := range strings.Fields(p.sizes) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return fmt.Errorf("bad -polite-sizes %q", p.sizes)
-		}
+	sizes, err := counts.Parse("polite-sizes", p.sizes)
+	if err != nil {
+		return err
+	}
+	for _, n := range sizes {
 		res := politeSize(ctx, c, p, n)
 		b, _ := json.MarshalIndent(res, "", " ")
 		if err := os.WriteFile(filepath.Join(c.results, fmt.Sprintf("polite-%d.json", n)), b, 0o644); err != nil {
