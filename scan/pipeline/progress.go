@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mxsurvey/mxsurvey/datasets/domains"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
 )
 
@@ -29,6 +32,37 @@ type counters struct {
 	outcomes     map[string]int64
 	errorClasses map[string]int64
 	dnsStatuses  map[string]int64
+}
+
+// inputTotal is the progress line's denominator: the entries this run will
+// read that are its own. Without a shard, domains.Count's quick line count;
+// with one, the input is read as the scan reads it and each entry's key
+// tested against the shard, since a shard's share of a list is only about
+// 1/N and a total of the whole list would leave its progress near 1/N at
+// the end. Reading costs about a microsecond per line, from a goroutine of
+// its own.
+func inputTotal(cfg Config) (int64, error) {
+	if cfg.Shard.N <= 1 {
+		return domains.Count(cfg.Input, cfg.Format)
+	}
+	in, err := domains.Open(cfg.Input, cfg.Format)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close() // read-only: a close error cannot lose data
+	var n int64
+	for {
+		e, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("counting input: %w", err)
+		}
+		if cfg.Shard.includes(entryKey(e)) {
+			n++
+		}
+	}
 }
 
 func (c *counters) init() {

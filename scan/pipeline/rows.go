@@ -132,5 +132,14 @@ func skippedRow(t Target, port int, class, reason string) survey.ProbeRow {
 // valid domain name.
 func invalidKey(input string) string { return "\x00invalid:" + input }
 
+// entryKey is what an input entry is deduplicated and sharded by: its
+// domain, or its input line when it is not a valid domain.
+func entryKey(e domains.Entry) string {
+	if e.Err != "" {
+		return invalidKey(e.Input)
+	}
+	return e.Domain
+}
+
 // tlsaKey keys a Task.TLSAHost apart from every domain.
 func tlsaKey(host string) string { return "\x00tlsa:" + host }

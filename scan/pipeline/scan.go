@@ -125,7 +125,7 @@ func Open(ctx context.Context, cfg Config, w Wiring) (*Scan, error) {
 	}
 	if cfg.Input != "-" {
 		go func() {
-			if n, err := domains.Count(cfg.Input, cfg.Format); err == nil {
+			if n, err := inputTotal(cfg); err == nil {
 				s.c.inputTotal.Store(n)
 			}
 		}()
@@ -187,10 +187,7 @@ func (s *Scan) Read(ctx context.Context, emit func(context.Context, Task) error)
 			return fmt.Errorf("reading input: %w", err)
 		}
 		s.c.read.Add(1)
-		key := e.Domain
-		if e.Err != "" {
-			key = invalidKey(e.Input)
-		}
+		key := entryKey(e)
 		if !s.cfg.Shard.includes(key) {
 			continue
 		}
