@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,10 +178,14 @@ func (s *udpSocket) deliver(id uint16, rep udpReply) {
 }
 
 // send writes the queued queries, batch by batch, until the queue is
-// empty. A query whose datagram the kernel refuses (an ICMP error from an
-// earlier datagram, queued on the socket) gets the error.
+// empty. It first yields: the queries that the reader's last batch of
+// replies woke are runnable on this core, and letting them queue their
+// next query turns a sendmmsg per datagram into one per ~20 (measured with
+// strace -c). A query whose datagram the kernel refuses (an ICMP error
+// from an earlier datagram, queued on the socket) gets the error.
 func (s *udpSocket) send() {
 	for {
+		runtime.Gosched()
 		s.mu.Lock()
 		q := s.queue
 		if len(q) == 0 || s.closed {
