@@ -235,38 +235,40 @@ func TestUDPBadReplies(t *testing.T) {
 			return [][]byte{append([]byte{byte(q.Id >> 8), byte(q.Id), 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0}, "garbage"...)}
 		}, "unpacking reply"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pc.Close()
-			go func() {
-				buf := make([]byte, 512)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					q := new(dns.Msg)
-					if q.Unpack(buf[:n]) != nil {
-						continue
-					}
-					for _, b := range tc.replies(q) {
-						_, _ = pc.WriteTo(b, from)
-					}
+		for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+			t.Run(tc.name+" "+addr, func(t *testing.T) {
+				pc, err := net.ListenPacket("udp", addr)
+				if err != nil {
+					t.Skipf("no %s here: %v", addr, err)
 				}
-			}()
-			u := newUDPServer(pc.LocalAddr().String())
-			defer u.close()
-			q := new(dns.Msg).SetQuestion("a.test.", dns.TypeA)
-			resp, err := u.exchange(context.Background(), q, 300*time.Millisecond)
-			switch {
-			case tc.want == "" && (err != nil || resp.Id != q.Id):
-				t.Errorf("reply %v, %v; want the reply", resp, err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("reply %v, %v; want an error with %q", resp, err, tc.want)
-			}
-		})
+				defer pc.Close()
+				go func() {
+					buf := make([]byte, 512)
+					for {
+						n, from, err := pc.ReadFrom(buf)
+						if err != nil {
+							return
+						}
+						q := new(dns.Msg)
+						if q.Unpack(buf[:n]) != nil {
+							continue
+						}
+						for _, b := range tc.replies(q) {
+							_, _ = pc.WriteTo(b, from)
+						}
+					}
+				}()
+				u := newUDPServer(pc.LocalAddr().String())
+				defer u.close()
+				q := new(dns.Msg).SetQuestion("a.test.", dns.TypeA)
+				resp, err := u.exchange(context.Background(), q, 300*time.Millisecond)
+				switch {
+				case tc.want == "" && (err != nil || resp.Id != q.Id):
+					t.Errorf("reply %v, %v; want the reply", resp, err)
+				case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+					t.Errorf("reply %v, %v; want an error with %q", resp, err, tc.want)
+				}
+			})
+		}
 	}
 }
