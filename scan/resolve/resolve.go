@@ -191,7 +191,7 @@ func New(cfg Config) (*Resolver, error) {
 	r.workers = workers.New(2 * time.Second)
 	r.udpServers = map[string]*udpServer{}
 	for _, s := range r.servers {
-		r.udpServers[s] = newUDPServer(s)
+		r.udpServers[s] = newUDPServer(s, r.timeout)
 	}
 	return r, nil
 }

@@ -3,7 +3,9 @@ package resolve
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -115,7 +117,7 @@ func TestUDPIDsUnique(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		send, err := s.register("unused", m, buf, &udpWaiter{})
+		send, err := s.register("unused", time.Minute, m, buf, &udpWaiter{ch: make(chan udpReply, 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,9 +132,10 @@ func TestUDPIDsUnique(t *testing.T) {
 		}
 		seen[m.Id] = true
 	}
-	if len(s.queue) != 1000 {
-		t.Errorf("%d queries queued, want 1000", len(s.queue))
+	if len(s.queue) != 1000 || len(s.deadlines) != 1000 {
+		t.Errorf("%d queries queued, %d deadlines, want 1000", len(s.queue), len(s.deadlines))
 	}
+	s.expiry.Stop()
 }
 
 func packed(t testing.TB, m *dns.Msg) []byte {
@@ -212,6 +215,34 @@ func FuzzParseReply(f *testing.F) {
 	})
 }
 
+// plainDNS starts a server on a plain UDP socket at addr (skipping the
+// test when the address is not available here) that calls reply for each
+// query; send writes a datagram to the query's client. It returns the
+// server's address.
+func plainDNS(t *testing.T, addr string, reply func(q *dns.Msg, send func([]byte))) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Skipf("no %s here: %v", addr, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+				continue
+			}
+			reply(q, func(b []byte) { _, _ = pc.WriteTo(b, from) })
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
 // A server that answers each query with what the case says, over a plain
 // socket: what reaches the query waiting on the shared socket.
 func TestUDPBadReplies(t *testing.T) {
@@ -237,31 +268,15 @@ func TestUDPBadReplies(t *testing.T) {
 	} {
 		for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 			t.Run(tc.name+" "+addr, func(t *testing.T) {
-				pc, err := net.ListenPacket("udp", addr)
-				if err != nil {
-					t.Skipf("no %s here: %v", addr, err)
-				}
-				defer pc.Close()
-				go func() {
-					buf := make([]byte, 512)
-					for {
-						n, from, err := pc.ReadFrom(buf)
-						if err != nil {
-							return
-						}
-						q := new(dns.Msg)
-						if q.Unpack(buf[:n]) != nil {
-							continue
-						}
-						for _, b := range tc.replies(q) {
-							_, _ = pc.WriteTo(b, from)
-						}
+				srv := plainDNS(t, addr, func(q *dns.Msg, send func([]byte)) {
+					for _, b := range tc.replies(q) {
+						send(b)
 					}
-				}()
-				u := newUDPServer(pc.LocalAddr().String())
+				})
+				u := newUDPServer(srv, 300*time.Millisecond)
 				defer u.close()
 				q := new(dns.Msg).SetQuestion("a.test.", dns.TypeA)
-				resp, err := u.exchange(context.Background(), q, 300*time.Millisecond)
+				resp, err := u.exchange(context.Background(), q)
 				switch {
 				case tc.want == "" && (err != nil || resp.Id != q.Id):
 					t.Errorf("reply %v, %v; want the reply", resp, err)
@@ -271,4 +286,49 @@ func TestUDPBadReplies(t *testing.T) {
 			})
 		}
 	}
+}
+
+// The deadlines of a socket's queries: a query left unanswered ends at its
+// timeout, not before and not much after; the deadline of a query answered
+// already never ends a later query (a pooled waiter reused on the socket).
+func TestUDPDeadlines(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	srv := plainDNS(t, "127.0.0.1:0", func(q *dns.Msg, send func([]byte)) {
+		b := packed(t, new(dns.Msg).SetReply(q))
+		switch {
+		case strings.HasPrefix(q.Question[0].Name, "drop"):
+		case strings.HasPrefix(q.Question[0].Name, "slow"):
+			time.AfterFunc(timeout*7/10, func() { send(b) })
+		default:
+			send(b)
+		}
+	})
+	u := newUDPServer(srv, timeout)
+	defer u.close()
+	ask := func(name string) (time.Duration, error) {
+		start := time.Now()
+		_, err := u.exchange(context.Background(), new(dns.Msg).SetQuestion(name, dns.TypeA))
+		return time.Since(start), err
+	}
+	for range 2 * udpSockets {
+		if _, err := ask("fast.test."); err != nil {
+			t.Fatalf("fast query: %v", err)
+		}
+	}
+	time.Sleep(timeout / 2) // the fast queries' deadlines pass while the slow ones wait
+	var wg sync.WaitGroup
+	for range 2 * udpSockets {
+		wg.Go(func() {
+			if took, err := ask("slow.test."); err != nil {
+				t.Errorf("slow query, answered within its timeout: %v after %v", err, took)
+			}
+		})
+		wg.Go(func() {
+			took, err := ask("drop.test.")
+			if !errors.Is(err, os.ErrDeadlineExceeded) || took < timeout || took > timeout+200*time.Millisecond {
+				t.Errorf("unanswered query: %v after %v, want a timeout after %v", err, took, timeout)
+			}
+		})
+	}
+	wg.Wait()
 }
