@@ -325,7 +325,7 @@ func TestUDPDeadlines(t *testing.T) {
 		})
 		wg.Go(func() {
 			took, err := ask("drop.test.")
-			if !errors.Is(err, os.ErrDeadlineExceeded) || took < timeout || took > timeout+200*time.Millisecond {
+			if !errors.Is(err, os.ErrDeadlineExceeded) || took < timeout || took > 2*timeout {
 				t.Errorf("unanswered query: %v after %v, want a timeout after %v", err, took, timeout)
 			}
 		})
