@@ -434,3 +434,112 @@ func TestHostileDNS(t *testing.T) {
 		t.Errorf("wrong question: %v %v, truth %s", r, err, wq.DNSStatus)
 	}
 }
+
+// A burst of queries from one socket, all sent before any reply is read,
+// and datagrams that are no query among them: the batched reader answers
+// every query once, with its ID and its records, and drops the rest.
+func TestUDPBurst(t *testing.T) {
+	l, tr := testServer(t)
+	c, err := net.Dial("udp", l.DNSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.UDPConn).SetReadBuffer(4 << 20)
+	d := byCase(tr, "dns_null_mx")
+	one, err := query(t, l.DNSAddr, d.Domain, dns.TypeMX, "udp", false)
+	if err != nil || len(one.Answer) == 0 {
+		t.Fatalf("one query: %v, %v", one, err)
+	}
+	const n = 300
+	for i := range n {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(d.Domain), dns.TypeMX)
+		m.Id = uint16(i)
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			_, _ = c.Write([]byte("not a query"))
+			resp := new(dns.Msg).SetReply(m)
+			rb, _ := resp.Pack()
+			_, _ = c.Write(rb) // a response sent to the server: dropped
+		}
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint16]bool{}
+	buf := make([]byte, dns.MaxMsgSize)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(seen) < n {
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%d of %d answered: %v", len(seen), n, err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(buf[:k]); err != nil {
+			t.Fatal(err)
+		}
+		if seen[r.Id] || r.Id >= n || len(r.Answer) != len(one.Answer) {
+			t.Fatalf("reply %d: seen %v, %d answers (want %d)", r.Id, seen[r.Id], len(r.Answer), len(one.Answer))
+		}
+		seen[r.Id] = true
+	}
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if k, err := c.Read(buf); err == nil {
+		t.Errorf("a reply beyond the %d queries: %d bytes", n, k)
+	}
+}
+
+// answerUDP's view of a datagram: a reply, or nothing to send.
+func TestAnswerUDP(t *testing.T) {
+	w, auth, tr, err := labtest.World(25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &handler{w: w, auth: auth}
+	q := func(name string, mod func(*dns.Msg)) []byte {
+		m := new(dns.Msg).SetQuestion(dns.Fqdn(name), dns.TypeMX)
+		m.Id = 77
+		if mod != nil {
+			mod(m)
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	plain := byCase(tr, "dns_null_mx").Domain
+	for _, tc := range []struct {
+		name  string
+		in    []byte
+		rcode int // -1: no reply
+	}{
+		{"query", q(plain, nil), dns.RcodeSuccess},
+		{"dropped on purpose", q(byCase(tr, "dns_timeout").Domain, nil), -1},
+		{"outside the zones", q("example.com", nil), dns.RcodeRefused},
+		{"a response", q(plain, func(m *dns.Msg) { m.Response = true }), -1},
+		{"garbage", []byte("not a dns message"), -1},
+		{"empty", nil, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := h.answerUDP(tc.in, make([]byte, dns.MaxMsgSize))
+			if tc.rcode < 0 {
+				if b != nil {
+					t.Errorf("replied %d bytes, want nothing", len(b))
+				}
+				return
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(b); err != nil {
+				t.Fatal(err)
+			}
+			if r.Id != 77 || r.Rcode != tc.rcode {
+				t.Errorf("reply id %d rcode %d, want 77 %d", r.Id, r.Rcode, tc.rcode)
+			}
+		})
+	}
+}

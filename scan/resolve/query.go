@@ -195,7 +195,7 @@ func (r *Resolver) exchangeUDP(ctx context.Context, m *dns.Msg, server string) (
 	if err := r.send(ctx); err != nil {
 		return nil, err
 	}
-	resp, err := r.udpServers[server].exchange(ctx, m, r.timeout)
+	resp, err := r.udpServers[server].exchange(ctx, m)
 	if err != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

@@ -15,7 +15,9 @@
 // (CNAME hops, MX count) is bounded so a hostile zone cannot multiply work.
 //
 // Queries travel over a few long-lived UDP sockets per server, replies
-// matched to queries by message ID (udp.go), and the questions a lookup can
+// matched to queries by message ID (udp.go); the datagrams go out and come
+// in a batch per system call (sendmmsg, recvmmsg), as the kernel's work
+// per datagram is most of what a question costs. The questions a lookup can
 // ask at once (A beside AAAA, the hosts of one domain) run in parallel on
 // reused goroutines: a further question per domain costs one datagram each
 // way and a hand-off, which is what a survey asking policy records too
@@ -189,7 +191,7 @@ func New(cfg Config) (*Resolver, error) {
 	r.workers = workers.New(2 * time.Second)
 	r.udpServers = map[string]*udpServer{}
 	for _, s := range r.servers {
-		r.udpServers[s] = newUDPServer(s)
+		r.udpServers[s] = newUDPServer(s, r.timeout)
 	}
 	return r, nil
 }
