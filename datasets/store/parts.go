@@ -307,7 +307,7 @@ func ReadBatches[T any](ctx context.Context, path string, fn func([]T) error) (e
 	defer recoverSchema(path, &err)
 	r := parquet.NewGenericReader[T](pf)
 	defer r.Close()
-	return readBatches(ctx, path, r, fn)
+	return readBatches(ctx, path, r.Read, fn)
 }
 
 // RowGroup is one row group of a committed part: the unit of work that
@@ -416,7 +416,21 @@ func (p *sharedPart) done() {
 // time. T may name only some of the part's columns (by their parquet tags,
 // with the same types): the others are not read (project), which is what
 // makes a reader that needs a few columns of a wide table fast.
-func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) (err error) {
+func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) error {
+	return withRowGroup(g, func(rg parquet.RowGroup) error {
+		if f, ok := flatFields[T](rg); ok {
+			rows := project[T](rg).Rows()
+			defer rows.Close()
+			return readBatches(ctx, g.Path, flatReader[T](g.Path, rows, f), fn)
+		}
+		r := parquet.NewGenericRowGroupReader[T](project[T](rg))
+		defer r.Close()
+		return readBatches(ctx, g.Path, r.Read, fn)
+	})
+}
+
+// withRowGroup calls read with row group g, its part open.
+func withRowGroup(g RowGroup, read func(parquet.RowGroup) error) (err error) {
 	if g.part == nil {
 		return fmt.Errorf("reading %s: row group %d not listed by ListTable", g.Path, g.Index)
 	}
@@ -430,9 +444,7 @@ func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) (e
 	if g.Index >= len(rgs) {
 		return fmt.Errorf("reading %s: no row group %d", g.Path, g.Index)
 	}
-	r := parquet.NewGenericRowGroupReader[T](project[T](rgs[g.Index]))
-	defer r.Close()
-	return readBatches(ctx, g.Path, r, fn)
+	return read(rgs[g.Index])
 }
 
 // project returns the columns of rg that T names, as a row group whose
@@ -511,14 +523,16 @@ func recoverSchema(path string, err *error) {
 	}
 }
 
-func readBatches[T any](ctx context.Context, path string, r *parquet.GenericReader[T], fn func([]T) error) error {
+// readBatches calls fn with the rows read, a batch at a time, until read
+// returns io.EOF.
+func readBatches[T any](ctx context.Context, path string, read func([]T) (int, error), fn func([]T) error) error {
 	buf := make([]T, readBatch)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		clear(buf)
-		n, rerr := r.Read(buf)
+		n, rerr := read(buf)
 		if n > 0 {
 			if err := fn(buf[:n]); err != nil {
 				return err
