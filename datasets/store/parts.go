@@ -415,7 +415,9 @@ func (p *sharedPart) done() {
 // streams a file; goroutines may read row groups of one Table at the same
 // time. T may name only some of the part's columns (by their parquet tags,
 // with the same types): the others are not read (project), which is what
-// makes a reader that needs a few columns of a wide table fast.
+// makes a reader that needs a few columns of a wide table fast. A T of
+// plain string, bool and integer columns is filled without parquet-go's
+// row reconstruction (flat.go).
 func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) error {
 	return withRowGroup(g, func(rg parquet.RowGroup) error {
 		if f, ok := flatFields[T](rg); ok {
