@@ -13,9 +13,10 @@
 // MTA-STS or TLS-RPT record.
 //
 // Each pass over a table (runPass) uses every core the same way: row groups
-// are decoded and each row evaluated (evalProbe, evalDomain: verification,
-// matching, classification, the export row) on Options.Workers goroutines,
-// and the results are counted, joined and exported on one goroutine in the
+// are decoded (only the columns its row type names: probeRow, mxRow, ...)
+// and each row evaluated (evalProbe, evalDomain: verification, matching,
+// classification, the export row) on Options.Workers goroutines, and the
+// results are counted, joined and exported on one goroutine in the
 // order of a sequential read (countProbe, countDomain). Every figure, top
 // list and export is therefore the same, byte for byte, however many
 // workers ran; a figure from another table (a per-row join) is added to the

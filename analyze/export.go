@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
@@ -122,8 +121,16 @@ type table[T any] struct {
 	buf             []T
 	segments        chan *segment[T]
 	done            chan error
-	free            sync.Pool // *segment[T] written and ready for reuse
+	// free holds segments written and ready for reuse. A sync.Pool lost
+	// them at every collection, and the next segments grew their buffers
+	// again: half a gigabyte of garbage per million rows.
+	free chan *segment[T]
 }
+
+// freeSegments bounds the segments kept for reuse: those in flight, a few
+// per worker (runPass decodes 2 x workers row groups ahead) and those
+// queued to the table's goroutine, come back to it; more are dropped.
+const freeSegments = 16
 
 // segment is a run of rows in export order with their CSV records, which
 // the workers format (add) so that the table's goroutine only writes. The
@@ -140,7 +147,7 @@ type segment[T any] struct {
 const exportRowGroup = 50_000
 
 func newTable[T any](dir, name string) (*table[T], error) {
-	t := &table[T]{segments: make(chan *segment[T], 4), done: make(chan error, 1)}
+	t := &table[T]{segments: make(chan *segment[T], 4), done: make(chan error, 1), free: make(chan *segment[T], freeSegments)}
 	var err error
 	if t.csvFile, err = os.Create(filepath.Join(dir, name+".csv")); err != nil {
 		return nil, fmt.Errorf("creating export: %w", err)
@@ -166,8 +173,10 @@ func newTable[T any](dir, name string) (*table[T], error) {
 
 // segment returns an empty segment for about n rows.
 func (t *table[T]) segment(n int) *segment[T] {
-	seg, _ := t.free.Get().(*segment[T])
-	if seg == nil {
+	var seg *segment[T]
+	select {
+	case seg = <-t.free:
+	default:
 		seg = &segment[T]{}
 		seg.w = csv.NewWriter(&seg.csv)
 	}
@@ -176,10 +185,25 @@ func (t *table[T]) segment(n int) *segment[T] {
 	return seg
 }
 
-// add appends a row and its CSV record, as the table's csv.Writer would
-// format it.
+// add appends a row and its CSV record.
 func (seg *segment[T]) add(row T) error {
-	seg.rows = append(seg.rows, row)
+	*seg.next() = row
+	return seg.record()
+}
+
+// next appends a zero row for the caller to fill in place, which spares a
+// copy of the row (and, for a row filled through reflection, its
+// allocation); record then formats it. The pointer is valid until the next
+// call.
+func (seg *segment[T]) next() *T {
+	var zero T
+	seg.rows = append(seg.rows, zero)
+	return &seg.rows[len(seg.rows)-1]
+}
+
+// record appends the CSV record of the last row, as the table's csv.Writer
+// would format it.
+func (seg *segment[T]) record() error {
 	seg.rec = csvRecord(reflect.ValueOf(&seg.rows[len(seg.rows)-1]).Elem(), seg.rec[:0])
 	return seg.w.Write(seg.rec)
 }
@@ -198,7 +222,10 @@ func (t *table[T]) run() {
 			err = t.write(seg)
 		}
 		clear(seg.rows)
-		t.free.Put(seg)
+		select {
+		case t.free <- seg:
+		default:
+		}
 	}
 	t.done <- err
 }
@@ -332,10 +359,10 @@ func (o *outputs) abort() {
 // what it counted, so the certificate is described as the analyzer
 // described it, not as an older scanner may have, and a notebook's recount
 // agrees with summary.json.
-// scratch is the caller's, reused from row to row.
-func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
-	var row HostRow
-	dst, src := reflect.ValueOf(&row).Elem(), reflect.ValueOf(r).Elem()
+// row is a zero HostRow to fill; scratch is the caller's, reused from row
+// to row.
+func hostRow(row *HostRow, r *probeRow, h *hostResult, scratch *survey.ProbeRow) {
+	dst, src := reflect.ValueOf(row).Elem(), reflect.ValueOf(r).Elem()
 	for _, p := range hostFromProbe {
 		dst.Field(p[0]).Set(src.Field(p[1]))
 	}
@@ -361,7 +388,6 @@ func hostRow(r *probeRow, h *hostResult, scratch *survey.ProbeRow) HostRow {
 		row.MatchMX, row.MatchBanner, row.MatchEHLO = h.matchMX, h.matchBanner, h.matchEHLO
 		row.MatchPostTLS, row.MatchPTR, row.ValidForMX = h.matchPost, h.matchPTR, h.validForMX
 	}
-	return row
 }
 
 func (o *outputs) finish(s *Summary, top map[string]map[string]int64) error {

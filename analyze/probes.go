@@ -60,7 +60,8 @@ func (a *analyzer) readProbes(ctx context.Context) error {
 				f := a.evalProbe(&rows[i])
 				b.facts = append(b.facts, f)
 				if b.export != nil {
-					if err := b.export.add(hostRow(&rows[i], &f.hostResult, &scratch)); err != nil {
+					hostRow(b.export.next(), &rows[i], &f.hostResult, &scratch)
+					if err := b.export.record(); err != nil {
 						return err
 					}
 				}

@@ -8,7 +8,13 @@ import (
 	"log/slog"
 
 	"github.com/mxsurvey/mxsurvey/analyze"
+	"github.com/mxsurvey/mxsurvey/internal/gcmem"
 )
+
+// analyzeHeapFloor is the heap the analyzer grows to before collecting
+// (gcmem.HeapFloor): its peak with the runtime's default for a million
+// probe rows, 1.06 GB RSS, where 58 collections ran while its caches grew.
+const analyzeHeapFloor = 1 << 30
 
 // analyzeCommand is "mxsurvey analyze". -h prints the usage and returns
 // nil, so that asking for help is not reported as a failure.
@@ -54,6 +60,7 @@ Flags:
 		Progress:  progress,
 		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
+	defer gcmem.HeapFloor(analyzeHeapFloor)()
 	s, err := analyze.Analyze(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("analyze: %w", err)

@@ -307,7 +307,7 @@ func ReadBatches[T any](ctx context.Context, path string, fn func([]T) error) (e
 	defer recoverSchema(path, &err)
 	r := parquet.NewGenericReader[T](pf)
 	defer r.Close()
-	return readBatches(ctx, path, r, fn)
+	return readBatches(ctx, path, r.Read, fn)
 }
 
 // RowGroup is one row group of a committed part: the unit of work that
@@ -414,9 +414,25 @@ func (p *sharedPart) done() {
 // ReadRowGroup streams one row group of a Table in batches, as ReadBatches
 // streams a file; goroutines may read row groups of one Table at the same
 // time. T may name only some of the part's columns (by their parquet tags,
-// with the same types): the others are not decoded, which is what makes a
-// reader that needs a few columns of a wide table fast.
-func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) (err error) {
+// with the same types): the others are not read (project), which is what
+// makes a reader that needs a few columns of a wide table fast. A T of
+// plain string, bool and integer columns is filled without parquet-go's
+// row reconstruction (flat.go).
+func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) error {
+	return withRowGroup(g, func(rg parquet.RowGroup) error {
+		if f, ok := flatFields[T](rg); ok {
+			rows := project[T](rg).Rows()
+			defer rows.Close()
+			return readBatches(ctx, g.Path, flatReader[T](g.Path, rows, f), fn)
+		}
+		r := parquet.NewGenericRowGroupReader[T](project[T](rg))
+		defer r.Close()
+		return readBatches(ctx, g.Path, r.Read, fn)
+	})
+}
+
+// withRowGroup calls read with row group g, its part open.
+func withRowGroup(g RowGroup, read func(parquet.RowGroup) error) (err error) {
 	if g.part == nil {
 		return fmt.Errorf("reading %s: row group %d not listed by ListTable", g.Path, g.Index)
 	}
@@ -430,9 +446,55 @@ func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) (e
 	if g.Index >= len(rgs) {
 		return fmt.Errorf("reading %s: no row group %d", g.Path, g.Index)
 	}
-	r := parquet.NewGenericRowGroupReader[T](rgs[g.Index])
-	defer r.Close()
-	return readBatches(ctx, g.Path, r, fn)
+	return read(rgs[g.Index])
+}
+
+// project returns the columns of rg that T names, as a row group whose
+// schema is T's, when every column of T is in rg with the same type and
+// repetition; otherwise rg itself, which parquet-go converts row by row.
+//
+// parquet-go's own conversion (what a reader of a narrower type gets)
+// decodes every column of the file and then drops the ones T does not
+// name: reading the probes table's 23 analyzed columns of 47 decoded all
+// 47. The projection reads only T's columns, and since its schema is T's,
+// the reader has nothing left to convert. A column T names that rg lacks
+// (an older schema) or types differently takes the converting path, which
+// fills in or converts values as before.
+func project[T any](rg parquet.RowGroup) parquet.RowGroup {
+	schema := parquet.SchemaOf(new(T))
+	file := rg.Schema()
+	for _, f := range schema.Fields() {
+		g, ok := fieldNamed(file, f.Name())
+		if !ok || !parquet.EqualNodes(f, g) {
+			return rg
+		}
+	}
+	conv, err := parquet.Convert(schema, file)
+	if err != nil {
+		return rg // the converting path reports it
+	}
+	return projected{parquet.ConvertRowGroup(rg, conv)}
+}
+
+func fieldNamed(n parquet.Node, name string) (parquet.Field, bool) {
+	for _, f := range n.Fields() {
+		if f.Name() == name {
+			return f, true
+		}
+	}
+	return nil, false
+}
+
+// projected is a row group converted by parquet.ConvertRowGroup whose
+// columns need no conversion: its column chunks are the file's, renumbered
+// in T's order, and its rows are read from them alone, where a converted
+// row group reads the source's rows, every column, and converts them.
+type projected struct {
+	parquet.RowGroup
+}
+
+func (p projected) Rows() parquet.Rows {
+	return parquet.NewRowGroupRowReader(p.RowGroup)
 }
 
 // openPart opens a part without its page index and bloom filters, which no
@@ -463,14 +525,16 @@ func recoverSchema(path string, err *error) {
 	}
 }
 
-func readBatches[T any](ctx context.Context, path string, r *parquet.GenericReader[T], fn func([]T) error) error {
+// readBatches calls fn with the rows read, a batch at a time, until read
+// returns io.EOF.
+func readBatches[T any](ctx context.Context, path string, read func([]T) (int, error), fn func([]T) error) error {
 	buf := make([]T, readBatch)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		clear(buf)
-		n, rerr := r.Read(buf)
+		n, rerr := read(buf)
 		if n > 0 {
 			if err := fn(buf[:n]); err != nil {
 				return err

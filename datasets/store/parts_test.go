@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 func TestPartWriterRotatesAndCommitsAtomically(t *testing.T) {
@@ -259,4 +262,124 @@ func TestRowGroups(t *testing.T) {
 	if err := ReadRowGroup(context.Background(), again.Groups[1], func([]projection) error { return nil }); err == nil {
 		t.Errorf("a row group of a closed table was read")
 	}
+}
+
+// A type naming some of a table's columns reads through a projection of
+// only those columns, with the values the full row holds: lists and
+// optional columns included, whether the row before had them set or not. A
+// type the projection cannot serve (a column the part lacks, one typed
+// differently) reads through parquet-go's conversion, as before.
+func TestProjection(t *testing.T) {
+	dir := t.TempDir()
+	w, err := NewPartWriter[survey.ProbeRow](dir, PartOptions{GroupRows: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	var rows []survey.ProbeRow
+	for i := range 8 {
+		r := survey.ProbeRow{IP: fmt.Sprintf("192.0.2.%d", i), MXHost: fmt.Sprintf("mx%d.example", i%3), Port: 25}
+		if i%2 == 0 { // set every other row's lists and optional columns, so each follows its opposite
+			r.CertChain = [][]byte{{byte(i), 1}, {byte(i), 2, 3}}
+			r.CertSANDNS = []string{fmt.Sprintf("mx%d.example", i)}
+			r.BannerRaw = []byte{0xff, byte(i)}
+			r.CertNotAfter = at.Add(time.Duration(i) * time.Hour)
+			r.TLSVersion = "TLS 1.3"
+		}
+		rows = append(rows, r)
+	}
+	if err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	type narrow struct {
+		MXHost       string    `parquet:"mx_host,dict"`
+		IP           string    `parquet:"ip,dict"`
+		BannerRaw    []byte    `parquet:"banner_raw,optional"`
+		CertChain    [][]byte  `parquet:"cert_chain,list"`
+		CertSANDNS   []string  `parquet:"cert_san_dns,list"`
+		CertNotAfter time.Time `parquet:"cert_not_after,timestamp(millisecond),optional"`
+		TLSVersion   string    `parquet:"tls_version,dict"`
+	}
+	want := func(r survey.ProbeRow) narrow {
+		return narrow{r.MXHost, r.IP, r.BannerRaw, r.CertChain, r.CertSANDNS, r.CertNotAfter, r.TLSVersion}
+	}
+	table, err := ListTable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	pf := func(g RowGroup) *parquet.File {
+		t.Helper()
+		f, err := g.part.open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	rg := pf(table.Groups[0]).RowGroups()[0]
+	p, ok := project[narrow](rg).(projected)
+	if !ok {
+		t.Fatalf("narrow type not projected")
+	}
+	if n := len(p.ColumnChunks()); n != 7 {
+		t.Errorf("projection reads %d columns, want 7", n)
+	}
+	type missing struct {
+		IP     string `parquet:"ip,dict"`
+		Absent string `parquet:"absent"`
+	}
+	type retyped struct {
+		IP   string `parquet:"ip,dict"`
+		Port int64  `parquet:"port"`
+	}
+	if _, ok := project[missing](rg).(projected); ok {
+		t.Errorf("a type with a column the part lacks was projected")
+	}
+	if _, ok := project[retyped](rg).(projected); ok {
+		t.Errorf("a type with a column of another type was projected")
+	}
+
+	got, gotMissing, gotRetyped := readTable[narrow](t, dir), readTable[missing](t, dir), readTable[retyped](t, dir)
+	if len(got) != len(rows) || len(gotMissing) != len(rows) || len(gotRetyped) != len(rows) {
+		t.Fatalf("read %d, %d, %d rows, want %d", len(got), len(gotMissing), len(gotRetyped), len(rows))
+	}
+	for i, r := range rows {
+		g := got[i]
+		// An empty list or absent optional reads as empty, nil or not.
+		if len(g.CertChain) == 0 {
+			g.CertChain = nil
+		}
+		if len(g.CertSANDNS) == 0 {
+			g.CertSANDNS = nil
+		}
+		if len(g.BannerRaw) == 0 {
+			g.BannerRaw = nil
+		}
+		if !reflect.DeepEqual(g, want(r)) {
+			t.Errorf("row %d read as\n %+v\nwant\n %+v", i, g, want(r))
+		}
+		if gotMissing[i] != (missing{IP: r.IP}) || gotRetyped[i] != (retyped{IP: r.IP, Port: 25}) {
+			t.Errorf("row %d through conversion: %+v, %+v", i, gotMissing[i], gotRetyped[i])
+		}
+	}
+}
+
+// readTable reads every row group of dir's parts with ReadRowGroup.
+func readTable[T any](t *testing.T, dir string) []T {
+	t.Helper()
+	table, err := ListTable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	var rows []T
+	for _, g := range table.Groups {
+		if err := ReadRowGroup(context.Background(), g, func(b []T) error { rows = append(rows, b...); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rows
 }

@@ -3,6 +3,7 @@ package gcmem
 import (
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func gcPercent() int {
@@ -63,5 +64,48 @@ func TestUserSettingLeftAlone(t *testing.T) {
 	}
 	for _, c := range closes {
 		c()
+	}
+}
+
+func TestFloorPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		floor, live uint64
+		base, want  int
+	}{
+		{1024 * mib, 0, 100, 25500},       // before the first collection: the minimum heap, scaled
+		{1024 * mib, 4 * mib, 100, 25500}, // goal 4 MiB x 256 = the floor
+		{1024 * mib, 256 * mib, 100, 300}, // goal 256 x 4 = the floor
+		{1024 * mib, 512 * mib, 100, 100}, // goal 2 x 512 = the floor, base's own
+		{1024 * mib, 700 * mib, 100, 100}, // past half the floor: base's goal is larger
+		{1024 * mib, 2048 * mib, 100, 100},
+		{1024 * mib, 256 * mib, 400, 400}, // never below base
+	} {
+		if got := floorPercent(c.floor, c.live, c.base); got != c.want {
+			t.Errorf("floorPercent(%d MiB, %d MiB, %d) = %d, want %d", c.floor/mib, c.live/mib, c.base, got, c.want)
+		}
+	}
+}
+
+// While a floor is set, the growth percent is raised for a live heap far
+// below it, and stop restores the runtime's setting.
+func TestHeapFloor(t *testing.T) {
+	if !enabled {
+		t.Skip("GOGC is set in the environment: gcmem leaves it alone")
+	}
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	stop := HeapFloor(1 << 40)
+	deadline := time.Now().Add(5 * time.Second)
+	for gcPercent() <= 100 {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("GC percent still %d with a 1 TiB floor", gcPercent())
+		}
+		time.Sleep(floorPoll)
+	}
+	stop()
+	if got := gcPercent(); got != 100 {
+		t.Fatalf("after stop: GC percent %d, want 100", got)
 	}
 }
