@@ -269,3 +269,41 @@ func TestWorkersSameBytes(t *testing.T) {
 		}
 	}
 }
+
+// Rows, read from the footers, is the number of probe and mx rows the
+// passes read.
+func TestRowsCountsProbeAndMXRows(t *testing.T) {
+	dirs, _ := shardedScan(t)
+	var want int64
+	count := func(read func(context.Context, store.RowGroup) (int, error), dir string) {
+		table, err := store.ListTable(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer table.Close()
+		for _, g := range table.Groups {
+			n, err := read(context.Background(), g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want += int64(n)
+		}
+	}
+	for _, d := range dirs {
+		count(readCount[survey.ProbeRow], survey.ProbesDir(d))
+		count(readCount[survey.MXRow], survey.MXDir(d))
+	}
+	got, err := Rows(dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want || got == 0 {
+		t.Errorf("Rows = %d, want %d rows read", got, want)
+	}
+}
+
+func readCount[T any](ctx context.Context, g store.RowGroup) (int, error) {
+	n := 0
+	err := store.ReadRowGroup(ctx, g, func(rows []T) error { n += len(rows); return nil })
+	return n, err
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mxsurvey/mxsurvey/datasets/store"
+	"github.com/mxsurvey/mxsurvey/datasets/survey"
 	"github.com/mxsurvey/mxsurvey/internal/ordered"
 )
 
@@ -50,4 +51,24 @@ func runPass[R any](ctx context.Context, a *analyzer, name string, table func(di
 	}
 	p.done()
 	return nil
+}
+
+// Rows counts the probe and mx rows of the scan directories from their
+// Parquet footers, without reading a row: what the command sizes the
+// analyzer's heap floor by.
+func Rows(dirs []string) (int64, error) {
+	var n int64
+	for _, dir := range dirs {
+		for _, table := range []func(string) string{survey.ProbesDir, survey.MXDir} {
+			t, err := store.ListTable(table(dir))
+			if err != nil {
+				return 0, err
+			}
+			for _, g := range t.Groups {
+				n += g.Rows
+			}
+			t.Close() // read-only: a close error cannot lose data
+		}
+	}
+	return n, nil
 }
