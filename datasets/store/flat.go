@@ -18,14 +18,15 @@ import (
 // column that repeats down the rows (a domain's name over its mx rows, its
 // status, an MX host) costs one string per run.
 
-// flatFields returns the field kinds of T when T is flat and rg holds each
-// of its columns with the same type (project's test), in T's column order.
+// flatFields returns the field kinds of T when T is flat and rg is
+// project's result for T, which holds each of T's columns with the same
+// type, in T's column order.
 func flatFields[T any](rg parquet.RowGroup) ([]reflect.Kind, bool) {
 	t := reflect.TypeFor[T]()
 	if t.Kind() != reflect.Struct {
 		return nil, false
 	}
-	if _, ok := project[T](rg).(projected); !ok {
+	if _, ok := rg.(projected); !ok {
 		return nil, false
 	}
 	schema := parquet.SchemaOf(new(T))

@@ -63,7 +63,7 @@ func TestReadFlat(t *testing.T) {
 	var want []flat
 	for _, g := range table.Groups {
 		err := withRowGroup(g, func(rg parquet.RowGroup) error {
-			if _, ok := flatFields[flat](rg); !ok {
+			if _, ok := flatFields[flat](project[flat](rg)); !ok {
 				t.Fatalf("row type of string, int and bool columns is not read flat")
 			}
 			type listed struct {
@@ -76,13 +76,13 @@ func TestReadFlat(t *testing.T) {
 			type retyped struct {
 				Rank int32 `parquet:"rank"`
 			}
-			if _, ok := flatFields[listed](rg); ok {
+			if _, ok := flatFields[listed](project[listed](rg)); ok {
 				t.Errorf("a type with a list was read flat")
 			}
-			if _, ok := flatFields[timed](rg); ok {
+			if _, ok := flatFields[timed](project[timed](rg)); ok {
 				t.Errorf("a type with a timestamp was read flat")
 			}
-			if _, ok := flatFields[retyped](rg); ok {
+			if _, ok := flatFields[retyped](project[retyped](rg)); ok {
 				t.Errorf("a type with a column typed otherwise was read flat")
 			}
 			r := parquet.NewGenericRowGroupReader[flat](rg) // parquet-go's own conversion and reconstruction

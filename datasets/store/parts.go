@@ -420,12 +420,13 @@ func (p *sharedPart) done() {
 // row reconstruction (flat.go).
 func ReadRowGroup[T any](ctx context.Context, g RowGroup, fn func([]T) error) error {
 	return withRowGroup(g, func(rg parquet.RowGroup) error {
-		if f, ok := flatFields[T](rg); ok {
-			rows := project[T](rg).Rows()
+		p := project[T](rg)
+		if f, ok := flatFields[T](p); ok {
+			rows := p.Rows()
 			defer rows.Close()
 			return readBatches(ctx, g.Path, flatReader[T](g.Path, rows, f), fn)
 		}
-		r := parquet.NewGenericRowGroupReader[T](project[T](rg))
+		r := parquet.NewGenericRowGroupReader[T](p)
 		defer r.Close()
 		return readBatches(ctx, g.Path, r.Read, fn)
 	})
