@@ -1,7 +1,9 @@
 // Package gcmem sets the garbage collector's trade of CPU for memory where
 // the runtime's default does not fit: Open spends CPU to save memory while
 // the process holds many connections that wait on the network, and
-// HeapFloor spends memory to save CPU in a batch job (the analyzer).
+// HeapFloor spends memory to save CPU while a job's live heap is still far
+// below what it will need (the analyzer, a long scan, the lab). The two
+// compose: many open connections win over a floor.
 //
 // Open: Go collects when the heap has grown by GOGC percent (100) of what
 // was live plus the goroutine stacks, so with 10,000 probes in flight the
@@ -33,11 +35,17 @@ const (
 )
 
 var (
-	open     atomic.Int64
-	lowered  atomic.Bool
-	mu       sync.Mutex
-	previous int // the percent before lowering, restored after
-	enabled  = os.Getenv("GOGC") == ""
+	enabled = os.Getenv("GOGC") == ""
+	open    atomic.Int64
+	lowered atomic.Bool // written under mu; read without it on Open's fast path
+
+	// mu guards the setting gcmem derives from what is asked of it (apply).
+	mu      sync.Mutex
+	floor   uint64 // HeapFloor's, 0 when none is set
+	live    uint64 // the live heap as the floor's poll last read it
+	changed bool   // the runtime's setting is gcmem's; base is what it was
+	base    int
+	set     int // the percent gcmem last set
 )
 
 // Open counts a connection that may wait on the network until the
@@ -66,12 +74,38 @@ func adjust(n int64) {
 	if want == lowered.Load() {
 		return
 	}
-	if want {
-		previous = debug.SetGCPercent(busyPercent)
-	} else {
-		debug.SetGCPercent(previous)
-	}
 	lowered.Store(want)
+	apply()
+}
+
+// apply sets the growth percent that what is asked now calls for, under mu.
+// Many open connections win over a floor: memory is then their cost, and
+// the floor waits until they are fewer. With neither, the runtime's own
+// setting is back.
+func apply() {
+	if !lowered.Load() && floor == 0 {
+		if changed {
+			debug.SetGCPercent(base)
+			changed = false
+		}
+		return
+	}
+	if !changed {
+		base = debug.SetGCPercent(100)
+		debug.SetGCPercent(base)
+		set, changed = base, true
+	}
+	if base < 0 { // GC off by debug.SetGCPercent: nothing to tune
+		return
+	}
+	want := busyPercent
+	if !lowered.Load() {
+		want = floorPercent(floor, live, base)
+	}
+	if want != set {
+		debug.SetGCPercent(want)
+		set = want
+	}
 }
 
 // A batch job's live heap grows from nothing over its run: the analyzer's
@@ -83,35 +117,37 @@ func adjust(n int64) {
 // before the collector runs, and to what the runtime's own setting allows
 // once the live heap is past half the floor: fewer collections, and the
 // peak no higher than the floor or the runtime's own peak, whichever is
-// larger.
+// larger. A long scan's sets and caches grow the same way, and so does
+// the lab's heap, which stays small while it answers a million
+// connections.
 //
 // It raises the growth percent after each collection (polling the live
 // heap every floorPoll) so that the next goal is the larger of the two, and
-// restores the runtime's setting when stop is called. With GOGC set in the
-// environment it does nothing. Not for a process that also uses Open: the
-// two would overwrite each other's setting.
-func HeapFloor(floor uint64) (stop func()) {
-	if !enabled {
+// restores the runtime's setting when stop is called. One floor at a time:
+// a second HeapFloor replaces the first. With GOGC set in the environment
+// it does nothing.
+func HeapFloor(f uint64) (stop func()) {
+	if !enabled || f == 0 {
 		return func() {}
 	}
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
-	if base < 0 { // GC off by debug.SetGCPercent: nothing to raise
-		return func() {}
-	}
+	mu.Lock()
+	floor, live = f, 0
+	apply()
+	mu.Unlock()
 	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
 		tick := time.NewTicker(floorPoll)
 		defer tick.Stop()
-		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		set := base
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
-			metrics.Read(live)
-			if p := floorPercent(floor, live[0].Value.Uint64(), base); p != set {
-				debug.SetGCPercent(p)
-				set = p
+			metrics.Read(sample)
+			mu.Lock()
+			if floor == f {
+				live = sample[0].Value.Uint64()
+				apply()
 			}
+			mu.Unlock()
 			select {
 			case <-done:
 				return
@@ -122,7 +158,12 @@ func HeapFloor(floor uint64) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
-		debug.SetGCPercent(base)
+		mu.Lock()
+		if floor == f {
+			floor = 0
+			apply()
+		}
+		mu.Unlock()
 	}
 }
 

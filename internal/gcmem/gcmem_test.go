@@ -109,3 +109,38 @@ func TestHeapFloor(t *testing.T) {
 		t.Fatalf("after stop: GC percent %d, want 100", got)
 	}
 }
+
+// Many open connections win over a floor, and the floor is back once they
+// are fewer; with both gone, the setting is what it was before either.
+func TestFloorWaitsForBusyConnections(t *testing.T) {
+	if !enabled {
+		t.Skip("GOGC is set in the environment: gcmem leaves it alone")
+	}
+	before := debug.SetGCPercent(120)
+	defer debug.SetGCPercent(before)
+	waitFor := func(what string, ok func(p int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(gcPercent()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: GC percent %d", what, gcPercent())
+			}
+			time.Sleep(floorPoll)
+		}
+	}
+	stop := HeapFloor(1 << 40)
+	waitFor("a 1 TiB floor", func(p int) bool { return p > 120 })
+	var closes []func()
+	for range busy {
+		closes = append(closes, Open())
+	}
+	waitFor("busy connections over a floor", func(p int) bool { return p == busyPercent })
+	for _, c := range closes {
+		c()
+	}
+	waitFor("the floor once the connections closed", func(p int) bool { return p > 120 })
+	stop()
+	if got := gcPercent(); got != 120 {
+		t.Fatalf("after stop: GC percent %d, want 120", got)
+	}
+}
