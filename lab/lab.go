@@ -164,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 	}
 	l := &Lab{Dir: cfg.OutDir, world: w, auth: auth}
-	if err := l.listen(cfg); err != nil {
+	if err := l.listen(ctx, cfg); err != nil {
 		return nil, err
 	}
 	l.Info = Info{
@@ -250,14 +250,17 @@ func (l *Lab) WaitTruth(ctx context.Context) error {
 	return l.truthErr
 }
 
-func (l *Lab) listen(cfg Config) error {
+func (l *Lab) listen(ctx context.Context, cfg Config) error {
 	ds, err := dnsserver.Start(cfg.DNSAddr, l.world, l.auth)
 	if err != nil {
 		return err
 	}
 	l.dns, l.DNSAddr = ds, ds.Addr
 	// tcp4 only: [::1]:port must refuse, which is the smtp_refused case.
-	sl, err := net.Listen("tcp4", "0.0.0.0:"+strconv.Itoa(cfg.SMTPPort))
+	// No TCP keepalive: a lab session lasts milliseconds to seconds, and
+	// turning keepalive on cost four setsockopt calls per connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	sl, err := lc.Listen(ctx, "tcp4", "0.0.0.0:"+strconv.Itoa(cfg.SMTPPort))
 	if err != nil {
 		ds.Close()
 		return fmt.Errorf("lab: smtp: %w", err)
@@ -265,7 +268,7 @@ func (l *Lab) listen(cfg Config) error {
 	l.SMTPPort = sl.Addr().(*net.TCPAddr).Port
 	l.smtp = smtpserver.Serve(l.world, l.auth, sl, cfg.ConnLog)
 	// tcp4 only, as SMTP: [::1]:port must refuse (sts_refused).
-	hl, err := net.Listen("tcp4", "0.0.0.0:"+strconv.Itoa(cfg.MTASTSPort))
+	hl, err := lc.Listen(ctx, "tcp4", "0.0.0.0:"+strconv.Itoa(cfg.MTASTSPort))
 	if err != nil {
 		ds.Close()
 		l.smtp.Close()
