@@ -1,7 +1,9 @@
 package domains
 
 // Dedup remembers the domains seen so far so that a domain listed twice is
-// scanned once.
+// scanned once. The scan keeps its other sets of a scan's size the same way:
+// the targets (ip|mx_host) queued or probed, and the MX hosts whose tlsa row
+// is written.
 //
 // It stores a 64-bit FNV-1a hash of each domain, not the domain: a Go map of
 // uint64 keys costs about 10–20 bytes per domain (8-byte slots, growth by
@@ -10,7 +12,9 @@ package domains
 // a hash, and the second would then be taken for a repeat and skipped. For n
 // domains the chance of any collision is about n²/2⁶⁵: 3·10⁻⁶ for 10 million
 // domains, 7·10⁻⁴ for the 160 million names of the .com zone. The hash is
-// deterministic, so a run is reproducible.
+// deterministic, so a run is reproducible. A map of integers also has no
+// pointers for the garbage collector to follow at every cycle (the targets
+// of a million lab domains took 61 MB as a map of strings).
 //
 // Callers pass the normalised form ([Entry.Domain]); Dedup does not normalise.
 // A Dedup is not safe for concurrent use: one goroutine (the one reading the

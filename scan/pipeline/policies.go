@@ -61,7 +61,7 @@ func (s *Scan) resumePolicies(mxHosts map[string]struct{}) error {
 		return nil
 	}
 	err := store.ReadAll(survey.TLSADir(s.cfg.Out), func(row *survey.TLSARow) error {
-		s.tlsaHosts[row.MXHost] = struct{}{}
+		s.tlsaHosts.Seen(row.MXHost)
 		s.c.pol.resumedTLSA.Add(1)
 		return nil
 	})
@@ -69,7 +69,7 @@ func (s *Scan) resumePolicies(mxHosts map[string]struct{}) error {
 		return fmt.Errorf("reading committed tlsa rows to resume: %w", err)
 	}
 	for h := range mxHosts {
-		if _, ok := s.tlsaHosts[h]; !ok {
+		if !s.tlsaHosts.Has(h) {
 			s.tlsaMissing = append(s.tlsaMissing, h)
 		}
 	}

@@ -53,3 +53,21 @@ func TestInputTotalCountsTheShard(t *testing.T) {
 		t.Errorf("shards add up to %d, want %d", sum, whole)
 	}
 }
+
+// The heap floor follows the count of the input and ends with Finish; a
+// count that arrives after Finish (a short scan, a long input) sets none.
+func TestHeapFloorEndsWithFinish(t *testing.T) {
+	var s Scan
+	s.setHeapFloor(1000)
+	if s.stopFloor == nil {
+		t.Fatal("no heap floor once the input is counted")
+	}
+	s.setHeapFloor(-1)
+	if s.stopFloor != nil {
+		t.Fatal("the heap floor outlived Finish")
+	}
+	s.setHeapFloor(1000)
+	if s.stopFloor != nil {
+		t.Fatal("a count after Finish set a heap floor")
+	}
+}

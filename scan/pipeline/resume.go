@@ -81,7 +81,7 @@ func (s *Scan) resume() (map[string]struct{}, error) {
 	}
 	err = store.ReadAll(survey.ProbesDir(s.cfg.Out), func(row *survey.ProbeRow) error {
 		k := survey.TargetKey(row.IP, row.MXHost)
-		s.targets[k] = struct{}{}
+		s.targets.Seen(k)
 		if s.probed != nil {
 			s.probed.Seen(k)
 		}
@@ -95,6 +95,6 @@ func (s *Scan) resume() (map[string]struct{}, error) {
 	for _, t := range referenced {
 		s.carried = append(s.carried, t)
 	}
-	slog.Info("resuming", "dir", s.cfg.Out, "domains_done", s.done.Len(), "probes_done", len(s.targets), "targets_to_reprobe", len(s.carried))
+	slog.Info("resuming", "dir", s.cfg.Out, "domains_done", s.done.Len(), "probes_done", s.targets.Len(), "targets_to_reprobe", len(s.carried))
 	return hosts, nil
 }
