@@ -90,7 +90,11 @@ func TargetsOf(rows []survey.MXRow) []Target {
 func mxRows(e domains.Entry, d resolve.Domain, at time.Time) []survey.MXRow {
 	base := survey.MXRow{Domain: e.Domain, Rank: e.Rank, Input: e.Input, DNSStatus: d.Status, DNSError: d.Error,
 		ImplicitMX: d.ImplicitMX, CNAMEs: d.CNAMEs, ResolvedAt: at, MXDNSSEC: d.DNSSEC}
-	var rows []survey.MXRow
+	n := 0
+	for _, h := range d.Hosts {
+		n += max(len(h.Addrs), 1)
+	}
+	rows := make([]survey.MXRow, 0, max(n, 1)) // grown by append, they were 2% of all the scanner allocated
 	for _, h := range d.Hosts {
 		hr := base
 		hr.MXHost, hr.MXPreference, hr.MXHostStatus, hr.MXHostError = h.Name, int32(h.Preference), h.Status, h.Error

@@ -154,10 +154,16 @@ func (st *Stages) Resolve(ctx context.Context, task Task) (Resolved, bool) {
 		row, ok, _ := st.tlsa(ctx, st.res.LookupHost(ctx, task.TLSAHost), false)
 		return Resolved{Rows: Rows{TLSA: []survey.TLSARow{row}}}, ok
 	}
-	var pol chan survey.PolicyRow
+	// The policy records are asked meanwhile, their row filled in place: a
+	// channel of rows held a second copy of each.
+	var pols []survey.PolicyRow
+	var polDone chan struct{}
 	if st.fetcher != nil && !task.SkipPolicies {
-		pol = make(chan survey.PolicyRow, 1)
-		go func() { pol <- policy.Records(ctx, st.res, task.Entry.Domain) }()
+		pols, polDone = make([]survey.PolicyRow, 1), make(chan struct{})
+		go func() {
+			defer close(polDone)
+			pols[0] = policy.Records(ctx, st.res, task.Entry.Domain)
+		}()
 	}
 	d := st.res.Resolve(ctx, task.Entry.Domain)
 	var rs Resolved
@@ -173,8 +179,9 @@ func (st *Stages) Resolve(ctx context.Context, task Task) (Resolved, bool) {
 			rs.Rows.TLSA = append(rs.Rows.TLSA, row)
 		}
 	}
-	if pol != nil {
-		rs.Rows.Policies = []survey.PolicyRow{<-pol}
+	if polDone != nil {
+		<-polDone
+		rs.Rows.Policies = pols
 	}
 	if ctx.Err() != nil {
 		return Resolved{}, false

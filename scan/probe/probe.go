@@ -28,6 +28,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mxsurvey/mxsurvey/datasets/survey"
@@ -206,11 +207,19 @@ func (p *Prober) Probe(ctx context.Context, t Target) (row survey.ProbeRow) {
 		if s.mc != nil {
 			row.BytesRead = s.mc.N
 		}
+		if s.br != nil {
+			s.br.Reset(nil) // holds nothing of this connection while pooled
+			replyReaders.Put(s.br)
+		}
 		row.DurationMS = time.Since(start).Milliseconds()
 	}()
 	s.run(t)
 	return row
 }
+
+// replyReaders are the sessions' reply readers, kept between probes: one
+// for each probe was 1% of all the scanner allocated.
+var replyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferBytes) }}
 
 // session is the state of one conversation.
 type session struct {
@@ -248,7 +257,8 @@ func (s *session) run(t Target) {
 	}
 	s.mc = &peer.Metered{Conn: c, Max: s.p.cfg.MaxProbeBytes}
 	s.conn = s.mc
-	s.br = bufio.NewReaderSize(s.mc, readBufferBytes)
+	s.br = replyReaders.Get().(*bufio.Reader)
+	s.br.Reset(s.mc)
 	s.steps = peer.NewSteps(s.ctx, s.mc, s.p.cfg.StepTimeout)
 
 	row.Outcome = survey.OutcomeBanner

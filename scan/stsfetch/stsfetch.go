@@ -256,7 +256,9 @@ func (f *Fetcher) get(ctx context.Context, domain string, ip netip.Addr, row *su
 	row.STSLocation = resp.Header.Get("Location")
 	c.budget(MaxBodyRead + bodySlack)
 	body := &capped{max: MaxBodyKept}
-	n, err := io.Copy(body, io.LimitReader(resp.Body, MaxBodyRead+1))
+	// io.Copy would allocate 32 KiB for each fetch; a policy is a few
+	// hundred bytes.
+	n, err := io.CopyBuffer(body, io.LimitReader(resp.Body, MaxBodyRead+1), make([]byte, 4<<10))
 	row.STSBody = body.b
 	row.STSBodyLen = min(n, MaxBodyRead)
 	row.STSBodyTruncated = n > MaxBodyKept
