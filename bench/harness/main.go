@@ -44,6 +44,7 @@ type config struct {
 	analyzeRows                     int64
 	smoke                           bool
 	commands                        string
+	rendering                       bool // -render: -commands, when given, says how the results were made
 	phases                          map[string]bool
 	flightPerIP                     int
 	flightLatency                   string
@@ -78,7 +79,7 @@ func main() {
 	flag.Int64Var(&c.analyzeRows, "analyze-rows", 1000000, "also analyze at least this many probe rows (copies of the largest scan as shards; 0: skip)")
 	flag.BoolVar(&c.smoke, "smoke", false, "smoke run: results and report go to -work only")
 	flag.StringVar(&c.commands, "commands", "", "text describing how this was invoked (for the report)")
-	render := flag.Bool("render", false, "only render the report from -results")
+	render := flag.Bool("render", false, "only render the report from -results (with -commands: how those results were made, for results from several invocations)")
 	phases := flag.String("phases", "field,off,on,flight,synth,polite", "phases to run: field (side by side with zgrab2 and zdns on the proving ground), "+
 		"off (latency off), on (latency on), flight (latency on, no per-address limit), "+
 		"synth (the analyzer on a synthetic real-like scan, once, after the sizes), polite (the polite tail, polite.go, at -polite-sizes); "+
@@ -108,6 +109,7 @@ func main() {
 		c.fieldRuns = c.runs
 	}
 	if *render {
+		c.rendering = true
 		if err := writeReport(c); err != nil {
 			log.Fatal(err)
 		}

@@ -417,13 +417,14 @@ func (s *Scan) Finish(ctx context.Context, readErr error) (*Result, error) {
 	return &Result{Manifest: m}, runErr
 }
 
-// heapBytesPerDomain is what a scan's heap grows to per input entry by
-// its end: the sets of domains, targets and MX hosts, the caches, the
-// queues. The live heap at the end of a 1,000,000-domain lab scan was about
-// 300 MB, and the runtime's setting lets the heap grow to twice that. Until
-// then the collector would run whenever the heap doubled from a few MiB,
-// and walk the growing sets each time; letting the heap reach this floor
-// first leaves the peak where it was.
+// heapBytesPerDomain is the heap a scan grows to, per input entry, before
+// the collector runs. The live heap grows with the scan (the sets of
+// domains, targets and MX hosts, the caches, the queues: 170 MB at the end
+// of a 1,000,000-domain lab scan), and at the runtime's own setting the
+// collector ran whenever the heap had doubled from a few MiB, walking those
+// sets each time: 625 collections in that scan, 18% of the scanner's CPU.
+// With the floor: 255 collections, 9% of its CPU, and a peak RSS of 581 MiB
+// (716 MiB before, when the sets held strings).
 const (
 	heapBytesPerDomain = 512
 	maxScanHeapFloor   = 1 << 30
