@@ -130,8 +130,12 @@ func HeapFloor(f uint64) (stop func()) {
 	if !enabled || f == 0 {
 		return func() {}
 	}
+	// The live heap is read before the floor applies: a floor set mid-run
+	// must not scale the minimum heap for a poll's length.
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
 	mu.Lock()
-	floor, live = f, 0
+	floor, live = f, sample[0].Value.Uint64()
 	apply()
 	mu.Unlock()
 	done, finished := make(chan struct{}), make(chan struct{})
@@ -139,8 +143,12 @@ func HeapFloor(f uint64) (stop func()) {
 		defer close(finished)
 		tick := time.NewTicker(floorPoll)
 		defer tick.Stop()
-		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
 			metrics.Read(sample)
 			mu.Lock()
 			if floor == f {
@@ -148,11 +156,6 @@ func HeapFloor(f uint64) (stop func()) {
 				apply()
 			}
 			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
 		}
 	}()
 	return func() {
